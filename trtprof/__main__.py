@@ -1,0 +1,3 @@
+from trtprof.cli import main
+
+main(prog_name="trtprof")

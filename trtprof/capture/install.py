@@ -1,0 +1,122 @@
+"""Installing and removing the instrumentation in this process.
+
+Why patch classes rather than instances: every runtime module, whether made by `compile`,
+`dynamo.compile`, `load`, unpickling or deep-copying, runs its class's `forward`; patching the class
+once before the user's code runs covers all of them. The runtime classes are looked up, not assumed
+(Torch-TensorRT 2.13 removed `PythonTorchTensorRTModule`); what could not be instrumented is said in
+`notes`.
+"""
+from __future__ import annotations
+
+import importlib
+
+from trtprof.capture import engines, graph, state
+from trtprof.capture.gpu import GpuClock
+from trtprof.capture.marks import Marks
+from trtprof.capture.recorder import Recorder
+
+# (runtime, class name, method, wrapper factory)
+_PATCHES = (
+    ("python", "PythonTorchTensorRTModule", "forward", engines.python_forward),
+    ("python", "PythonTorchTensorRTModule", "create_output_tensors", engines.python_create_outputs),
+    ("cpp", "TorchTensorRTModule", "forward", engines.cpp_forward),
+)
+_RUNTIME_MODULE = "torch_tensorrt.dynamo.runtime"
+
+
+def find_runtime_classes() -> tuple[dict, list[str]]:
+    """{'python': cls, 'cpp': cls} for the runtime classes this Torch-TensorRT has, and notes."""
+    try:
+        rt = importlib.import_module(_RUNTIME_MODULE)
+    except ImportError as e:
+        return {}, [f"torch_tensorrt is not importable ({e}): no engine can be recorded"]
+    except Exception as e:  # a broken install raises all sorts of things at import
+        return {}, [f"torch_tensorrt failed to import ({type(e).__name__}: {e}): no engine can be recorded"]
+    classes, notes = {}, []
+    for runtime, name in (("python", "PythonTorchTensorRTModule"), ("cpp", "TorchTensorRTModule")):
+        cls = getattr(rt, name, None)
+        if cls is None:
+            notes.append(f"this torch_tensorrt has no {name}: its runtime is not instrumented")
+        else:
+            classes[runtime] = cls
+    return classes, notes
+
+
+class Instrumenter:
+    """Install the hooks, record into `sink`, remove everything on `stop()`."""
+
+    def __init__(self, sink, *, gpu: bool | None = None, nvtx: bool = True, batch: int = 4096):
+        self.sink = sink
+        self.want_gpu = gpu
+        self.nvtx = nvtx
+        self.batch = batch
+        self.ins: state.Instrumentation | None = None
+        self._saved: list = []
+        self.notes: list[str] = []
+        self.classes: dict = {}
+        self._rec = None
+        self.gpu = None
+
+    def start(self) -> "Instrumenter":
+        if state.ACTIVE is not None:
+            raise RuntimeError("a trtprof capture is already active in this process")
+        import torch
+
+        gpu = None
+        cuda = torch.cuda.is_available()
+        if self.want_gpu is None or self.want_gpu:
+            if cuda:
+                gpu = GpuClock(torch)  # anchors itself on first use
+            else:
+                self.notes.append("no CUDA device: GPU start/end times are not recorded")
+        self.classes, notes = find_runtime_classes()
+        self.notes += notes
+        marks = Marks(self.nvtx)
+        if self.nvtx and not marks.available:
+            self.notes.append("the nvtx package is missing: no NVTX ranges are emitted")
+        rec = Recorder(self.sink, gpu, marks, self.batch)
+        self._rec = rec
+        self.gpu = gpu
+        self.ins = state.Instrumentation(rec, self.classes)
+        for runtime, cls_name, method, factory in _PATCHES:
+            cls = self.classes.get(runtime)
+            if cls is None:
+                continue
+            orig = cls.__dict__.get(method)
+            if orig is None:
+                self.notes.append(f"{cls_name}.{method} not found: that part of the {runtime} runtime "
+                                  "is not recorded")
+                continue
+            self._saved.append((cls, method, orig))
+            setattr(cls, method, factory(orig))
+        state.ACTIVE = self.ins
+        return self
+
+    def instrument(self, model) -> bool:
+        """Hook a compiled model now, so even its first call is recorded whole."""
+        return self.ins is not None and graph.instrument(self.ins, model) is not None
+
+    def stop(self) -> None:
+        """Flush every recorded row to the sink and restore the patched classes and modules."""
+        ins = self.ins
+        if ins is None:
+            return
+        state.ACTIVE = None
+        try:
+            ins.rec.drain(wait=True)
+        finally:
+            for cls, method, orig in reversed(self._saved):
+                setattr(cls, method, orig)
+            self._saved.clear()
+            for h in ins.hook_handles:
+                h.remove()
+            for mod in list(ins.proxied):
+                ctx = mod.__dict__.get("context")
+                if isinstance(ctx, engines.ContextProxy):
+                    mod.__dict__["context"] = ctx._trt_context
+            self.notes += [n for n in ins.rec.notes.values() if n not in self.notes]
+            self.ins = None
+
+    @property
+    def rows(self) -> int:
+        return self._rec.rows if self._rec else 0

@@ -1,0 +1,125 @@
+"""What the hooks share: the active instrumentation, per-module info and per-thread call stacks.
+
+Why module-level `ACTIVE`: the hooks are installed on classes (every instance, however it was
+created), so they need one place to find the recorder; when no capture is active they cost one
+global read and pass straight through.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass, field
+
+import torch
+
+ACTIVE: "Instrumentation | None" = None
+
+
+@dataclass(eq=False)
+class ModelInfo:
+    label: str
+    class_name: str
+    calls: int = 0
+
+
+@dataclass(eq=False)
+class SubgraphInfo:
+    name: str
+    kind: str  # engine | fallback
+    runtime: str  # python | cpp | torch
+    model: ModelInfo | None = None
+    calls: int = 0
+    last_shapes: tuple | None = None
+    attrs: dict = field(default_factory=dict)
+
+
+class RangeFrame:
+    """A top-level inference or a fallback call in flight."""
+
+    __slots__ = ("module", "info", "index", "shapes", "ev0", "t0", "ev1", "t1")
+
+    def __init__(self, module, info, index, shapes):
+        self.module, self.info, self.index, self.shapes = module, info, index, shapes
+        self.ev0 = self.ev1 = None
+        self.t0 = self.t1 = 0
+
+
+class CallFrame:
+    """One engine call in flight: what its inner hooks (alloc, enqueue) saw."""
+
+    __slots__ = ("module", "info", "call", "prealloc", "enqueued", "allocs", "exec")
+
+    def __init__(self, module, info, call, prealloc):
+        self.module, self.info, self.call, self.prealloc = module, info, call, prealloc
+        self.enqueued = False
+        self.allocs: list = []
+        self.exec = None
+
+
+class _Stacks(threading.local):
+    def __init__(self):
+        self.inferences: list[RangeFrame] = []
+        self.fallbacks: list[RangeFrame] = []
+        self.calls: list[CallFrame] = []
+
+
+class Instrumentation:
+    """The live state of one capture: recorder, module registry, thread stacks."""
+
+    def __init__(self, recorder, runtime_classes: dict):
+        self.rec = recorder
+        self.gpu = recorder.gpu
+        self.marks = recorder.marks
+        self.runtime_classes = runtime_classes  # {"python": cls, "cpp": cls}
+        self.subgraphs: "weakref.WeakKeyDictionary[torch.nn.Module, SubgraphInfo]" = weakref.WeakKeyDictionary()
+        self.models: "weakref.WeakKeyDictionary[torch.nn.Module, ModelInfo]" = weakref.WeakKeyDictionary()
+        self.stacks = _Stacks()
+        self.hook_handles: list = []
+        self.proxied: "weakref.WeakSet" = weakref.WeakSet()
+        self.model_count = 0
+        self.standalone_count = 0
+        self.seen_classes: set[str] = set()
+
+    def attrs(self, info, event: str, detail: str = ""):
+        key = (event, detail)
+        a = info.attrs.get(key)
+        if a is None:
+            a = info.attrs[key] = self.marks.attributes(info.name, event, detail)
+        return a
+
+    def current_call(self, module) -> CallFrame | None:
+        calls = self.stacks.calls
+        if calls and calls[-1].module is module:
+            return calls[-1]
+        return None
+
+    def inference_of(self, info) -> tuple[str, int]:
+        """(model label, inference index) for a row of `info`'s subgraph."""
+        if info.model is None:
+            return "", -1
+        inf = self.stacks.inferences
+        if inf and inf[-1].info is info.model:
+            return info.model.label, inf[-1].index
+        return info.model.label, -1
+
+
+def is_tracing(args) -> bool:
+    """True while torch.compile / torch.export trace the module (fake tensors): never record then."""
+    if torch.compiler.is_compiling():
+        return True
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return type(a) is not torch.Tensor and not isinstance(a, torch.nn.Parameter)
+    return False
+
+
+def shapes_of(tensors) -> tuple:
+    return tuple(t.shape for t in tensors if isinstance(t, torch.Tensor))
+
+
+def output_shapes(out) -> tuple:
+    if isinstance(out, torch.Tensor):
+        return (out.shape,)
+    if isinstance(out, (list, tuple)):
+        return shapes_of(out)
+    return ()

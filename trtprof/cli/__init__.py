@@ -1,0 +1,19 @@
+"""The `trtprof` command line: one module per subcommand, each only parsing and printing."""
+import click
+
+from trtprof import __version__
+from trtprof.cli.capture import capture
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="trtprof")
+def main():
+    """Profile Torch-TensorRT inference: output allocation, engine execution, fallbacks.
+
+    \b
+    Example:
+      trtprof capture scripts/bert_prealloc.py --python-runtime
+    """
+
+
+main.add_command(capture)

@@ -1,0 +1,55 @@
+"""`trtprof capture`: parse options, call the workflow, print the summary and where it went."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from trtprof import workflow
+from trtprof.analysis.summary import by_subgraph
+from trtprof.render.text import summary_table
+
+
+def _err(msg: str, quiet: bool = False) -> None:
+    if not quiet:
+        click.echo(f"trtprof: {msg}", err=True)
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("-m", "module", is_flag=True, help="Run TARGET as a module, like python -m.")
+@click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
+              help="Capture folder (default: reports/<script>-<timestamp>/).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.argument("target")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def capture(module, output, quiet, target, args):
+    """Run a Python script (or -m module) and record every Torch-TensorRT call it makes.
+
+    TARGET runs as __main__ with ARGS, exactly as `python TARGET ARGS`; trtprof exits with its exit
+    code. The capture folder holds timeline.parquet (one row per range) and meta.json.
+
+    \b
+    Example:
+      trtprof capture scripts/bert_prealloc.py --python-runtime
+      trtprof capture -o reports/bert -m mypkg.infer --batch 8
+    """
+    options = {"module": module, "output": output}
+    command = [sys.executable, "-m", "trtprof", "capture"] + sys.argv[2:] if sys.argv else None
+    _err(f"capturing {'-m ' if module else ''}{target} {' '.join(args)}".rstrip(), quiet)
+    try:
+        res = workflow.capture_script(target, list(args), module=module, out=output, options=options,
+                                      command=command)
+    except workflow.UsageError as e:
+        _err(str(e))
+        sys.exit(e.code)
+    for note in res.notes:
+        _err(f"note: {note}", quiet)
+    if res.error:
+        _err(f"the script stopped: {res.error}")
+    cap = res.capture
+    if not quiet:
+        click.echo(summary_table(by_subgraph(cap.timeline)), err=True)
+        status = "" if cap.complete else " (incomplete)"
+        click.echo(f"capture written{status}: {cap.path}/ ({len(cap.timeline)} rows); "
+                   f"load it with trtprof.load({str(cap.path)!r})", err=True)
+    sys.exit(res.exit_code)

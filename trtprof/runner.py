@@ -1,0 +1,77 @@
+"""Run a user's script or module as `__main__`, exactly as `python SCRIPT ARGS` / `python -m MOD ARGS`.
+
+Why in-process (like pyinstrument and memray): the instrumentation patches classes in this
+interpreter, so the script must run here. Its SystemExit becomes our exit code; any other exception
+is summarised in one line with the place it came from, so the caller can still write the capture.
+"""
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+import traceback
+from dataclasses import dataclass
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    error: str | None = None  # one line: what went wrong and where
+    interrupted: bool = False  # Ctrl-C or SIGTERM
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM, so the capture is written like on Ctrl-C."""
+
+
+def _exit_code(code) -> tuple[int, str | None]:
+    if code is None:
+        return 0, None
+    if isinstance(code, bool):
+        return int(code), None
+    if isinstance(code, int):
+        return code & 0xFF if code >= 0 else code % 256, None
+    return 1, str(code)  # sys.exit("message") prints the message and exits 1
+
+
+def _origin(exc: BaseException, script: str | None) -> str:
+    """file:line of the innermost frame in the user's script, else the innermost frame."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    target = os.path.realpath(script) if script else None
+    own = [f for f in frames if target and os.path.realpath(f.filename) == target]
+    pick = (own or frames[-1:] or [None])[-1]
+    return f"{os.path.relpath(pick.filename)}:{pick.lineno}" if pick else "unknown location"
+
+
+def run(target: str, args: list[str], module: bool = False) -> RunResult:
+    """Run `target` (a path, or a module name if `module`) with `args`; never raises for its errors."""
+    saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
+    script = None
+    try:
+        if module:
+            sys.argv = [target] + list(args)
+            sys.path[0:1] = [os.getcwd()]
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+        else:
+            script = target
+            sys.argv = [target] + list(args)
+            sys.path[0:1] = [os.path.dirname(os.path.abspath(target))]
+            runpy.run_path(target, run_name="__main__")
+        return RunResult(0)
+    except SystemExit as e:
+        code, msg = _exit_code(e.code)
+        if msg:
+            print(msg, file=sys.stderr)
+        return RunResult(code)
+    except (KeyboardInterrupt, Terminated) as e:
+        kind = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else "terminated (SIGTERM)"
+        return RunResult(130 if isinstance(e, KeyboardInterrupt) else 143, f"{kind} at {_origin(e, script)}",
+                         interrupted=True)
+    except BaseException as e:  # the script's own failure: summarise, keep going to write the capture
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        what = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+        return RunResult(1, f"{what} (at {_origin(e, script)})")
+    finally:
+        sys.argv = saved_argv
+        if saved_path0 is not None:
+            sys.path[0:1] = [saved_path0]

@@ -1,0 +1,135 @@
+"""A capture session: instrumentation + capture folder + metadata, as one object.
+
+`profile()` is the in-process API (a notebook, a server); `trtprof capture` uses the same `Session`
+around the user's script. Like pyinstrument's `Profiler.stop()` returning a saved-and-loadable
+Session, `stop()` writes the folder and gives back a loaded `Capture`.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import secrets
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from trtprof import __version__
+from trtprof.capture import environment
+from trtprof.capture.install import Instrumenter
+from trtprof.model.store import Capture, CaptureWriter, load_capture
+
+DEFAULT_ROOT = "reports"
+
+
+def default_folder(stem: str, root: str | os.PathLike = DEFAULT_ROOT) -> Path:
+    """reports/<stem>-<YYYYmmdd-HHMMSS>[-N]: a new folder, never one that exists."""
+    ts = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{stem}-{ts}"
+    path, n = base, 1
+    while path.exists():
+        path, n = Path(f"{base}-{n}"), n + 1
+    return path
+
+
+class Session:
+    """Owns one capture from `start()` to `stop()`."""
+
+    def __init__(self, out: str | os.PathLike | None = None, *, name: str = "capture",
+                 options: dict | None = None, command: list[str] | None = None, nvtx: bool = True,
+                 gpu: bool | None = None):
+        self.folder = Path(out) if out else default_folder(name)
+        self.options = options or {}
+        self.command = command if command is not None else list(sys.argv)
+        self.instrumenter = Instrumenter(self._write, nvtx=nvtx, gpu=gpu)
+        self.writer: CaptureWriter | None = None
+        self.capture: Capture | None = None
+        self._t0 = 0.0
+
+    def _write(self, records):
+        self.writer.write(records)
+
+    def start(self) -> "Session":
+        meta = {
+            "capture_id": secrets.token_hex(6),
+            "trtprof": __version__,
+            "command": self.command,
+            "cwd": os.getcwd(),
+            "options": self.options,
+            "start_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "pid": os.getpid(),
+            "clock": "perf_counter_ns (CLOCK_MONOTONIC)",
+            "clock_anchor": {"perf_counter_ns": time.perf_counter_ns(), "time_ns": time.time_ns()},
+        }
+        self.writer = CaptureWriter(self.folder, meta)  # raises CaptureError before anything runs
+        self._t0 = time.perf_counter()
+        self.instrumenter.start()
+        return self
+
+    def instrument(self, model) -> bool:
+        return self.instrumenter.instrument(model)
+
+    def stop(self, *, status: str = "complete", reason: str | None = None, exit_code: int | None = None) -> Capture:
+        """Flush and write the capture folder; returns it loaded. Safe to call once after start()."""
+        inst = self.instrumenter
+        try:
+            inst.stop()
+        except Exception as e:  # GPU gone, etc.: keep what was written, say why
+            status, reason = "incomplete", reason or f"flushing failed: {type(e).__name__}: {e}"
+        updates = {
+            "status": status,
+            "duration_s": round(time.perf_counter() - self._t0, 3),
+            "environment": environment.describe(),
+            "notes": inst.notes,
+            "runtime_classes": {k: f"{c.__module__}.{c.__qualname__}" for k, c in inst.classes.items()},
+            "gpu_anchor_error_ns": getattr(inst.gpu, "anchor_error_ns", None),
+        }
+        if reason:
+            updates["incomplete_reason"] = reason
+        if exit_code is not None:
+            updates["exit_code"] = exit_code
+        folder = self.writer.close(**updates)
+        self.capture = load_capture(folder)
+        return self.capture
+
+    @property
+    def notes(self) -> list[str]:
+        return self.instrumenter.notes
+
+
+@contextmanager
+def profile(out: str | os.PathLike | None = None, **kwargs):
+    """Capture everything Torch-TensorRT runs inside the block::
+
+        with trtprof.profile(out="reports/run1") as cap:
+            model(x)
+        cap.timeline  # the DataFrame (also in reports/run1/)
+
+    The yielded object gets `timeline`, `meta` and `path` once the block ends.
+    """
+    session = Session(out, name=kwargs.pop("name", "profile"), **kwargs).start()
+    result = _Pending(session)
+    status, reason = "complete", None
+    try:
+        yield result
+    except BaseException as e:
+        status, reason = "incomplete", f"{type(e).__name__} raised inside trtprof.profile()"
+        raise
+    finally:
+        result._fill(session.stop(status=status, reason=reason))
+
+
+class _Pending:
+    """What `profile()` yields: the session while running, the Capture's fields after."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.timeline = None
+        self.meta = None
+        self.path = session.folder
+
+    def instrument(self, model) -> bool:
+        return self.session.instrument(model)
+
+    def _fill(self, cap: Capture) -> None:
+        self.timeline, self.meta, self.path = cap.timeline, cap.meta, cap.path

@@ -1,0 +1,80 @@
+"""`trtprof capture` as a function: check the target, start a session, run the script, write it all.
+
+Kept apart from the CLI so it can be tested and reused without click, and so the CLI only parses
+options and prints. Whatever the script does (exit, raise, Ctrl-C, SIGTERM) the capture is written
+and marked complete or incomplete.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trtprof import runner
+from trtprof.model.store import Capture, CaptureError
+from trtprof.session import Session
+
+# Exit codes of trtprof's own failures (the script's own exit code passes through otherwise).
+EXIT_SCRIPT_ERROR = 1
+EXIT_NO_SCRIPT = 3
+EXIT_BAD_OUTPUT = 4
+EXIT_BAD_CAPTURE = 5
+EXIT_EMPTY_CAPTURE = 6
+
+
+class UsageError(Exception):
+    """A bad argument found before anything ran: one line, and the exit code to use."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class CaptureOutcome:
+    exit_code: int
+    capture: Capture | None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def check_target(target: str, module: bool) -> str:
+    """The capture's name stem; raises UsageError for a script that is missing or unreadable."""
+    if module:
+        try:
+            spec = importlib.util.find_spec(target)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            raise UsageError(f"no module named {target!r}", EXIT_NO_SCRIPT)
+        return target.rsplit(".", 1)[-1]
+    p = Path(target)
+    if not p.exists():
+        raise UsageError(f"script not found: {target}", EXIT_NO_SCRIPT)
+    if not p.is_file() or not os.access(p, os.R_OK):
+        raise UsageError(f"script not readable: {target}", EXIT_NO_SCRIPT)
+    return p.stem
+
+
+def _raise_terminated(signum, frame):
+    raise runner.Terminated()
+
+
+def capture_script(target: str, args: list[str], *, module: bool = False, out: str | None = None,
+                   options: dict | None = None, command: list[str] | None = None) -> CaptureOutcome:
+    stem = check_target(target, module)
+    session = Session(out, name=stem, options=options, command=command)
+    try:
+        session.start()
+    except CaptureError as e:
+        raise UsageError(str(e), EXIT_BAD_OUTPUT) from None
+    old = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        result = runner.run(target, args, module=module)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    status = "incomplete" if result.interrupted or result.error else "complete"
+    cap = session.stop(status=status, reason=result.error, exit_code=result.exit_code)
+    return CaptureOutcome(result.exit_code, cap, result.error, session.notes)
