@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install trtprof with its test dependencies and run the CPU test suite (tests marked gpu are skipped
+# without CUDA + torch_tensorrt). torch is pinned to 2.13.0 first: that version is the CPU build here,
+# and installing it before the package keeps pip from pulling the multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v "^WARNING" || true
+python3 -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING" || true
+python3 -c "import torch, trtprof; print('torch', torch.__version__, '| trtprof', trtprof.__version__)"
+set +e
+python3 -m pytest -q -p no:cacheprovider "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "pytest collected no tests: treating that as a failure" >&2
+  exit 1
+fi
+exit "$rc"
