@@ -3,6 +3,7 @@ import click
 
 from trtprof import __version__
 from trtprof.cli.capture import capture
+from trtprof.cli.export import export
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,3 +18,4 @@ def main():
 
 
 main.add_command(capture)
+main.add_command(export)
