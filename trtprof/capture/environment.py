@@ -20,7 +20,14 @@ def _version(module: str):
             m = importlib.import_module(module)
         except Exception:
             return None
-    return getattr(m, "__version__", None)
+    v = getattr(m, "__version__", None)
+    if v is None:
+        try:
+            from importlib.metadata import version
+            v = version(module)
+        except Exception:
+            pass
+    return v
 
 
 def _driver_version():

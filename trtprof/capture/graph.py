@@ -39,8 +39,11 @@ def discover(ins, module: torch.nn.Module, runtime: str) -> SubgraphInfo:
     """Register an engine seen for the first time, instrumenting the model it belongs to."""
     ins.seen_classes.add(type(module).__name__)
     parent, _ = _find_parent(module)
-    if parent is not None:
-        instrument(ins, parent)
+    if parent is not None and parent not in ins.models:
+        model = instrument(ins, parent)
+        if model is not None:  # its call 0 is under way, unseen by its pre-hook: rows still say 0
+            model.calls = 1
+            ins.stacks.partial = model
     info = ins.subgraphs.get(module)
     if info is None:  # an engine called on its own, outside any compiled graph
         name = getattr(module, "name", "") or f"engine{ins.standalone_count}"
@@ -104,6 +107,8 @@ def _model_pre(module, args):
         return
     info = ins.models.get(module)
     if info is not None:
+        if ins.stacks.partial is info:
+            ins.stacks.partial = None
         _open(ins, ins.stacks.inferences, module, info, args, ins.marks.attributes(info.label, "inference"))
 
 
@@ -118,7 +123,7 @@ def _model_post(module, args, out):
                     host_end_ns=frame.t1, input_shapes=frame.shapes, shapes=state.output_shapes(out),
                     stream=_stream_handle(ins)), frame.ev0, frame.ev1)
     if not ins.stacks.inferences:
-        rec.drain()  # a safe point: outside every range
+        rec.safe_point()  # outside every range: batched work happens here, not inside a range
 
 
 def _fallback_pre(module, args):

@@ -8,7 +8,9 @@ once before the user's code runs covers all of them. The runtime classes are loo
 """
 from __future__ import annotations
 
+import functools
 import importlib
+import sys
 
 from trtprof.capture import engines, graph, state
 from trtprof.capture.gpu import GpuClock
@@ -22,6 +24,19 @@ _PATCHES = (
     ("cpp", "TorchTensorRTModule", "forward", engines.cpp_forward),
 )
 _RUNTIME_MODULE = "torch_tensorrt.dynamo.runtime"
+# Functions that return compiled models: wrapped so a model is hooked before its first call.
+_FACTORIES = (("torch_tensorrt", "compile"), ("torch_tensorrt.dynamo", "compile"))
+
+
+def _hook_result(orig):
+    @functools.wraps(orig)
+    def factory(*args, **kwargs):
+        result = orig(*args, **kwargs)
+        ins = state.ACTIVE
+        if ins is not None and hasattr(result, "named_children"):
+            graph.instrument(ins, result)
+        return result
+    return factory
 
 
 def find_runtime_classes() -> tuple[dict, list[str]]:
@@ -89,6 +104,12 @@ class Instrumenter:
                 continue
             self._saved.append((cls, method, orig))
             setattr(cls, method, factory(orig))
+        for modname, attr in _FACTORIES if self.classes else ():
+            mod = sys.modules.get(modname)
+            orig = getattr(mod, attr, None)
+            if callable(orig):
+                self._saved.append((mod, attr, orig))
+                setattr(mod, attr, _hook_result(orig))
         state.ACTIVE = self.ins
         return self
 

@@ -26,11 +26,12 @@ def format_shapes(shapes) -> str:
 
 
 class Recorder:
-    def __init__(self, sink, gpu=None, marks=None, batch: int = 4096):
+    def __init__(self, sink, gpu=None, marks=None, batch: int = 4096, resolve_every: int = 256):
         self.sink = sink
         self.gpu = gpu
         self.marks = marks
         self.batch = batch
+        self.resolve_every = resolve_every
         self.pid = os.getpid()
         self._seq = itertools.count()
         self._pending: deque = deque()  # (record, start_event, end_event)
@@ -55,18 +56,24 @@ class Recorder:
             self._pending.append((rec, start_ev, end_ev))
         else:
             self._ready.append(rec)
-        if len(self._pending) + len(self._ready) >= self.batch:
+        if len(self._pending) + len(self._ready) >= 4 * self.batch:
+            self.drain()  # no safe point came for a long time (engines called on their own)
+
+    def safe_point(self) -> None:
+        """Called outside every range (after a top-level inference): do the batched work if due."""
+        if len(self._pending) >= self.resolve_every or len(self._ready) >= self.batch:
             self.drain()
 
     def drain(self, wait: bool = False) -> None:
-        """Resolve completed events (all of them if `wait`) and pass ready rows to the sink."""
+        """Resolve completed events (all of them if `wait`); write ready rows once a batch is full
+        (always if `wait`), so the sink sees few, large batches."""
         if not self._lock.acquire(blocking=wait):
             return  # another thread is draining
         try:
             if wait and self._pending:
                 self.gpu.synchronize()
             self._resolve()
-            if self._ready:
+            if self._ready and (wait or len(self._ready) >= self.batch):
                 out, self._ready = self._ready, []
                 for rec in out:
                     rec[R.INDEX["input_shapes"]] = format_shapes(rec[R.INDEX["input_shapes"]])

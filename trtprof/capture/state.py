@@ -61,6 +61,7 @@ class _Stacks(threading.local):
         self.inferences: list[RangeFrame] = []
         self.fallbacks: list[RangeFrame] = []
         self.calls: list[CallFrame] = []
+        self.partial: ModelInfo | None = None  # model discovered mid-call: its call 0 is running
 
 
 class Instrumentation:
@@ -100,6 +101,8 @@ class Instrumentation:
         inf = self.stacks.inferences
         if inf and inf[-1].info is info.model:
             return info.model.label, inf[-1].index
+        if self.stacks.partial is info.model:
+            return info.model.label, 0
         return info.model.label, -1
 
 

@@ -1,0 +1,106 @@
+"""On the GPU machine: real Torch-TensorRT, both runtimes, captured through `trtprof capture`.
+
+Run with scripts/gpu_tests.sh (skipped without CUDA + torch_tensorrt). The workload
+(gpu_scripts/two_engines.py) has two engines around a forced graph break, a dynamic batch and a
+fixed schedule of pre-allocation on/off and shape changes, which it writes out so every row can be
+checked against what really ran.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import trtprof
+
+pytestmark = pytest.mark.gpu
+ROOT = Path(__file__).resolve().parent.parent
+TOL_NS = 200_000  # event-to-host-clock anchoring tolerance for ordering checks
+
+
+@pytest.fixture(scope="module", params=["python", "cpp"])
+def captured(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(request.param)
+    sched = tmp / "schedule.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-m", "trtprof", "capture", "-o", str(tmp / "cap"),
+                           str(ROOT / "tests/gpu_scripts/two_engines.py"), request.param, str(sched)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cap = trtprof.load_capture(tmp / "cap")
+    return request.param, cap, json.loads(sched.read_text()), proc.stderr
+
+
+def test_structure(captured):
+    runtime, cap, sched, _ = captured
+    df = cap.timeline
+    assert sched["children"] == ["_run_on_acc_0", "_run_on_gpu_1", "_run_on_acc_2"]
+    assert cap.meta["status"] == "complete"
+    assert cap.meta["runtime_classes"][runtime]
+    engines = df[df.subgraph_kind == "engine"]
+    assert set(engines.subgraph) == {"_run_on_acc_0", "_run_on_acc_2"}
+    assert set(engines.runtime) == {runtime}
+    n = len(sched["schedule"])
+    for sub in ("_run_on_acc_0", "_run_on_acc_2"):
+        calls = engines[(engines.subgraph == sub) & (engines.event == "call")]
+        execs = engines[(engines.subgraph == sub) & (engines.event == "exec")]
+        assert len(calls) == n and len(execs) == n
+        assert sorted(execs.call) == list(range(n))
+    fb = df[df.event == "fallback"]
+    assert len(fb) == n and set(fb.subgraph) == {"_run_on_gpu_1"}
+    inf = df[df.event == "inference"]
+    assert sorted(inf.inference) == list(range(n))  # the model was instrumented at compile time
+
+
+def test_gpu_times(captured):
+    _, cap, _, _ = captured
+    df = cap.timeline
+    timed = df[df.event.isin(["exec", "fallback", "inference"])]
+    assert timed.gpu_start_ns.notna().all() and timed.gpu_end_ns.notna().all()
+    assert (timed.gpu_start_ns < timed.gpu_end_ns).all()
+    assert timed.stream.notna().all()
+    # the GPU cannot start an engine before its enqueue began, nor finish before the host enqueued it
+    ex = df[df.event == "exec"]
+    assert (ex.gpu_start_ns >= ex.host_start_ns - TOL_NS).all()
+    assert (ex.gpu_end_ns >= ex.host_end_ns - TOL_NS).all()
+    # an inference's GPU interval encloses its engines' GPU intervals
+    inf = df[df.event == "inference"].set_index("inference")
+    for _, row in ex[ex.inference >= 0].iterrows():
+        outer = inf.loc[row.inference]
+        assert row.gpu_start_ns >= outer.gpu_start_ns - TOL_NS
+        assert row.gpu_end_ns <= outer.gpu_end_ns + TOL_NS
+
+
+def test_prealloc_and_shapes(captured):
+    runtime, cap, sched, _ = captured
+    df = cap.timeline
+    plan = sched["schedule"]
+    calls = df[(df.subgraph_kind == "engine") & (df.event == "call")]
+    for _, row in calls.iterrows():
+        assert bool(row.prealloc) == plan[row.inference]["prealloc"], row.to_dict()
+    changed = {i for i in range(1, len(plan)) if plan[i]["batch"] != plan[i - 1]["batch"]}
+    flagged = set(calls[calls.shape_changed.astype(bool)].inference)
+    assert flagged == changed
+    if runtime != "python":
+        return
+    allocs = df[df.event == "alloc"]
+    post = allocs[allocs.alloc_phase == "after_enqueue"]
+    assert len(post) > 0
+    assert all(plan[i]["prealloc"] for i in post.inference)  # pre-allocation only when on
+    for _, row in calls.iterrows():
+        used = row.outputs == "preallocated"
+        prev_on = row.inference > 0 and plan[row.inference - 1]["prealloc"]
+        expect = plan[row.inference]["prealloc"] and prev_on and row.inference not in changed
+        assert used == expect, row.to_dict()
+    # a shape change with pre-allocation on throws the buffers away: a fresh allocation before exec
+    for i in changed:
+        if plan[i]["prealloc"]:
+            rows = calls[calls.inference == i]
+            assert rows.reallocated.astype(bool).all()
+
+
+def test_summary_printed(captured):
+    _, _, _, stderr = captured
+    assert "_run_on_acc_0" in stderr and "capture written" in stderr
