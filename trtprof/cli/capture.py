@@ -42,8 +42,8 @@ def capture(module, output, quiet, target, args):
     except workflow.UsageError as e:
         _err(str(e))
         sys.exit(e.code)
-    for note in res.notes:
-        _err(f"note: {note}", quiet)
+    if res.notes:
+        _err("could not record everything: " + "; ".join(res.notes), quiet)
     if res.error:
         _err(f"the script stopped: {res.error}")
     cap = res.capture
