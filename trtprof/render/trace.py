@@ -153,6 +153,8 @@ def build_trace(df: pd.DataFrame, meta: dict | None = None) -> dict:
     """The trace as a dict {"traceEvents": [...], "otherData": {...}}; `to_json` makes it text."""
     meta = meta if meta is not None else df.attrs.get("trtprof", {})
     df = df.reset_index(drop=True)
+    for c in df.columns[df.dtypes == object]:  # hand-made frames may hold what UTF-8 cannot encode
+        df[c] = pd.Series([_py(v) for v in df[c]], dtype=object)
     b = _Builder(df)
     host_pids = sorted({int(p) for p in df["pid"]}) or [0]
     gpu_pid = max(host_pids) + 1
@@ -250,7 +252,10 @@ def _ns(us: float) -> int:
 
 def check_nesting(trace: dict) -> list[str]:
     """Problems a viewer would hit, one line each: on any (pid, tid), slices that partially overlap
-    (instants count as empty slices), and negative times or durations. Empty when the trace is sound."""
+    (instants count as empty slices), and negative times or durations. Empty when the trace is sound.
+
+    Reads slices as viewers do: ordered by start, equal starts in file order (the first is the parent),
+    so a longer slice written after a shorter one with the same start counts as crossing it."""
     tracks = defaultdict(list)
     problems = []
     for ev in trace["traceEvents"]:
@@ -261,7 +266,7 @@ def check_nesting(trace: dict) -> list[str]:
             tracks[(ev["pid"], ev["tid"])].append((start, start + dur, ev["name"]))
     for (pid, tid), spans in tracks.items():
         stack: list[tuple[int, int, str]] = []
-        for s, e, name in sorted(spans, key=lambda x: (x[0], -x[1])):
+        for s, e, name in sorted(spans, key=lambda x: x[0]):  # stable: file order on equal starts
             while stack and stack[-1][1] <= s:
                 stack.pop()
             if stack and e > stack[-1][1]:

@@ -1,0 +1,480 @@
+"""`trtprof export`: the trace JSON and the CSV checked against the timeline they come from.
+
+Synthetic timelines (with GPU times, several threads sharing a stream, rounding jitter) exercise the GPU
+lanes and flows that a CPU capture cannot have; a CPU capture checks the whole path end to end.
+"""
+import json
+import random
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import trtprof
+from trtprof import workflow
+from trtprof.capture.records import FIELDS
+from trtprof.cli import main
+from trtprof.model import schema
+from trtprof.model.store import CaptureWriter
+from trtprof.render import trace as tr
+from trtprof.render.tabular import write_csv
+
+DEFAULT_STREAM, CALLER_STREAM = 0, 0x7F3A_0000_1200
+
+
+# -- a small simulator of what the hooks record ----------------------------------------------------
+class Sim:
+    """Timelines shaped like real captures: per thread, inferences wrapping engine calls (alloc, exec)
+    and fallbacks; GPU times on engine streams and a caller stream that threads may share. It records
+    which (after_enqueue alloc, call) pairs should be linked, so the tests do not re-derive them."""
+
+    def __init__(self, rnd: random.Random, pid: int = 4242, runtime: str = "python", jitter: int = 0):
+        self.r, self.pid, self.runtime, self.jitter = rnd, pid, runtime, jitter
+        self.rows: list[dict] = []
+        self.calls: dict[str, int] = {}
+        self.last_shapes: dict[str, str] = {}
+        self.pending: dict[tuple, dict] = {}  # (subgraph, thread) -> after_enqueue alloc row
+        self.expected_prealloc: list[tuple[int, int]] = []  # (alloc seq, call seq)
+        self.inferences = 0
+
+    def gap(self) -> int:
+        return self.r.choice([0, 1, self.r.randint(2, 3000)])
+
+    def dur(self) -> int:
+        return self.r.randint(2, 5000)
+
+    def gpu(self, row: dict, stream: int, work: int = 0) -> None:
+        """Mark `row` as timed by events on `stream` recorded at its host start and end; `frame` gives
+        them GPU times the way a stream does: in recording order, across threads."""
+        row["stream"] = stream
+        row["_gpu"] = work
+
+    def _gpu_times(self) -> None:
+        events = []  # (stream, host time recorded, order, row, end?)
+        for r in self.rows:
+            if "_gpu" in r:
+                events += [(r["stream"], r["host_start_ns"], 0, r, False), (r["stream"], r["host_end_ns"], 1, r, True)]
+        cur = {}
+        for stream, host, _, r, end in sorted(events, key=lambda e: e[:3]):
+            t = max(host + self.r.randint(0, 2000), cur.get(stream, 0) + (r["_gpu"] if end else 0))
+            cur[stream] = t
+            r["gpu_end_ns" if end else "gpu_start_ns"] = t
+        for r in self.rows:
+            if "_gpu" in r and self.jitter:  # event-clock rounding: nesting on a stream may break
+                r["gpu_start_ns"] += self.r.randint(-self.jitter, self.jitter)
+                r["gpu_end_ns"] = max(r["gpu_end_ns"] + self.r.randint(-self.jitter, self.jitter), r["gpu_start_ns"])
+
+    def add(self, **kw) -> dict:
+        row = dict(dict(seq=len(self.rows), pid=self.pid, model="model0"), **kw)
+        self.rows.append(row)
+        return row
+
+    def inference(self, thread: int, t: int, prealloc: bool, shapes: str, caller: int) -> int:
+        """One top-level call on `thread` starting at host time t; returns its end."""
+        start, t = t, t + self.dur()
+        for sub in ("_run_on_acc_0", "_run_on_gpu_1", "_run_on_acc_2"):
+            t += self.gap()
+            if "gpu" in sub:
+                t = self.fallback(thread, sub, t, shapes, caller)
+            else:
+                t = self.engine(thread, sub, t, prealloc, shapes, caller)
+        end = t + self.dur()
+        row = self.add(thread=thread, inference=self.inferences, subgraph="model0", subgraph_kind="model",
+                       runtime="torch", event="inference", call=self.inferences, host_start_ns=start,
+                       host_end_ns=end, input_shapes=shapes, shapes=shapes)
+        self.gpu(row, caller)
+        self.inferences += 1
+        return end
+
+    def _common(self, sub: str, thread: int, shapes: str) -> dict:
+        call = self.calls.get(sub, 0)
+        self.calls[sub] = call + 1
+        changed = sub in self.last_shapes and self.last_shapes[sub] != shapes
+        self.last_shapes[sub] = shapes
+        return dict(thread=thread, inference=self.inferences, subgraph=sub, call=call, input_shapes=shapes,
+                    shape_changed=changed)
+
+    def fallback(self, thread, sub, t, shapes, caller) -> int:
+        end = t + self.dur()
+        row = self.add(subgraph_kind="fallback", runtime="torch", event="fallback", host_start_ns=t,
+                       host_end_ns=end, shapes=shapes, **self._common(sub, thread, shapes))
+        self.gpu(row, caller, self.dur())
+        return end
+
+    def engine(self, thread, sub, t, prealloc, shapes, caller) -> int:
+        c = self._common(sub, thread, shapes)
+        c.update(subgraph_kind="engine", runtime=self.runtime, prealloc=prealloc)
+        if self.runtime == "cpp":  # one host range for call and exec; GPU events on the caller stream
+            end = t + self.dur()
+            for ev in ("call", "exec"):
+                row = self.add(event=ev, host_start_ns=t, host_end_ns=end, stream=caller, reallocated=False, **c)
+            self.gpu(row, caller, self.dur())
+            return end
+        src = self.pending.pop((sub, thread), None)
+        reuse = prealloc and src is not None and not c["shape_changed"]
+        outputs = "preallocated" if reuse else "new"
+        start = t
+        t += self.r.randint(2, 500)  # the call's own work before its first child
+        allocs = []
+        if not reuse:
+            allocs.append(("before_exec", t, t + self.dur()))
+            t = allocs[-1][2] + self.gap()
+        x0, x1 = t, t + self.dur()
+        stream = 0x5500_0000 + int(sub[-1]) * 0x100  # each engine has its own stream
+        t = x1 + self.gap()
+        if prealloc:
+            allocs.append(("after_enqueue", t, t + self.dur()))
+            t = allocs[-1][2]
+        end = t + self.gap()
+        call = self.add(event="call", host_start_ns=start, host_end_ns=end, outputs=outputs, shapes=shapes,
+                        reallocated=prealloc and not reuse, stream=stream, **c)
+        if reuse:
+            self.expected_prealloc.append((src["seq"], call["seq"]))
+        row = self.add(event="exec", host_start_ns=x0, host_end_ns=x1, stream=stream, outputs=outputs,
+                       reallocated=prealloc and not reuse, **c)
+        self.gpu(row, stream, self.dur())
+        for phase, a0, a1 in allocs:
+            row = self.add(event="alloc", host_start_ns=a0, host_end_ns=a1, alloc_phase=phase, shapes=shapes,
+                           bytes=64, reallocated=prealloc and not reuse and phase == "before_exec", **c)
+            if phase == "after_enqueue":
+                self.pending[(sub, thread)] = row
+        return end
+
+    def frame(self) -> pd.DataFrame:
+        self._gpu_times()
+        return schema.to_frame(schema.records_to_table([[r.get(f) for f in FIELDS] for r in self.rows]))
+
+
+def simulate(seed: int, threads: int = 2, runtime: str = "python", jitter: int = 0, shared_caller=True):
+    r = random.Random(seed)
+    sim = Sim(r, runtime=runtime, jitter=jitter)
+    for th in range(threads):
+        thread = 139_700_000_000_000 + th * 4096
+        t = 10_000_000 + r.randint(0, 20_000)  # threads run at the same time
+        caller = DEFAULT_STREAM if shared_caller else CALLER_STREAM + th
+        for i in range(r.randint(2, 5)):
+            warm = th == 0 and i < 2  # two pre-allocated calls in a row: the second reuses outputs
+            prealloc = warm or r.random() < 0.8
+            shapes = "(3,8)" if not warm and r.random() < 0.15 else "(2,8)"
+            t = sim.inference(thread, t + r.randint(0, 3000), prealloc, shapes, caller)
+    return sim
+
+
+# -- reading the trace back the way a viewer does --------------------------------------------------
+def slices(trace):
+    return [e for e in trace["traceEvents"] if e["ph"] == "X"]
+
+
+def gpu_pid(trace):
+    names = {e["pid"]: e["args"]["name"] for e in trace["traceEvents"]
+             if e["ph"] == "M" and e["name"] == "process_name"}
+    return next((p for p, n in names.items() if n == "GPU"), None)
+
+
+def ns(us):
+    return round(us * 1000)
+
+
+def bound_slice(trace, ev):
+    """The slice a flow end binds to: the innermost slice open at its time on its track."""
+    t = ns(ev["ts"])
+    open_ = [(ns(s["ts"]), -ns(s["ts"] + s["dur"]), i, s) for i, s in enumerate(slices(trace))
+             if (s["pid"], s["tid"]) == (ev["pid"], ev["tid"]) and ns(s["ts"]) <= t < ns(s["ts"]) + ns(s["dur"])]
+    return max(open_, key=lambda x: x[:3])[3] if open_ else None
+
+
+def covered(trace, sl):
+    """True when slices nested in `sl` on its track leave no ns free inside it (a flow cannot bind to it)."""
+    s0, s1 = ns(sl["ts"]), ns(sl["ts"]) + ns(sl["dur"])
+    kids = sorted((ns(o["ts"]), ns(o["ts"]) + ns(o["dur"])) for o in slices(trace) if o is not sl and
+                  (o["pid"], o["tid"]) == (sl["pid"], sl["tid"]) and s0 <= ns(o["ts"]) and ns(o["ts"] + o["dur"]) <= s1)
+    cur = s0
+    for a, b in kids:
+        if a - cur >= 2:
+            return False
+        cur = max(cur, b)
+    return s1 - cur < 2
+
+
+def check_against_timeline(df, trace):
+    """Every range once per lane with its exact start and duration; flows and marks where they belong."""
+    t0 = trace["otherData"]["time_origin_ns"]
+    gp = gpu_pid(trace)
+    xs = slices(trace)
+    host = {e["args"]["seq"]: e for e in xs if e["pid"] != gp}
+    gpu = {e["args"]["seq"]: e for e in xs if e["pid"] == gp}
+    assert len(host) + len(gpu) == len(xs), "a range appears twice in one lane"
+    assert sorted(host) == sorted(df["seq"])
+    timed = df[df["gpu_start_ns"].notna()]
+    assert sorted(gpu) == sorted(timed["seq"])
+    for r in df.itertuples():
+        h = host[r.seq]
+        assert h["name"] == f"{r.subgraph} {r.event}"
+        assert abs(h["ts"] * 1000 + t0 - r.host_start_ns) < 1e-3 * 1000 / 2
+        assert abs(h["dur"] - (r.host_end_ns - r.host_start_ns) / 1000) <= 0.001
+        assert h["pid"] == r.pid
+        if r.seq in gpu:
+            g = gpu[r.seq]
+            assert abs(g["ts"] * 1000 + t0 - r.gpu_start_ns) < 0.5
+            assert abs(g["dur"] - (r.gpu_end_ns - r.gpu_start_ns) / 1000) <= 0.001
+    # one host track per thread (no sub-tracks needed there), tracks of one thread never shared
+    tracks = {}
+    for r in df.itertuples():
+        tracks.setdefault((host[r.seq]["pid"], host[r.seq]["tid"]), set()).add(r.thread)
+    assert all(len(v) == 1 for v in tracks.values())
+    assert tr.check_nesting(trace) == []
+    assert tr.check_flows(trace) == []
+    flows = [e for e in trace["traceEvents"] if e["ph"] in "sf"]
+    by_id = {}
+    for f in flows:
+        by_id.setdefault(f["id"], {})[f["ph"]] = f
+    enq = {}
+    for pair in by_id.values():
+        src, dst = bound_slice(trace, pair["s"]), bound_slice(trace, pair["f"])
+        if pair["s"]["name"].startswith("enqueue"):
+            assert src is host[src["args"]["seq"]] and src["args"]["seq"] in gpu
+            assert dst is gpu[src["args"]["seq"]] or covered(trace, gpu[src["args"]["seq"]])
+            enq[src["args"]["seq"]] = 1
+    assert sorted(enq) == sorted(timed[timed["event"] == "exec"]["seq"])
+    marks = [e for e in trace["traceEvents"] if e["ph"] == "i"]
+    changed = df[df["event"].isin(["call", "fallback"]) & df["shape_changed"].fillna(False).astype(bool)]
+    assert sorted((m["pid"], m["tid"], m["ts"]) for m in marks) == sorted(
+        (host[s]["pid"], host[s]["tid"], host[s]["ts"]) for s in changed["seq"])
+    assert all(m["s"] == "t" for m in marks)
+    return by_id
+
+
+def prealloc_pairs(trace, by_id):
+    out = []
+    for pair in by_id.values():
+        if pair["s"]["name"].startswith("prealloc"):
+            out.append((bound_slice(trace, pair["s"])["args"]["seq"], bound_slice(trace, pair["f"])["args"]["seq"]))
+    return sorted(out)
+
+
+# -- the trace against synthetic timelines ---------------------------------------------------------
+@pytest.mark.parametrize("runtime", ["python", "cpp"])
+@pytest.mark.parametrize("seed", range(4))
+def test_trace_matches_timeline(seed, runtime):
+    sim = simulate(seed, threads=3, runtime=runtime, jitter=3)
+    df = sim.frame()
+    trace = json.loads(tr.to_json(tr.build_trace(df, {"command": ["x"]})))
+    by_id = check_against_timeline(df, trace)
+    assert prealloc_pairs(trace, by_id) == sorted(sim.expected_prealloc)
+    if runtime == "python":
+        assert sim.expected_prealloc, "the scenario should reuse pre-allocated outputs at least once"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10**9), st.integers(1, 3), st.sampled_from(["python", "cpp"]), st.integers(0, 4000),
+       st.booleans())
+def test_trace_matches_timeline_property(seed, threads, runtime, jitter, shared):
+    sim = simulate(seed, threads=threads, runtime=runtime, jitter=jitter, shared_caller=shared)
+    df = sim.frame().sample(frac=1, random_state=seed % 1000)  # row order must not matter
+    trace = json.loads(tr.to_json(tr.build_trace(df)))
+    by_id = check_against_timeline(df, trace)
+    assert prealloc_pairs(trace, by_id) == sorted(sim.expected_prealloc)
+
+
+def test_shared_stream_gets_sub_tracks_and_names():
+    sim = simulate(1, threads=3, jitter=0, shared_caller=True)
+    df = sim.frame()
+    trace = tr.build_trace(df)
+    names = {(e["pid"], e["tid"]): e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "thread_name"}
+    gp = gpu_pid(trace)
+    gpu_tracks = {n for (p, _), n in names.items() if p == gp}
+    assert "stream 0x0 (legacy default)" in gpu_tracks
+    assert any(n.startswith("stream 0x0 (legacy default) #") for n in gpu_tracks), \
+        "three threads' inferences on one stream cross: they need sub-tracks"
+    for s in df["stream"].dropna().unique():
+        assert any(n.startswith(f"stream {int(s):#x}") for n in gpu_tracks)
+    host_pids = {e["pid"] for e in trace["traceEvents"] if e["name"] == "process_name" and e["pid"] != gp}
+    assert host_pids == {4242}
+    all_ids = {e["tid"] for e in slices(trace)}
+    assert not all_ids & (host_pids | {gp}), "tids must not reuse a pid"
+
+
+def test_checker_catches_crossing_slices(monkeypatch):
+    df = simulate(1, threads=3, shared_caller=True).frame()
+    monkeypatch.setattr(tr, "_tracks", lambda spans: ([0] * len(spans), [-1] * len(spans)))
+    problems = tr.check_nesting(tr.build_trace(df))
+    assert problems and "crosses" in problems[0]
+
+
+def test_checkers_on_hand_made_traces():
+    def x(name, ts, dur, tid=1):
+        return {"name": name, "ph": "X", "pid": 1, "tid": tid, "ts": ts, "dur": dur}
+    ok = {"traceEvents": [x("a", 0, 10), x("b", 0, 10), x("c", 2, 3), x("d", 5, 5), x("e", 10, 0), x("f", 3, 9, 2)]}
+    assert tr.check_nesting(ok) == []
+    bad = {"traceEvents": [x("a", 0, 10), x("b", 9.999, 0.002)]}
+    assert len(tr.check_nesting(bad)) == 1
+    assert len(tr.check_nesting({"traceEvents": [x("short", 0, 5), x("long", 0, 10)]})) == 1  # file order
+    assert tr.check_nesting({"traceEvents": [x("a", -1, 1)]})
+    inst = {"traceEvents": [x("a", 0, 10), {"name": "i", "ph": "i", "s": "t", "pid": 1, "tid": 1, "ts": 10.5}]}
+    assert tr.check_nesting(inst) == []
+    s = {"name": "n", "cat": "flow", "ph": "s", "id": 7, "pid": 1, "tid": 1, "ts": 1}
+    f = dict(s, ph="f", bp="e", ts=4)
+    assert tr.check_flows({"traceEvents": [x("a", 0, 10), s, f]}) == []
+    assert tr.check_flows({"traceEvents": [x("a", 0, 10), s]})
+    assert tr.check_flows({"traceEvents": [x("a", 0, 10), s, f, dict(f)]})
+    assert tr.check_flows({"traceEvents": [x("a", 0, 10), s, dict(f, bp=None)]})
+    assert tr.check_flows({"traceEvents": [x("a", 0, 10), s, dict(f, ts=20)]})
+
+
+def test_negative_gpu_duration_kept_visible():
+    df = simulate(2, threads=1).frame()
+    i = df.index[df["gpu_start_ns"].notna()][0]
+    df.loc[i, "gpu_end_ns"] = df.loc[i, "gpu_start_ns"] - 5
+    trace = tr.build_trace(df)
+    g = [e for e in slices(trace) if e["pid"] == gpu_pid(trace) and e["args"]["seq"] == df.at[i, "seq"]]
+    assert len(g) == 1 and g[0]["dur"] == 0 and g[0]["args"]["negative_duration_ns"] == -5
+    assert tr.check_nesting(trace) == []
+
+
+HOSTILE = ['q"uo\\te', "</script><script>alert(1)</script>", "ünï 名前 🚀", "new\nline\ttab", "\x00\x1f", "\u2028"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_names_give_valid_json(name, tmp_path):
+    sim = simulate(3, threads=1)
+    for r in sim.rows:
+        r["subgraph"] = name + r["subgraph"]
+        r["model"] = name
+        r["note"] = name
+    df = sim.frame()
+    path = tr.write_trace(df, tmp_path / "t.json", {"command": [name]})
+    raw = path.read_bytes()
+    trace = json.loads(raw.decode("utf-8"))  # strict UTF-8 and strict JSON
+    assert b"\\ud83d" not in raw  # no surrogate-pair escapes: Perfetto's parser rejects them
+    assert all(e["name"].startswith(name) for e in slices(trace))
+    assert trace["otherData"]["trtprof"]["command"] == [name]
+    check_against_timeline(df, trace)
+
+
+def test_lone_surrogate_is_replaced_not_fatal(tmp_path):
+    """A frame built by hand (object column) can hold what UTF-8 cannot encode; the export survives it."""
+    df = simulate(3, threads=1).frame()
+    df["subgraph"] = pd.Series([s + "\ud800" for s in df["subgraph"]], dtype=object)
+    text = tr.write_trace(df, tmp_path / "t.json").read_text(encoding="utf-8")
+    assert all("\ud800" not in e["name"] for e in slices(json.loads(text)))
+
+
+def test_empty_timeline_gives_empty_trace():
+    trace = tr.build_trace(schema.empty_frame())
+    assert slices(trace) == [] and tr.check_nesting(trace) == [] and tr.check_flows(trace) == []
+
+
+# -- CSV ------------------------------------------------------------------------------------------
+def test_csv_round_trip(tmp_path):
+    sim = simulate(5, threads=2)
+    sim.rows[0]["note"] = 'comma, "quote"\nnewline'
+    df = sim.frame()
+    back = pd.read_csv(write_csv(df, tmp_path / "t.csv"), keep_default_na=False, na_values=[""])
+    assert list(back.columns) == list(schema.COLUMNS)
+    assert len(back) == len(df)
+    assert back["note"][0] == 'comma, "quote"\nnewline'
+    for col in ("seq", "thread", "host_start_ns", "host_end_ns"):
+        assert back[col].tolist() == df[col].tolist()
+    assert back["gpu_start_ns"].astype("Int64").tolist() == df["gpu_start_ns"].tolist()
+
+
+# -- CLI ------------------------------------------------------------------------------------------
+def write_capture(folder, df):
+    w = CaptureWriter(folder, {"command": ["test"]})
+    w.write([[r[f] if not pd.isna(r[f]) else None for f in FIELDS] for r in df.to_dict("records")])
+    w.close()
+    return folder
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, ["export", *map(str, args)])
+
+
+def test_cli_perfetto_default_path(tmp_path):
+    df = simulate(6).frame()
+    cap = write_capture(tmp_path / "cap", df)
+    res = invoke(cap)
+    assert res.exit_code == 0, res.output
+    out = cap / "trace.json"
+    assert f"trace written: {out} — open it at ui.perfetto.dev (Open trace file) or chrome://tracing" in res.stderr
+    trace = json.loads(out.read_text(encoding="utf-8"))
+    check_against_timeline(trtprof.load(cap), trace)
+    assert not list(cap.glob("*.tmp"))
+
+
+def test_cli_csv_to_file_and_dir(tmp_path):
+    cap = write_capture(tmp_path / "cap", simulate(7).frame())
+    res = invoke(cap / "timeline.parquet", "--format", "csv", "-o", tmp_path / "x.csv")
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_csv(tmp_path / "x.csv")) == len(trtprof.load(cap))
+    assert f"timeline written: {tmp_path / 'x.csv'}" in res.stderr
+    (tmp_path / "d").mkdir()
+    assert invoke(cap, "-f", "csv", "-o", tmp_path / "d").exit_code == 0
+    assert (tmp_path / "d" / "timeline.csv").is_file()
+
+
+def test_cli_quiet(tmp_path):
+    cap = write_capture(tmp_path / "cap", simulate(8).frame())
+    res = invoke(cap, "-q")
+    assert res.exit_code == 0 and res.output == ""
+    assert (cap / "trace.json").is_file()
+
+
+def _one_line_error(res, code):
+    assert res.exit_code == code, res.output
+    assert "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("trtprof: ")
+    return lines[0]
+
+
+def test_cli_errors(tmp_path):
+    assert "no capture" in _one_line_error(invoke(tmp_path / "missing"), workflow.EXIT_BAD_CAPTURE)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "meta.json").write_text("{not json")
+    _one_line_error(invoke(tmp_path / "bad"), workflow.EXIT_BAD_CAPTURE)
+    empty = write_capture(tmp_path / "empty", schema.empty_frame())
+    assert "no rows" in _one_line_error(invoke(empty), workflow.EXIT_EMPTY_CAPTURE)
+    cap = write_capture(tmp_path / "cap", simulate(9).frame())
+    msg = _one_line_error(invoke(cap, "-o", tmp_path / "nowhere" / "t.json"), workflow.EXIT_BAD_OUTPUT)
+    assert "cannot write" in msg
+    assert CliRunner().invoke(main, ["export", str(cap), "--format", "svg"]).exit_code == 2
+
+
+def test_cli_help_has_example():
+    res = CliRunner().invoke(main, ["export", "--help"])
+    assert res.exit_code == 0 and "Example" in res.output and "--format" in res.output
+    assert "export" in CliRunner().invoke(main, ["--help"]).output
+
+
+# -- end to end on a CPU capture --------------------------------------------------------------------
+@pytest.mark.fake_trt
+def test_cpu_capture_end_to_end(tmp_path):
+    import torch
+    import torch_tensorrt
+    from cpu_models import partitioned
+
+    m = partitioned("python")
+    x = torch.randn(2, 8)
+    with trtprof.profile(out=tmp_path / "cap"):
+        m(x)
+        m(x)
+        with torch_tensorrt.runtime.enable_pre_allocated_outputs(m):
+            m(x)
+            m(x)
+            m(torch.randn(3, 8))
+    res = invoke(tmp_path / "cap")
+    assert res.exit_code == 0, res.output
+    df = trtprof.load(tmp_path / "cap")
+    trace = json.loads((tmp_path / "cap" / "trace.json").read_text(encoding="utf-8"))
+    assert gpu_pid(trace) is None and df["gpu_start_ns"].isna().all()  # CPU: host lanes only
+    by_id = check_against_timeline(df, trace)
+    pairs = prealloc_pairs(trace, by_id)
+    seq = df.set_index("seq")
+    assert pairs and all(seq.at[a, "alloc_phase"] == "after_enqueue" and seq.at[c, "outputs"] == "preallocated"
+                         and seq.at[a, "subgraph"] == seq.at[c, "subgraph"] for a, c in pairs)
+    reused = df[(df["event"] == "call") & (df["outputs"] == "preallocated")]
+    assert sorted(c for _, c in pairs) == sorted(reused["seq"])
+    assert any(e["ph"] == "i" for e in trace["traceEvents"])  # the (3, 8) batch changed shapes
