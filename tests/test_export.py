@@ -415,6 +415,16 @@ def test_cli_csv_to_file_and_dir(tmp_path):
     assert (tmp_path / "d" / "timeline.csv").is_file()
 
 
+def test_cli_incomplete_capture_exports_with_a_note(tmp_path):
+    df = simulate(10).frame()
+    w = CaptureWriter(tmp_path / "cap", {"command": ["test"]})  # never closed: as if the process died
+    w.write([[r[f] if not pd.isna(r[f]) else None for f in FIELDS] for r in df.to_dict("records")])
+    res = invoke(tmp_path / "cap")
+    assert res.exit_code == 0, res.output
+    assert "note: the capture is incomplete" in res.stderr
+    check_against_timeline(df, json.loads((tmp_path / "cap" / "trace.json").read_text(encoding="utf-8")))
+
+
 def test_cli_quiet(tmp_path):
     cap = write_capture(tmp_path / "cap", simulate(8).frame())
     res = invoke(cap, "-q")
