@@ -191,10 +191,10 @@ def exposed_per_inference(df: pd.DataFrame, allocs: pd.DataFrame | None = None,
     denom = ran.groupby(["model", "subgraph", "mode"], sort=False).size().rename("inferences")
     a = allocs[allocs["inference"] >= 0].merge(ok, on=KEY)
     a = a.assign(_n=1, bytes=a["bytes"].astype("Float64").fillna(0).astype(float))
-    num = a.groupby(["model", "subgraph", "mode"], sort=False).agg(
-        allocs=("_n", "sum"), bytes=("bytes", "sum"), alloc_ns=("alloc_ns", "sum"),
-        hidden_ns=("hidden_ns", lambda x: x.sum(min_count=1)),
-        exposed_ns=("exposed_ns", lambda x: x.sum(min_count=1)))
+    gb = a.groupby(["model", "subgraph", "mode"], sort=False)
+    num = gb.agg(allocs=("_n", "sum"), bytes=("bytes", "sum"), alloc_ns=("alloc_ns", "sum"))
+    num["hidden_ns"] = gb["hidden_ns"].sum(min_count=1)
+    num["exposed_ns"] = gb["exposed_ns"].sum(min_count=1)
     out = denom.to_frame().join(num, how="left")
     n = out["inferences"].astype(float)
     gpu_known = has_gpu_times(df)
