@@ -19,14 +19,7 @@ import timeit
 
 import torch
 
-
-def build_bert(device: str, half: bool):
-    try:
-        from transformers import BertConfig, BertModel
-    except ImportError:
-        return None
-    model = BertModel(BertConfig(torchscript=True)).eval()
-    return (model.half() if half else model).to(device)
+from bert_models import bert_inputs, build_bert, compile_bert
 
 
 def perf(model, inputs, warmup: int, iters: int) -> float:
@@ -68,6 +61,7 @@ def main(argv=None) -> int:
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=10, help="timed iterations per mode (the tutorial: 10)")
+    p.add_argument("--graph-breaks", action="store_true", help="leave GELU to PyTorch: many engines")
     args = p.parse_args(argv)
     if not torch.cuda.is_available() or importlib.util.find_spec("torch_tensorrt") is None:
         return cpu_fallback(args)
@@ -77,12 +71,9 @@ def main(argv=None) -> int:
     if model is None:
         print("transformers is not installed: cannot build BERT", file=sys.stderr)
         return 2
-    inputs = [torch.randint(0, 5, (args.batch, args.seq_len), dtype=torch.int32, device="cuda") for _ in range(2)]
-    # TensorRT-RTX builds strongly typed networks: the model is already fp16, so precisions are left out
-    rtx = importlib.util.find_spec("tensorrt_rtx") is not None
-    extra = {} if rtx else {"enabled_precisions": {torch.half}}
-    trt_model = torch_tensorrt.compile(model, ir="dynamo", inputs=inputs,
-                                       use_python_runtime=args.python_runtime, **extra)
+    inputs = bert_inputs(args.batch, args.seq_len)
+    trt_model = compile_bert(model, args.batch, args.seq_len, python_runtime=args.python_runtime,
+                             graph_breaks=args.graph_breaks)
     with torch_tensorrt.runtime.enable_pre_allocated_outputs(trt_model):
         trt_model(*inputs)
         trt_model(*inputs)  # subsequent inferences can use the pre-allocated buffers

@@ -37,11 +37,11 @@ class Session:
 
     def __init__(self, out: str | os.PathLike | None = None, *, name: str = "capture",
                  options: dict | None = None, command: list[str] | None = None, nvtx: bool = True,
-                 gpu: bool | None = None):
+                 gpu: bool | None = None, cpp_allocs: bool = True):
         self.folder = Path(out) if out else default_folder(name)
         self.options = options or {}
         self.command = command if command is not None else list(sys.argv)
-        self.instrumenter = Instrumenter(self._write, nvtx=nvtx, gpu=gpu)
+        self.instrumenter = Instrumenter(self._write, nvtx=nvtx, gpu=gpu, cpp_allocs=cpp_allocs)
         self.writer: CaptureWriter | None = None
         self.capture: Capture | None = None
         self._t0 = 0.0

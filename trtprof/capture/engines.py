@@ -58,39 +58,65 @@ class ContextProxy:
 
 def _begin(ins, module, runtime: str, inputs, prealloc: bool) -> CallFrame:
     info = ins.subgraphs.get(module) or graph.discover(ins, module, runtime)
-    frame = CallFrame(module, info, info.calls, prealloc)
+    frame = CallFrame(module, info, info.calls, prealloc, shapes_of(inputs))
+    frame.model, frame.inference = ins.inference_of(info)
     info.calls += 1
     ins.stacks.calls.append(frame)
     return frame
 
 
-def _emit(ins, frame: CallFrame, inputs, out, t0: int, t1: int) -> None:
-    """Turn a finished call into rows: call, exec, and one per allocation."""
+def _emit(ins, frame: CallFrame, groups=None) -> None:
+    """Turn a finished call into rows: call, exec, and one per allocation (pass).
+
+    `groups`: C++ runtime allocation groups from the allocator log (None when not recorded)."""
     info = frame.info
-    shapes = shapes_of(inputs)
-    changed = info.last_shapes is not None and shapes != info.last_shapes
-    info.last_shapes = shapes
+    if groups is not None:
+        frame.allocs = [(g.phase, g.start_ns, g.end_ns, tuple((s,) for s in g.sizes), g.bytes, g) for g in groups]
     allocated_before = any(a[0] == "before_exec" for a in frame.allocs)
     realloc = frame.prealloc and allocated_before
-    if info.runtime == "python":
-        outputs = "preallocated" if frame.prealloc and not allocated_before else "new"
-    else:
-        outputs = None  # the C++ runtime decides inside the op; see the alloc rows when available
-    model, inference = ins.inference_of(info)
-    common = dict(model=model, inference=inference, subgraph=info.name, subgraph_kind="engine",
-                  runtime=info.runtime, call=frame.call, input_shapes=shapes, prealloc=frame.prealloc,
-                  shape_changed=changed)
+    known = info.runtime == "python" or groups is not None
+    outputs = ("preallocated" if frame.prealloc and not allocated_before else "new") if known else None
+    common = dict(model=frame.model, inference=frame.inference, subgraph=info.name, subgraph_kind="engine",
+                  runtime=info.runtime, call=frame.call, input_shapes=frame.shapes, prealloc=frame.prealloc,
+                  shape_changed=frame.changed)
     rec = ins.rec
     ex = frame.exec
     stream = ex[4] if ex else None
-    rec.add(rec.new("call", host_start_ns=t0, host_end_ns=t1, shapes=output_shapes(out), outputs=outputs,
-                    reallocated=realloc, stream=stream, **common))
+    rec.add(rec.new("call", host_start_ns=frame.t0, host_end_ns=frame.t1, shapes=frame.out_shapes,
+                    outputs=outputs, reallocated=realloc, stream=stream, **common))
     if ex is not None:
         rec.add(rec.new("exec", host_start_ns=ex[0], host_end_ns=ex[1], stream=stream, outputs=outputs,
                         reallocated=realloc, **common), ex[2], ex[3])
-    for phase, a0, a1, ashapes, nbytes in frame.allocs:
+    for phase, a0, a1, ashapes, nbytes, *g in frame.allocs:
+        extra = {}
+        if g:  # from the allocator log: sizes, not shapes
+            g = g[0]
+            ashapes = None
+            extra = dict(new_segment=g.new_segments > 0, note=_group_note(g))
         rec.add(rec.new("alloc", host_start_ns=a0, host_end_ns=a1, alloc_phase=phase, shapes=ashapes,
-                        bytes=nbytes, reallocated=realloc and phase == "before_exec", **common))
+                        bytes=nbytes, reallocated=realloc and phase == "before_exec", **extra, **common))
+
+
+def _group_note(g) -> str:
+    note = f"{g.count} allocator allocations"
+    if g.new_segments:
+        note += f", {g.new_segments} from new cudaMalloc segments"
+    if g.temp_count:
+        note += f", {g.temp_count} freed within the call ({g.temp_bytes} B: cast staging or workspace)"
+    return note
+
+
+def harvest_cpp(ins) -> None:
+    """Attribute the allocator log to the finished C++ calls and emit their rows."""
+    from trtprof.capture.allocations import group_call, split_by_calls
+    pending, ins.cpp_pending = sorted(ins.cpp_pending, key=lambda f: f.t0), []
+    if not pending:
+        return
+    entries = ins.alloc_log.harvest() if ins.alloc_log is not None else []
+    by_call = split_by_calls(entries, pending)
+    for i, frame in enumerate(pending):
+        groups = group_call(by_call.get(i, []), frame.prealloc, frame.expect_after)
+        _emit(ins, frame, groups)
 
 
 def python_forward(orig):
@@ -104,16 +130,17 @@ def python_forward(orig):
             ins.proxied.add(self)
         frame = _begin(ins, self, "python", inputs, bool(getattr(self, "use_pre_allocated_outputs", False)))
         ins.marks.push(ins.attrs(frame.info, "call"))
-        t0 = now()
+        frame.t0 = now()
         out = None
         try:
             out = orig(self, *inputs)
             return out
         finally:
-            t1 = now()
+            frame.t1 = now()
             ins.marks.pop()
             ins.stacks.calls.pop()
-            _emit(ins, frame, inputs, out, t0, t1)
+            frame.out_shapes = output_shapes(out)
+            _emit(ins, frame)
     forward.__wrapped__ = orig
     return forward
 
@@ -147,21 +174,30 @@ def cpp_forward(orig):
         engine = getattr(self, "engine", None)
         prealloc = bool(getattr(engine, "use_pre_allocated_outputs", False))
         frame = _begin(ins, self, "cpp", inputs, prealloc)
+        log = ins.alloc_log
+        if log is not None and not log.active:
+            log.start()
         gpu = ins.gpu
         ev0 = gpu.record() if gpu else None
         ins.marks.push(ins.attrs(frame.info, "exec"))
-        t0 = now()
+        frame.t0 = t0 = now()
         out = None
         try:
             out = orig(self, *inputs)
             return out
         finally:
-            t1 = now()
+            frame.t1 = t1 = now()
             ins.marks.pop()
             ev1 = gpu.record() if gpu else None
             stream = torch.cuda.current_stream().cuda_stream if gpu else None
             frame.exec = (t0, t1, ev0, ev1, stream)
             ins.stacks.calls.pop()
-            _emit(ins, frame, inputs, out, t0, t1)
+            frame.out_shapes = output_shapes(out)
+            if log is None:
+                _emit(ins, frame)
+            else:  # rows wait for the allocator log, harvested at the next safe point
+                ins.cpp_pending.append(frame)
+                if len(ins.cpp_pending) >= 4096:
+                    harvest_cpp(ins)
     forward.__wrapped__ = orig
     return forward

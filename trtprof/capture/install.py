@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from trtprof.capture import engines, graph, state
+from trtprof.capture.allocations import AllocatorLog
 from trtprof.capture.gpu import GpuClock
 from trtprof.capture.marks import Marks
 from trtprof.capture.recorder import Recorder
@@ -60,11 +61,13 @@ def find_runtime_classes() -> tuple[dict, list[str]]:
 class Instrumenter:
     """Install the hooks, record into `sink`, remove everything on `stop()`."""
 
-    def __init__(self, sink, *, gpu: bool | None = None, nvtx: bool = True, batch: int = 4096):
+    def __init__(self, sink, *, gpu: bool | None = None, nvtx: bool = True, batch: int = 4096,
+                 cpp_allocs: bool = True):
         self.sink = sink
         self.want_gpu = gpu
         self.nvtx = nvtx
         self.batch = batch
+        self.cpp_allocs = cpp_allocs
         self.ins: state.Instrumentation | None = None
         self._saved: list = []
         self.notes: list[str] = []
@@ -93,6 +96,9 @@ class Instrumenter:
         self._rec = rec
         self.gpu = gpu
         self.ins = state.Instrumentation(rec, self.classes)
+        self.ins.harvest = engines.harvest_cpp
+        if gpu is not None and "cpp" in self.classes and self.cpp_allocs:
+            self.ins.alloc_log = AllocatorLog(torch)  # started at the first C++ engine call
         for runtime, cls_name, method, factory in _PATCHES:
             cls = self.classes.get(runtime)
             if cls is None:
@@ -124,8 +130,21 @@ class Instrumenter:
             return
         state.ACTIVE = None
         try:
+            if ins.alloc_log is not None and ins.alloc_log.active:
+                ins.rec.gpu.synchronize()
+            engines.harvest_cpp(ins)
             ins.rec.drain(wait=True)
         finally:
+            if ins.alloc_log is not None:
+                ins.alloc_log.stop()
+                if ins.alloc_log.dropped:
+                    self.notes.append("the allocator log overflowed between harvests: some C++ runtime "
+                                      "allocations are missing")
+            from trtprof.capture.graph import uncovered_graphs
+            n = uncovered_graphs(ins)
+            if n:
+                self.notes.append(f"{n} live graph(s) call torch.ops.tensorrt.execute_engine directly (an "
+                                  "exported program): their engine calls are not recorded")
             for cls, method, orig in reversed(self._saved):
                 setattr(cls, method, orig)
             self._saved.clear()

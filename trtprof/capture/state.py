@@ -30,6 +30,7 @@ class SubgraphInfo:
     model: ModelInfo | None = None
     calls: int = 0
     last_shapes: tuple | None = None
+    last_prealloc: bool = False
     attrs: dict = field(default_factory=dict)
 
 
@@ -47,13 +48,20 @@ class RangeFrame:
 class CallFrame:
     """One engine call in flight: what its inner hooks (alloc, enqueue) saw."""
 
-    __slots__ = ("module", "info", "call", "prealloc", "enqueued", "allocs", "exec")
+    __slots__ = ("module", "info", "call", "prealloc", "enqueued", "allocs", "exec", "shapes", "changed",
+                 "expect_after", "model", "inference", "t0", "t1", "out_shapes")
 
-    def __init__(self, module, info, call, prealloc):
-        self.module, self.info, self.call, self.prealloc = module, info, call, prealloc
+    def __init__(self, module, info, call, prealloc, shapes):
+        self.module, self.info, self.call, self.prealloc, self.shapes = module, info, call, prealloc, shapes
+        self.changed = info.last_shapes is not None and shapes != info.last_shapes
+        # the runtime can reuse earlier buffers only if the previous call pre-allocated for these shapes
+        self.expect_after = prealloc and info.last_prealloc and not self.changed
+        info.last_shapes, info.last_prealloc = shapes, prealloc
         self.enqueued = False
         self.allocs: list = []
         self.exec = None
+        self.t0 = self.t1 = 0
+        self.out_shapes = ()
 
 
 class _Stacks(threading.local):
@@ -80,6 +88,15 @@ class Instrumentation:
         self.model_count = 0
         self.standalone_count = 0
         self.seen_classes: set[str] = set()
+        self.alloc_log = None  # AllocatorLog for the C++ runtime, when enabled
+        self.cpp_pending: list[CallFrame] = []  # C++ calls waiting for their allocator entries
+        self.harvest = None  # callable(ins) emitting cpp_pending with their allocations
+
+    def safe_point(self) -> None:
+        """Outside every range: harvest allocator entries and write rows when enough are waiting."""
+        if len(self.cpp_pending) >= 512 and self.harvest is not None:
+            self.harvest(self)
+        self.rec.safe_point()
 
     def attrs(self, info, event: str, detail: str = ""):
         key = (event, detail)

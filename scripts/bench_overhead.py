@@ -1,0 +1,124 @@
+"""Capture overhead on the GPU: median latency per inference with no tool, under trtprof (with and
+without the C++ allocator log), and under torch.profiler; interleaved blocks, one process, one compile.
+
+    source .trtbundle/activate.sh && python3 scripts/bench_overhead.py --runtime cpp --out reports/bench
+
+Each block runs every mode for --iters timed inferences (synchronize after each, like the tutorial);
+the order of modes rotates from block to block so drift hits all modes alike. Reported per mode: the
+median over all its iterations, the median of per-block medians, and the ratio to 'none' in the same
+run. It also checks that trtprof does not change what it measures: the median inference latency that
+trtprof recorded (host time of its inference rows) against the no-tool median.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bert_models import bert_inputs, build_bert, compile_bert  # noqa: E402
+
+import trtprof  # noqa: E402
+
+
+def timed(model, inputs, iters):
+    out = []
+    with torch.no_grad():
+        for _ in range(iters):
+            t0 = time.perf_counter_ns()
+            model(*inputs)
+            torch.cuda.synchronize()
+            out.append((time.perf_counter_ns() - t0) / 1e6)
+    return out
+
+
+def run_mode(mode, model, inputs, iters, tmp, block):
+    """Latencies (ms) of one block in one mode, and trtprof's own inference medians if any."""
+    if mode == "none":
+        return timed(model, inputs, iters), None
+    if mode.startswith("trtprof"):
+        s = trtprof.Session(Path(tmp) / f"{mode}-{block}", cpp_allocs=(mode == "trtprof"), name=mode)
+        s.start()
+        s.instrument(model)
+        try:
+            lat = timed(model, inputs, iters)
+        finally:
+            cap = s.stop()
+        df = cap.timeline
+        inf = df[df.event == "inference"]
+        return lat, ((inf.host_end_ns - inf.host_start_ns) / 1e6).tolist()
+    if mode == "torch.profiler":
+        acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+        with torch.profiler.profile(activities=acts):
+            lat = timed(model, inputs, iters)
+        return lat, None
+    raise ValueError(mode)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runtime", choices=["cpp", "python"], default="cpp")
+    p.add_argument("--graph-breaks", action="store_true")
+    p.add_argument("--blocks", type=int, default=5)
+    p.add_argument("--iters", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--prealloc", action="store_true", help="pre-allocated outputs on")
+    p.add_argument("--modes", default="none,trtprof,trtprof-noalloc,torch.profiler")
+    p.add_argument("--out", default="reports/bench")
+    args = p.parse_args(argv)
+    import torch_tensorrt
+
+    model = build_bert()
+    inputs = bert_inputs()
+    t0 = time.time()
+    trt = compile_bert(model, python_runtime=args.runtime == "python", graph_breaks=args.graph_breaks)
+    compile_s = time.time() - t0
+    torch_tensorrt.runtime.enable_pre_allocated_outputs(trt).set_pre_allocated_output(args.prealloc)
+    timed(trt, inputs, args.warmup)
+    modes = args.modes.split(",")
+    lat = {m: [] for m in modes}
+    blocks = {m: [] for m in modes}
+    own = {m: [] for m in modes}
+    with tempfile.TemporaryDirectory() as tmp:
+        for b in range(args.blocks):
+            order = modes[b % len(modes):] + modes[:b % len(modes)]
+            for m in order:
+                x, mine = run_mode(m, trt, inputs, args.iters, tmp, b)
+                lat[m] += x
+                blocks[m].append(statistics.median(x))
+                if mine:
+                    own[m] += mine
+    base = statistics.median(lat["none"]) if "none" in lat else None
+    res = {
+        "model": "bert-base fp16 b1 s128" + (" gelu-fallbacks" if args.graph_breaks else ""),
+        "runtime": args.runtime, "prealloc": args.prealloc,
+        "engines": sum(1 for n, _ in trt.named_children() if n.startswith("_run_on_acc")),
+        "fallbacks": sum(1 for n, _ in trt.named_children() if n.startswith("_run_on_gpu")),
+        "compile_s": round(compile_s, 1), "blocks": args.blocks, "iters": args.iters,
+        "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
+        "torch_tensorrt": torch_tensorrt.__version__,
+        "modes": {},
+    }
+    for m in modes:
+        med = statistics.median(lat[m])
+        res["modes"][m] = {
+            "median_ms": round(med, 4), "mean_ms": round(statistics.fmean(lat[m]), 4),
+            "block_medians_ms": [round(v, 4) for v in blocks[m]],
+            "ratio_to_none": round(med / base, 4) if base else None,
+            "trtprof_inference_median_ms": round(statistics.median(own[m]), 4) if own[m] else None,
+        }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"overhead-{args.runtime}{'-broken' if args.graph_breaks else ''}{'-prealloc' if args.prealloc else ''}.json"
+    (out / name).write_text(json.dumps(res, indent=2))
+    print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()

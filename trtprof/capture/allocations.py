@@ -1,0 +1,148 @@
+"""Allocations made inside the C++ runtime's `execute_engine`, from the CUDA caching allocator's log.
+
+Why this mechanism: the C++ runtime allocates outputs (and, in dynamic resource mode, the workspace)
+inside one opaque op, out of reach of Python hooks. The caching allocator can keep its own history
+(`torch.cuda.memory._record_memory_history`, no stack traces): each alloc / free / new cudaMalloc
+segment with a timestamp, at a cost measured on the H100 as within run-to-run noise. We harvest that
+history at safe points (`torch.cuda.memory._snapshot()`), convert its wall-clock microseconds to the
+host clock, and attribute every entry to the C++ engine call whose host interval contains it.
+
+What the entries of one call say: Torch-TensorRT 2.11 makes each output as
+`at::empty(shape, fp32).to(dtype)`, so an fp16 output shows as alloc(fp32) alloc(fp16) free(fp32):
+the freed block is staging for a cast kernel; a `segment_alloc` right before an alloc means the cache
+had no block and cudaMalloc was called. With pre-allocated outputs on, the outputs for the next call
+are made after the enqueue: a call that allocates two identical groups made one before execution
+and one after the enqueue.
+"""
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass, field
+
+MAX_ENTRIES = 200_000
+
+
+@dataclass
+class Entry:
+    host_ns: int
+    action: str
+    addr: int
+    size: int
+    stream: int
+
+
+class AllocatorLog:
+    """Start/stop the allocator history and hand out the entries recorded since the last harvest."""
+
+    def __init__(self, torch, max_entries: int = MAX_ENTRIES):
+        self._torch = torch
+        self.max_entries = max_entries
+        self.active = False
+        self._last_us = -1
+        self._last_keys: set = set()
+        self.dropped = False
+
+    def start(self) -> None:
+        mem = self._torch.cuda.memory
+        mem._record_memory_history(enabled="all", context=None, stacks="python", max_entries=self.max_entries)
+        self.active = True
+
+    def stop(self) -> None:
+        if self.active:
+            self._torch.cuda.memory._record_memory_history(enabled=None)
+            self.active = False
+
+    def harvest(self) -> list[Entry]:
+        """Entries since the last harvest, oldest first, with host-clock (perf_counter) times."""
+        if not self.active:
+            return []
+        snap = self._torch.cuda.memory._snapshot()
+        offset = time.time_ns() - time.perf_counter_ns()
+        dev = self._torch.cuda.current_device()
+        traces = snap.get("device_traces") or []
+        trace = traces[dev] if dev < len(traces) else []
+        if len(trace) >= self.max_entries and self._last_us >= 0 and trace[0]["time_us"] > self._last_us:
+            self.dropped = True  # the ring buffer wrapped between two harvests
+        out, last_us, keys = [], self._last_us, set()
+        for e in trace:
+            t = e.get("time_us", 0)
+            key = (e.get("action"), e.get("addr"), e.get("size"))
+            if t < self._last_us or (t == self._last_us and key in self._last_keys):
+                continue
+            if t > last_us:
+                last_us, keys = t, set()
+            keys.add(key)
+            out.append(Entry(t * 1000 - offset, e.get("action", ""), e.get("addr", 0), e.get("size", 0),
+                             e.get("stream", 0)))
+        if out:
+            self._last_us, self._last_keys = last_us, keys
+        return out
+
+
+@dataclass
+class Group:
+    """Allocations of one output-creation pass inside a call."""
+
+    start_ns: int
+    end_ns: int
+    phase: str
+    bytes: int = 0
+    count: int = 0
+    new_segments: int = 0
+    temp_bytes: int = 0
+    temp_count: int = 0
+    sizes: list = field(default_factory=list)
+
+
+def _signature(entries: list[Entry]) -> list[tuple]:
+    return [(e.action, e.size) for e in entries]
+
+
+def group_call(entries: list[Entry], prealloc: bool, expect_after: bool) -> list[Group]:
+    """Split one call's entries into allocation groups and label their phase.
+
+    Two identical halves with pre-allocation on: before execution, then after the enqueue. One group
+    with pre-allocation on is after the enqueue when the runtime could reuse buffers made earlier
+    (`expect_after`: previous call pre-allocated with the same shapes), else before execution.
+    """
+    entries = [e for e in entries if e.action in ("alloc", "free_requested", "segment_alloc")]
+    if not any(e.action == "alloc" for e in entries):
+        return []
+    half = len(entries) // 2
+    if prealloc and len(entries) % 2 == 0 and half and _signature(entries[:half]) == _signature(entries[half:]):
+        parts = [(entries[:half], "before_exec"), (entries[half:], "after_enqueue")]
+    else:
+        parts = [(entries, "after_enqueue" if prealloc and expect_after else "before_exec")]
+    groups = []
+    for part, phase in parts:
+        g = Group(part[0].host_ns, part[-1].host_ns, phase)
+        live: dict[int, int] = {}
+        pending_segment = False
+        for e in part:
+            if e.action == "segment_alloc":
+                pending_segment = True
+            elif e.action == "alloc":
+                live[e.addr] = e.size
+                g.count += 1
+                g.new_segments += pending_segment
+                pending_segment = False
+            elif e.action == "free_requested" and e.addr in live:
+                g.temp_bytes += live.pop(e.addr)
+                g.temp_count += 1
+        g.bytes = sum(live.values())
+        g.sizes = list(live.values())
+        groups.append(g)
+    return groups
+
+
+def split_by_calls(entries: list[Entry], calls: list) -> dict[int, list[Entry]]:
+    """{index in `calls`: entries inside that call's [t0, t1]}; `calls` sorted by t0, non-overlapping
+    per thread (the allocator log has no thread id: concurrent calls on two threads can mix)."""
+    starts = [c.t0 for c in calls]
+    out: dict[int, list[Entry]] = {}
+    for e in entries:
+        i = bisect.bisect_right(starts, e.host_ns) - 1
+        if i >= 0 and e.host_ns <= calls[i].t1:
+            out.setdefault(i, []).append(e)
+    return out
