@@ -19,7 +19,7 @@ PY
 rc=0
 python3 -m pytest -m gpu -q -p no:cacheprovider tests 2>&1 | tee "$out/gpu_tests.log" || rc=1
 [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
-for rt in python cpp; do
+for rt in ${BERT_RUNTIMES-python cpp}; do
   flag=""; [ "$rt" = python ] && flag="--python-runtime"
   python3 -m trtprof capture -o "$out/bert-$rt" scripts/bert_prealloc.py $flag --iters 200 --warmup 20 \
     2>&1 | tee "$out/bert-$rt.txt" || rc=1

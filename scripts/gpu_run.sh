@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One device session's work, in order of importance, each step time-boxed; everything ends up in
+# OUT/gpu-results.tar.gz (the device returns at most 8 files).
+#   source .trtbundle/activate.sh && bash scripts/gpu_run.sh "$OUT" [steps...]
+# steps: tests bert bench nsys (default: all)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=$1; shift
+steps=${*:-tests bert bench nsys}
+w=$(mktemp -d)/res; mkdir -p "$w"
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+log() { echo "== $*" | tee -a "$w/steps.txt"; }
+quiet() { grep -v -E "WARNING|warnings.warn|^$|Unable to import|CUDA 13 is not|return cls|TRT-LLM" ; }
+for s in $steps; do
+  case $s in
+  tests)
+    log tests; BERT_RUNTIMES= timeout 300 bash scripts/gpu_tests.sh "$w/tests" 2>&1 | quiet > "$w/tests.txt"; log "tests rc=${PIPESTATUS[0]}";;
+  bert)
+    for rt in python cpp; do
+      flag=""; [ "$rt" = python ] && flag="--python-runtime"
+      log "bert $rt"; timeout 120 python3 -m trtprof capture -o "$w/bert-$rt" scripts/bert_prealloc.py $flag \
+        --iters 200 --warmup 20 2>&1 | quiet > "$w/bert-$rt.txt"
+    done;;
+  bench)
+    for a in "--runtime cpp" "--runtime python" "--runtime cpp --prealloc"; do
+      log "bench $a"; timeout 150 python3 scripts/bench_overhead.py $a --out "$w/bench" 2>&1 | quiet | tail -60 > "$w/bench-${a// /_}.txt"
+    done;;
+  nsys)
+    if command -v nsys >/dev/null; then
+      log nsys
+      timeout 200 nsys profile -t cuda,nvtx --force-overwrite true -o "$w/two" python3 -m trtprof capture -o "$w/two-cap" \
+        tests/gpu_scripts/two_engines.py python "$w/two-sched.json" 2>&1 | quiet > "$w/nsys.txt"
+      timeout 100 nsys export --type sqlite --force-overwrite true -o "$w/two.sqlite" "$w/two.nsys-rep" >> "$w/nsys.txt" 2>&1
+      ls -la "$w" >> "$w/nsys.txt"
+    else log "no nsys"; fi;;
+  esac
+done
+tar czf "$out/gpu-results.tar.gz" -C "$(dirname "$w")" res
+ls -la "$out"
