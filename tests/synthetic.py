@@ -197,3 +197,22 @@ def frame(rows: list[dict]) -> pd.DataFrame:
     for name, (_, dtype, _) in COLUMNS.items():
         df[name] = df[name].astype(dtype)
     return df
+
+
+def write_capture(df: pd.DataFrame, folder, meta: dict | None = None):
+    """A capture folder (timeline.parquet + meta.json) holding `df`, as `trtprof report` reads it."""
+    import json
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trtprof.model.schema import ARROW_SCHEMA, SCHEMA_VERSION
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(df, schema=ARROW_SCHEMA, preserve_index=False), folder / "timeline.parquet")
+    full = {"schema_version": SCHEMA_VERSION, "status": "complete", "rows": len(df)}
+    full.update(meta or {})
+    (folder / "meta.json").write_text(json.dumps(full))
+    return folder

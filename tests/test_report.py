@@ -1,0 +1,229 @@
+"""`trtprof report` and the HTML it writes: from a CPU capture and from synthetic GPU timelines,
+escaping of hostile strings, bounded size, and one-line errors with the documented exit codes."""
+import html
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+from click.testing import CliRunner
+
+from synthetic import hostile, timeline, write_capture
+from trtprof import workflow
+from trtprof.analysis import stats
+from trtprof.cli import main
+from trtprof.model.store import CaptureWriter, load_capture
+from trtprof.render import figures
+from trtprof.render.html import EmptyCaptureError, render, write_report
+
+EVIL = ["<script>alert(1)</script>", "\"'><img src=x onerror=alert(1)>"]
+ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "script", "body", "main", "div", "b", "ul", "li", "h1",
+                "h2", "h3", "p", "dl", "dt", "dd", "code", "nav", "a", "table", "thead", "tbody", "tr", "th", "td",
+                "ol", "br", "sup"}
+
+
+class Tags(HTMLParser):
+    """Every start tag with its attributes, and the text of every <script>."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags, self.scripts, self._in_script = [], [], False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+        if self._in_script:
+            self.scripts.append("")
+
+    def handle_endtag(self, tag):
+        self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts[-1] += data
+
+
+def parse(text: str) -> Tags:
+    p = Tags()
+    p.feed(text)
+    return p
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["report", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def synth_capture(tmp_path_factory):
+    df = timeline(300, shapes=["(8,128)"] * 250 + ["(4,128)", "(8,128)"] * 25, seed=11)
+    return write_capture(df, tmp_path_factory.mktemp("synth") / "cap", {"command": ["python", "infer.py"]})
+
+
+def figure_scripts(text):
+    return [s for s in parse(text).scripts if s.startswith("trtprofPlot(")]
+
+
+def check_page(text: str) -> Tags:
+    """Structure every report must have: self-contained, every figure with its plot call."""
+    p = parse(text)
+    assert text.startswith("<!DOCTYPE html>")
+    assert all("src" not in a and "href" not in a or tag == "a" for tag, a in p.tags), "external resource"
+    assert len(text) > 3_000_000 and "Plotly" in p.scripts[1][:5000]  # plotly.js is inlined
+    n = int(re.search(r'<meta name="trtprof-figures" content="(\d+)">', text).group(1))
+    assert n == len(re.findall(r'class="trtprof-fig"', text)) == len(figure_scripts(text))
+    for s in figure_scripts(text):
+        m = re.fullmatch(r'trtprofPlot\("fig\d+", (\{.*\})\);', s, re.S)
+        assert m, s[:200]
+        fig = json.loads(m.group(1))
+        assert fig["data"] is not None and "layout" in fig
+    return p
+
+
+# -- reports ----------------------------------------------------------------------------------------
+@pytest.mark.fake_trt
+def test_report_from_a_cpu_capture(tmp_path):
+    import torch
+    import torch_tensorrt
+
+    import trtprof
+    from cpu_models import partitioned
+
+    m = partitioned("python")
+    x = torch.randn(2, 8)
+    with trtprof.profile(out=tmp_path / "cap") as cap:
+        for _ in range(6):
+            m(x)
+        with torch_tensorrt.runtime.enable_pre_allocated_outputs(m):
+            for _ in range(6):
+                m(x)
+            m(torch.randn(3, 8))
+    res = run(tmp_path / "cap")
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "cap" / "report.html"
+    assert f"report written: {out}" in res.output
+    text = out.read_text()
+    check_page(text)
+    assert "No GPU times" in text and "_run_on_acc_0" in text and "_run_on_gpu_1" in text
+    assert "(2,8)" in text and "(3,8)" in text  # the shape change is listed
+    r = stats.analyse(cap.timeline)
+    assert html.escape(r.comparisons[0].verdict) in text
+
+
+def test_report_from_synthetic_gpu_timeline(synth_capture):
+    cap = load_capture(synth_capture)
+    path = write_report(cap)
+    assert path == synth_capture / "report.html"
+    text = path.read_text()
+    check_page(text)
+    r = stats.analyse(cap.timeline)
+    assert r.comparisons[0].significant
+    assert html.escape(r.comparisons[0].verdict) in text
+    for action in r.recommendations["action"]:
+        assert html.escape(action) in text
+    assert "No GPU times" not in text and "forced re-allocation" in text
+    assert int(re.search(r'content="(\d+)"', text).group(1)) == 5  # 2 latency, timeline, overlap, gaps
+
+
+def test_hostile_strings_appear_only_escaped(tmp_path):
+    meta = {"command": ["python", "x.py", *EVIL, "</script><script>alert(2)</script>"],
+            "notes": [EVIL[1]], "status": "incomplete", "incomplete_reason": EVIL[0],
+            "environment": {"gpu": EVIL[1], "torch": "<b>2</b>"}}
+    folder = write_capture(hostile(60), tmp_path / "x<y>", meta)
+    res = run(folder)
+    assert res.exit_code == 0, res.output
+    text = (folder / "report.html").read_text()
+    for s in EVIL + ["alert(2)</script>", "<b>2</b>", "<b>\"'>"]:
+        assert s not in text
+    p = check_page(text)
+    tags = {t for t, _ in p.tags}
+    assert tags <= ALLOWED_TAGS, tags - ALLOWED_TAGS
+    assert not [a for _, attrs in p.tags for a in attrs if a.startswith("on")]
+    assert sum(1 for t, _ in p.tags if t == "script") == 2 + len(figure_scripts(text))  # head js, plotly.js, figures
+    assert text.count("<script") == text.count("</script>")
+    assert html.escape(EVIL[0]) in text and html.escape(EVIL[1]) in text  # shown, as text
+    # inside figures: plotly labels carry the escaped text, so plotly draws it instead of parsing it
+    figs = " ".join(figure_scripts(text))
+    decoded = json.loads("[" + ",".join(re.findall(r'trtprofPlot\("fig\d+", (\{.*?\})\);', figs, re.S)) + "]")
+    dumped = json.dumps(decoded)
+    assert figures.esc(EVIL[0]) in dumped and EVIL[0] not in dumped and "<img" not in dumped
+
+
+def test_size_does_not_grow_with_the_capture():
+    small = render(load_like(timeline(500, seed=1)), n_boot=200)
+    big = render(load_like(timeline(20_000, seed=1)), n_boot=200)
+    assert len(big) - len(small) < 300_000
+    assert len(big) < 15_000_000
+    assert "20,000" in big  # every inference counted even though 50 are drawn
+
+
+def load_like(df):
+    from trtprof.model.store import Capture
+    return Capture(timeline=df, meta={"status": "complete"}, path=None)
+
+
+def test_incomplete_capture_is_reported(tmp_path):
+    df = timeline(20)
+    w = CaptureWriter(tmp_path / "crashed", {"command": ["python", "x.py"]})
+    w.write(df.astype(object).where(df.notna(), None).values.tolist())  # never closed: a crash
+    res = run(tmp_path / "crashed")
+    assert res.exit_code == 0, res.output
+    assert "incomplete" in res.output
+    assert "Incomplete capture" in (tmp_path / "crashed" / "report.html").read_text()
+
+
+# -- CLI -----------------------------------------------------------------------------------------------
+def test_help_has_an_example():
+    res = CliRunner().invoke(main, ["report", "--help"])
+    assert res.exit_code == 0 and "Example:" in res.output and "trtprof report" in res.output
+    assert "report" in CliRunner().invoke(main, ["--help"]).output
+
+
+def test_output_option_and_quiet(synth_capture, tmp_path):
+    out = tmp_path / "sub" / "r.html"
+    res = run(synth_capture, "-o", out, "--quiet")
+    assert res.exit_code == 0 and res.output == "" and out.stat().st_size > 3_000_000
+
+
+def _one_line_error(res, code):
+    assert res.exit_code == code, res.output
+    assert "Traceback" not in res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("trtprof: ")
+
+
+def test_corrupt_capture(tmp_path):
+    folder = write_capture(timeline(5), tmp_path / "c")
+    (folder / "timeline.parquet").write_bytes(b"PAR1 not really")
+    _one_line_error(run(folder), workflow.EXIT_BAD_CAPTURE)
+    _one_line_error(run(tmp_path / "missing"), workflow.EXIT_BAD_CAPTURE)
+    (folder / "meta.json").write_text("{not json")
+    _one_line_error(run(folder), workflow.EXIT_BAD_CAPTURE)
+
+
+def test_empty_capture(tmp_path):
+    folder = write_capture(timeline(0), tmp_path / "empty")
+    _one_line_error(run(folder), workflow.EXIT_EMPTY_CAPTURE)
+    assert not (folder / "report.html").exists()
+    with pytest.raises(EmptyCaptureError):
+        render(load_capture(folder))
+
+
+def test_unwritable_output(synth_capture, tmp_path):
+    (tmp_path / "file").write_text("")
+    _one_line_error(run(synth_capture, "-o", tmp_path / "file" / "r.html"), workflow.EXIT_BAD_OUTPUT)
+
+
+def test_figure_json_cannot_close_its_script():
+    """Second line of defence: even text that skipped figures.esc cannot end the <script> element."""
+    import plotly.graph_objects as go
+
+    from trtprof.render.html import _Figures
+
+    raw = "</script><script>alert(1)</script><!--"
+    out = _Figures()(go.Figure(go.Bar(x=[1], y=[raw], name=raw, hovertext=[raw])))
+    assert out.count("</script>") == 1 and out.endswith("</script>") and "<!--" not in out
+    assert json.loads(re.search(r"trtprofPlot\(\"fig1\", (\{.*\})\);", out, re.S).group(1))["data"][0]["name"] == raw
+
+
+def test_error_stays_one_line_with_a_newline_in_the_path(tmp_path):
+    _one_line_error(run(tmp_path / "a\nb"), workflow.EXIT_BAD_CAPTURE)

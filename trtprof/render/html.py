@@ -1,0 +1,354 @@
+"""The HTML report: one self-contained file (plotly.js inlined, works offline) a newcomer can read.
+
+Why built by hand rather than with a template engine: the page is a handful of sections, and doing
+the escaping in one visible place is the point. Every string that comes from a capture (model and
+subgraph names, shapes, the command line, notes, paths) passes through `html.escape` here, or through
+`figures.esc` inside plotly figures, whose JSON is embedded with `<`, `>` and `&` as \\u escapes so
+nothing in it can close the <script> element. Nothing from the capture is ever executed or imported.
+
+Scale: statistics use every row; only the timeline is windowed and the latency series bucketed, so a
+1,000,000-row capture stays a few MB (see scripts/bench_report.py).
+"""
+from __future__ import annotations
+
+import html
+import os
+import shlex
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+
+from trtprof import __version__
+from trtprof.analysis import shapes as shape_analysis
+from trtprof.analysis import stats
+from trtprof.model.store import Capture
+from trtprof.render import figures
+
+REPORT = "report.html"
+MAX_TABLE_ROWS = 200
+
+
+class EmptyCaptureError(ValueError):
+    """The capture has no rows: there is nothing to report."""
+
+
+def e(s) -> str:
+    """Escape anything for HTML text or a quoted attribute."""
+    return html.escape("" if s is None else str(s), quote=True)
+
+
+# -- number formatting ------------------------------------------------------------------------------------
+def _num(v, fmt: str, scale: float = 1.0) -> str:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return "\u2014"
+    return "\u2014" if v != v else format(v / scale, fmt)
+
+
+def us(v) -> str:
+    return _num(v, ".1f", 1e3)
+
+
+def ms(v) -> str:
+    return _num(v, ".3f")
+
+
+def nbytes(v) -> str:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return "\u2014"
+    if v != v:
+        return "\u2014"
+    for unit, f in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(v) >= f:
+            return f"{v / f:.1f} {unit}"
+    return f"{v:.0f} B"
+
+
+def pct(v) -> str:
+    return _num(v, ".0%")
+
+
+def table(df: pd.DataFrame, cols: list[tuple[str, str, object]], max_rows: int = MAX_TABLE_ROWS) -> str:
+    """An HTML table of `df`: cols are (column, header, formatter or None for escaped text)."""
+    if df is None or df.empty:
+        return '<p class="muted">nothing to show</p>'
+    head = "".join(f"<th>{e(h)}</th>" for _, h, _ in cols)
+    body = []
+    for row in df.head(max_rows).itertuples(index=False):
+        r = row._asdict()
+        cells = []
+        for c, _, f in cols:
+            v = r.get(c)
+            text = f(v) if f else ("" if v is None or (isinstance(v, float) and v != v) else str(v))
+            cells.append(f'<td class="{"n" if f else "t"}">{e(text)}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = (f'<p class="muted">showing the first {max_rows} of {len(df)} rows</p>' if len(df) > max_rows else "")
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>{more}'
+
+
+# -- figures ----------------------------------------------------------------------------------------------
+class _Figures:
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self, fig) -> str:
+        js = pio.to_json(fig, validate=False, engine="json")
+        js = js.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        self.n += 1
+        return (f'<div class="trtprof-fig" id="fig{self.n}"></div>\n'
+                f'<script>trtprofPlot("fig{self.n}", {js});</script>')
+
+
+_HEAD_JS = """
+window.trtprofErrors = [];
+function trtprofError(msg) {
+  window.trtprofErrors.push(String(msg));
+  var box = document.getElementById("trtprof-errors");
+  if (box) { box.hidden = false; var li = document.createElement("li"); li.textContent = String(msg);
+             box.querySelector("ul").appendChild(li); }
+}
+window.addEventListener("error", function (ev) { trtprofError(ev.message || "a script failed"); });
+function trtprofPlot(id, fig) {
+  try { Plotly.newPlot(id, fig.data, fig.layout, {responsive: true, displaylogo: false}); }
+  catch (err) { trtprofError("figure " + id + " did not render: " + err); }
+}
+"""
+
+_CSS = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#222;background:#fafafa}
+main{max-width:1200px;margin:0 auto;padding:16px 24px 64px}
+h1{font-size:1.6em;margin:.4em 0 .1em} h2{font-size:1.25em;margin:1.6em 0 .4em;border-bottom:1px solid #ddd}
+.muted{color:#666;font-size:.92em} .verdict{font-size:1.35em;font-weight:600;margin:.5em 0}
+.card{background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:10px 14px;margin:10px 0}
+.warn{background:#fff4e5;border-color:#f0b45b} #trtprof-errors{background:#fde8e8;border-color:#e07070}
+table{border-collapse:collapse;font-size:.9em;background:#fff} th,td{border:1px solid #e3e3e3;padding:3px 7px}
+th{background:#f2f2f2;text-align:left} td.n{text-align:right;font-variant-numeric:tabular-nums}
+.scroll{overflow-x:auto} code{background:#f2f2f2;padding:0 3px;border-radius:3px;word-break:break-all}
+.trtprof-fig{background:#fff;border:1px solid #e3e3e3;border-radius:6px;margin:10px 0}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:0} dt{color:#666}
+"""
+
+
+# -- sections -----------------------------------------------------------------------------------------------
+def _command(meta: dict) -> str:
+    cmd = meta.get("command")
+    if isinstance(cmd, (list, tuple)):
+        return shlex.join(str(c) for c in cmd)
+    return "" if cmd is None else str(cmd)
+
+
+def _header(cap: Capture, r: stats.Results) -> str:
+    meta, df = cap.meta, cap.timeline
+    env = meta.get("environment") if isinstance(meta.get("environment"), dict) else {}
+    items = [("capture", str(cap.path) if cap.path else "(in memory)"), ("command", _command(meta)),
+             ("started", meta.get("start_time", "")), ("rows", f"{len(df):,}"),
+             ("inferences", f"{len(r.infs):,}"), ("GPU", env.get("gpu") or "none recorded"),
+             ("versions", ", ".join(f"{k} {env[k]}" for k in ("torch", "torch_tensorrt", "tensorrt") if env.get(k)))]
+    dl = "".join(f"<dt>{e(k)}</dt><dd>{'<code>' + e(v) + '</code>' if k == 'command' else e(v)}</dd>"
+                 for k, v in items if v)
+    warn = ""
+    if not cap.complete:
+        warn = (f'<div class="card warn"><b>Incomplete capture</b>: '
+                f'{e(meta.get("incomplete_reason") or "the run did not finish normally")}. '
+                "Everything recorded before that is shown.</div>")
+    if not r.gpu_times:
+        warn += ('<div class="card warn"><b>No GPU times</b> in this capture (recorded without CUDA, or CUDA '
+                 "events failed): latencies are host times; GPU lanes, hidden/exposed allocation and GPU idle "
+                 "gaps cannot be measured.</div>")
+    return (f"<h1>trtprof report</h1><p class=\"muted\">Where Torch-TensorRT inference spends its time: output "
+            f"allocation, engine execution on the GPU, PyTorch fallbacks, and input shape changes.</p>"
+            f'<div class="card"><dl>{dl}</dl></div>{warn}'
+            '<nav class="muted">Sections: <a href="#headline">headline</a> \u00b7 <a href="#recommendations">'
+            'recommendations</a> \u00b7 <a href="#timeline">timeline</a> \u00b7 <a href="#overlap">allocation '
+            'overlap</a> \u00b7 <a href="#shapes">shape changes</a> \u00b7 <a href="#subgraphs">per subgraph</a></nav>')
+
+
+def _headline(r: stats.Results, fig) -> str:
+    parts = ["<h2 id='headline'>1. Headline: latency and pre-allocated outputs</h2>",
+             '<p class="muted">Latency of one inference = from the call of the compiled model until both the '
+             "host returned and the GPU finished its work. Median and 10th/90th percentiles; the difference "
+             "between modes comes with a 95 % bootstrap confidence interval. Excluded: the first inference "
+             "after pre-allocated outputs were switched on (it allocates to fill the buffer).</p>"]
+    for c in r.comparisons:
+        parts.append(f'<p class="verdict">{e(c.model)}: {e(c.verdict)}</p>')
+    if not r.comparisons:
+        parts.append('<p class="verdict">No top-level inference was recorded, so there is no latency to '
+                     "report; the per-subgraph table below still has every engine call.</p>")
+    fmt = [("n", "inferences", str), ("median_ms", "median ms", ms), ("p10_ms", "p10 ms", ms), ("p90_ms", "p90 ms", ms)]
+    bm = r.by_mode.assign(mode=r.by_mode["mode"].map(lambda m: figures.MODE_LABEL.get(m, m)))
+    parts.append(table(bm, [("model", "model", None), ("mode", "pre-allocated outputs", None)] + fmt))
+    if len(r.by_shape) > len(r.by_mode):
+        bs = r.by_shape.assign(mode=r.by_shape["mode"].map(lambda m: figures.MODE_LABEL.get(m, m)))
+        parts.append("<p>By input shape:</p>" + table(bs, [("model", "model", None), ("mode", "pre-allocated outputs", None),
+                                                           ("input_shapes", "input shapes", None)] + fmt))
+    if len(r.latency):
+        parts.append(fig(figures.latency_histogram(r.latency)))
+        parts.append(fig(figures.latency_over_run(r.latency)))
+    return "".join(parts)
+
+
+def _recommendations(r: stats.Results) -> str:
+    parts = ["<h2 id='recommendations'>2. Recommendations</h2>",
+             '<p class="muted">Computed from this capture; the gain is per inference, measured where both '
+             "alternatives ran, otherwise an estimate (usually an upper bound).</p>"]
+    if r.recommendations.empty:
+        parts.append('<div class="card">Nothing worth changing found: exposed allocation, forced '
+                     "re-allocations, graph breaks and Python gaps each cost less than "
+                     f"{stats.SIGNIFICANT_SHARE:.0%}\u2013{stats.PYTHON_SHARE:.0%} of the median latency.</div>")
+        return "".join(parts)
+    items = []
+    for rec in r.recommendations.itertuples(index=False):
+        gain = f"{rec.gain_ms:.3f} ms per inference" + (f" ({rec.gain_pct:.0f} % of the median latency)" if rec.gain_pct == rec.gain_pct else "")
+        items.append(f"<li><b>{e(rec.action)}</b> \u2014 gain {e(gain)}, {e(rec.basis)}.<br>{e(rec.why)}</li>")
+    parts.append(f'<ol class="card">{"".join(items)}</ol>')
+    return "".join(parts)
+
+
+def _timeline(cap: Capture, r: stats.Results, fig) -> str:
+    win, centre, why = figures.choose_window(cap.timeline, r.infs, r.changes, r.latency)
+    parts = ["<h2 id='timeline'>3. Timeline</h2>",
+             '<p class="muted">One host-clock axis. Host lanes: the inference call, output allocations (red: '
+             "before execution, on the critical path; green: after the enqueue, for the next call, overlapping "
+             "the GPU; purple: forced re-allocation because the input shape changed), enqueues and PyTorch "
+             "fallbacks. GPU lanes: one per CUDA stream, engines in blue and fallback kernels in orange; grey: the "
+             "GPU idle between subgraphs. An allocation is hidden where a GPU bar lies under it.</p>"]
+    if win.empty:
+        parts.append('<p class="muted">no inference recorded: nothing to draw</p>')
+    else:
+        parts.append(fig(figures.timeline_figure(cap.timeline, win, centre, why, r.allocs, r.gaps)))
+    return "".join(parts)
+
+
+def _overlap(r: stats.Results, fig) -> str:
+    parts = ["<h2 id='overlap'>4. Does allocation overlap GPU execution?</h2>",
+             '<p class="muted">For every output allocation, the part of its host time during which the GPU was '
+             "busy with any engine or fallback (hidden: free) and the part during which it was idle (exposed: "
+             "the GPU waited). Per subgraph and mode, averaged over the inferences of that mode.</p>"]
+    if not r.gpu_times:
+        parts.append('<p class="card warn">No GPU times: hidden and exposed time cannot be measured. Allocation '
+                     "host time per inference:</p>")
+    elif len(r.exposure):
+        parts.append(fig(figures.exposure_figure(r.exposure)))
+    mode = r.exposure.assign(mode=r.exposure["mode"].map(lambda m: figures.MODE_LABEL.get(m, m)))
+    parts.append(table(mode, [("model", "model", None), ("subgraph", "subgraph", None),
+                              ("mode", "pre-allocated outputs", None), ("inferences", "inferences", str),
+                              ("allocs_per_inference", "allocations / inference", lambda v: _num(v, ".2f")),
+                              ("bytes_per_inference", "bytes / inference", nbytes),
+                              ("alloc_ns_per_inference", "allocation \u00b5s / inference", us),
+                              ("hidden_ns_per_inference", "hidden \u00b5s", us),
+                              ("exposed_ns_per_inference", "exposed \u00b5s", us)]))
+    parts.append("<h3>GPU idle gaps between subgraphs</h3>"
+                 '<p class="muted">Inside each inference, the GPU was idle between the end of one subgraph\'s GPU '
+                 "work and the start of the next; what was the host doing meanwhile? Allocating outputs, running a "
+                 "PyTorch fallback, enqueuing the next engine, or Python code we did not record.</p>")
+    if len(r.gap_summary):
+        parts.append(fig(figures.gaps_figure(r.gap_summary)))
+        gs = r.gap_summary.assign(mode=r.gap_summary["mode"].map(lambda m: figures.MODE_LABEL.get(m, m)))
+        parts.append(table(gs, [("model", "model", None), ("mode", "pre-allocated outputs", None),
+                                ("before", "after GPU work of", None), ("after", "before GPU work of", None),
+                                ("occurrences", "gaps", str), ("gap_ns_per_inference", "idle \u00b5s / inference", us),
+                                ("alloc_ns_per_inference", "allocating", us), ("fallback_ns_per_inference", "fallback", us),
+                                ("enqueue_ns_per_inference", "enqueue", us), ("python_ns_per_inference", "Python", us)]))
+    else:
+        parts.append('<p class="muted">no GPU idle gaps measured (no GPU times, or the GPU never idled '
+                     "between subgraphs)</p>")
+    return "".join(parts)
+
+
+def _shapes(r: stats.Results) -> str:
+    parts = ["<h2 id='shapes'>5. Input shape changes</h2>",
+             '<p class="muted">A call whose input shapes differ from the previous call of the same subgraph. With '
+             "pre-allocated outputs on, the buffer prepared for the old shape is thrown away and outputs are "
+             "allocated again before execution.</p>"]
+    if r.shape_advice:
+        parts.append(f'<div class="card warn">{e(r.shape_advice)} '
+                     f'(<a href="{e(shape_analysis.TUTORIAL_URL)}">tutorial</a>)</div>')
+    parts.append(table(r.frequency, [("model", "model", None), ("subgraph", "subgraph", None), ("kind", "kind", None),
+                                     ("calls", "calls", str), ("changes", "shape changes", str), ("share", "share", pct),
+                                     ("distinct_shapes", "distinct shapes", str),
+                                     ("prealloc_changes", "changes with pre-alloc on", str)]))
+    if len(r.changes):
+        parts.append(f"<p>Every change ({len(r.changes):,}):</p>")
+        parts.append(table(r.changes, max_rows=100, cols=[("inference", "inference", str), ("model", "model", None),
+                                       ("subgraph", "subgraph", None), ("old_shapes", "old shapes", None),
+                                       ("new_shapes", "new shapes", None),
+                                       ("outputs_discarded", "pre-allocated outputs thrown away",
+                                        lambda v: "yes" if v else "no"),
+                                       ("realloc_ns", "new allocation \u00b5s", us),
+                                       ("realloc_exposed_ns", "of which exposed \u00b5s", us),
+                                       ("realloc_bytes", "bytes", nbytes),
+                                       ("discarded_bytes", "buffer thrown away", nbytes)]))
+    else:
+        parts.append('<p class="muted">No input shape changed during the capture.</p>')
+    return "".join(parts)
+
+
+def _subgraphs(r: stats.Results) -> str:
+    return ("<h2 id='subgraphs'>6. Per subgraph</h2>"
+            '<p class="muted">Engines run in TensorRT; fallbacks are the parts PyTorch runs between them (graph '
+            "breaks). GPU time from CUDA events; host time of the whole call; the cost of a graph break is the "
+            "fallback's time plus the GPU idle gaps right before and after it, per inference.</p>"
+            + table(r.subgraphs, [("model", "model", None), ("subgraph", "subgraph", None), ("kind", "kind", None),
+                                  ("runtime", "runtime", None), ("calls", "calls", str),
+                                  ("gpu_ms_total", "GPU ms total", ms), ("gpu_us_median", "GPU \u00b5s median", lambda v: _num(v, ".1f")),
+                                  ("host_us_median", "host \u00b5s median", lambda v: _num(v, ".1f")),
+                                  ("enqueue_us_median", "enqueue \u00b5s median", lambda v: _num(v, ".1f")),
+                                  ("allocs", "allocations", str), ("alloc_ms_total", "allocation ms", ms),
+                                  ("hidden_ms_total", "hidden ms", ms), ("exposed_ms_total", "exposed ms", ms),
+                                  ("bytes_total", "bytes allocated", nbytes),
+                                  ("break_cost_us_per_inference", "graph break \u00b5s / inference", lambda v: _num(v, ".1f"))]))
+
+
+def _footer(cap: Capture) -> str:
+    notes = cap.meta.get("notes") if isinstance(cap.meta.get("notes"), list) else []
+    li = "".join(f"<li>{e(n)}</li>" for n in notes)
+    return (("<h2>Notes from the capture</h2><ul>" + li + "</ul>" if li else "")
+            + f'<p class="muted">Generated by trtprof {e(__version__)}. Times are host-clock nanoseconds '
+              "(CLOCK_MONOTONIC); GPU times come from CUDA events converted to the host clock.</p>")
+
+
+def render(cap: Capture, *, n_boot: int = stats.N_BOOT) -> str:
+    """The report as one HTML string."""
+    df = cap.timeline
+    if df is None or len(df) == 0:
+        raise EmptyCaptureError("the capture has no rows: nothing ran under Torch-TensorRT while it recorded")
+    r = stats.analyse(df, n_boot=n_boot)
+    fig = _Figures()
+    body = "".join([_header(cap, r), _headline(r, fig), _recommendations(r), _timeline(cap, r, fig),
+                    _overlap(r, fig), _shapes(r), _subgraphs(r), _footer(cap)])
+    title = f"trtprof report \u2014 {cap.path.name if cap.path else 'capture'}"
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<meta name=\"trtprof-figures\" content=\"{fig.n}\"><title>{e(title)}</title>"
+            f"<style>{_CSS}</style><script>{_HEAD_JS}</script>"
+            f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body><main>"
+            '<div id="trtprof-errors" class="card" hidden><b>Parts of this report failed to display:</b><ul></ul></div>'
+            f"{body}</main></body></html>\n")
+
+
+def write_report(capture: Capture, path: str | os.PathLike | None = None) -> Path:
+    """Write the report for `capture` to `path` (default: report.html in the capture folder) and return
+    the path. Written to a temporary file first, so a failure never leaves half a report."""
+    if path is None:
+        if capture.path is None:
+            raise ValueError("the capture has no folder: give the report a path")
+        path = Path(capture.path) / REPORT
+    path = Path(path)
+    text = render(capture)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
