@@ -4,6 +4,7 @@ import click
 from trtprof import __version__
 from trtprof.cli.capture import capture
 from trtprof.cli.export import export
+from trtprof.cli.report import report
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,3 +20,4 @@ def main():
 
 main.add_command(capture)
 main.add_command(export)
+main.add_command(report)
