@@ -146,7 +146,7 @@ def _command(meta: dict) -> str:
 def _header(cap: Capture, r: stats.Results) -> str:
     meta, df = cap.meta, cap.timeline
     env = meta.get("environment") if isinstance(meta.get("environment"), dict) else {}
-    items = [("capture", str(cap.path) if cap.path else "(in memory)"), ("command", _command(meta)),
+    items = [("capture", str(cap.path) if cap.path else ""), ("command", _command(meta)),
              ("started", meta.get("start_time", "")), ("rows", f"{len(df):,}"),
              ("inferences", f"{len(r.infs):,}"), ("GPU", env.get("gpu") or "none recorded"),
              ("versions", ", ".join(f"{k} {env[k]}" for k in ("torch", "torch_tensorrt", "tensorrt") if env.get(k)))]
@@ -165,7 +165,7 @@ def _header(cap: Capture, r: stats.Results) -> str:
             f"allocation, engine execution on the GPU, PyTorch fallbacks, and input shape changes.</p>"
             f'<div class="card"><dl>{dl}</dl></div>{warn}'
             '<nav class="muted">Sections: <a href="#headline">headline</a> \u00b7 <a href="#recommendations">'
-            'recommendations</a> \u00b7 <a href="#timeline">timeline</a> \u00b7 <a href="#overlap">allocation '
+            'recommendations</a> \u00b7 <a href="#timeline">timeline</a> \u00b7 <a href="#latency">latency</a> \u00b7 <a href="#overlap">allocation '
             'overlap</a> \u00b7 <a href="#shapes">shape changes</a> \u00b7 <a href="#subgraphs">per subgraph</a></nav>')
 
 
@@ -187,10 +187,17 @@ def _headline(r: stats.Results, fig) -> str:
         bs = r.by_shape.assign(mode=r.by_shape["mode"].map(lambda m: figures.MODE_LABEL.get(m, m)))
         parts.append("<p>By input shape:</p>" + table(bs, [("model", "model", None), ("mode", "pre-allocated outputs", None),
                                                            ("input_shapes", "input shapes", None)] + fmt))
-    if len(r.latency):
-        parts.append(fig(figures.latency_histogram(r.latency)))
-        parts.append(fig(figures.latency_over_run(r.latency)))
     return "".join(parts)
+
+
+def _latency(r: stats.Results, fig) -> str:
+    if r.latency.empty:
+        return ""
+    return ("<h2 id='latency'>4. Latency per inference</h2>"
+            '<p class="muted">The distribution for each mode, and every inference in run order (bucketed into '
+            "min/median/max when there are many), to see warm-up, drift, the switch between modes and the "
+            "inferences slowed by shape changes.</p>"
+            + fig(figures.latency_histogram(r.latency)) + fig(figures.latency_over_run(r.latency)))
 
 
 def _recommendations(r: stats.Results) -> str:
@@ -226,7 +233,7 @@ def _timeline(cap: Capture, r: stats.Results, fig) -> str:
 
 
 def _overlap(r: stats.Results, fig) -> str:
-    parts = ["<h2 id='overlap'>4. Does allocation overlap GPU execution?</h2>",
+    parts = ["<h2 id='overlap'>5. Does allocation overlap GPU execution?</h2>",
              '<p class="muted">For every output allocation, the part of its host time during which the GPU was '
              "busy with any engine or fallback (hidden: free) and the part during which it was idle (exposed: "
              "the GPU waited). Per subgraph and mode, averaged over the inferences of that mode.</p>"]
@@ -262,7 +269,7 @@ def _overlap(r: stats.Results, fig) -> str:
 
 
 def _shapes(r: stats.Results) -> str:
-    parts = ["<h2 id='shapes'>5. Input shape changes</h2>",
+    parts = ["<h2 id='shapes'>6. Input shape changes</h2>",
              '<p class="muted">A call whose input shapes differ from the previous call of the same subgraph. With '
              "pre-allocated outputs on, the buffer prepared for the old shape is thrown away and outputs are "
              "allocated again before execution.</p>"]
@@ -290,7 +297,7 @@ def _shapes(r: stats.Results) -> str:
 
 
 def _subgraphs(r: stats.Results) -> str:
-    return ("<h2 id='subgraphs'>6. Per subgraph</h2>"
+    return ("<h2 id='subgraphs'>7. Per subgraph</h2>"
             '<p class="muted">Engines run in TensorRT; fallbacks are the parts PyTorch runs between them (graph '
             "breaks). GPU time from CUDA events; host time of the whole call; the cost of a graph break is the "
             "fallback's time plus the GPU idle gaps right before and after it, per inference.</p>"
@@ -321,7 +328,7 @@ def render(cap: Capture, *, n_boot: int = stats.N_BOOT) -> str:
     r = stats.analyse(df, n_boot=n_boot)
     fig = _Figures()
     body = "".join([_header(cap, r), _headline(r, fig), _recommendations(r), _timeline(cap, r, fig),
-                    _overlap(r, fig), _shapes(r), _subgraphs(r), _footer(cap)])
+                    _latency(r, fig), _overlap(r, fig), _shapes(r), _subgraphs(r), _footer(cap)])
     title = f"trtprof report \u2014 {cap.path.name if cap.path else 'capture'}"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
