@@ -7,6 +7,13 @@ cd "$(dirname "$0")/.."
 python3 -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v "^WARNING" || true
 python3 -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING" || true
 python3 -c "import torch, trtprof; print('torch', torch.__version__, '| trtprof', trtprof.__version__)"
+# Headless Chromium for tests/test_report_browser.py (required when CI=true, skipped elsewhere without it):
+# Debian's package, installed only when missing and only where we can (root with apt-get).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "installing chromium for the report browser test" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+    >/dev/null 2>&1 || echo "could not install chromium: the browser test will fail in CI, skip elsewhere" >&2
+fi
 set +e
 python3 -m pytest -q -p no:cacheprovider "$@"
 rc=$?
