@@ -17,7 +17,7 @@ for m in ("pandas", "pyarrow", "click", "plotly", "nvtx", "pytest", "transformer
 print("gpu", torch.cuda.get_device_name(0), "torch", torch.__version__)
 PY
 rc=0
-python3 -m pytest -m gpu -q -p no:cacheprovider tests 2>&1 | tee "$out/gpu_tests.log" || rc=1
+python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu*.py 2>&1 | tee "$out/gpu_tests.log" || rc=1
 [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 for rt in ${BERT_RUNTIMES-python cpp}; do
   flag=""; [ "$rt" = python ] && flag="--python-runtime"

@@ -1,14 +1,18 @@
 """`trtprof capture` as a function: check the target, start a session, run the script, write it all.
 
 Kept apart from the CLI so it can be tested and reused without click, and so the CLI only parses
-options and prints. Whatever the script does (exit, raise, Ctrl-C, SIGTERM) the capture is written
-and marked complete or incomplete.
+options and prints. Whatever the script does (exit, raise, Ctrl-C, SIGTERM, os._exit) the capture is
+written and marked complete or incomplete. What no code can catch (SIGKILL, a segfault, the OOM killer)
+still leaves every batch already spilled to timeline.arrows, which `load_capture` reads; the
+`TRTPROF_BATCH_ROWS` environment variable makes those batches smaller (fewer rows at risk, more
+writes).
 """
 from __future__ import annotations
 
 import importlib.util
 import os
 import signal
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +26,9 @@ EXIT_NO_SCRIPT = 3
 EXIT_BAD_OUTPUT = 4
 EXIT_BAD_CAPTURE = 5
 EXIT_EMPTY_CAPTURE = 6
+EXIT_MISSING_DEPENDENCY = 7
+
+BATCH_ENV = "TRTPROF_BATCH_ROWS"  # rows per spilled batch (default: the recorder's, 4096)
 
 
 class UsageError(Exception):
@@ -62,18 +69,58 @@ def _raise_terminated(signum, frame):
     raise runner.Terminated()
 
 
+def _batch_rows() -> int | None:
+    raw = os.environ.get(BATCH_ENV)
+    if not raw:
+        return None
+    try:
+        rows = int(raw)
+    except ValueError:
+        rows = 0
+    if rows < 1:
+        raise UsageError(f"{BATCH_ENV} must be a positive number of rows, not {raw!r}", 2)
+    return rows
+
+
+def _finishing_exit(session: Session, real_exit):
+    """os._exit that writes the capture first: a script (or a library) ending with os._exit skips
+    every finally and atexit, so the rows still in memory and the final status would be lost.
+    Only in this process: a forked child inherits the wrapper but must not write the parent's capture."""
+    pid = os.getpid()
+
+    def _exit(code):
+        if os.getpid() == pid and session.capture is None:
+            try:
+                f = sys._getframe(1)
+                where = f"{os.path.relpath(f.f_code.co_filename)}:{f.f_lineno}"
+                cap = session.stop(status="incomplete", reason=f"the script called os._exit({code}) at {where}",
+                                   exit_code=code)
+                print(f"trtprof: the script called os._exit({code}) at {where}; capture written (incomplete): "
+                      f"{cap.path}/ ({len(cap.timeline)} rows)", file=sys.stderr, flush=True)
+            except BaseException:  # noqa: BLE001 - exiting anyway; the spill keeps what was written
+                pass
+        real_exit(code)
+    return _exit
+
+
 def capture_script(target: str, args: list[str], *, module: bool = False, out: str | None = None,
                    options: dict | None = None, command: list[str] | None = None) -> CaptureOutcome:
     stem = check_target(target, module)
     session = Session(out, name=stem, options=options, command=command)
+    rows = _batch_rows()
+    if rows:
+        session.instrumenter.batch = rows
     try:
         session.start()
     except CaptureError as e:
         raise UsageError(str(e), EXIT_BAD_OUTPUT) from None
     old = signal.signal(signal.SIGTERM, _raise_terminated)
+    real_exit = os._exit
+    os._exit = _finishing_exit(session, real_exit)
     try:
         result = runner.run(target, args, module=module)
     finally:
+        os._exit = real_exit
         signal.signal(signal.SIGTERM, old)
     status = "incomplete" if result.interrupted or result.error else "complete"
     cap = session.stop(status=status, reason=result.error, exit_code=result.exit_code)
