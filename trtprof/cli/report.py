@@ -9,7 +9,6 @@ import click
 
 from trtprof import workflow
 from trtprof.model.store import CaptureError, load_capture
-from trtprof.render.html import EmptyCaptureError, write_report
 
 
 _CONTROL = {c: f"\\x{c:02x}" for c in range(32)}
@@ -38,6 +37,10 @@ def report(capture_path, output, open_, quiet):
       trtprof report reports/bert-20250101-120000
       trtprof report reports/bert-20250101-120000 -o bert.html --open
     """
+    try:
+        from trtprof.render.html import EmptyCaptureError, write_report  # plotly: only for reports
+    except ImportError as e:
+        _fail(f"cannot write HTML reports here: {e} (pip install plotly)", workflow.EXIT_MISSING_DEPENDENCY)
     try:
         cap = load_capture(capture_path)
     except CaptureError as e:
