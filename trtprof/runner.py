@@ -43,6 +43,20 @@ def _origin(exc: BaseException, script: str | None) -> str:
     return f"{os.path.relpath(pick.filename)}:{pick.lineno}" if pick else "unknown location"
 
 
+def _syntax_error(e: SyntaxError, script: str) -> str:
+    """'SyntaxError: invalid syntax (at job.py:3)': the place is the file that does not compile, not
+    the frame that compiled it (runpy's, for the script itself); for a module the script imports, the
+    import line in the script follows."""
+    where = e.filename if e.filename and not e.filename.startswith("<") else script
+    place = f"{os.path.relpath(where)}:{e.lineno}" if e.lineno else os.path.relpath(where)
+    frames = traceback.extract_tb(e.__traceback__)
+    own = [f for f in frames if os.path.realpath(f.filename) == os.path.realpath(script)]
+    if own and os.path.realpath(where) != os.path.realpath(script):
+        place += f", imported at {os.path.relpath(own[-1].filename)}:{own[-1].lineno}"
+    msg = (e.msg or "").strip().splitlines()[0] if (e.msg or "").strip() else "invalid syntax"
+    return f"{type(e).__name__}: {msg} (at {place})"
+
+
 def run(target: str, args: list[str], module: bool = False) -> RunResult:
     """Run `target` (a path, or a module name if `module`) with `args`; never raises for its errors."""
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
@@ -67,6 +81,8 @@ def run(target: str, args: list[str], module: bool = False) -> RunResult:
         kind = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else "terminated (SIGTERM)"
         return RunResult(130 if isinstance(e, KeyboardInterrupt) else 143, f"{kind} at {_origin(e, script)}",
                          interrupted=True)
+    except SyntaxError as e:  # the script (or a module it imports) does not compile
+        return RunResult(1, _syntax_error(e, script or target))
     except BaseException as e:  # the script's own failure: summarise, keep going to write the capture
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
         what = f"{type(e).__name__}: {msg}" if msg else type(e).__name__

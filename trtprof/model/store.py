@@ -8,7 +8,16 @@ Layout of a capture folder::
 
 Why spill to an IPC stream: every batch written there is readable even if the process dies before
 the end, so a crash keeps what was recorded and memory stays bounded on long runs. At the end the
-stream becomes one parquet file (compact, typed) and is removed.
+stream becomes one parquet file (compact, typed), streamed batch by batch so memory stays bounded
+there too, and is removed.
+
+Crash safety of `close()`: the parquet file is written under a temporary name and renamed into place,
+meta.json is updated next and the spill removed last, so a process killed at any point leaves either
+a readable parquet file or the spill; a meta.json still saying "running" means the writer never
+finished, and the loader reports the capture as incomplete.
+
+The loader only reads data (JSON, parquet, Arrow IPC): nothing in a capture folder is imported,
+unpickled or evaluated, and every failure is a `CaptureError` with a one-line message.
 """
 from __future__ import annotations
 
@@ -29,8 +38,20 @@ SPILL = "timeline.arrows"
 LOCK = ".capturing"
 
 
+ROW_GROUP = 128 * 1024  # rows per parquet row group: bounds memory while converting, reads fast
+
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32)}
+
+
 class CaptureError(Exception):
-    """A capture folder that cannot be written or read; the message is one line for the user."""
+    """A capture folder that cannot be written or read; the message is one line for the user.
+
+    Control characters (a newline in a folder name, or in text taken from a capture) are escaped, so
+    the message stays one line whatever it quotes.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(str(message).translate(_CONTROL))
 
 
 @dataclass
@@ -57,21 +78,30 @@ class CaptureWriter:
 
     def __init__(self, folder: Path, meta: dict):
         self.folder = Path(folder)
+        # The lock is taken before looking for an earlier capture: two processes started at once
+        # cannot both see an empty folder and both write it.
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            if any(p.name in (META, TIMELINE, SPILL) for p in self.folder.iterdir()):
-                raise CaptureError(f"{self.folder} already holds a capture; choose another folder with -o")
             fd = os.open(self.folder / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            raise CaptureError(f"another capture is writing into {self.folder}") from None
+            raise CaptureError(f"{self.folder} already holds a capture, or another trtprof process is writing "
+                               "one there; choose another folder with -o") from None
         except OSError as e:
             raise CaptureError(f"cannot write the capture folder {self.folder}: {e.strerror}") from None
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        self.meta = dict(meta, schema_version=schema.SCHEMA_VERSION, status="running")
-        _write_json(self.folder / META, self.meta)
-        self._sink = pa.OSFile(str(self.folder / SPILL), "wb")
-        self._stream = pa.ipc.new_stream(self._sink, schema.ARROW_SCHEMA)
+        try:
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            if any(p.name in (META, TIMELINE, SPILL) for p in self.folder.iterdir()):
+                raise CaptureError(f"{self.folder} already holds a capture; choose another folder with -o")
+            self.meta = dict(meta, schema_version=schema.SCHEMA_VERSION, status="running")
+            _write_json(self.folder / META, self.meta)
+            self._sink = pa.OSFile(str(self.folder / SPILL), "wb")
+            self._stream = pa.ipc.new_stream(self._sink, schema.ARROW_SCHEMA)
+        except BaseException as e:
+            (self.folder / LOCK).unlink(missing_ok=True)
+            if isinstance(e, OSError):
+                raise CaptureError(f"cannot write the capture folder {self.folder}: {e.strerror}") from None
+            raise
         self.rows = 0
 
     def write(self, records: list[list]) -> None:
@@ -83,69 +113,128 @@ class CaptureWriter:
         self.rows += len(records)
 
     def close(self, **meta_updates) -> Path:
-        """Turn the spill stream into parquet and record the final status in meta.json."""
-        self._stream.close()
-        self._sink.close()
-        table = _read_spill(self.folder / SPILL)
-        pq.write_table(table, self.folder / TIMELINE, compression="zstd")
-        (self.folder / SPILL).unlink()
-        self.meta.update(meta_updates, rows=table.num_rows)
-        self.meta.setdefault("status", "complete")
-        if self.meta["status"] == "running":
+        """Turn the spill stream into parquet and record the final status in meta.json.
+
+        If the parquet file cannot be written (disk full), the spill stays and the capture is marked
+        incomplete: `load_capture` still reads every row from it.
+        """
+        try:
+            self._stream.close()
+            self._sink.close()
+        except (pa.ArrowException, OSError):
+            pass  # the end-of-stream marker is optional: every complete batch is read without it
+        self.meta.update(meta_updates)
+        if self.meta.get("status") in (None, "running"):
             self.meta["status"] = "complete"
-        _write_json(self.folder / META, self.meta)
+        spill, final = self.folder / SPILL, self.folder / TIMELINE
+        try:
+            self.meta["rows"] = _spill_to_parquet(spill, final)
+        except (pa.ArrowException, OSError) as e:
+            self.meta.update(status="incomplete", rows=self.rows,
+                             incomplete_reason=f"the parquet timeline could not be written ({_first_line(e)}); "
+                                               f"the rows are in {SPILL}")
+            _write_json(self.folder / META, self.meta)
+        else:
+            _write_json(self.folder / META, self.meta)
+            spill.unlink()
         (self.folder / LOCK).unlink(missing_ok=True)
         return self.folder
 
 
-def _read_spill(path: Path) -> pa.Table:
-    """Every complete batch of an IPC stream, even one cut off mid-write."""
-    batches = []
+def _spill_to_parquet(spill: Path, final: Path) -> int:
+    """Stream the spill's batches into a parquet file, ROW_GROUP rows at a time; returns the rows.
+
+    Why not read_table + write_table: that holds the whole timeline in memory at once (gigabytes at
+    10 M rows); this holds one row group.
+    """
+    tmp = final.with_name(final.name + ".tmp")
+    rows, buf, n = 0, [], 0
+    try:
+        with pq.ParquetWriter(tmp, schema.ARROW_SCHEMA, compression="zstd") as out:
+            for batch in _iter_spill(spill):
+                buf.append(batch)
+                n += batch.num_rows
+                if n >= ROW_GROUP:
+                    out.write_table(pa.Table.from_batches(buf, schema=schema.ARROW_SCHEMA), row_group_size=n)
+                    rows, buf, n = rows + n, [], 0
+            if buf:
+                out.write_table(pa.Table.from_batches(buf, schema=schema.ARROW_SCHEMA), row_group_size=n)
+                rows += n
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return rows
+
+
+def _iter_spill(path: Path):
+    """Every complete batch of an IPC stream, even one cut off mid-write (a crash)."""
     try:
         with pa.OSFile(str(path), "rb") as f, pa.ipc.open_stream(f) as reader:
-            for batch in _batches(reader):
-                batches.append(batch)
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                yield batch
     except (pa.ArrowInvalid, OSError):
-        pass  # truncated before the first batch or the schema: keep what was read
-    return pa.Table.from_batches(batches, schema=schema.ARROW_SCHEMA)
+        return  # truncated before the schema or inside a batch: keep what was read
 
 
-def _batches(reader):
-    while True:
-        try:
-            yield reader.read_next_batch()
-        except StopIteration:
-            return
-        except (pa.ArrowInvalid, OSError):
-            return  # a batch cut off by a crash
+def _read_spill(path: Path) -> pa.Table:
+    """The spill stream as one table (for loading: the DataFrame holds it all anyway)."""
+    batches = list(_iter_spill(path))
+    if not batches:
+        return schema.ARROW_SCHEMA.empty_table()
+    return pa.Table.from_batches(batches)
 
 
 def load_capture(path: str | os.PathLike) -> Capture:
-    """Read a capture folder (or its timeline.parquet). Raises CaptureError with a one-line reason."""
+    """Read a capture folder (or its timeline.parquet). Raises CaptureError with a one-line reason.
+
+    Whatever the folder holds (truncated, corrupt, foreign or hostile files), nothing but a
+    CaptureError leaves this function: a file that does not parse is the user's problem to see in
+    one line, not a traceback.
+    """
     folder = Path(path)
-    if folder.is_file() and folder.name == TIMELINE:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise CaptureError(f"no capture at {folder}")
+    try:
+        if folder.is_file() and folder.name == TIMELINE:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise CaptureError(f"no capture at {folder}")
+        has_parquet, has_spill = (folder / TIMELINE).is_file(), (folder / SPILL).is_file()
+    except OSError as e:
+        raise CaptureError(f"cannot read {folder}: {e.strerror or e}") from None
     meta = _load_meta(folder)
-    if (folder / TIMELINE).is_file():
+    if has_parquet:
         try:
-            table = pq.read_table(folder / TIMELINE)
-        except (pa.ArrowException, OSError) as e:
+            # ParquetFile, not read_table: a plain file reader, without the dataset machinery (and
+            # its lazy imports) that read_table brings in
+            with pq.ParquetFile(folder / TIMELINE) as f:
+                table = f.read()
+        except Exception as e:  # noqa: BLE001 - any parse failure of a foreign file is a bad capture
             raise CaptureError(f"{folder / TIMELINE} is not a readable parquet file ({_first_line(e)})") from None
-    elif (folder / SPILL).is_file():
-        table = _read_spill(folder / SPILL)
-        meta["status"] = "incomplete"
-        meta.setdefault("incomplete_reason", "the capturing process ended before finishing the capture")
+    elif has_spill:
+        try:
+            table = _read_spill(folder / SPILL)
+        except Exception as e:  # noqa: BLE001
+            raise CaptureError(f"{folder / SPILL} is not a readable Arrow stream ({_first_line(e)})") from None
     else:
         raise CaptureError(f"{folder} has no {TIMELINE}: not a trtprof capture")
-    missing = [c for c in schema.COLUMNS if c not in table.column_names]
+    if not has_parquet or meta.get("status") == "running":  # the writer never reached close()
+        meta["status"] = "incomplete"
+        meta.setdefault("incomplete_reason", "the capturing process ended before finishing the capture")
+    names = table.column_names
+    missing = [c for c in schema.COLUMNS if c not in names]
     if missing:
         raise CaptureError(f"{folder} is not a trtprof timeline: missing columns {', '.join(missing[:5])}")
+    dup = [c for c in schema.COLUMNS if names.count(c) > 1]
+    if dup:
+        raise CaptureError(f"{folder} is not a trtprof timeline: duplicate columns {', '.join(dup[:5])}")
     try:
-        table = table.select(list(schema.COLUMNS)).cast(schema.ARROW_SCHEMA)
+        table = table.select(list(schema.COLUMNS)).cast(schema.ARROW_SCHEMA)  # drops foreign metadata too
         df = schema.to_frame(table)
-    except (pa.ArrowException, ValueError, TypeError) as e:
+    except Exception as e:  # noqa: BLE001
         raise CaptureError(f"{folder} has a timeline of the wrong types ({_first_line(e)})") from None
     df.attrs["trtprof"] = meta
     return Capture(timeline=df, meta=meta, path=folder)
@@ -153,18 +242,24 @@ def load_capture(path: str | os.PathLike) -> Capture:
 
 def _load_meta(folder: Path) -> dict:
     p = folder / META
-    if not p.is_file():
-        raise CaptureError(f"{folder} has no {META}: not a trtprof capture")
     try:
-        meta = json.loads(p.read_text())
-    except (ValueError, OSError, UnicodeDecodeError) as e:
+        if not p.is_file():
+            raise CaptureError(f"{folder} has no {META}: not a trtprof capture")
+        meta = json.loads(p.read_bytes())
+    except (ValueError, OSError, RecursionError) as e:  # bad JSON or UTF-8, unreadable, absurdly nested
         raise CaptureError(f"{p} is not valid JSON ({_first_line(e)})") from None
     if not isinstance(meta, dict) or "schema_version" not in meta:
         raise CaptureError(f"{p} is not trtprof metadata")
-    if meta["schema_version"] != schema.SCHEMA_VERSION:
-        raise CaptureError(f"{folder} uses timeline schema {meta['schema_version']!r}; "
+    version = meta["schema_version"]
+    if type(version) is not int or version != schema.SCHEMA_VERSION:
+        raise CaptureError(f"{folder} uses timeline schema {_short(version)}; "
                            f"this trtprof reads {schema.SCHEMA_VERSION}")
     return meta
+
+
+def _short(value, n: int = 40) -> str:
+    r = repr(value)
+    return r if len(r) <= n else r[:n] + "..."
 
 
 def _first_line(e: BaseException) -> str:
