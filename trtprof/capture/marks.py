@@ -8,7 +8,9 @@ is a no-op (nvtx hands out a dummy domain).
 from __future__ import annotations
 
 DOMAIN = "trtprof"
-COLORS = {"inference": "grey", "call": "purple", "alloc": "orange", "exec": "green", "fallback": "blue"}
+# ARGB integers: colour names other than a few need matplotlib inside nvtx
+COLORS = {"inference": 0xFF9E9E9E, "call": 0xFF7B1FA2, "alloc": 0xFFF57C00, "exec": 0xFF388E3C,
+          "fallback": 0xFF1976D2}
 
 
 class Marks:
@@ -31,8 +33,9 @@ class Marks:
         if attrs is None and self._domain is not None:
             d = self._domain
             msg = f"{subgraph} {event}" + (f" ({detail})" if detail else "")
-            attrs = d.get_event_attributes(message=d.get_registered_string(msg),
-                                           color=COLORS.get(event), category=d.get_category_id(event))
+            # a str message is registered by nvtx itself (registered strings: --capture-range=nvtx works)
+            attrs = d.get_event_attributes(message=msg, color=COLORS.get(event),
+                                           category=d.get_category_id(event))
             self._cache[key] = attrs
         return attrs
 
