@@ -38,6 +38,9 @@ SPILL = "timeline.arrows"
 LOCK = ".capturing"
 
 
+# Columns the recorder fills on every row. A null there means trtprof did not write the file, and the
+# analyses group and branch on them, so the loader refuses it rather than let a report trip over it.
+NOT_NULL = ("model", "subgraph", "subgraph_kind", "runtime", "event")
 ROW_GROUP = 128 * 1024  # rows per parquet row group: bounds memory while converting, reads fast
 
 _CONTROL = {c: f"\\x{c:02x}" for c in range(32)}
@@ -233,8 +236,14 @@ def load_capture(path: str | os.PathLike) -> Capture:
         raise CaptureError(f"{folder} is not a trtprof timeline: duplicate columns {', '.join(dup[:5])}")
     try:
         table = table.select(list(schema.COLUMNS)).cast(schema.ARROW_SCHEMA)  # drops foreign metadata too
-        df = schema.to_frame(table)
     except Exception as e:  # noqa: BLE001
+        raise CaptureError(f"{folder} has a timeline of the wrong types ({_first_line(e)})") from None
+    nulls = [c for c in NOT_NULL if table.column(c).null_count]
+    if nulls:
+        raise CaptureError(f"{folder} is not a trtprof timeline: null values in {', '.join(nulls)}")
+    try:
+        df = schema.to_frame(table)
+    except Exception as e:  # noqa: BLE001 - e.g. a null in an int64 column
         raise CaptureError(f"{folder} has a timeline of the wrong types ({_first_line(e)})") from None
     df.attrs["trtprof"] = meta
     return Capture(timeline=df, meta=meta, path=folder)
