@@ -82,19 +82,20 @@ def _emit(ins, frame: CallFrame, groups=None) -> None:
     rec = ins.rec
     ex = frame.exec
     stream = ex[4] if ex else None
-    rec.add(rec.new("call", host_start_ns=frame.t0, host_end_ns=frame.t1, shapes=frame.out_shapes,
-                    outputs=outputs, reallocated=realloc, stream=stream, **common))
+    base = rec.new("call", **common)
+    rec.add(rec.derive(base, "call", host_start_ns=frame.t0, host_end_ns=frame.t1, shapes=frame.out_shapes,
+                       outputs=outputs, reallocated=realloc, stream=stream))
     if ex is not None:
-        rec.add(rec.new("exec", host_start_ns=ex[0], host_end_ns=ex[1], stream=stream, outputs=outputs,
-                        reallocated=realloc, **common), ex[2], ex[3])
+        rec.add(rec.derive(base, "exec", host_start_ns=ex[0], host_end_ns=ex[1], stream=stream, outputs=outputs,
+                           reallocated=realloc), ex[2], ex[3])
     for phase, a0, a1, ashapes, nbytes, *g in frame.allocs:
         extra = {}
         if g:  # from the allocator log: sizes, not shapes
             g = g[0]
             ashapes = None
             extra = dict(new_segment=g.new_segments > 0, note=_group_note(g))
-        rec.add(rec.new("alloc", host_start_ns=a0, host_end_ns=a1, alloc_phase=phase, shapes=ashapes,
-                        bytes=nbytes, reallocated=realloc and phase == "before_exec", **extra, **common))
+        rec.add(rec.derive(base, "alloc", host_start_ns=a0, host_end_ns=a1, alloc_phase=phase, shapes=ashapes,
+                           bytes=nbytes, reallocated=realloc and phase == "before_exec", **extra))
 
 
 def _group_note(g) -> str:
@@ -178,7 +179,8 @@ def cpp_forward(orig):
         if log is not None and not log.active:
             log.start()
         gpu = ins.gpu
-        ev0 = gpu.record() if gpu else None
+        stream = torch.cuda.current_stream() if gpu else None
+        ev0 = gpu.record(stream) if gpu else None
         ins.marks.push(ins.attrs(frame.info, "exec"))
         frame.t0 = t0 = now()
         out = None
@@ -188,9 +190,8 @@ def cpp_forward(orig):
         finally:
             frame.t1 = t1 = now()
             ins.marks.pop()
-            ev1 = gpu.record() if gpu else None
-            stream = torch.cuda.current_stream().cuda_stream if gpu else None
-            frame.exec = (t0, t1, ev0, ev1, stream)
+            ev1 = gpu.record(stream) if gpu else None
+            frame.exec = (t0, t1, ev0, ev1, stream.cuda_stream if gpu else None)
             ins.stacks.calls.pop()
             frame.out_shapes = output_shapes(out)
             if log is None:

@@ -87,7 +87,9 @@ def _open(ins, stack, module, info, args, attrs) -> None:
     info.calls += 1
     stack.append(frame)
     ins.marks.push(attrs)
-    frame.ev0 = ins.gpu.record() if ins.gpu else None
+    if ins.gpu:
+        frame.stream = torch.cuda.current_stream()
+        frame.ev0 = ins.gpu.record(frame.stream)
     frame.t0 = now()
 
 
@@ -97,7 +99,7 @@ def _close(ins, stack, module) -> RangeFrame | None:
     frame = stack.pop()
     frame.t1 = now()
     ins.marks.pop()
-    frame.ev1 = ins.gpu.record() if ins.gpu else None
+    frame.ev1 = ins.gpu.record(frame.stream) if ins.gpu else None
     return frame
 
 
@@ -121,7 +123,7 @@ def _model_post(module, args, out):
     rec.add(rec.new("inference", model=info.label, inference=frame.index, subgraph=info.label,
                     subgraph_kind="model", runtime="torch", call=frame.index, host_start_ns=frame.t0,
                     host_end_ns=frame.t1, input_shapes=frame.shapes, shapes=state.output_shapes(out),
-                    stream=_stream_handle(ins)), frame.ev0, frame.ev1)
+                    stream=_handle(frame)), frame.ev0, frame.ev1)
     if not ins.stacks.inferences:
         ins.safe_point()  # outside every range: batched work happens here, not inside a range
 
@@ -147,11 +149,11 @@ def _fallback_post(module, args, out):
     rec.add(rec.new("fallback", model=model, inference=inference, subgraph=info.name,
                     subgraph_kind="fallback", runtime="torch", call=frame.index, host_start_ns=frame.t0,
                     host_end_ns=frame.t1, input_shapes=frame.shapes, shapes=state.output_shapes(out),
-                    shape_changed=changed, stream=_stream_handle(ins)), frame.ev0, frame.ev1)
+                    shape_changed=changed, stream=_handle(frame)), frame.ev0, frame.ev1)
 
 
-def _stream_handle(ins):
-    return torch.cuda.current_stream().cuda_stream if ins.gpu else None
+def _handle(frame):
+    return frame.stream.cuda_stream if frame.stream is not None else None
 
 
 def uncovered_graphs(ins) -> int:

@@ -16,13 +16,24 @@ from collections import deque
 from trtprof.capture import records as R
 
 now = time.perf_counter_ns
+_INDEX = R.INDEX
+_EVENT = R.INDEX["event"]
+
+
+_SHAPE_TEXT: dict = {}
 
 
 def format_shapes(shapes) -> str:
-    """((1, 128), (1, 128)) -> '(1,128);(1,128)'; the hot path keeps raw torch.Size tuples."""
+    """((1, 128), (1, 128)) -> '(1,128);(1,128)'; the hot path keeps raw torch.Size tuples.
+    Cached: a run sees few distinct shape tuples."""
     if shapes is None or isinstance(shapes, str):
         return shapes
-    return ";".join("(" + ",".join(str(int(d)) for d in s) + ")" for s in shapes)
+    text = _SHAPE_TEXT.get(shapes)
+    if text is None:
+        text = ";".join("(" + ",".join(str(int(d)) for d in s) + ")" for s in shapes)
+        if len(_SHAPE_TEXT) < 10_000:
+            _SHAPE_TEXT[shapes] = text
+    return text
 
 
 class Recorder:
@@ -40,11 +51,21 @@ class Recorder:
         self.rows = 0
         self.notes: dict[str, str] = {}  # things the capture could not record, for the user
 
-    def new(self, event: str, **slots) -> list:
+    @staticmethod
+    def new(event: str, **slots) -> list:
         rec = R.blank()
-        rec[R.INDEX["event"]] = event
+        rec[_EVENT] = event
         for k, v in slots.items():
-            rec[R.INDEX[k]] = v
+            rec[_INDEX[k]] = v
+        return rec
+
+    @staticmethod
+    def derive(base: list, event: str, **slots) -> list:
+        """A copy of `base` with other slots: rows of one call share most of their fields."""
+        rec = base.copy()
+        rec[_EVENT] = event
+        for k, v in slots.items():
+            rec[_INDEX[k]] = v
         return rec
 
     def add(self, rec: list, start_ev=None, end_ev=None) -> None:

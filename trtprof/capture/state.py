@@ -37,11 +37,11 @@ class SubgraphInfo:
 class RangeFrame:
     """A top-level inference or a fallback call in flight."""
 
-    __slots__ = ("module", "info", "index", "shapes", "ev0", "t0", "ev1", "t1")
+    __slots__ = ("module", "info", "index", "shapes", "ev0", "t0", "ev1", "t1", "stream")
 
     def __init__(self, module, info, index, shapes):
         self.module, self.info, self.index, self.shapes = module, info, index, shapes
-        self.ev0 = self.ev1 = None
+        self.ev0 = self.ev1 = self.stream = None
         self.t0 = self.t1 = 0
 
 
@@ -134,7 +134,10 @@ def is_tracing(args) -> bool:
 
 
 def shapes_of(tensors) -> tuple:
-    return tuple(t.shape for t in tensors if isinstance(t, torch.Tensor))
+    try:
+        return tuple([t.shape for t in tensors])
+    except AttributeError:  # a non-tensor input (a Python scalar): keep the tensors' shapes only
+        return tuple([t.shape for t in tensors if isinstance(t, torch.Tensor)])
 
 
 def output_shapes(out) -> tuple:
