@@ -37,11 +37,12 @@ class Session:
 
     def __init__(self, out: str | os.PathLike | None = None, *, name: str = "capture",
                  options: dict | None = None, command: list[str] | None = None, nvtx: bool = True,
-                 gpu: bool | None = None, cpp_allocs: bool = True):
+                 gpu: bool | None = None, cpp_allocs: bool = True, prealloc: str = "as-is"):
         self.folder = Path(out) if out else default_folder(name)
         self.options = options or {}
         self.command = command if command is not None else list(sys.argv)
-        self.instrumenter = Instrumenter(self._write, nvtx=nvtx, gpu=gpu, cpp_allocs=cpp_allocs)
+        self.instrumenter = Instrumenter(self._write, nvtx=nvtx, gpu=gpu, cpp_allocs=cpp_allocs,
+                                         prealloc=prealloc)
         self.writer: CaptureWriter | None = None
         self.capture: Capture | None = None
         self._t0 = 0.0

@@ -104,9 +104,11 @@ def _finishing_exit(session: Session, real_exit):
 
 
 def capture_script(target: str, args: list[str], *, module: bool = False, out: str | None = None,
-                   options: dict | None = None, command: list[str] | None = None) -> CaptureOutcome:
+                   options: dict | None = None, command: list[str] | None = None,
+                   session_kwargs: dict | None = None) -> CaptureOutcome:
+    """`session_kwargs` go to Session (prealloc=..., cpp_allocs=...)."""
     stem = check_target(target, module)
-    session = Session(out, name=stem, options=options, command=command)
+    session = Session(out, name=stem, options=options, command=command, **(session_kwargs or {}))
     rows = _batch_rows()
     if rows:
         session.instrumenter.batch = rows

@@ -56,9 +56,19 @@ class ContextProxy:
             frame.enqueued = True
 
 
-def _begin(ins, module, runtime: str, inputs, prealloc: bool) -> CallFrame:
+def _begin(ins, module, runtime: str, inputs, prealloc) -> CallFrame:
+    """Register the call; `prealloc` is a callable reading the module's current mode."""
     info = ins.subgraphs.get(module) or graph.discover(ins, module, runtime)
-    frame = CallFrame(module, info, info.calls, prealloc, shapes_of(inputs))
+    if ins.policy is not None:
+        if info.model is None:  # an engine on its own: its calls are the blocks
+            ins.apply_policy([module], info.calls, None)
+        elif info.model.mode is None:  # model found mid-call (no pre-hook yet): set its mode now
+            info.model.mode = ins.apply_policy(info.model.engines, max(info.model.calls - 1, 0), None)
+    frame = CallFrame(module, info, info.calls, prealloc(module), shapes_of(inputs))
+    if frame.flipped:
+        inf = ins.stacks.inferences
+        if inf and inf[-1].info is info.model:
+            inf[-1].exclude = True
     frame.model, frame.inference = ins.inference_of(info)
     info.calls += 1
     ins.stacks.calls.append(frame)
@@ -79,6 +89,8 @@ def _emit(ins, frame: CallFrame, groups=None) -> None:
     common = dict(model=frame.model, inference=frame.inference, subgraph=info.name, subgraph_kind="engine",
                   runtime=info.runtime, call=frame.call, input_shapes=frame.shapes, prealloc=frame.prealloc,
                   shape_changed=frame.changed)
+    if frame.flipped:
+        common.update(exclude=True, note=graph._FLIP_NOTE)
     rec = ins.rec
     ex = frame.exec
     stream = ex[4] if ex else None
@@ -120,6 +132,14 @@ def harvest_cpp(ins) -> None:
         _emit(ins, frame, groups)
 
 
+def _python_mode(module) -> bool:
+    return bool(getattr(module, "use_pre_allocated_outputs", False))
+
+
+def _cpp_mode(module) -> bool:
+    return bool(getattr(getattr(module, "engine", None), "use_pre_allocated_outputs", False))
+
+
 def python_forward(orig):
     def forward(self, *inputs):
         ins = state.ACTIVE
@@ -129,7 +149,7 @@ def python_forward(orig):
         if ctx is not None and type(ctx) is not ContextProxy:
             self.__dict__["context"] = ContextProxy(ctx, self)
             ins.proxied.add(self)
-        frame = _begin(ins, self, "python", inputs, bool(getattr(self, "use_pre_allocated_outputs", False)))
+        frame = _begin(ins, self, "python", inputs, _python_mode)
         ins.marks.push(ins.attrs(frame.info, "call"))
         frame.t0 = now()
         out = None
@@ -172,9 +192,7 @@ def cpp_forward(orig):
         ins = state.ACTIVE
         if ins is None or is_tracing(inputs):
             return orig(self, *inputs)
-        engine = getattr(self, "engine", None)
-        prealloc = bool(getattr(engine, "use_pre_allocated_outputs", False))
-        frame = _begin(ins, self, "cpp", inputs, prealloc)
+        frame = _begin(ins, self, "cpp", inputs, _cpp_mode)
         log = ins.alloc_log
         if log is not None and not log.active:
             log.start()

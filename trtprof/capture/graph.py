@@ -71,6 +71,7 @@ def instrument(ins, model: torch.nn.Module) -> ModelInfo | None:
     ins.model_count += 1
     for name, child, rt in engines:
         ins.subgraphs[child] = SubgraphInfo(name, "engine", rt, info)
+        info.engines.append(child)
     ins.hook_handles.append(model.register_forward_pre_hook(_model_pre))
     ins.hook_handles.append(model.register_forward_hook(_model_post, always_call=True))
     for name, child in children:
@@ -111,6 +112,8 @@ def _model_pre(module, args):
     if info is not None:
         if ins.stacks.partial is info:
             ins.stacks.partial = None
+        if ins.policy is not None:
+            info.mode = ins.apply_policy(info.engines, info.calls, info.mode)
         _open(ins, ins.stacks.inferences, module, info, args, ins.marks.attributes(info.label, "inference"))
 
 
@@ -123,9 +126,13 @@ def _model_post(module, args, out):
     rec.add(rec.new("inference", model=info.label, inference=frame.index, subgraph=info.label,
                     subgraph_kind="model", runtime="torch", call=frame.index, host_start_ns=frame.t0,
                     host_end_ns=frame.t1, input_shapes=frame.shapes, shapes=state.output_shapes(out),
-                    stream=_handle(frame)), frame.ev0, frame.ev1)
+                    stream=_handle(frame), exclude=frame.exclude or None,
+                    note=_FLIP_NOTE if frame.exclude else None), frame.ev0, frame.ev1)
     if not ins.stacks.inferences:
         ins.safe_point()  # outside every range: batched work happens here, not inside a range
+
+
+_FLIP_NOTE = "first call after pre-allocated outputs were switched: left out of statistics"
 
 
 def _fallback_pre(module, args):

@@ -16,6 +16,7 @@ from trtprof.capture import engines, graph, state
 from trtprof.capture.allocations import AllocatorLog
 from trtprof.capture.gpu import GpuClock
 from trtprof.capture.marks import Marks
+from trtprof.capture.prealloc import Policy, guard_setter
 from trtprof.capture.recorder import Recorder
 
 # (runtime, class name, method, wrapper factory)
@@ -62,12 +63,13 @@ class Instrumenter:
     """Install the hooks, record into `sink`, remove everything on `stop()`."""
 
     def __init__(self, sink, *, gpu: bool | None = None, nvtx: bool = True, batch: int = 4096,
-                 cpp_allocs: bool = True):
+                 cpp_allocs: bool = True, prealloc: str = "as-is"):
         self.sink = sink
         self.want_gpu = gpu
         self.nvtx = nvtx
         self.batch = batch
         self.cpp_allocs = cpp_allocs
+        self.policy = Policy.parse(prealloc)  # ValueError for a bad spec, before anything is patched
         self.ins: state.Instrumentation | None = None
         self._saved: list = []
         self.notes: list[str] = []
@@ -110,6 +112,15 @@ class Instrumenter:
                 continue
             self._saved.append((cls, method, orig))
             setattr(cls, method, factory(orig))
+        for runtime, cls in self.classes.items():
+            setter = cls.__dict__.get("set_pre_allocated_outputs")
+            if setter is not None:
+                self.ins.setters[runtime] = setter
+                if self.policy.forcing:
+                    self._saved.append((cls, "set_pre_allocated_outputs", setter))
+                    cls.set_pre_allocated_outputs = guard_setter(setter, self.policy)
+        if self.policy.forcing:
+            self.ins.policy = self.policy
         for modname, attr in _FACTORIES if self.classes else ():
             mod = sys.modules.get(modname)
             orig = getattr(mod, attr, None)
@@ -155,6 +166,9 @@ class Instrumenter:
                 if isinstance(ctx, engines.ContextProxy):
                     mod.__dict__["context"] = ctx._trt_context
             self.notes += [n for n in ins.rec.notes.values() if n not in self.notes]
+            if self.policy.ignored:
+                self.notes.append(f"--prealloc {self.policy.mode}: the script's own {self.policy.ignored} "
+                                  "call(s) to set_pre_allocated_outputs were ignored")
             self.ins = None
 
     @property

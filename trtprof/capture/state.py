@@ -20,6 +20,8 @@ class ModelInfo:
     label: str
     class_name: str
     calls: int = 0
+    engines: list = field(default_factory=list)  # runtime modules, for the pre-allocation policy
+    mode: bool | None = None  # pre-allocation mode last set by the policy
 
 
 @dataclass(eq=False)
@@ -37,25 +39,28 @@ class SubgraphInfo:
 class RangeFrame:
     """A top-level inference or a fallback call in flight."""
 
-    __slots__ = ("module", "info", "index", "shapes", "ev0", "t0", "ev1", "t1", "stream")
+    __slots__ = ("module", "info", "index", "shapes", "ev0", "t0", "ev1", "t1", "stream", "exclude")
 
     def __init__(self, module, info, index, shapes):
         self.module, self.info, self.index, self.shapes = module, info, index, shapes
         self.ev0 = self.ev1 = self.stream = None
         self.t0 = self.t1 = 0
+        self.exclude = False
 
 
 class CallFrame:
     """One engine call in flight: what its inner hooks (alloc, enqueue) saw."""
 
     __slots__ = ("module", "info", "call", "prealloc", "enqueued", "allocs", "exec", "shapes", "changed",
-                 "expect_after", "model", "inference", "t0", "t1", "out_shapes")
+                 "expect_after", "model", "inference", "t0", "t1", "out_shapes", "flipped")
 
     def __init__(self, module, info, call, prealloc, shapes):
         self.module, self.info, self.call, self.prealloc, self.shapes = module, info, call, prealloc, shapes
         self.changed = info.last_shapes is not None and shapes != info.last_shapes
         # the runtime can reuse earlier buffers only if the previous call pre-allocated for these shapes
         self.expect_after = prealloc and info.last_prealloc and not self.changed
+        # first call after the mode changed (or first call with it on): no buffers exist yet
+        self.flipped = prealloc != info.last_prealloc
         info.last_shapes, info.last_prealloc = shapes, prealloc
         self.enqueued = False
         self.allocs: list = []
@@ -91,6 +96,18 @@ class Instrumentation:
         self.alloc_log = None  # AllocatorLog for the C++ runtime, when enabled
         self.cpp_pending: list[CallFrame] = []  # C++ calls waiting for their allocator entries
         self.harvest = None  # callable(ins) emitting cpp_pending with their allocations
+        self.policy = None  # prealloc.Policy when the capture forces or alternates the mode
+        self.setters: dict = {}  # runtime -> the runtime class's own set_pre_allocated_outputs
+
+    def apply_policy(self, engines, index: int, current) -> bool | None:
+        """Set the pre-allocation mode the policy wants for call `index`; returns it (None: as-is)."""
+        want = self.policy.wanted(index) if self.policy is not None else None
+        if want is not None and want != current:
+            for mod in engines:
+                setter = self.setters.get(self.subgraphs[mod].runtime) if mod in self.subgraphs else None
+                if setter is not None:
+                    setter(mod, want)
+        return want
 
     def safe_point(self) -> None:
         """Outside every range: harvest allocator entries and write rows when enough are waiting."""

@@ -7,7 +7,16 @@ import click
 
 from trtprof import workflow
 from trtprof.analysis.summary import by_subgraph
+from trtprof.capture.prealloc import Policy
 from trtprof.render.text import summary_table
+
+
+def _check_prealloc(ctx, param, value):
+    try:
+        Policy.parse(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    return value
 
 
 def _err(msg: str, quiet: bool = False) -> None:
@@ -20,9 +29,14 @@ def _err(msg: str, quiet: bool = False) -> None:
 @click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
               help="Capture folder (default: reports/<script>-<timestamp>/).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--prealloc", default="as-is", show_default=True, callback=_check_prealloc,
+              help="Pre-allocated outputs on every engine: on, off, as-is (the script decides), or "
+                   "alternate[:K] (flip every K inferences, default 50; first call after a flip excluded).")
+@click.option("--cpp-allocs/--no-cpp-allocs", default=True, show_default=True,
+              help="Record the C++ runtime's allocations from the CUDA caching allocator's log.")
 @click.argument("target")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def capture(module, output, quiet, target, args):
+def capture(module, output, quiet, prealloc, cpp_allocs, target, args):
     """Run a Python script (or -m module) and record every Torch-TensorRT call it makes.
 
     TARGET runs as __main__ with ARGS, exactly as `python TARGET ARGS`; trtprof exits with its exit
@@ -32,13 +46,15 @@ def capture(module, output, quiet, target, args):
     Example:
       trtprof capture scripts/bert_prealloc.py --python-runtime
       trtprof capture -o reports/bert -m mypkg.infer --batch 8
+      trtprof capture --prealloc alternate:100 scripts/bert_prealloc.py
     """
-    options = {"module": module, "output": output}
+    options = {"module": module, "output": output, "prealloc": prealloc, "cpp_allocs": cpp_allocs}
     command = [sys.executable, "-m", "trtprof", "capture"] + sys.argv[2:] if sys.argv else None
     _err(f"capturing {'-m ' if module else ''}{target} {' '.join(args)}".rstrip(), quiet)
     try:
         res = workflow.capture_script(target, list(args), module=module, out=output, options=options,
-                                      command=command)
+                                      command=command,
+                                      session_kwargs={"prealloc": prealloc, "cpp_allocs": cpp_allocs})
     except workflow.UsageError as e:
         _err(str(e))
         sys.exit(e.code)

@@ -34,6 +34,7 @@ class PythonTorchTensorRTModule(torch.nn.Module):
         self.output_shapes = []
         self._engine_stream = None
         self.output_tensors_are_unowned = False
+        self._old_prealloc = False
 
     def validate_input_shapes(self, inputs):
         key = "".join(str(tuple(t.shape)) for t in inputs)
@@ -51,7 +52,9 @@ class PythonTorchTensorRTModule(torch.nn.Module):
         shape_changed = self.validate_input_shapes(inputs)
         for i, t in enumerate(inputs):
             self.context.set_tensor_address(f"in{i}", t.contiguous())
-        can_use = self.use_pre_allocated_outputs and self.pre_allocated_outputs and not shape_changed
+        # as runtime_states.set_runtime_states: reuse only if the previous call had the mode on too
+        can_use = self._old_prealloc and self.use_pre_allocated_outputs and not shape_changed
+        self._old_prealloc = self.use_pre_allocated_outputs
         if can_use:
             outputs = self.pre_allocated_outputs
         else:
