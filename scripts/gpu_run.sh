@@ -2,12 +2,12 @@
 # One device session's work, in order of importance, each step time-boxed; everything ends up in
 # OUT/gpu-results.tar.gz (the device returns at most 8 files).
 #   source .trtbundle/activate.sh && bash scripts/gpu_run.sh "$OUT" [steps...]
-# steps: tests bert bench nsys (default: all)
+# steps: tests bert bench bench-broken nsys cases (default: tests bert bench nsys)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$1; shift
 steps=${*:-tests bert bench nsys}
-w=$(mktemp -d)/res; mkdir -p "$w"
+w=$(mktemp -d)/res; mkdir -p "$w/cases"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 log() { echo "== $*" | tee -a "$w/steps.txt"; }
 quiet() { grep -v -E "WARNING|warnings.warn|^$|Unable to import|CUDA 13 is not|return cls|TRT-LLM" ; }
@@ -24,6 +24,18 @@ for s in $steps; do
   bench)
     for a in "--runtime cpp" "--runtime python" "--runtime cpp --prealloc"; do
       log "bench $a"; timeout 150 python3 scripts/bench_overhead.py $a --out "$w/bench" 2>&1 | quiet | tail -60 > "$w/bench-${a// /_}.txt"
+    done;;
+  bench-broken)
+    log "bench broken"; timeout 300 python3 scripts/bench_overhead.py --runtime cpp --graph-breaks --blocks 20 \
+      --out "$w/bench" 2>&1 | quiet | tail -60 > "$w/bench-broken.txt";;
+  cases)
+    for rt in cpp python; do
+      flag=""; [ "$rt" = python ] && flag="--python-runtime"
+      for c in "small 600 50" "breaks 300 25" "shapes 600 50"; do
+        set -- $c
+        log "case $1 $rt"; timeout 200 python3 -m trtprof capture -o "$w/cases/$1-$rt" --prealloc "alternate:$3" \
+          scripts/bert_cases.py "$1" --iters "$2" $flag 2>&1 | quiet > "$w/cases/$1-$rt.txt"
+      done
     done;;
   nsys)
     if command -v nsys >/dev/null; then

@@ -1,0 +1,51 @@
+"""The tutorial's three cases as plain inference loops, to run under `trtprof capture --prealloc ...`.
+
+    trtprof capture --prealloc alternate:50 scripts/bert_cases.py small --iters 600
+    trtprof capture --prealloc alternate:25 scripts/bert_cases.py breaks --iters 300
+    trtprof capture --prealloc alternate:50 scripts/bert_cases.py shapes --iters 600
+
+small  : BERT-base fp16, batch 1, seq 128, one engine (the tutorial's "small inference")
+breaks : the same with every GELU left to PyTorch: one fallback per layer ("multiple graph breaks")
+shapes : a dynamic sequence range; the sequence length alternates every --period inferences between
+         128 and 96 ("input shape changes")
+The script itself never touches the pre-allocation mode: trtprof sets it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from bert_models import bert_inputs, build_bert, compile_bert
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("case", choices=["small", "breaks", "shapes"])
+    p.add_argument("--python-runtime", action="store_true")
+    p.add_argument("--iters", type=int, default=600)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--period", type=int, default=1, help="shapes: inferences per sequence length")
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("no CUDA: these cases need a GPU and torch_tensorrt", file=sys.stderr)
+        return 0
+    model = build_bert()
+    trt = compile_bert(model, python_runtime=args.python_runtime, graph_breaks=args.case == "breaks",
+                       dynamic_seq=(64, 128) if args.case == "shapes" else None)
+    seqs = [128, 96] if args.case == "shapes" else [128]
+    batches = {s: bert_inputs(1, s) for s in seqs}
+    with torch.no_grad():
+        for i in range(args.warmup + args.iters):
+            trt(*batches[seqs[(i // args.period) % len(seqs)]])
+            torch.cuda.synchronize()  # one inference at a time, like the tutorial's timing loop
+    engines = sum(1 for n, _ in trt.named_children() if n.startswith("_run_on_acc"))
+    fallbacks = sum(1 for n, _ in trt.named_children() if n.startswith("_run_on_gpu"))
+    print(f"{args.case}: {args.iters} inferences after {args.warmup} warm-ups; {engines} engines, "
+          f"{fallbacks} fallbacks")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
