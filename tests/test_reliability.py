@@ -271,6 +271,13 @@ def test_writer_lock_is_taken_before_the_folder_is_checked(tmp_path):
     assert trtprof.load_capture(tmp_path / "c").meta["who"] == "a"
 
 
+def test_output_path_that_is_a_file(tmp_path):
+    """(The CLI refuses it as bad usage first; `trtprof.profile(out=...)` reaches the writer.)"""
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(CaptureError, match="^cannot write the capture folder .*taken: a file of that name exists$"):
+        CaptureWriter(tmp_path / "taken", {})
+
+
 def _capture_folder(d: Path, meta=None):
     w = CaptureWriter(d, meta or {})
     w.write([_rec(i) for i in range(3)])
@@ -310,8 +317,8 @@ def _foreign_parquet() -> bytes:
 
 def test_error_messages_stay_one_line_for_odd_folder_names(tmp_path):
     with pytest.raises(CaptureError) as e:
-        trtprof.load_capture(tmp_path / "two\nlines")
-    assert "\n" not in str(e.value) and "two\\x0alines" in str(e.value)
+        trtprof.load_capture(tmp_path / "one\ntwo\u2028three\x85four\x1b[31m")
+    assert len(str(e.value).splitlines()) == 1 and "one\\x0atwo\\u2028three\\x85four\\x1b[31m" in str(e.value)
 
 
 # -- nothing in a capture folder runs ------------------------------------------------------------------

@@ -37,13 +37,14 @@ TIMELINE = "timeline.parquet"
 SPILL = "timeline.arrows"
 LOCK = ".capturing"
 
-
 # Columns the recorder fills on every row. A null there means trtprof did not write the file, and the
 # analyses group and branch on them, so the loader refuses it rather than let a report trip over it.
 NOT_NULL = ("model", "subgraph", "subgraph_kind", "runtime", "event")
 ROW_GROUP = 128 * 1024  # rows per parquet row group: bounds memory while converting, reads fast
 
-_CONTROL = {c: f"\\x{c:02x}" for c in range(32)}
+# Everything str.splitlines() breaks on, and the other control characters, escaped in messages.
+_CONTROL = {c: f"\\x{c:02x}" if c < 256 else f"\\u{c:04x}"
+            for c in [*range(32), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]}
 
 
 class CaptureError(Exception):
@@ -85,6 +86,10 @@ class CaptureWriter:
         # cannot both see an empty folder and both write it.
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # FileExistsError here: a file is in the way
+            raise CaptureError(f"cannot write the capture folder {self.folder}: "
+                               f"{'a file of that name exists' if self.folder.is_file() else e.strerror}") from None
+        try:
             fd = os.open(self.folder / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             raise CaptureError(f"{self.folder} already holds a capture, or another trtprof process is writing "
