@@ -44,7 +44,8 @@ def run_mode(mode, model, inputs, iters, tmp, block):
     if mode == "none":
         return timed(model, inputs, iters), None
     if mode.startswith("trtprof"):
-        s = trtprof.Session(Path(tmp) / f"{mode}-{block}", cpp_allocs=(mode == "trtprof"), name=mode)
+        s = trtprof.Session(Path(tmp) / f"{mode}-{block}", cpp_allocs=(mode == "trtprof"), name=mode,
+                            gpu=(mode != "trtprof-nogpu"), nvtx=(mode != "trtprof-nogpu"))
         s.start()
         s.instrument(model)
         try:
@@ -66,11 +67,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runtime", choices=["cpp", "python"], default="cpp")
     p.add_argument("--graph-breaks", action="store_true")
-    p.add_argument("--blocks", type=int, default=30, help="rounds")
-    p.add_argument("--iters", type=int, default=50, help="timed inferences per mode per round")
+    p.add_argument("--blocks", type=int, default=60, help="rounds")
+    p.add_argument("--iters", type=int, default=25, help="timed inferences per mode per round")
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--prealloc", action="store_true", help="pre-allocated outputs on")
-    p.add_argument("--modes", default="none,trtprof,trtprof-noalloc,torch.profiler")
+    p.add_argument("--modes", default="none,trtprof,trtprof-noalloc,trtprof-nogpu,torch.profiler",
+                   help="trtprof-noalloc: no C++ allocator log; trtprof-nogpu: no CUDA events, no NVTX")
     p.add_argument("--out", default="reports/bench")
     args = p.parse_args(argv)
     import torch_tensorrt
