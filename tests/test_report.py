@@ -227,3 +227,20 @@ def test_figure_json_cannot_close_its_script():
 
 def test_error_stays_one_line_with_a_newline_in_the_path(tmp_path):
     _one_line_error(run(tmp_path / "a\nb"), workflow.EXIT_BAD_CAPTURE)
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+
+from test_stats import odd_rows  # noqa: E402
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(odd_rows())
+def test_any_timeline_renders_or_is_empty(df):
+    cap = load_like(df)
+    if df.empty:
+        with pytest.raises(EmptyCaptureError):
+            render(cap, n_boot=50)
+        return
+    text = render(cap, n_boot=50)
+    assert "<b>x</b>" not in text and text.count("<script") == text.count("</script>")

@@ -210,3 +210,53 @@ def test_analyse_empty_and_outside_inference():
     r = stats.analyse(frame([dict(event="call", inference=-1, host=(0, 10)),
                              dict(event="exec", inference=-1, host=(2, 8))]))
     assert r.latency.empty and r.subgraphs["calls"].tolist() == [1]
+
+
+# -- any timeline, however odd: no exception, and the invariants hold --------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+EVENTS = ["inference", "call", "alloc", "exec", "fallback"]
+KIND = {"inference": "model", "call": "engine", "alloc": "engine", "exec": "engine", "fallback": "fallback"}
+
+
+@st.composite
+def odd_rows(draw):
+    n = draw(st.integers(0, 40))
+    rows = []
+    for _ in range(n):
+        ev = draw(st.sampled_from(EVENTS))
+        s = draw(st.integers(0, 10_000))
+        e = s + draw(st.integers(-50, 2_000))  # sometimes reversed
+        row = dict(event=ev, subgraph_kind=KIND[ev], host=(s, e), pid=draw(st.sampled_from([1, 2])),
+                   inference=draw(st.integers(-1, 4)), call=draw(st.integers(0, 5)),
+                   subgraph=draw(st.sampled_from(["_run_on_acc_0", "_run_on_gpu_1", "<b>x</b>"])),
+                   prealloc=draw(st.sampled_from([True, False, None])),
+                   input_shapes=draw(st.sampled_from(["(1,2)", "(3,2)", None])),
+                   shape_changed=draw(st.sampled_from([True, False, None])),
+                   reallocated=draw(st.sampled_from([True, False, None])),
+                   exclude=draw(st.sampled_from([True, False, None])),
+                   alloc_phase=draw(st.sampled_from(["before_exec", "after_enqueue", None])),
+                   bytes=draw(st.sampled_from([None, 0, 64])))
+        if draw(st.booleans()):
+            g = draw(st.integers(0, 12_000))
+            row["gpu"] = (g, g + draw(st.integers(-10, 3_000)))
+            row["stream"] = draw(st.sampled_from([0, 7, None]))
+        rows.append(row)
+    return frame(rows)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(odd_rows())
+def test_analysis_of_any_timeline(df):
+    r = stats.analyse(df, n_boot=50)
+    a = r.allocs
+    known = a["hidden_ns"].notna()
+    assert ((a["hidden_ns"] + a["exposed_ns"])[known] == a["alloc_ns"][known]).all()
+    assert (a["hidden_ns"][known] >= 0).all() and (a["exposed_ns"][known] >= 0).all()
+    if len(r.gaps):
+        cats = r.gaps[["alloc_ns", "fallback_ns", "enqueue_ns", "python_ns"]]
+        assert (cats >= 0).all().all() and (cats.sum(axis=1) == r.gaps["gap_ns"]).all()
+        assert (r.gaps["gap_ns"] > 0).all()
+    assert (r.latency["latency_ns"] >= r.latency["host_ns"]).all() or r.latency.empty
+    assert r.recommendations["gain_ms"].notna().all()

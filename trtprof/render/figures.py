@@ -37,7 +37,8 @@ def esc(s) -> str:
 
 def _esc_all(values) -> list[str]:
     cache: dict = {}
-    return [cache.setdefault(v, esc(v)) if v is not None and v == v else "" for v in values]
+    return ["" if v is None or v is pd.NA or (isinstance(v, float) and v != v) else cache.setdefault(v, esc(v))
+            for v in values]
 
 
 def _layout(fig: go.Figure, title: str, height: int = 360, **kw) -> go.Figure:
@@ -56,7 +57,8 @@ def choose_window(df: pd.DataFrame, infs: pd.DataFrame, changes: pd.DataFrame, l
     the inference closest to the median latency."""
     if infs.empty:
         return infs[KEY], 0, "no inference recorded"
-    starts = df[df["event"] == "inference"].drop_duplicates(KEY)[KEY + ["host_start_ns"]]
+    d = df.loc[df["inference"] >= 0, KEY + ["host_start_ns"]]
+    starts = d.groupby(KEY, sort=False)["host_start_ns"].min().reset_index()  # works without inference rows
     order = infs.merge(starts, on=KEY, how="left").sort_values(["host_start_ns"], kind="stable")
     model = order["model"].value_counts().index[0]  # the model run most
     order = order[order["model"] == model].reset_index(drop=True)
@@ -124,18 +126,20 @@ def timeline_figure(df: pd.DataFrame, window: pd.DataFrame, centre: int, why: st
     lanes = ["host \u00b7 inference", "host \u00b7 allocation", "host \u00b7 enqueue", "host \u00b7 fallback"]
     inf = rows[rows["event"] == "inference"]
     mode = window.merge(rows[rows["event"] == "call"].groupby(KEY)["prealloc"].any().reset_index(), on=KEY, how="left")
-    on = dict(zip(mode["inference"], mode["prealloc"].fillna(False)))
+    on = dict(zip(zip(mode["pid"], mode["inference"]), mode["prealloc"].fillna(False)))
     _bars(fig, inf, "host_start_ns", "host_end_ns", lanes[0], t0, "inference (host)", COLORS["inference"],
           [f"<b>{esc(m)}</b> inference {i}<br>{(e - s) / 1e3:.1f} \u00b5s host<br>pre-alloc "
-           f"{'on' if on.get(i) else 'off'}<br>inputs {esc(sh)}"
-           for m, i, s, e, sh in zip(inf["model"], inf["inference"], inf["host_start_ns"], inf["host_end_ns"],
-                                     inf["input_shapes"].fillna(""))])
+           f"{'on' if on.get((p, i)) else 'off'}<br>inputs {esc(sh)}"
+           for m, p, i, s, e, sh in zip(inf["model"], inf["pid"], inf["inference"], inf["host_start_ns"],
+                                        inf["host_end_ns"], inf["input_shapes"].fillna(""))])
     a = rows[rows["event"] == "alloc"].merge(allocs[["seq", "hidden_ns", "exposed_ns"]], on="seq", how="left")
-    forced = a["reallocated"].fillna(False).astype(bool) & (a["alloc_phase"] == "before_exec")
-    for label, m, color in [("allocation before execution", (a["alloc_phase"] == "before_exec") & ~forced, COLORS["before_exec"]),
-                            ("allocation after enqueue (for the next call)", a["alloc_phase"] == "after_enqueue", COLORS["after_enqueue"]),
+    before = (a["alloc_phase"] == "before_exec").fillna(False).to_numpy(bool)
+    after = (a["alloc_phase"] == "after_enqueue").fillna(False).to_numpy(bool)
+    forced = a["reallocated"].fillna(False).to_numpy(bool) & before
+    for label, m, color in [("allocation before execution", before & ~forced, COLORS["before_exec"]),
+                            ("allocation after enqueue (for the next call)", after, COLORS["after_enqueue"]),
                             ("forced re-allocation (pre-alloc on, outputs thrown away)", forced, COLORS["forced"])]:
-        d = a[m.to_numpy()]
+        d = a[m]
         extra = [f"<br>{b / 1e3:.0f} kB" + ("" if h != h else f"<br>hidden {h / 1e3:.1f} \u00b5s, exposed {x / 1e3:.1f} \u00b5s")
                  for b, h, x in zip(d["bytes"].astype("Float64").fillna(0).astype(float), d["hidden_ns"], d["exposed_ns"])]
         _bars(fig, d, "host_start_ns", "host_end_ns", lanes[1], t0, label, color, _hover(d, "allocation", extra))
@@ -172,14 +176,14 @@ def timeline_figure(df: pd.DataFrame, window: pd.DataFrame, centre: int, why: st
         fig.add_trace(go.Scatter(x=x, y=[lanes[1]] * len(sc), mode="markers", name="input shape changed",
                                  marker={"symbol": "x", "size": 11, "color": "#000000"}, hoverinfo="text",
                                  hovertext=_hover(sc, "input shape changed")))
-    # initial view: a few inferences around the centre
-    inf = inf.sort_values("host_start_ns")
-    lo = max(0, min(centre - 1, len(inf) - SHOWN))
-    vis = inf.iloc[lo:lo + SHOWN]
+    # initial view: a few inferences around the centre (window is in time order)
+    lo = max(0, min(centre - 1, len(window) - SHOWN))
+    vis = rows.merge(window.iloc[lo:lo + SHOWN], on=KEY)
     x0 = (int(vis["host_start_ns"].min()) - t0) / 1e6
     gpu_end = vis["gpu_end_ns"].dropna()
     x1 = (max(int(vis["host_end_ns"].max()), int(gpu_end.max()) if len(gpu_end) else 0) - t0) / 1e6
     pad = 0.02 * (x1 - x0)
+    vis = window.iloc[lo:lo + SHOWN]
     title = (f"Timeline: {len(window)} inferences, {esc(why)}<br><sup>showing {len(vis)}; drag to zoom, "
              "double-click to see all of them</sup>")
     _layout(fig, title, height=170 + 42 * len(lanes), barmode="overlay", bargap=0.3)
