@@ -244,3 +244,15 @@ def test_any_timeline_renders_or_is_empty(df):
         return
     text = render(cap, n_boot=50)
     assert "<b>x</b>" not in text and text.count("<script") == text.count("</script>")
+
+
+def test_python_lane_is_the_rest_of_the_inference():
+    from synthetic import frame
+
+    rows = frame([dict(event="inference", subgraph="m", subgraph_kind="model", host=(0, 100)),
+                  dict(event="alloc", host=(10, 20)), dict(event="exec", host=(18, 30)),
+                  dict(event="fallback", subgraph="_run_on_gpu_1", subgraph_kind="fallback", host=(50, 60)),
+                  dict(event="call", inference=1, host=(200, 260)), dict(event="exec", inference=1, host=(210, 260))])
+    py = figures.python_intervals(rows)
+    assert py[["inference", "start_ns", "end_ns"]].values.tolist() == [[0, 0, 10], [0, 30, 50], [0, 60, 100],
+                                                                         [1, 200, 210]]

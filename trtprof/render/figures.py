@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from trtprof.analysis.overlap import KEY
+from trtprof.analysis.overlap import KEY, union
 
 WINDOW = 50  # inferences drawn on the timeline
 SHOWN = 4  # inferences visible before zooming out
@@ -115,6 +115,23 @@ def _hover(d: pd.DataFrame, what: str, extra: list[str] | None = None, t: tuple[
             for s, i, c, u, sh, x in zip(sub, inf, call, dur, shp, extra)]
 
 
+def python_intervals(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per inference, the host time between its start and end not covered by an allocation, an enqueue
+    or a fallback: Python (the runtime module's forward, the model's glue code). For a window only."""
+    out = []
+    busy = rows[rows["event"].isin(["alloc", "exec", "fallback"])]
+    for key, g in rows.groupby(KEY, sort=False):
+        inf = g[g["event"] == "inference"]
+        span = inf if len(inf) else g
+        lo, hi = int(span["host_start_ns"].min()), int(span["host_end_ns"].max())
+        b = busy.merge(pd.DataFrame([key], columns=KEY), on=KEY)
+        us, ue = union(np.clip(b["host_start_ns"].to_numpy(np.int64), lo, hi), np.clip(b["host_end_ns"].to_numpy(np.int64), lo, hi))
+        starts, ends = np.r_[lo, ue], np.r_[us, hi]
+        keep = ends > starts
+        out += [(key[2], s, e) for s, e in zip(starts[keep], ends[keep])]
+    return pd.DataFrame(out, columns=["inference", "start_ns", "end_ns"])
+
+
 def timeline_figure(df: pd.DataFrame, window: pd.DataFrame, centre: int, why: str,
                     allocs: pd.DataFrame, gaps: pd.DataFrame) -> go.Figure:
     """Host lanes and GPU lanes (one per stream) for the window's inferences, on one host-clock axis."""
@@ -123,7 +140,8 @@ def timeline_figure(df: pd.DataFrame, window: pd.DataFrame, centre: int, why: st
     if rows.empty:
         return _layout(fig, "Timeline: no inference to draw")
     t0 = int(rows["host_start_ns"].min())
-    lanes = ["host \u00b7 inference", "host \u00b7 allocation", "host \u00b7 enqueue", "host \u00b7 fallback"]
+    lanes = ["host \u00b7 inference", "host \u00b7 allocation", "host \u00b7 enqueue", "host \u00b7 fallback",
+             "host \u00b7 Python"]
     inf = rows[rows["event"] == "inference"]
     mode = window.merge(rows[rows["event"] == "call"].groupby(KEY)["prealloc"].any().reset_index(), on=KEY, how="left")
     on = dict(zip(zip(mode["pid"], mode["inference"]), mode["prealloc"].fillna(False)))
@@ -149,6 +167,10 @@ def timeline_figure(df: pd.DataFrame, window: pd.DataFrame, centre: int, why: st
     fb = rows[rows["event"] == "fallback"]
     _bars(fig, fb, "host_start_ns", "host_end_ns", lanes[3], t0, "fallback launch (host)", COLORS["fallback"],
           _hover(fb, "PyTorch fallback (host)"), opacity=0.6)
+    py = python_intervals(rows)
+    _bars(fig, py, "start_ns", "end_ns", lanes[4], t0, "Python in between (host)", COLORS["python_ns"],
+          [f"host in Python (nothing recorded) {(e - s) / 1e3:.1f} \u00b5s<br>inference {i}"
+           for s, e, i in zip(py["start_ns"], py["end_ns"], py["inference"])], opacity=0.6)
     gpu = rows[rows["event"].isin(["exec", "fallback"]) & rows["gpu_start_ns"].notna() & rows["gpu_end_ns"].notna()]
     if len(gpu):
         streams = gpu["stream"].astype("Int64")

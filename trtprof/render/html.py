@@ -222,8 +222,8 @@ def _timeline(cap: Capture, r: stats.Results, fig) -> str:
     parts = ["<h2 id='timeline'>3. Timeline</h2>",
              '<p class="muted">One host-clock axis. Host lanes: the inference call, output allocations (red: '
              "before execution, on the critical path; green: after the enqueue, for the next call, overlapping "
-             "the GPU; purple: forced re-allocation because the input shape changed), enqueues and PyTorch "
-             "fallbacks. GPU lanes: one per CUDA stream, engines in blue and fallback kernels in orange; grey: the "
+             "the GPU; purple: forced re-allocation because the input shape changed), enqueues, PyTorch "
+             "fallbacks, and Python in between (host time inside the inference not covered by those). GPU lanes: one per CUDA stream, engines in blue and fallback kernels in orange; grey: the "
              "GPU idle between subgraphs. An allocation is hidden where a GPU bar lies under it.</p>"]
     if win.empty:
         parts.append('<p class="muted">no inference recorded: nothing to draw</p>')
