@@ -256,3 +256,36 @@ def test_python_lane_is_the_rest_of_the_inference():
     py = figures.python_intervals(rows)
     assert py[["inference", "start_ns", "end_ns"]].values.tolist() == [[0, 0, 10], [0, 30, 50], [0, 60, 100],
                                                                          [1, 200, 210]]
+
+
+# -- trtprof capture writes the report --------------------------------------------------------------
+@pytest.mark.fake_trt
+def test_capture_writes_the_report_unless_told_not_to(tmp_path, fake_env):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "job.py"
+    script.write_text("import sys, torch\nsys.path.insert(0, %r)\nfrom cpu_models import partitioned\n"
+                      "m = partitioned('python')\nfor _ in range(4):\n    m(torch.randn(2, 8))\n"
+                      % str(Path(__file__).parent))
+
+    def capture(*extra):
+        return subprocess.run([sys.executable, "-m", "trtprof", "capture", *extra, str(script), "<b>arg</b>"],
+                              cwd=tmp_path, env=fake_env, capture_output=True, text=True, timeout=300)
+
+    r = capture("-o", str(tmp_path / "a"))
+    assert r.returncode == 0, r.stderr
+    report = tmp_path / "a" / "report.html"
+    assert f"report written: {report}" in r.stderr
+    text = report.read_text()
+    check_page(text)
+    assert "&lt;b&gt;arg&lt;/b&gt;" in text and "<b>arg</b>" not in text  # the command line, escaped
+    r = capture("-o", str(tmp_path / "b"), "--no-report")
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "b" / "report.html").exists() and "report written" not in r.stderr
+    empty = tmp_path / "nothing.py"
+    empty.write_text("pass\n")
+    r = subprocess.run([sys.executable, "-m", "trtprof", "capture", "-o", str(tmp_path / "c"), str(empty)],
+                       cwd=tmp_path, env=fake_env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "report written" not in r.stderr and not (tmp_path / "c" / "report.html").exists()

@@ -34,9 +34,10 @@ def _err(msg: str, quiet: bool = False) -> None:
                    "alternate[:K] (flip every K inferences, default 50; first call after a flip excluded).")
 @click.option("--cpp-allocs/--no-cpp-allocs", default=True, show_default=True,
               help="Record the C++ runtime's allocations from the CUDA caching allocator's log.")
+@click.option("--no-report", is_flag=True, help="Do not write report.html (the HTML report) into the capture folder.")
 @click.argument("target")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def capture(module, output, quiet, prealloc, cpp_allocs, target, args):
+def capture(module, output, quiet, prealloc, cpp_allocs, no_report, target, args):
     """Run a Python script (or -m module) and record every Torch-TensorRT call it makes.
 
     TARGET runs as __main__ with ARGS, exactly as `python TARGET ARGS`; trtprof exits with its exit
@@ -68,4 +69,23 @@ def capture(module, output, quiet, prealloc, cpp_allocs, target, args):
         status = "" if cap.complete else " (incomplete)"
         click.echo(f"capture written{status}: {cap.path}/ ({len(cap.timeline)} rows); "
                    f"load it with trtprof.load({str(cap.path)!r})", err=True)
+    if not no_report:
+        _report(cap, quiet)
     sys.exit(res.exit_code)
+
+
+def _report(cap, quiet: bool) -> None:
+    """Write report.html next to the timeline; a failure is a note, never the script's exit code."""
+    import shlex
+
+    from trtprof.render.html import EmptyCaptureError, write_report  # plotly: only once the script ran
+
+    try:
+        path = write_report(cap)
+    except EmptyCaptureError:
+        return  # the summary above already says nothing ran
+    except Exception as e:  # noqa: BLE001 - the capture is written; the report is a bonus
+        _err(f"could not write the report: {type(e).__name__}: {e}; try trtprof report {cap.path}")
+        return
+    if not quiet:
+        click.echo(f"report written: {path}, open it with xdg-open {shlex.quote(str(path))}", err=True)
