@@ -1,0 +1,64 @@
+"""Summaries of the tutorial's three cases (reports/cases/<case>-<runtime>/), as text and a Markdown table.
+
+    python3 scripts/summarize_cases.py [reports/cases]
+
+Writes summary.txt into each capture folder (per-subgraph summary, latency by mode and by shape, the
+pre-allocation verdict with its 95 % bootstrap CI, exposed allocation per inference, shape-change
+frequency) and prints one Markdown table row per capture for the README.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import trtprof  # noqa: E402
+from trtprof.analysis import stats  # noqa: E402
+from trtprof.analysis.summary import by_subgraph  # noqa: E402
+from trtprof.render.text import summary_table  # noqa: E402
+
+
+def summarize(folder: Path) -> tuple[str, dict]:
+    cap = trtprof.load_capture(folder)
+    df = cap.timeline
+    r = stats.analyse(df)
+    env = cap.meta.get("environment", {})
+    lines = [f"capture {folder.name}: {' '.join(cap.meta.get('command', [])[-6:])}",
+             f"{env.get('gpu')} | torch {env.get('torch')} | torch_tensorrt {env.get('torch_tensorrt')} | "
+             f"{env.get('tensorrt_backend')} {env.get('tensorrt')} | options {cap.meta.get('options')}", "",
+             summary_table(by_subgraph(df)), "", "latency per inference by pre-alloc mode (excluded calls left out):",
+             r.by_mode.to_string(index=False), "", "by input shape:", r.by_shape.to_string(index=False), ""]
+    lines += [f"verdict: {c.verdict}" for c in r.comparisons]
+    exp = r.exposure.groupby("mode")[["alloc_ns_per_inference", "exposed_ns_per_inference"]].sum() / 1e3
+    lines += ["", "allocation per inference, all engines (us): total and exposed (GPU idle meanwhile):",
+              exp.round(1).to_string()]
+    if r.shape_advice:
+        lines += ["", r.shape_advice]
+    if len(r.recommendations):
+        lines += ["", "recommendations:", r.recommendations.to_string(index=False)]
+    text = "\n".join(lines) + "\n"
+    (folder / "summary.txt").write_text(text)
+    c = r.comparisons[0] if r.comparisons else None
+    engines = df[df.subgraph_kind == "engine"].subgraph.nunique()
+    fallbacks = df[df.subgraph_kind == "fallback"].subgraph.nunique()
+    med = r.by_mode.set_index("mode")["median_ms"].to_dict()
+    row = dict(capture=folder.name, engines=engines, fallbacks=fallbacks,
+               off=med.get("off"), on=med.get("on"), verdict=c.verdict if c else "",
+               exposed_off=exp["exposed_ns_per_inference"].get("off"),
+               exposed_on=exp["exposed_ns_per_inference"].get("on"))
+    return text, row
+
+
+def main():
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "reports/cases")
+    print("| capture | engines / fallbacks | median off (ms) | median on (ms) | exposed alloc off / on (us per inference) | verdict (95 % bootstrap CI) |")
+    print("|---|---|---|---|---|---|")
+    for folder in sorted(p for p in root.iterdir() if (p / "meta.json").exists()):
+        _, r = summarize(folder)
+        print(f"| {r['capture']} | {r['engines']} / {r['fallbacks']} | {r['off']:.3f} | {r['on']:.3f} | "
+              f"{r['exposed_off']:.1f} / {r['exposed_on']:.1f} | {r['verdict']} |")
+
+
+if __name__ == "__main__":
+    main()
