@@ -63,6 +63,38 @@ def run_mode(mode, model, inputs, iters, tmp, block):
     raise ValueError(mode)
 
 
+def toggled(trt, inputs, args, tmp):
+    """One capture for the whole run; rounds switch recording on and off (state.ACTIVE), so the two
+    arms differ only in what trtprof does per inference, not in set-up, files or process state.
+    The 'off' arm still passes through the installed hooks (their pass-through cost is measured
+    separately by bench_hooks.py)."""
+    from trtprof.capture import state
+    s = trtprof.Session(Path(tmp) / "toggle", cpp_allocs=True, name="toggle").start()
+    s.instrument(trt)
+    ins = state.ACTIVE
+    on, off, ratios = [], [], []
+    try:
+        timed(trt, inputs, 5)  # anchors the GPU clock, starts the allocator log
+        for r in range(args.blocks):
+            b = {}
+            for arm in (("off", "on") if r % 2 else ("on", "off")):
+                state.ACTIVE = ins if arm == "on" else None
+                b[arm] = timed(trt, inputs, args.iters)
+            state.ACTIVE = ins
+            on += b["on"]
+            off += b["off"]
+            ratios.append(statistics.median(b["on"]) / statistics.median(b["off"]))
+    finally:
+        state.ACTIVE = ins
+        s.stop()
+    ratios.sort()
+    return {"median_on_ms": round(statistics.median(on), 4), "median_off_ms": round(statistics.median(off), 4),
+            "ratio_of_medians": round(statistics.median(on) / statistics.median(off), 4),
+            "paired_ratio_median": round(statistics.median(ratios), 4),
+            "paired_ratio_p10_p90": [round(ratios[len(ratios) // 10], 4), round(ratios[(9 * len(ratios)) // 10], 4)],
+            "rounds": args.blocks, "iters": args.iters}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runtime", choices=["cpp", "python"], default="cpp")
@@ -74,6 +106,8 @@ def main(argv=None):
     p.add_argument("--modes", default="none,trtprof,trtprof-noalloc,trtprof-nogpu,torch.profiler",
                    help="trtprof-noalloc: no C++ allocator log; trtprof-nogpu: no CUDA events, no NVTX")
     p.add_argument("--out", default="reports/bench")
+    p.add_argument("--toggle", action="store_true",
+                   help="also measure with one capture switched on/off between rounds (see toggled())")
     args = p.parse_args(argv)
     import torch_tensorrt
 
@@ -120,6 +154,9 @@ def main(argv=None):
             "paired_ratio_p10_p90": [q(0.1), q(0.9)],
             "trtprof_inference_median_ms": round(statistics.median(own[m]), 4) if own[m] else None,
         }
+    if args.toggle:
+        with tempfile.TemporaryDirectory() as tmp:
+            res["toggle"] = toggled(trt, inputs, args, tmp)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = f"overhead-{args.runtime}{'-broken' if args.graph_breaks else ''}{'-prealloc' if args.prealloc else ''}.json"

@@ -22,7 +22,8 @@ for s in $steps; do
         --iters 200 --warmup 20 2>&1 | quiet > "$w/bert-$rt.txt"
     done;;
   bench)
-    for a in "--runtime cpp" "--runtime python"; do
+    log hooks; timeout 200 python3 scripts/bench_hooks.py --out "$w/bench" 2>&1 | quiet > "$w/bench-hooks.txt"
+    for a in "--runtime cpp --toggle" "--runtime python --toggle"; do
       log "bench $a"; timeout 150 python3 scripts/bench_overhead.py $a --out "$w/bench" 2>&1 | quiet | tail -60 > "$w/bench-${a// /_}.txt"
     done;;
   bench-broken)
