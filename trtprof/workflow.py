@@ -27,6 +27,7 @@ EXIT_BAD_OUTPUT = 4
 EXIT_BAD_CAPTURE = 5
 EXIT_EMPTY_CAPTURE = 6
 EXIT_MISSING_DEPENDENCY = 7
+EXIT_NO_NSYS = 8  # nsys not on PATH, or an nsys report that cannot be used
 
 BATCH_ENV = "TRTPROF_BATCH_ROWS"  # rows per spilled batch (default: the recorder's, 4096)
 
