@@ -26,6 +26,7 @@ from trtprof.analysis import shapes as shape_analysis
 from trtprof.analysis import stats
 from trtprof.model.store import Capture
 from trtprof.render import figures
+from trtprof.render.nsys_section import section as nsys_section  # '' without an nsys import
 
 REPORT = "report.html"
 MAX_TABLE_ROWS = 200
@@ -328,7 +329,8 @@ def render(cap: Capture, *, n_boot: int = stats.N_BOOT) -> str:
     r = stats.analyse(df, n_boot=n_boot)
     fig = _Figures()
     body = "".join([_header(cap, r), _headline(r, fig), _recommendations(r), _timeline(cap, r, fig),
-                    _latency(r, fig), _overlap(r, fig), _shapes(r), _subgraphs(r), _footer(cap)])
+                    _latency(r, fig), _overlap(r, fig), _shapes(r), _subgraphs(r),
+                    nsys_section(cap), _footer(cap)])
     title = f"trtprof report \u2014 {cap.path.name if cap.path else 'capture'}"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
