@@ -182,11 +182,15 @@ def capture_under_nsys(target: str, args: list[str], *, module: bool, output: st
     if not quiet:
         echo(f"running under Nsight Systems: {shlex.join(cmd)}")
     try:
-        rc = subprocess.call(cmd)
-    except KeyboardInterrupt:
-        rc = 130
+        proc = subprocess.Popen(cmd)
     except OSError as e:
         raise NsysRunError(f"cannot run nsys: {e.strerror or e}", workflow.EXIT_NO_NSYS) from None
+    while True:
+        try:
+            rc = proc.wait()
+            break
+        except KeyboardInterrupt:  # nsys and the capture got the same Ctrl-C: let them write what they have
+            continue
     code = _child_exit_code(folder, rc)
     rep = folder / (REPORT_STEM + ".nsys-rep")
     if not rep.is_file():
