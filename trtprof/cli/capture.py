@@ -88,8 +88,11 @@ def _report(cap, quiet: bool) -> None:
     """Write report.html next to the timeline; a failure is a note, never the script's exit code."""
     import shlex
 
-    from trtprof.render.html import EmptyCaptureError, write_report  # plotly: only once the script ran
-
+    try:
+        from trtprof.render.html import EmptyCaptureError, write_report  # plotly: only once the script ran
+    except ImportError as e:
+        _err(f"report not written: {e} (pip install plotly, then trtprof report {cap.path})", quiet)
+        return
     try:
         path = write_report(cap)
     except EmptyCaptureError:
