@@ -13,7 +13,6 @@ Kept out of the CLI so the command line built here can be tested with a fake `ns
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
