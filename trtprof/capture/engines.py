@@ -197,7 +197,7 @@ def cpp_forward(orig):
         if log is not None and not log.active:
             log.start()
         gpu = ins.gpu
-        stream = torch.cuda.current_stream() if gpu else None
+        stream = gpu.current_stream() if gpu else None
         ev0 = gpu.record(stream) if gpu else None
         ins.marks.push(ins.attrs(frame.info, "exec"))
         frame.t0 = t0 = now()

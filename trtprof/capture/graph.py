@@ -89,7 +89,7 @@ def _open(ins, stack, module, info, args, attrs) -> None:
     stack.append(frame)
     ins.marks.push(attrs)
     if ins.gpu:
-        frame.stream = torch.cuda.current_stream()
+        frame.stream = ins.gpu.current_stream()
         frame.ev0 = ins.gpu.record(frame.stream)
     frame.t0 = now()
 
