@@ -13,7 +13,6 @@ engine stream waits on it and it waits on the engine stream, so the pair enclose
 """
 from __future__ import annotations
 
-import torch
 
 from trtprof.capture import graph, state
 from trtprof.capture.recorder import now

@@ -3,6 +3,7 @@ import click
 
 from trtprof import __version__
 from trtprof.cli.capture import capture
+from trtprof.cli.compare import compare
 from trtprof.cli.export import export
 from trtprof.cli.nsys_import import nsys_import
 from trtprof.cli.report import report
@@ -20,6 +21,7 @@ def main():
 
 
 main.add_command(capture)
+main.add_command(compare)
 main.add_command(export)
 main.add_command(nsys_import)
 main.add_command(report)
