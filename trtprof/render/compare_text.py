@@ -107,15 +107,18 @@ def render(res: CaptureDiff, path_a, path_b, meta_a: dict | None = None, meta_b:
     for label, names in (("appeared in B (not in A)", res.subgraphs.loc[res.subgraphs["status"] == "appeared"]),
                          ("disappeared (in A, not in B)", res.subgraphs.loc[res.subgraphs["status"] == "disappeared"])):
         if len(names):
-            lines.append(f"Subgraphs {label}: " + ", ".join(clean(s, 40) for s in names["subgraph"].head(12))
-                         + (f" and {len(names) - 12} more" if len(names) > 12 else ""))
+            lines += textwrap.wrap(f"Subgraphs {label}: " + ", ".join(clean(s, 40) for s in names["subgraph"].head(40))
+                                   + (f" and {len(names) - 40} more" if len(names) > 40 else ""),
+                                   WIDTH, subsequent_indent="  ", break_on_hyphens=False)
     for label, models in (("only in A", res.models_only_a), ("only in B", res.models_only_b)):
         if models:
-            lines.append(f"Models {label}: " + ", ".join(clean(m, 40) for m in models))
+            lines += textwrap.wrap(f"Models {label}: " + ", ".join(clean(m, 40) for m in models[:20]), WIDTH,
+                                   subsequent_indent="  ", break_on_hyphens=False)
     if res.environment is not None and len(res.environment):
-        lines.append("Environment differs: " + "; ".join(f"{clean(k)} {clean(a) or '-'} \u2192 {clean(b) or '-'}"
-                                                        for k, a, b in res.environment.itertuples(index=False)))
+        lines += textwrap.wrap("Environment differs: " + "; ".join(
+            f"{clean(k)} {clean(a) or '-'} \u2192 {clean(b) or '-'}" for k, a, b in res.environment.itertuples(index=False)),
+            WIDTH, subsequent_indent="  ", break_on_hyphens=False)
     for w in res.warnings:
         if not w.startswith("the captures ran in different"):  # the environment line says it
-            lines += textwrap.wrap(f"warning: {clean(w)}", WIDTH, subsequent_indent="  ")
+            lines += textwrap.wrap(f"warning: {clean(w)}", WIDTH, subsequent_indent="  ", break_on_hyphens=False)
     return "\n".join(lines)
