@@ -2,7 +2,7 @@
 # One device session's work, in order of importance, each step time-boxed; everything ends up in
 # OUT/gpu-results.tar.gz (the device returns at most 8 files).
 #   source .trtbundle/activate.sh && bash scripts/gpu_run.sh "$OUT" [steps...]
-# steps: tests bert bench bench-broken nsys cases (default: tests bert bench nsys)
+# steps: tests bert bench bench-broken nsys nsys-acc profile cases (default: tests bert bench nsys)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$1; shift
@@ -38,12 +38,18 @@ for s in $steps; do
           scripts/bert_cases.py "$1" --iters "$2" $flag 2>&1 | quiet > "$w/cases/$1-$rt.txt"
       done
     done;;
+  nsys-acc)
+    log "nsys accuracy"; timeout 590 python3 scripts/nsys_accuracy.py --out "$w/nsys-acc" --timeout 280 2>&1 | quiet > "$w/nsys-accuracy.txt"
+    log "nsys accuracy rc=${PIPESTATUS[0]}"; find "$w/nsys-acc" \( -name '*.sqlite' -o -name '*.nsys-rep' \) -delete;;
+  profile)
+    log profile; timeout 200 python3 scripts/profile_capture.py --runtime cpp 2>&1 | quiet > "$w/profile-cpp.txt";;
   nsys)
     if command -v nsys >/dev/null; then
       log nsys
       timeout 200 nsys profile -t cuda,nvtx --force-overwrite true -o "$w/two" python3 -m trtprof capture -o "$w/two-cap" \
         tests/gpu_scripts/two_engines.py python "$w/two-sched.json" 2>&1 | quiet > "$w/nsys.txt"
       timeout 100 nsys export --type sqlite --force-overwrite true -o "$w/two.sqlite" "$w/two.nsys-rep" >> "$w/nsys.txt" 2>&1
+      python3 -m trtprof nsys-import "$w/two-cap" "$w/two.sqlite" >> "$w/nsys.txt" 2>&1
       ls -la "$w" >> "$w/nsys.txt"
     else log "no nsys"; fi;;
   esac

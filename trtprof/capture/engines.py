@@ -42,9 +42,9 @@ class ContextProxy:
             return ctx.execute_async_v3(*args, **kwargs)
         stream = getattr(mod, "_engine_stream", None)
         gpu = ins.gpu
-        ev0 = gpu.record(stream) if gpu else None
         ins.marks.push(ins.attrs(frame.info, "exec"))
         t0 = now()
+        ev0 = gpu.record(stream) if gpu else None
         try:
             return ctx.execute_async_v3(*args, **kwargs)
         finally:
@@ -196,10 +196,10 @@ def cpp_forward(orig):
         if log is not None and not log.active:
             log.start()
         gpu = ins.gpu
+        ins.marks.push(ins.attrs(frame.info, "exec"))
+        frame.t0 = t0 = now()  # with the NVTX push; the events below are part of the range
         stream = gpu.current_stream() if gpu else None
         ev0 = gpu.record(stream) if gpu else None
-        ins.marks.push(ins.attrs(frame.info, "exec"))
-        frame.t0 = t0 = now()
         out = None
         try:
             out = orig(self, *inputs)

@@ -88,10 +88,10 @@ def _open(ins, stack, module, info, args, attrs) -> None:
     info.calls += 1
     stack.append(frame)
     ins.marks.push(attrs)
+    frame.t0 = now()  # taken with the NVTX push, so both clocks see the same start
     if ins.gpu:
         frame.stream = ins.gpu.current_stream()
         frame.ev0 = ins.gpu.record(frame.stream)
-    frame.t0 = now()
 
 
 def _close(ins, stack, module) -> RangeFrame | None:
