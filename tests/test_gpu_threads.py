@@ -18,9 +18,13 @@ def models():
     net = torch.nn.Sequential(torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128))
     net = net.eval().cuda().half()
     x = torch.randn(8, 128, device="cuda", dtype=torch.half)
-    out = {rt: torch_tensorrt.compile(net, ir="dynamo", inputs=[x], min_block_size=1,
-                                      use_python_runtime=(rt == "python")) for rt in ("cpp", "python")}
-    return out, x
+    def build(rt):
+        return torch_tensorrt.compile(net, ir="dynamo", inputs=[x], min_block_size=1,
+                                      use_python_runtime=(rt == "python"))
+    # the C++ runtime serialises calls of one engine (a mutex): both threads share one module; the
+    # Python runtime's execution context is not thread-safe: one module per thread
+    cpp = build("cpp")
+    return {"cpp": (cpp, cpp), "python": (build("python"), build("python"))}, x
 
 
 @pytest.mark.parametrize("rt", ["cpp", "python"])
@@ -28,11 +32,10 @@ def test_two_threads_and_a_user_stream(tmp_path, models, rt):
     import torch
 
     trts, x = models
-    trt = trts[rt]
     user_stream = torch.cuda.Stream()
     idents = {}
 
-    def worker(name, stream, n=20):
+    def worker(name, trt, stream, n=20):
         idents[name] = threading.get_ident()
         with torch.cuda.stream(stream):
             for _ in range(n):
@@ -40,8 +43,8 @@ def test_two_threads_and_a_user_stream(tmp_path, models, rt):
             stream.synchronize()
 
     with trtprof.profile(out=tmp_path / "c") as cap:
-        ts = [threading.Thread(target=worker, args=("default", torch.cuda.default_stream())),
-              threading.Thread(target=worker, args=("user", user_stream))]
+        ts = [threading.Thread(target=worker, args=("default", trts[rt][0], torch.cuda.default_stream())),
+              threading.Thread(target=worker, args=("user", trts[rt][1], user_stream))]
         for t in ts:
             t.start()
         for t in ts:
@@ -63,5 +66,5 @@ def test_two_threads_and_a_user_stream(tmp_path, models, rt):
         assert not (set(ex.stream) & {user_stream.cuda_stream, torch.cuda.default_stream().cuda_stream})
     # every exec row belongs to an inference of its own thread
     for _, row in ex.iterrows():
-        own = inf[(inf.thread == row.thread) & (inf.inference == row.inference)]
+        own = inf[(inf.thread == row.thread) & (inf.inference == row.inference) & (inf.model == row.model)]
         assert len(own) == 1
