@@ -169,3 +169,21 @@ def test_small_batches_spill(tmp_path):
     cap = s.stop()
     assert len(writes) > 3 and sum(writes) == len(cap.timeline)
     assert sorted(cap.timeline.seq) == list(range(len(cap.timeline)))
+
+
+def test_deferred_rows_keep_their_thread(tmp_path):
+    """C++ rows wait for the allocator log and may be emitted by another thread: they keep the
+    thread that made the call."""
+    from trtprof.capture import engines, state as st
+    m = _model("cpp")
+    with trtprof.profile(out=tmp_path / "c") as cap:
+        ins = st.ACTIVE
+        ins.alloc_log = type("NoLog", (), {"active": True, "harvest": lambda self: []})()
+        t = threading.Thread(target=lambda: [m(torch.randn(2, 8)) for _ in range(3)])
+        t.start()
+        t.join()
+        worker = t.ident
+        engines.harvest_cpp(ins)  # emitted from this (main) thread
+        ins.alloc_log = None
+    calls = cap.timeline[cap.timeline.event.isin(["call", "exec"])]
+    assert len(calls) == 12 and set(calls.thread) == {worker}

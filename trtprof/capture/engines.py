@@ -87,7 +87,7 @@ def _emit(ins, frame: CallFrame, groups=None) -> None:
     outputs = ("preallocated" if frame.prealloc and not allocated_before else "new") if known else None
     common = dict(model=frame.model, inference=frame.inference, subgraph=info.name, subgraph_kind="engine",
                   runtime=info.runtime, call=frame.call, input_shapes=frame.shapes, prealloc=frame.prealloc,
-                  shape_changed=frame.changed)
+                  shape_changed=frame.changed, thread=frame.thread)
     if frame.flipped:
         common.update(exclude=True, note=graph._FLIP_NOTE)
     rec = ins.rec

@@ -52,10 +52,11 @@ class CallFrame:
     """One engine call in flight: what its inner hooks (alloc, enqueue) saw."""
 
     __slots__ = ("module", "info", "call", "prealloc", "enqueued", "allocs", "exec", "shapes", "changed",
-                 "expect_after", "model", "inference", "t0", "t1", "out_shapes", "flipped")
+                 "expect_after", "model", "inference", "t0", "t1", "out_shapes", "flipped", "thread")
 
     def __init__(self, module, info, call, prealloc, shapes):
         self.module, self.info, self.call, self.prealloc, self.shapes = module, info, call, prealloc, shapes
+        self.thread = threading.get_ident()  # rows may be emitted later, from another thread
         self.changed = info.last_shapes is not None and shapes != info.last_shapes
         # the runtime can reuse earlier buffers only if the previous call pre-allocated for these shapes
         self.expect_after = prealloc and info.last_prealloc and not self.changed
