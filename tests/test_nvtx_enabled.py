@@ -1,6 +1,5 @@
 """NVTX with a tool attached: a no-op injection library makes nvtx hand out real domains, so the
 code path that runs under Nsight Systems is exercised on CPU (it differs from the dummy one)."""
-import os
 import shutil
 import subprocess
 import sys

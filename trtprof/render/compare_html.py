@@ -9,7 +9,6 @@ figure JSON is embedded with `<`, `>` and `&` as \\u escapes. Figures have a bou
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from trtprof import __version__
 from trtprof.analysis.compare import CaptureDiff
 from trtprof.model.store import Capture
 from trtprof.render import figures
+from trtprof.render import html
 from trtprof.render.html import _CSS, _HEAD_JS, _command, _Figures, _num, e, ms, nbytes, table
 
 COLORS = {"A": "#1f77b4", "B": "#ff7f0e"}
@@ -217,16 +217,4 @@ def render(res: CaptureDiff, a: Capture, b: Capture) -> str:
 
 def write(res: CaptureDiff, a: Capture, b: Capture, path: str | os.PathLike) -> Path:
     """Write the page to `path` through a temporary file, so a failure never leaves half a page."""
-    path = Path(path)
-    text = render(res, a, b)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".compare-", suffix=".html", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return html.write_atomic(Path(path), render(res, a, b), ".compare-")

@@ -348,10 +348,13 @@ def write_report(capture: Capture, path: str | os.PathLike | None = None) -> Pat
         if capture.path is None:
             raise ValueError("the capture has no folder: give the report a path")
         path = Path(capture.path) / REPORT
-    path = Path(path)
-    text = render(capture)
+    return write_atomic(Path(path), render(capture), ".report-")
+
+
+def write_atomic(path: Path, text: str, prefix: str) -> Path:
+    """Write `text` through a temporary file and a rename, so a failure never leaves half a page."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".html", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
