@@ -187,3 +187,17 @@ def test_deferred_rows_keep_their_thread(tmp_path):
         ins.alloc_log = None
     calls = cap.timeline[cap.timeline.event.isin(["call", "exec"])]
     assert len(calls) == 12 and set(calls.thread) == {worker}
+
+
+def test_ready_rows_written_within_a_second(monkeypatch):
+    """Below a full batch, rows still reach the writer about once a second (bounded loss on SIGKILL)."""
+    from trtprof.capture import recorder as rm
+    got = []
+    r = rm.Recorder(got.append, batch=10_000)
+    r.add(r.new("call", host_start_ns=0, host_end_ns=1))
+    r.safe_point()
+    assert got == []
+    later = rm.now() + 2_000_000_000
+    monkeypatch.setattr(rm, "now", lambda: later)
+    r.safe_point()
+    assert len(got) == 1 and len(got[0]) == 1

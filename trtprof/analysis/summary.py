@@ -25,6 +25,8 @@ def by_subgraph(df: pd.DataFrame) -> pd.DataFrame:
     keep = ~df["exclude"].fillna(False).astype(bool)
     for (model, sub), g in df.groupby(["model", "subgraph"], sort=False, dropna=False):
         kind = g["subgraph_kind"].iloc[0]
+        kind = kind if isinstance(kind, str) else "unknown"  # a frame built in memory may hold nulls
+        sub = sub if isinstance(sub, str) else ""
         main_event = {"engine": "call", "fallback": "fallback", "model": "inference"}.get(kind, "call")
         calls = g[g["event"] == main_event]
         timed = g[(g["event"] == ("exec" if kind == "engine" else main_event)) & keep.loc[g.index]]

@@ -49,6 +49,7 @@ class Recorder:
         self._ready: list = []
         self._lock = threading.Lock()
         self.rows = 0
+        self._last_write = now()
         self.notes: dict[str, str] = {}  # things the capture could not record, for the user
 
     @staticmethod
@@ -81,11 +82,15 @@ class Recorder:
             self.drain()  # no safe point came for a long time (engines called on their own)
 
     def safe_point(self) -> None:
-        """Called outside every range (after a top-level inference): do the batched work if due."""
+        """Called outside every range (after a top-level inference): do the batched work if due.
+        At least once a second what is ready is written even below a batch, so a SIGKILL loses
+        little on a slow run."""
         if len(self._pending) >= self.resolve_every or len(self._ready) >= self.batch:
             self.drain()
+        elif self._ready and now() - self._last_write > 1_000_000_000:
+            self.drain(flush=True)
 
-    def drain(self, wait: bool = False) -> None:
+    def drain(self, wait: bool = False, flush: bool = False) -> None:
         """Resolve completed events (all of them if `wait`); write ready rows once a batch is full
         (always if `wait`), so the sink sees few, large batches."""
         if not self._lock.acquire(blocking=wait):
@@ -94,13 +99,14 @@ class Recorder:
             if wait and self._pending:
                 self.gpu.synchronize()
             self._resolve()
-            if self._ready and (wait or len(self._ready) >= self.batch):
+            if self._ready and (wait or flush or len(self._ready) >= self.batch):
                 out, self._ready = self._ready, []
                 for rec in out:
                     rec[R.INDEX["input_shapes"]] = format_shapes(rec[R.INDEX["input_shapes"]])
                     rec[R.INDEX["shapes"]] = format_shapes(rec[R.INDEX["shapes"]])
                 self.sink(out)
                 self.rows += len(out)
+                self._last_write = now()
         finally:
             self._lock.release()
 
