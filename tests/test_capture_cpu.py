@@ -201,3 +201,13 @@ def test_ready_rows_written_within_a_second(monkeypatch):
     monkeypatch.setattr(rm, "now", lambda: later)
     r.safe_point()
     assert len(got) == 1 and len(got[0]) == 1
+
+
+def test_untested_torch_tensorrt_version_is_said(tmp_path):
+    """The stand-in reports version 0.0.0+fake: instrumented, with a note that it was not tested."""
+    m = _model()
+    with trtprof.profile(out=tmp_path / "c") as cap:
+        m(torch.randn(2, 8))
+    notes = [n for n in cap.meta["notes"] if "was not tested" in n]
+    assert len(notes) == 1 and "0.0.0+fake" in notes[0]
+    assert (cap.timeline.event == "exec").sum() == 2

@@ -26,6 +26,9 @@ _PATCHES = (
     ("cpp", "TorchTensorRTModule", "forward", engines.cpp_forward),
 )
 _RUNTIME_MODULE = "torch_tensorrt.dynamo.runtime"
+# Versions whose runtime trtprof was checked against on a GPU (call structure of the two runtime
+# classes). Others are instrumented the same way, with a note saying so.
+TESTED_VERSIONS = ("2.11",)
 # Functions that return compiled models: wrapped so a model is hooked before its first call.
 _FACTORIES = (("torch_tensorrt", "compile"), ("torch_tensorrt.dynamo", "compile"))
 
@@ -50,6 +53,10 @@ def find_runtime_classes() -> tuple[dict, list[str]]:
     except Exception as e:  # a broken install raises all sorts of things at import
         return {}, [f"torch_tensorrt failed to import ({type(e).__name__}: {e}): no engine can be recorded"]
     classes, notes = {}, []
+    version = str(getattr(sys.modules.get("torch_tensorrt"), "__version__", "unknown"))
+    if not version.startswith(TESTED_VERSIONS):
+        notes.append(f"torch_tensorrt {version} was not tested with trtprof (tested: "
+                     f"{', '.join(TESTED_VERSIONS)}): rows may be missing if its runtime changed")
     for runtime, name in (("python", "PythonTorchTensorRTModule"), ("cpp", "TorchTensorRTModule")):
         cls = getattr(rt, name, None)
         if cls is None:
