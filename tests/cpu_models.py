@@ -33,3 +33,16 @@ def partitioned(runtime: str = "python", width: int = 8) -> torch.fx.GraphModule
     if runtime == "python":  # as Torch-TensorRT marks engines whose outputs leave the graph
         gm._run_on_acc_2.output_tensors_are_unowned = True
     return gm
+
+
+def prealloc_scenario(model) -> None:
+    """The canonical five calls: two normal, then pre-allocation on for two calls and a shape change."""
+    import torch_tensorrt
+
+    x = torch.randn(2, 8)
+    model(x)
+    model(x)
+    with torch_tensorrt.runtime.enable_pre_allocated_outputs(model):
+        model(x)
+        model(x)
+        model(torch.randn(3, 8))

@@ -462,19 +462,11 @@ def test_cli_help_has_example():
 # -- end to end on a CPU capture --------------------------------------------------------------------
 @pytest.mark.fake_trt
 def test_cpu_capture_end_to_end(tmp_path):
-    import torch
-    import torch_tensorrt
-    from cpu_models import partitioned
+    from cpu_models import partitioned, prealloc_scenario
 
     m = partitioned("python")
-    x = torch.randn(2, 8)
     with trtprof.profile(out=tmp_path / "cap"):
-        m(x)
-        m(x)
-        with torch_tensorrt.runtime.enable_pre_allocated_outputs(m):
-            m(x)
-            m(x)
-            m(torch.randn(3, 8))
+        prealloc_scenario(m)
     res = invoke(tmp_path / "cap")
     assert res.exit_code == 0, res.output
     df = trtprof.load(tmp_path / "cap")

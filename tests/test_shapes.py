@@ -9,21 +9,13 @@ pytestmark = pytest.mark.fake_trt
 
 @pytest.fixture(scope="module")
 def cpu_capture(tmp_path_factory):
-    import torch
-    import torch_tensorrt
 
     import trtprof
-    from cpu_models import partitioned
+    from cpu_models import partitioned, prealloc_scenario
 
     m = partitioned("python")
-    x = torch.randn(2, 8)
     with trtprof.profile(out=tmp_path_factory.mktemp("cap") / "c") as cap:
-        m(x)
-        m(x)
-        with torch_tensorrt.runtime.enable_pre_allocated_outputs(m):
-            m(x)
-            m(x)
-            m(torch.randn(3, 8))
+        prealloc_scenario(m)
     return cap.timeline
 
 
