@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 MAX_ENTRIES = 200_000
 
@@ -92,7 +92,6 @@ class Group:
     new_segments: int = 0
     temp_bytes: int = 0
     temp_count: int = 0
-    sizes: list = field(default_factory=list)
 
 
 def _signature(entries: list[Entry]) -> list[tuple]:
@@ -131,7 +130,6 @@ def group_call(entries: list[Entry], prealloc: bool, expect_after: bool) -> list
                 g.temp_bytes += live.pop(e.addr)
                 g.temp_count += 1
         g.bytes = sum(live.values())
-        g.sizes = list(live.values())
         groups.append(g)
     return groups
 

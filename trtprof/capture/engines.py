@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from trtprof.capture import graph, state
 from trtprof.capture.recorder import now
-from trtprof.capture.state import CallFrame, is_tracing, output_shapes, shapes_of
+from trtprof.capture.allocations import group_call, split_by_calls
+from trtprof.capture.state import FLIP_NOTE, CallFrame, is_tracing, output_shapes, shapes_of
 
 
 class ContextProxy:
@@ -80,7 +81,7 @@ def _emit(ins, frame: CallFrame, groups=None) -> None:
     `groups`: C++ runtime allocation groups from the allocator log (None when not recorded)."""
     info = frame.info
     if groups is not None:
-        frame.allocs = [(g.phase, g.start_ns, g.end_ns, tuple((s,) for s in g.sizes), g.bytes, g) for g in groups]
+        frame.allocs = [(g.phase, g.start_ns, g.end_ns, None, g.bytes, g) for g in groups]  # sizes, not shapes
     allocated_before = any(a[0] == "before_exec" for a in frame.allocs)
     realloc = frame.prealloc and allocated_before
     known = info.runtime == "python" or groups is not None
@@ -89,7 +90,7 @@ def _emit(ins, frame: CallFrame, groups=None) -> None:
                   runtime=info.runtime, call=frame.call, input_shapes=frame.shapes, prealloc=frame.prealloc,
                   shape_changed=frame.changed, thread=frame.thread)
     if frame.flipped:
-        common.update(exclude=True, note=graph._FLIP_NOTE)
+        common.update(exclude=True, note=FLIP_NOTE)
     rec = ins.rec
     ex = frame.exec
     stream = ex[4] if ex else None
@@ -101,10 +102,8 @@ def _emit(ins, frame: CallFrame, groups=None) -> None:
                            reallocated=realloc), ex[2], ex[3])
     for phase, a0, a1, ashapes, nbytes, *g in frame.allocs:
         extra = {}
-        if g:  # from the allocator log: sizes, not shapes
-            g = g[0]
-            ashapes = None
-            extra = dict(new_segment=g.new_segments > 0, note=_group_note(g))
+        if g:  # from the allocator log
+            extra = dict(new_segment=g[0].new_segments > 0, note=_group_note(g[0]))
         rec.add(rec.derive(base, "alloc", host_start_ns=a0, host_end_ns=a1, alloc_phase=phase, shapes=ashapes,
                            bytes=nbytes, reallocated=realloc and phase == "before_exec", **extra))
 
@@ -120,7 +119,6 @@ def _group_note(g) -> str:
 
 def harvest_cpp(ins) -> None:
     """Attribute the allocator log to the finished C++ calls and emit their rows."""
-    from trtprof.capture.allocations import group_call, split_by_calls
     pending, ins.cpp_pending = sorted(ins.cpp_pending, key=lambda f: f.t0), []
     if not pending:
         return

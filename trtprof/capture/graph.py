@@ -15,30 +15,28 @@ import torch
 
 from trtprof.capture import state
 from trtprof.capture.recorder import now
-from trtprof.capture.state import ModelInfo, RangeFrame, SubgraphInfo, is_tracing, shapes_of
+from trtprof.capture.state import FLIP_NOTE, ModelInfo, RangeFrame, SubgraphInfo, is_tracing, shapes_of
 
 FALLBACK_PREFIX = "_run_on_gpu"
 
 
 def _find_parent(child: torch.nn.Module, depth: int = 16):
-    """(parent, attribute name) of `child`, from the frames that are calling it; (None, None) if not found."""
+    """The module that has `child` as a direct child, from the frames calling it; None if not found."""
     f = sys._getframe(2)
     for _ in range(depth):
         if f is None:
             break
         owner = f.f_locals.get("self")
         if isinstance(owner, torch.nn.Module) and owner is not child:
-            for name, c in owner.named_children():
-                if c is child:
-                    return owner, name
+            if any(c is child for c in owner.children()):
+                return owner
         f = f.f_back
-    return None, None
+    return None
 
 
 def discover(ins, module: torch.nn.Module, runtime: str) -> SubgraphInfo:
     """Register an engine seen for the first time, instrumenting the model it belongs to."""
-    ins.seen_classes.add(type(module).__name__)
-    parent, _ = _find_parent(module)
+    parent = _find_parent(module)
     if parent is not None and parent not in ins.models:
         model = instrument(ins, parent)
         if model is not None:  # its call 0 is under way, unseen by its pre-hook: rows still say 0
@@ -127,12 +125,9 @@ def _model_post(module, args, out):
                     subgraph_kind="model", runtime="torch", call=frame.index, host_start_ns=frame.t0,
                     host_end_ns=frame.t1, input_shapes=frame.shapes, shapes=state.output_shapes(out),
                     stream=_handle(frame), exclude=frame.exclude or None,
-                    note=_FLIP_NOTE if frame.exclude else None), frame.ev0, frame.ev1)
+                    note=FLIP_NOTE if frame.exclude else None), frame.ev0, frame.ev1)
     if not ins.stacks.inferences:
         ins.safe_point()  # outside every range: batched work happens here, not inside a range
-
-
-_FLIP_NOTE = "first call after pre-allocated outputs were switched: left out of statistics"
 
 
 def _fallback_pre(module, args):

@@ -172,7 +172,6 @@ class Instrumenter:
                 ctx = mod.__dict__.get("context")
                 if isinstance(ctx, engines.ContextProxy):
                     mod.__dict__["context"] = ctx._trt_context
-            self.notes += [n for n in ins.rec.notes.values() if n not in self.notes]
             if self.policy.ignored:
                 self.notes.append(f"--prealloc {self.policy.mode}: the script's own {self.policy.ignored} "
                                   "call(s) to set_pre_allocated_outputs were ignored")

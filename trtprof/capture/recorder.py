@@ -50,7 +50,6 @@ class Recorder:
         self._lock = threading.Lock()
         self.rows = 0
         self._last_write = now()
-        self.notes: dict[str, str] = {}  # things the capture could not record, for the user
 
     @staticmethod
     def new(event: str, **slots) -> list:
@@ -124,7 +123,3 @@ class Recorder:
             rec[ge] = gpu.to_host_ns(ev1)
             self._ready.append(rec)
         self._pending = keep
-
-    def note(self, key: str, message: str) -> None:
-        """Remember, once, something the capture could not record (reported at the end)."""
-        self.notes.setdefault(key, message)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 ACTIVE: "Instrumentation | None" = None
+FLIP_NOTE = "first call after pre-allocated outputs were switched: left out of statistics"
 
 
 @dataclass(eq=False)
@@ -93,7 +94,6 @@ class Instrumentation:
         self.proxied: "weakref.WeakSet" = weakref.WeakSet()
         self.model_count = 0
         self.standalone_count = 0
-        self.seen_classes: set[str] = set()
         self.alloc_log = None  # AllocatorLog for the C++ runtime, when enabled
         self.cpp_pending: list[CallFrame] = []  # C++ calls waiting for their allocator entries
         self.harvest = None  # callable(ins) emitting cpp_pending with their allocations
