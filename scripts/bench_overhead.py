@@ -1,5 +1,5 @@
-"""Capture overhead on the GPU: median latency per inference with no tool, under trtprof (with and
-without the C++ allocator log), and under torch.profiler; interleaved blocks, one process, one compile.
+"""Capture overhead on the GPU: median latency per inference with no tool, under trtprof (each level),
+and under torch.profiler; interleaved blocks, one process, one compile; optionally under nsys.
 
     source .trtbundle/activate.sh && python3 scripts/bench_overhead.py --runtime cpp --out reports/bench
 
@@ -44,8 +44,8 @@ def run_mode(mode, model, inputs, iters, tmp, block):
     if mode == "none":
         return timed(model, inputs, iters), None
     if mode.startswith("trtprof"):
-        s = trtprof.Session(Path(tmp) / f"{mode}-{block}", cpp_allocs=(mode == "trtprof"), name=mode,
-                            gpu=(mode != "trtprof-nogpu"), nvtx=(mode != "trtprof-nogpu"))
+        s = trtprof.Session(Path(tmp) / f"{mode}-{block}", cpp_allocs=(mode != "trtprof-noalloc"), name=mode,
+                            level="minimal" if mode == "trtprof-minimal" else "full")
         s.start()
         s.instrument(model)
         try:
@@ -95,6 +95,26 @@ def toggled(trt, inputs, args, tmp):
             "rounds": args.blocks, "iters": args.iters}
 
 
+def under_nsys(argv, base_ms) -> dict:
+    """This benchmark's 'none' mode in a child process under nsys (CUDA + NVTX tracing)."""
+    import shutil
+    import subprocess
+    nsys = shutil.which("nsys")
+    if nsys is None:
+        return {"skipped": "nsys not on PATH"}
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        child = [a for a in argv if a not in ("--nsys", "--toggle")]
+        cmd = [nsys, "profile", "-t", "cuda,nvtx", "-o", f"{tmp}/run", "--force-overwrite", "true",
+               sys.executable, __file__, *child, "--modes", "none", "--out", tmp]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+        found = list(Path(tmp).glob("overhead-*.json"))
+        if proc.returncode or not found:
+            return {"error": (proc.stderr or proc.stdout)[-800:]}
+        med = json.loads(found[0].read_text())["modes"]["none"]["median_ms"]
+    return {"median_ms": med, "ratio_to_none_other_process": round(med / base_ms, 4)}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runtime", choices=["cpp", "python"], default="cpp")
@@ -103,8 +123,12 @@ def main(argv=None):
     p.add_argument("--iters", type=int, default=25, help="timed inferences per mode per round")
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--prealloc", action="store_true", help="pre-allocated outputs on")
-    p.add_argument("--modes", default="none,trtprof,trtprof-noalloc,trtprof-nogpu,torch.profiler",
-                   help="trtprof-noalloc: no C++ allocator log; trtprof-nogpu: no CUDA events, no NVTX")
+    p.add_argument("--modes", default="none,trtprof,trtprof-minimal,torch.profiler",
+                   help="trtprof: --level full; trtprof-minimal: --level minimal; trtprof-noalloc: full "
+                        "without the C++ allocator log")
+    p.add_argument("--nsys", action="store_true",
+                   help="also run the 'none' mode in a second process under nsys profile -t cuda,nvtx and "
+                        "compare its median with this run's (two processes: less exact than the paired ratios)")
     p.add_argument("--out", default="reports/bench")
     p.add_argument("--toggle", action="store_true",
                    help="also measure with one capture switched on/off between rounds (see toggled())")
@@ -150,10 +174,13 @@ def main(argv=None):
             "median_ms": round(med, 4), "mean_ms": round(statistics.fmean(lat[m]), 4),
             "block_medians_ms": [round(v, 4) for v in blocks[m]],
             "ratio_to_none": round(med / base, 4) if base else None,
+            "mean_ratio_to_none": round(statistics.fmean(lat[m]) / statistics.fmean(lat["none"]), 4) if base else None,
             "paired_ratio_median": round(statistics.median(ratios), 4) if ratios else None,
             "paired_ratio_p10_p90": [q(0.1), q(0.9)],
             "trtprof_inference_median_ms": round(statistics.median(own[m]), 4) if own[m] else None,
         }
+    if args.nsys:
+        res["nsys"] = under_nsys(argv, base)
     if args.toggle:
         with tempfile.TemporaryDirectory() as tmp:
             res["toggle"] = toggled(trt, inputs, args, tmp)

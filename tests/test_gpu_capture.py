@@ -73,6 +73,43 @@ def test_gpu_times(captured):
         assert row.gpu_end_ns <= outer.gpu_end_ns + TOL_NS
 
 
+def test_cpp_boundary_events_shared(captured):
+    """C++ runtime: engine and fallback events are on the caller stream; one event ends a subgraph and
+    starts the next (full level), so the three intervals tile the inference's span exactly."""
+    runtime, cap, _, _ = captured
+    if runtime != "cpp":
+        pytest.skip("the Python runtime's engine events are on the engine stream: nothing to share")
+    df = cap.timeline
+    for _, inf in df[df.inference >= 0].groupby("inference"):
+        a0 = inf[(inf.subgraph == "_run_on_acc_0") & (inf.event == "exec")].iloc[0]
+        g1 = inf[inf.event == "fallback"].iloc[0]
+        a2 = inf[(inf.subgraph == "_run_on_acc_2") & (inf.event == "exec")].iloc[0]
+        top = inf[inf.event == "inference"].iloc[0]
+        assert a0.gpu_end_ns == g1.gpu_start_ns and g1.gpu_end_ns == a2.gpu_start_ns
+        assert (top.gpu_start_ns, top.gpu_end_ns) == (a0.gpu_start_ns, a2.gpu_end_ns)
+
+
+@pytest.mark.parametrize("runtime", ["cpp", "python"])
+def test_minimal_level(tmp_path, runtime):
+    """--level minimal on real engines: every range on the host clock, GPU times per inference only."""
+    sched = tmp_path / "schedule.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-m", "trtprof", "capture", "--level", "minimal", "-o",
+                           str(tmp_path / "cap"), str(ROOT / "tests/gpu_scripts/two_engines.py"), runtime,
+                           str(sched)], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cap = trtprof.load_capture(tmp_path / "cap")
+    df, n = cap.timeline, len(json.loads(sched.read_text())["schedule"])
+    assert cap.meta["level"] == "minimal"
+    inf = df[df.event == "inference"]
+    assert len(inf) == n and (inf.gpu_start_ns < inf.gpu_end_ns).all()
+    assert df[df.event != "inference"].gpu_start_ns.isna().all()
+    for ev in ("call", "exec"):
+        assert len(df[df.event == ev]) == 2 * n
+    assert len(df[df.event == "fallback"]) == n
+    assert df[df.event == "call"].shape_changed.sum() == 2 * 2  # 8 -> 4 and 4 -> 8, on both engines
+
+
 def test_prealloc_and_shapes(captured):
     runtime, cap, sched, _ = captured
     df = cap.timeline

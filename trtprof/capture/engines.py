@@ -10,14 +10,22 @@ kernels really run on.
 C++ runtime (`TorchTensorRTModule`): allocation and enqueue happen inside
 `torch.ops.tensorrt.execute_engine`; here we bracket the call with events on the caller stream (the
 engine stream waits on it and it waits on the engine stream, so the pair encloses the engine's work).
+
+The hooks only note times, events and shapes on a `CallFrame`; rows are built later, at a safe
+point (`_emit`, run by the recorder's drain), so the call itself pays for as little as possible.
 """
 from __future__ import annotations
 
-
-from trtprof.capture import graph, state
+from trtprof.capture import graph, records as R, state
 from trtprof.capture.recorder import now
 from trtprof.capture.allocations import group_call, split_by_calls
 from trtprof.capture.state import FLIP_NOTE, CallFrame, is_tracing, output_shapes, shapes_of
+
+(_THREAD, _INF, _CALL, _T0, _T1, _GS, _GE, _STREAM, _IN, _SHAPES, _BYTES, _PRE, _PHASE, _OUTS, _CHANGED,
+ _REALLOC, _SEG, _EXCL, _NOTE) = (R.INDEX[k] for k in (
+    "thread", "inference", "call", "host_start_ns", "host_end_ns", "gpu_start_ns", "gpu_end_ns", "stream",
+    "input_shapes", "shapes", "bytes", "prealloc", "alloc_phase", "outputs", "shape_changed", "reallocated",
+    "new_segment", "exclude", "note"))
 
 
 class ContextProxy:
@@ -41,8 +49,8 @@ class ContextProxy:
         frame = ins.current_call(mod) if ins is not None else None
         if frame is None:
             return ctx.execute_async_v3(*args, **kwargs)
-        stream = getattr(mod, "_engine_stream", None)
-        gpu = ins.gpu
+        gpu = ins.range_gpu
+        stream = getattr(mod, "_engine_stream", None) if gpu else None
         ins.marks.push(ins.attrs(frame.info, "exec"))
         t0 = now()
         ev0 = gpu.record(stream) if gpu else None
@@ -52,60 +60,75 @@ class ContextProxy:
             t1 = now()
             ins.marks.pop()
             ev1 = gpu.record(stream) if gpu else None
-            frame.exec = (t0, t1, ev0, ev1, stream.cuda_stream if stream is not None else None)
+            frame.exec = (t0, t1, ev0, ev1, stream)
             frame.enqueued = True
+            if gpu:  # on the engine stream: extends the inference's span, shares nothing
+                inf = ins.stacks.inferences
+                if inf:
+                    frame.parent = inf[-1]
 
 
-def _begin(ins, module, runtime: str, inputs, prealloc) -> CallFrame:
-    """Register the call; `prealloc` is a callable reading the module's current mode."""
-    info = ins.subgraphs.get(module) or graph.discover(ins, module, runtime)
+def _begin(ins, module, info, inputs, prealloc: bool) -> CallFrame:
     if ins.policy is not None:
         if info.model is None:  # an engine on its own: its calls are the blocks
             ins.apply_policy([module], info.calls, None)
+            prealloc = _mode(module, info.runtime)
         elif info.model.mode is None:  # model found mid-call (no pre-hook yet): set its mode now
             info.model.mode = ins.apply_policy(info.model.engines, max(info.model.calls - 1, 0), None)
-    frame = CallFrame(module, info, info.calls, prealloc(module), shapes_of(inputs))
+            prealloc = _mode(module, info.runtime)
+    frame = CallFrame(module, info, info.calls, prealloc, shapes_of(inputs))
+    stacks = ins.stacks
     if frame.flipped:
-        inf = ins.stacks.inferences
+        inf = stacks.inferences
         if inf and inf[-1].info is info.model:
             inf[-1].exclude = True
     frame.model, frame.inference = ins.inference_of(info)
     info.calls += 1
-    ins.stacks.calls.append(frame)
+    stacks.calls.append(frame)
     return frame
 
 
-def _emit(ins, frame: CallFrame, groups=None) -> None:
-    """Turn a finished call into rows: call, exec, and one per allocation (pass).
+def _mode(module, runtime: str) -> bool:
+    if runtime == "python":
+        return bool(getattr(module, "use_pre_allocated_outputs", False))
+    return bool(getattr(getattr(module, "engine", None), "use_pre_allocated_outputs", False))
 
-    `groups`: C++ runtime allocation groups from the allocator log (None when not recorded)."""
+
+def _emit(rec, frame: CallFrame, host) -> None:
+    """Rows of a finished call (run at drain): call, exec, and one per allocation (pass)."""
     info = frame.info
-    if groups is not None:
-        frame.allocs = [(g.phase, g.start_ns, g.end_ns, None, g.bytes, g) for g in groups]  # sizes, not shapes
-    allocated_before = any(a[0] == "before_exec" for a in frame.allocs)
+    groups = frame.groups
+    allocs = frame.allocs if groups is None else [(g.phase, g.start_ns, g.end_ns, None, g.bytes, g) for g in groups]
+    allocated_before = any(a[0] == "before_exec" for a in allocs)
     realloc = frame.prealloc and allocated_before
     known = info.runtime == "python" or groups is not None
     outputs = ("preallocated" if frame.prealloc and not allocated_before else "new") if known else None
-    common = dict(model=frame.model, inference=frame.inference, subgraph=info.name, subgraph_kind="engine",
-                  runtime=info.runtime, call=frame.call, input_shapes=frame.shapes, prealloc=frame.prealloc,
-                  shape_changed=frame.changed, thread=frame.thread)
+    base = state.template(info, "call")
+    base[_THREAD], base[_INF], base[_CALL], base[_IN] = frame.thread, frame.inference, frame.call, frame.shapes
+    base[_PRE], base[_CHANGED] = frame.prealloc, frame.changed
     if frame.flipped:
-        common.update(exclude=True, note=FLIP_NOTE)
-    rec = ins.rec
+        base[_EXCL], base[_NOTE] = True, FLIP_NOTE
     ex = frame.exec
-    stream = ex[4] if ex else None
-    base = rec.new("call", **common)
-    rec.add(rec.derive(base, "call", host_start_ns=frame.t0, host_end_ns=frame.t1, shapes=frame.out_shapes,
-                       outputs=outputs, reallocated=realloc, stream=stream))
+    stream = ex[4].cuda_stream if ex is not None and ex[4] is not None else None
+    r = base.copy()
+    r[_T0], r[_T1], r[_SHAPES], r[_OUTS], r[_REALLOC], r[_STREAM] = (frame.t0, frame.t1, frame.out_shapes,
+                                                                    outputs, realloc, stream)
+    rec.row(r)
     if ex is not None:
-        rec.add(rec.derive(base, "exec", host_start_ns=ex[0], host_end_ns=ex[1], stream=stream, outputs=outputs,
-                           reallocated=realloc), ex[2], ex[3])
-    for phase, a0, a1, ashapes, nbytes, *g in frame.allocs:
-        extra = {}
+        r = base.copy()
+        r[R.INDEX["event"]] = "exec"
+        r[_T0], r[_T1], r[_GS], r[_GE], r[_STREAM], r[_OUTS], r[_REALLOC] = (ex[0], ex[1], host(ex[2]),
+                                                                             host(ex[3]), stream, outputs, realloc)
+        graph.span(frame, r[_GS], r[_GE], ex[4])
+        rec.row(r)
+    for phase, a0, a1, ashapes, nbytes, *g in allocs:
+        r = base.copy()
+        r[R.INDEX["event"]] = "alloc"
+        r[_T0], r[_T1], r[_PHASE], r[_SHAPES], r[_BYTES] = a0, a1, phase, ashapes, nbytes
+        r[_REALLOC] = realloc and phase == "before_exec"
         if g:  # from the allocator log
-            extra = dict(new_segment=g[0].new_segments > 0, note=_group_note(g[0]))
-        rec.add(rec.derive(base, "alloc", host_start_ns=a0, host_end_ns=a1, alloc_phase=phase, shapes=ashapes,
-                           bytes=nbytes, reallocated=realloc and phase == "before_exec", **extra))
+            r[_SEG], r[_NOTE] = g[0].new_segments > 0, _group_note(g[0])
+        rec.row(r)
 
 
 def _group_note(g) -> str:
@@ -117,24 +140,21 @@ def _group_note(g) -> str:
     return note
 
 
+def _events(frame: CallFrame) -> tuple:
+    ex = frame.exec
+    return (ex[2], ex[3]) if ex is not None and ex[3] is not None else ()
+
+
 def harvest_cpp(ins) -> None:
-    """Attribute the allocator log to the finished C++ calls and emit their rows."""
+    """Attribute the allocator log to the finished C++ calls, which the recorder then emits."""
     pending, ins.cpp_pending = sorted(ins.cpp_pending, key=lambda f: f.t0), []
     if not pending:
         return
     entries = ins.alloc_log.harvest() if ins.alloc_log is not None else []
     by_call = split_by_calls(entries, pending)
     for i, frame in enumerate(pending):
-        groups = group_call(by_call.get(i, []), frame.prealloc, frame.expect_after)
-        _emit(ins, frame, groups)
-
-
-def _python_mode(module) -> bool:
-    return bool(getattr(module, "use_pre_allocated_outputs", False))
-
-
-def _cpp_mode(module) -> bool:
-    return bool(getattr(getattr(module, "engine", None), "use_pre_allocated_outputs", False))
+        frame.groups = group_call(by_call.get(i, []), frame.prealloc, frame.expect_after)
+        frame.ready = True
 
 
 def python_forward(orig):
@@ -146,8 +166,10 @@ def python_forward(orig):
         if ctx is not None and type(ctx) is not ContextProxy:
             self.__dict__["context"] = ContextProxy(ctx, self)
             ins.proxied.add(self)
-        frame = _begin(ins, self, "python", inputs, _python_mode)
-        ins.marks.push(ins.attrs(frame.info, "call"))
+        info = ins.by_id.get(id(self)) or graph.discover(ins, self, "python")
+        frame = _begin(ins, self, info, inputs, bool(getattr(self, "use_pre_allocated_outputs", False)))
+        ins.stacks.last_end = None  # its events are on the engine stream: nothing to share
+        ins.marks.push(ins.attrs(info, "call"))
         frame.t0 = now()
         out = None
         try:
@@ -158,7 +180,8 @@ def python_forward(orig):
             ins.marks.pop()
             ins.stacks.calls.pop()
             frame.out_shapes = output_shapes(out)
-            _emit(ins, frame)
+            evs = _events(frame)
+            ins.rec.defer(_emit, frame, evs, evs)
     forward.__wrapped__ = orig
     return forward
 
@@ -177,8 +200,10 @@ def python_create_outputs(orig):
         finally:
             t1 = now()
             ins.marks.pop()
-        frame.allocs.append((phase, t0, t1, shapes_of(outs),
-                             sum(o.numel() * o.element_size() for o in outs)))
+        if ins.level == "full":
+            frame.allocs.append((phase, t0, t1, shapes_of(outs), sum(o.numel() * o.element_size() for o in outs)))
+        else:
+            frame.allocs.append((phase, t0, t1, None, None))
         return outs
     create_output_tensors.__wrapped__ = orig
     return create_output_tensors
@@ -189,15 +214,21 @@ def cpp_forward(orig):
         ins = state.ACTIVE
         if ins is None or is_tracing(inputs):
             return orig(self, *inputs)
-        frame = _begin(ins, self, "cpp", inputs, _cpp_mode)
+        info = ins.by_id.get(id(self)) or graph.discover(ins, self, "cpp")
+        frame = _begin(ins, self, info, inputs,
+                       bool(getattr(getattr(self, "engine", None), "use_pre_allocated_outputs", False)))
         log = ins.alloc_log
         if log is not None and not log.active:
             log.start()
-        gpu = ins.gpu
-        ins.marks.push(ins.attrs(frame.info, "exec"))
+        gpu = ins.range_gpu
+        ins.marks.push(ins.attrs(info, "exec"))
         frame.t0 = t0 = now()  # with the NVTX push; the events below are part of the range
-        stream = gpu.current_stream() if gpu else None
-        ev0 = gpu.record(stream) if gpu else None
+        if gpu:
+            stream = gpu.current_stream()
+            ev0 = graph.start_event(ins, gpu, stream)
+        else:
+            stream = ev0 = None
+            ins.stacks.last_end = None
         out = None
         try:
             out = orig(self, *inputs)
@@ -206,13 +237,17 @@ def cpp_forward(orig):
             frame.t1 = t1 = now()
             ins.marks.pop()
             ev1 = gpu.record(stream) if gpu else None
-            frame.exec = (t0, t1, ev0, ev1, stream.cuda_stream if gpu else None)
+            frame.exec = (t0, t1, ev0, ev1, stream)
             ins.stacks.calls.pop()
             frame.out_shapes = output_shapes(out)
+            evs = (ev0, ev1) if gpu else ()
+            owned = evs[:1] if gpu and graph.end_event(ins, frame, stream, ev1) else evs
             if log is None:
-                _emit(ins, frame)
-            else:  # rows wait for the allocator log, harvested at the next safe point
+                ins.rec.defer(_emit, frame, evs, owned)
+            else:  # its rows wait for the allocator log, harvested at the next safe point
+                frame.ready = False
                 ins.cpp_pending.append(frame)
+                ins.rec.defer(_emit, frame, evs, owned, frame)
                 if len(ins.cpp_pending) >= 4096:
                     harvest_cpp(ins)
     forward.__wrapped__ = orig

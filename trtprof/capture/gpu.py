@@ -85,15 +85,20 @@ class GpuClock:
     def done(ev) -> bool:
         return ev.query()
 
-    def to_host_ns(self, ev) -> int:
-        """Host-clock ns of a completed event; the event goes back to the pool."""
+    def host_ns(self, ev) -> int:
+        """Host-clock ns of a completed event (which stays usable: `recycle` returns it to the pool)."""
+        if ev is None:
+            return None
         ms = self._ref.elapsed_time(ev)
         host = self._ref_host + round(ms * 1e6)
-        if ms > _REBASE_MS:  # move the reference forward, keep this event out of the pool
+        if ms > _REBASE_MS:  # move the reference forward; `recycle` keeps it out of the pool
             self._ref, self._ref_host = ev, host
-        else:
-            self._pool.append(ev)
         return host
+
+    def recycle(self, ev) -> None:
+        """Give a converted event back to the pool, unless it became the reference."""
+        if ev is not self._ref:
+            self._pool.append(ev)
 
     def synchronize(self) -> None:
         if self._ref is not None:

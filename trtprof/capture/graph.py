@@ -6,14 +6,20 @@ from `compile`, `dynamo.compile`, `load`, pickling or a user's own wrapper, so i
 factory we find it from the engine: the first time an engine instance runs, the caller's frame holds
 its parent module. The parent then gets forward hooks (one range per inference) and so do its fallback
 children. `instrument()` does the same eagerly for a module the user hands us.
+
+How they are hooked: a `torch.fx.GraphModule` has a class of its own (`GraphModuleImpl`, one per
+instance), so we wrap that class's `forward`, which costs about a tenth of what forward hooks cost
+(hooks send every call through `nn.Module`'s slow path: ~1.1 us against ~0.1 us per call on the
+CI machine). Any other module gets forward hooks.
 """
 from __future__ import annotations
 
+import functools
 import sys
 
 import torch
 
-from trtprof.capture import state
+from trtprof.capture import records as R, state
 from trtprof.capture.recorder import now
 from trtprof.capture.state import FLIP_NOTE, ModelInfo, RangeFrame, SubgraphInfo, is_tracing, shapes_of
 
@@ -46,7 +52,7 @@ def discover(ins, module: torch.nn.Module, runtime: str) -> SubgraphInfo:
     if info is None:  # an engine called on its own, outside any compiled graph
         name = getattr(module, "name", "") or f"engine{ins.standalone_count}"
         ins.standalone_count += 1
-        info = ins.subgraphs[module] = SubgraphInfo(str(name), "engine", runtime)
+        info = ins.register(module, SubgraphInfo(str(name), "engine", runtime))
     return info
 
 
@@ -65,40 +71,117 @@ def instrument(ins, model: torch.nn.Module) -> ModelInfo | None:
     engines = [(n, c, rt) for n, c in children if (rt := _runtime_of(ins, c))]
     if not engines:
         return None
-    info = ins.models[model] = ModelInfo(f"model{ins.model_count}", type(model).__name__)
+    info = ins.models[model] = ModelInfo(f"model{ins.model_count}", type(model).__name__,
+                                         shareable=isinstance(model, torch.fx.GraphModule))
+    ins.register(model, info)
     ins.model_count += 1
     for name, child, rt in engines:
-        ins.subgraphs[child] = SubgraphInfo(name, "engine", rt, info)
+        ins.register(child, SubgraphInfo(name, "engine", rt, info))
         info.engines.append(child)
-    ins.hook_handles.append(model.register_forward_pre_hook(_model_pre))
-    ins.hook_handles.append(model.register_forward_hook(_model_post, always_call=True))
+    _hook(ins, model, _model_pre, _model_post)
     for name, child in children:
         if name.startswith(FALLBACK_PREFIX) and child not in ins.subgraphs:
-            ins.subgraphs[child] = SubgraphInfo(name, "fallback", "torch", info)
-            ins.hook_handles.append(child.register_forward_pre_hook(_fallback_pre))
-            ins.hook_handles.append(child.register_forward_hook(_fallback_post, always_call=True))
+            ins.register(child, SubgraphInfo(name, "fallback", "torch", info))
+            _hook(ins, child, _fallback_pre, _fallback_post)
     return info
 
 
+def _hook(ins, module, pre, post) -> None:
+    """Wrap the forward of `module`'s own class (a GraphModule), else register forward hooks."""
+    cls = type(module)
+    orig = cls.__dict__.get("forward")
+    if orig is not None and cls.__qualname__.rsplit(".", 1)[-1] == "GraphModuleImpl" \
+            and not hasattr(orig, "_trtprof_pre"):
+        @functools.wraps(orig)
+        def forward(self, *args, **kwargs):
+            pre(self, args)
+            out = None
+            try:
+                out = orig(self, *args, **kwargs)
+                return out
+            finally:
+                post(self, args, out)
+        forward._trtprof_pre = pre
+        cls.forward = forward
+        ins.restore.append((cls, forward, orig))
+        return
+    ins.hook_handles.append(module.register_forward_pre_hook(pre))
+    ins.hook_handles.append(module.register_forward_hook(post, always_call=True))
+
+
+def unhook(ins) -> None:
+    for h in ins.hook_handles:
+        h.remove()
+    ins.hook_handles.clear()
+    for cls, wrapper, orig in reversed(ins.restore):
+        if cls.__dict__.get("forward") is wrapper:  # not replaced since (recompile())
+            cls.forward = orig
+    ins.restore.clear()
+
+
+# -- CUDA events of subgraph ranges (full level) --------------------------------------------------
+def start_event(ins, gpu, stream):
+    """The start event of a range on `stream`: the previous range's end event when that ended on the
+    same stream inside the same torch.fx graph call (nothing else can have run there in between),
+    else a new one. One event instead of two at each boundary between subgraphs; the range that
+    takes the event over owns it (returns it to the pool once emitted)."""
+    st = ins.stacks
+    last = st.last_end
+    if last is not None:
+        st.last_end = None
+        if last[0] is stream:
+            return last[1]
+    return gpu.record(stream)
+
+
+def end_event(ins, frame, stream, ev1) -> bool:
+    """After a subgraph range on the caller stream ended: offer its end event to the next range.
+    Returns whether it was offered (then this range does not own it: the taker does, or nobody
+    and the event is simply freed)."""
+    inf = ins.stacks.inferences
+    if inf:
+        frame.parent = inf[-1]
+        if inf[-1].info.shareable:
+            ins.stacks.last_end = (stream, ev1)
+            return True
+    return False
+
+
+def span(frame, gs, ge, stream) -> None:
+    """Widen the parent inference's GPU span with a subgraph range's (at emit time); the inference's
+    stream is that of its first event."""
+    p = frame.parent
+    if p is not None and gs is not None:
+        if p.stream is None:
+            p.stream = stream
+        if p.gs is None or gs < p.gs:
+            p.gs = gs
+        if p.ge is None or ge > p.ge:
+            p.ge = ge
+
+
 # -- top-level inference and fallback ranges ------------------------------------------------------
-def _open(ins, stack, module, info, args, attrs) -> None:
+def _open(ins, stack, module, info, args, attrs, gpu) -> RangeFrame:
     frame = RangeFrame(module, info, info.calls, shapes_of(args))
     info.calls += 1
     stack.append(frame)
     ins.marks.push(attrs)
     frame.t0 = now()  # taken with the NVTX push, so both clocks see the same start
-    if ins.gpu:
-        frame.stream = ins.gpu.current_stream()
-        frame.ev0 = ins.gpu.record(frame.stream)
+    if gpu:
+        frame.stream = gpu.current_stream()
+        frame.ev0 = gpu.record(frame.stream) if stack is ins.stacks.inferences \
+            else start_event(ins, gpu, frame.stream)
+    return frame
 
 
-def _close(ins, stack, module) -> RangeFrame | None:
+def _close(ins, stack, module, gpu) -> RangeFrame | None:
     if not stack or stack[-1].module is not module:
         return None  # discovered during this call: its start was not seen
     frame = stack.pop()
     frame.t1 = now()
     ins.marks.pop()
-    frame.ev1 = ins.gpu.record(frame.stream) if ins.gpu else None
+    if gpu:
+        frame.ev1 = gpu.record(frame.stream)
     return frame
 
 
@@ -106,26 +189,27 @@ def _model_pre(module, args):
     ins = state.ACTIVE
     if ins is None or is_tracing(args):
         return
-    info = ins.models.get(module)
-    if info is not None:
-        if ins.stacks.partial is info:
-            ins.stacks.partial = None
-        if ins.policy is not None:
-            info.mode = ins.apply_policy(info.engines, info.calls, info.mode)
-        _open(ins, ins.stacks.inferences, module, info, args, ins.marks.attributes(info.label, "inference"))
+    info = ins.by_id.get(id(module))
+    if info is None:
+        return
+    st = ins.stacks
+    if st.partial is info:
+        st.partial = None
+    if ins.policy is not None:
+        info.mode = ins.apply_policy(info.engines, info.calls, info.mode)
+    st.last_end = None
+    _open(ins, st.inferences, module, info, args, ins.attrs(info, "inference"), ins.inference_gpu)
 
 
 def _model_post(module, args, out):
     ins = state.ACTIVE
-    frame = _close(ins, ins.stacks.inferences, module) if ins is not None else None
+    frame = _close(ins, ins.stacks.inferences, module, ins.inference_gpu) if ins is not None else None
     if frame is None:
         return
-    info, rec = frame.info, ins.rec
-    rec.add(rec.new("inference", model=info.label, inference=frame.index, subgraph=info.label,
-                    subgraph_kind="model", runtime="torch", call=frame.index, host_start_ns=frame.t0,
-                    host_end_ns=frame.t1, input_shapes=frame.shapes, shapes=state.output_shapes(out),
-                    stream=_handle(frame), exclude=frame.exclude or None,
-                    note=FLIP_NOTE if frame.exclude else None), frame.ev0, frame.ev1)
+    ins.stacks.last_end = None
+    frame.out_shapes = state.output_shapes(out)
+    evs = (frame.ev0, frame.ev1) if frame.ev1 is not None else ()
+    ins.rec.defer(_emit_inference, frame, evs, evs)
     if not ins.stacks.inferences:
         ins.safe_point()  # outside every range: batched work happens here, not inside a range
 
@@ -134,28 +218,60 @@ def _fallback_pre(module, args):
     ins = state.ACTIVE
     if ins is None or is_tracing(args):
         return
-    info = ins.subgraphs.get(module)
-    if info is not None:
-        _open(ins, ins.stacks.fallbacks, module, info, args, ins.attrs(info, "fallback"))
+    info = ins.by_id.get(id(module))
+    if info is None:
+        return
+    _open(ins, ins.stacks.fallbacks, module, info, args, ins.attrs(info, "fallback"), ins.range_gpu)
 
 
 def _fallback_post(module, args, out):
     ins = state.ACTIVE
-    frame = _close(ins, ins.stacks.fallbacks, module) if ins is not None else None
+    gpu = ins.range_gpu if ins is not None else None
+    frame = _close(ins, ins.stacks.fallbacks, module, gpu) if ins is not None else None
     if frame is None:
         return
-    info, rec = frame.info, ins.rec
-    changed = info.last_shapes is not None and frame.shapes != info.last_shapes
+    info = frame.info
+    frame.changed = info.last_shapes is not None and frame.shapes != info.last_shapes
     info.last_shapes = frame.shapes
-    model, inference = ins.inference_of(info)
-    rec.add(rec.new("fallback", model=model, inference=inference, subgraph=info.name,
-                    subgraph_kind="fallback", runtime="torch", call=frame.index, host_start_ns=frame.t0,
-                    host_end_ns=frame.t1, input_shapes=frame.shapes, shapes=state.output_shapes(out),
-                    shape_changed=changed, stream=_handle(frame)), frame.ev0, frame.ev1)
+    frame.model, frame.inference = ins.inference_of(info)
+    frame.out_shapes = state.output_shapes(out)
+    if gpu:
+        evs = (frame.ev0, frame.ev1)
+        ins.rec.defer(_emit_fallback, frame, evs, evs[:1] if end_event(ins, frame, frame.stream, frame.ev1) else evs)
+    else:
+        ins.rec.defer(_emit_fallback, frame)
 
 
-def _handle(frame):
-    return frame.stream.cuda_stream if frame.stream is not None else None
+(_THREAD, _INF, _CALL, _T0, _T1, _GS, _GE, _STREAM, _IN, _SHAPES, _CHANGED, _EXCL, _NOTE) = (R.INDEX[k] for k in (
+    "thread", "inference", "call", "host_start_ns", "host_end_ns", "gpu_start_ns", "gpu_end_ns", "stream",
+    "input_shapes", "shapes", "shape_changed", "exclude", "note"))
+
+
+def _range_row(frame, host, event: str) -> list:
+    r = state.template(frame.info, event)
+    r[_THREAD], r[_CALL], r[_T0], r[_T1] = frame.thread, frame.index, frame.t0, frame.t1
+    if frame.ev1 is not None:
+        r[_GS], r[_GE] = host(frame.ev0), host(frame.ev1)
+    else:  # an inference at the full level: the span of its subgraphs
+        r[_GS], r[_GE] = frame.gs, frame.ge
+    r[_STREAM] = frame.stream.cuda_stream if frame.stream is not None else None
+    r[_IN], r[_SHAPES] = frame.shapes, frame.out_shapes
+    return r
+
+
+def _emit_inference(rec, frame, host) -> None:
+    r = _range_row(frame, host, "inference")
+    r[_INF] = frame.index
+    if frame.exclude:
+        r[_EXCL], r[_NOTE] = True, FLIP_NOTE
+    rec.row(r)
+
+
+def _emit_fallback(rec, frame, host) -> None:
+    r = _range_row(frame, host, "fallback")
+    r[_INF], r[_CHANGED] = frame.inference, frame.changed
+    span(frame, r[_GS], r[_GE], frame.stream)
+    rec.row(r)
 
 
 def uncovered_graphs(ins) -> int:

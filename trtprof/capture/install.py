@@ -29,6 +29,10 @@ _RUNTIME_MODULE = "torch_tensorrt.dynamo.runtime"
 # Versions whose runtime trtprof was checked against on a GPU (call structure of the two runtime
 # classes). Others are instrumented the same way, with a note saying so.
 TESTED_VERSIONS = ("2.11",)
+# What is recorded (README, "Levels"): full = every range with CUDA events, output allocations with
+# shapes and bytes, the C++ allocator log; minimal = every range on the host clock, CUDA events only
+# around each inference, allocations without shapes, no allocator log.
+LEVELS = ("full", "minimal")
 # Functions that return compiled models: wrapped so a model is hooked before its first call.
 _FACTORIES = (("torch_tensorrt", "compile"), ("torch_tensorrt.dynamo", "compile"))
 
@@ -70,7 +74,10 @@ class Instrumenter:
     """Install the hooks, record into `sink`, remove everything on `stop()`."""
 
     def __init__(self, sink, *, gpu: bool | None = None, nvtx: bool = True, batch: int = 4096,
-                 cpp_allocs: bool = True, prealloc: str = "as-is"):
+                 cpp_allocs: bool = True, prealloc: str = "as-is", level: str = "full"):
+        if level not in LEVELS:
+            raise ValueError(f"unknown level {level!r}: choose one of {', '.join(LEVELS)}")
+        self.level = level
         self.sink = sink
         self.want_gpu = gpu
         self.nvtx = nvtx
@@ -104,9 +111,9 @@ class Instrumenter:
         rec = Recorder(self.sink, gpu, marks, self.batch)
         self._rec = rec
         self.gpu = gpu
-        self.ins = state.Instrumentation(rec, self.classes)
+        self.ins = state.Instrumentation(rec, self.classes, self.level)
         self.ins.harvest = engines.harvest_cpp
-        if gpu is not None and "cpp" in self.classes and self.cpp_allocs:
+        if gpu is not None and "cpp" in self.classes and self.cpp_allocs and self.level == "full":
             self.ins.alloc_log = AllocatorLog(torch)  # started at the first C++ engine call
         for runtime, cls_name, method, factory in _PATCHES:
             cls = self.classes.get(runtime)
@@ -166,8 +173,8 @@ class Instrumenter:
             for cls, method, orig in reversed(self._saved):
                 setattr(cls, method, orig)
             self._saved.clear()
-            for h in ins.hook_handles:
-                h.remove()
+            graph.unhook(ins)
+            ins.release()
             for mod in list(ins.proxied):
                 ctx = mod.__dict__.get("context")
                 if isinstance(ctx, engines.ContextProxy):

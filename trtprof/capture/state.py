@@ -7,10 +7,13 @@ global read and pass straight through.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 
 import torch
+
+from trtprof.capture import records as R
 
 ACTIVE: "Instrumentation | None" = None
 FLIP_NOTE = "first call after pre-allocated outputs were switched: left out of statistics"
@@ -23,6 +26,13 @@ class ModelInfo:
     calls: int = 0
     engines: list = field(default_factory=list)  # runtime modules, for the pre-allocation policy
     mode: bool | None = None  # pre-allocation mode last set by the policy
+    shareable: bool = False  # a torch.fx graph: nothing runs on the GPU between its subgraph calls
+    rows: dict = field(default_factory=dict)  # event -> row template
+    attrs: dict = field(default_factory=dict)  # (event, detail) -> NVTX attributes
+
+    @property
+    def name(self) -> str:  # its NVTX ranges are named after the label
+        return self.label
 
 
 @dataclass(eq=False)
@@ -34,31 +44,42 @@ class SubgraphInfo:
     calls: int = 0
     last_shapes: tuple | None = None
     last_prealloc: bool = False
-    attrs: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)  # (event, detail) -> NVTX attributes
+    rows: dict = field(default_factory=dict)  # event -> row template (the slots every row shares)
 
 
 class RangeFrame:
-    """A top-level inference or a fallback call in flight."""
+    """A top-level inference or a fallback call in flight.
 
-    __slots__ = ("module", "info", "index", "shapes", "ev0", "t0", "ev1", "t1", "stream", "exclude")
+    `ev0`/`ev1`: its CUDA events. An inference without events of its own (full level) gets the GPU
+    span of the subgraph ranges inside it (`gs`/`ge`), filled in as they are emitted, before it."""
+
+    __slots__ = ("module", "info", "index", "shapes", "ev0", "t0", "ev1", "t1", "stream", "exclude",
+                 "out_shapes", "thread", "model", "inference", "changed", "parent", "gs", "ge")
 
     def __init__(self, module, info, index, shapes):
         self.module, self.info, self.index, self.shapes = module, info, index, shapes
         self.ev0 = self.ev1 = self.stream = None
         self.t0 = self.t1 = 0
         self.exclude = False
+        self.out_shapes = ()
+        self.thread = threading.get_ident()
+        self.parent = None  # the inference this range is in (full level: it takes its GPU span)
+        self.gs = self.ge = None  # GPU span, filled from the subgraph ranges as they are emitted
 
 
 class CallFrame:
     """One engine call in flight: what its inner hooks (alloc, enqueue) saw."""
 
     __slots__ = ("module", "info", "call", "prealloc", "enqueued", "allocs", "exec", "shapes", "changed",
-                 "expect_after", "model", "inference", "t0", "t1", "out_shapes", "flipped", "thread")
+                 "expect_after", "model", "inference", "t0", "t1", "out_shapes", "flipped", "thread", "groups",
+                 "parent", "ready")
 
     def __init__(self, module, info, call, prealloc, shapes):
         self.module, self.info, self.call, self.prealloc, self.shapes = module, info, call, prealloc, shapes
-        self.thread = threading.get_ident()  # rows may be emitted later, from another thread
-        self.changed = info.last_shapes is not None and shapes != info.last_shapes
+        self.thread = threading.get_ident()  # rows are emitted later, maybe from another thread
+        last = info.last_shapes
+        self.changed = last is not None and shapes != last
         # the runtime can reuse earlier buffers only if the previous call pre-allocated for these shapes
         self.expect_after = prealloc and info.last_prealloc and not self.changed
         # first call after the mode changed (or first call with it on): no buffers exist yet
@@ -67,6 +88,9 @@ class CallFrame:
         self.enqueued = False
         self.allocs: list = []
         self.exec = None
+        self.groups = None  # C++ runtime: allocation groups from the allocator log
+        self.ready = True  # False while its allocator entries wait for the next harvest
+        self.parent = None
         self.t0 = self.t1 = 0
         self.out_shapes = ()
 
@@ -77,20 +101,33 @@ class _Stacks(threading.local):
         self.fallbacks: list[RangeFrame] = []
         self.calls: list[CallFrame] = []
         self.partial: ModelInfo | None = None  # model discovered mid-call: its call 0 is running
+        # (stream, event) that ended the last subgraph range: the next one on that stream, in the
+        # same inference, starts with it instead of recording its own (full level)
+        self.last_end = None
 
 
 class Instrumentation:
-    """The live state of one capture: recorder, module registry, thread stacks."""
+    """The live state of one capture: recorder, module registry, thread stacks, detail level.
 
-    def __init__(self, recorder, runtime_classes: dict):
+    `range_gpu`: the GPU clock for subgraph ranges (None at the minimal level: host times only);
+    `inference_gpu`: the clock for an inference's own events (None at the full level, where its GPU
+    span comes from the subgraph ranges inside it, saving two event records per inference)."""
+
+    def __init__(self, recorder, runtime_classes: dict, level: str = "full"):
         self.rec = recorder
         self.gpu = recorder.gpu
         self.marks = recorder.marks
+        self.level = level
+        self.range_gpu = self.gpu if level == "full" else None
+        self.inference_gpu = self.gpu if level != "full" else None
         self.runtime_classes = runtime_classes  # {"python": cls, "cpp": cls}
         self.subgraphs: "weakref.WeakKeyDictionary[torch.nn.Module, SubgraphInfo]" = weakref.WeakKeyDictionary()
         self.models: "weakref.WeakKeyDictionary[torch.nn.Module, ModelInfo]" = weakref.WeakKeyDictionary()
+        self.by_id: dict = {}  # the hot-path lookup: id(module), emptied when it dies
+        self._finalizers: list = []
         self.stacks = _Stacks()
         self.hook_handles: list = []
+        self.restore: list = []  # (class, wrapper, original forward) of per-instance classes we wrapped
         self.proxied: "weakref.WeakSet" = weakref.WeakSet()
         self.model_count = 0
         self.standalone_count = 0
@@ -99,6 +136,21 @@ class Instrumentation:
         self.harvest = None  # callable(ins) emitting cpp_pending with their allocations
         self.policy = None  # prealloc.Policy when the capture forces or alternates the mode
         self.setters: dict = {}  # runtime -> the runtime class's own set_pre_allocated_outputs
+
+    def register(self, module, info):
+        """Make `info` (a SubgraphInfo, or the ModelInfo of a model) the hot path's for `module`."""
+        if isinstance(info, SubgraphInfo):
+            self.subgraphs[module] = info
+        self.by_id[id(module)] = info
+        self._finalizers.append(weakref.finalize(module, self.by_id.pop, id(module), None))
+        return info
+
+    def release(self) -> None:
+        """Drop the registry's finalizers (the capture is over)."""
+        for f in self._finalizers:
+            f.detach()
+        self._finalizers.clear()
+        self.by_id.clear()
 
     def apply_policy(self, engines, index: int, current) -> bool | None:
         """Set the pre-allocation mode the policy wants for call `index`; returns it (None: as-is)."""
@@ -111,17 +163,21 @@ class Instrumentation:
         return want
 
     def safe_point(self) -> None:
-        """Outside every range: harvest allocator entries and write rows when enough are waiting."""
-        if len(self.cpp_pending) >= 512 and self.harvest is not None:
+        """Outside every range: harvest allocator entries and write rows when enough are waiting
+        (or a second has passed: rows of a slow run still reach the disk)."""
+        pending = self.cpp_pending
+        if pending and self.harvest is not None and (
+                len(pending) >= 512 or time.perf_counter_ns() - pending[0].t1 > 1_000_000_000):
             self.harvest(self)
         self.rec.safe_point()
 
     def attrs(self, info, event: str, detail: str = ""):
         key = (event, detail)
-        a = info.attrs.get(key)
-        if a is None:
+        try:
+            return info.attrs[key]
+        except KeyError:
             a = info.attrs[key] = self.marks.attributes(info.name, event, detail)
-        return a
+            return a
 
     def current_call(self, module) -> CallFrame | None:
         calls = self.stacks.calls
@@ -139,6 +195,23 @@ class Instrumentation:
         if self.stacks.partial is info.model:
             return info.model.label, 0
         return info.model.label, -1
+
+
+def template(info, event: str) -> list:
+    """A new record with the slots every row of `info`'s `event` shares (built once, then copied).
+    `info`: a SubgraphInfo, or a ModelInfo for inference rows."""
+    t = info.rows.get(event)
+    if t is None:
+        t = R.blank()
+        if isinstance(info, ModelInfo):
+            vals = (info.label, info.label, "model", "torch")
+        else:
+            vals = (info.model.label if info.model is not None else "", info.name, info.kind, info.runtime)
+        for k, v in zip(("model", "subgraph", "subgraph_kind", "runtime"), vals):
+            t[R.INDEX[k]] = v
+        t[R.INDEX["event"]] = event
+        info.rows[event] = t
+    return t.copy()
 
 
 def is_tracing(args) -> bool:
