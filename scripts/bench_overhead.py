@@ -63,36 +63,45 @@ def run_mode(mode, model, inputs, iters, tmp, block):
     raise ValueError(mode)
 
 
-def toggled(trt, inputs, args, tmp):
-    """One capture for the whole run; rounds switch recording on and off (state.ACTIVE), so the two
-    arms differ only in what trtprof does per inference, not in set-up, files or process state.
-    The 'off' arm still passes through the installed hooks (their pass-through cost is measured
-    separately by bench_hooks.py)."""
+def toggled(trt, inputs, args, tmp, level):
+    """One capture for the whole run, recording switched on and off (state.ACTIVE) at every
+    inference, in a random order within each pair: the two arms differ only in what trtprof does per
+    inference, and drift (CPU clocks, other tenants: block medians here move by +-30 %) cancels
+    within a pair. Reported: the median of the paired differences (the cost per inference), the
+    ratio of the arms' medians and of their means (the mean carries the batched work: row building,
+    event conversion, writes). The 'off' arm still passes through the installed wrappers (their
+    pass-through cost is measured separately by bench_hooks.py)."""
+    import random
     from trtprof.capture import state
-    s = trtprof.Session(Path(tmp) / "toggle", cpp_allocs=True, name="toggle").start()
+    s = trtprof.Session(Path(tmp) / f"toggle-{level}", level=level, name="toggle").start()
     s.instrument(trt)
     ins = state.ACTIVE
-    on, off, ratios = [], [], []
+    rnd = random.Random(0)
+    on, off, diff = [], [], []
     try:
-        timed(trt, inputs, 5)  # anchors the GPU clock, starts the allocator log
-        for r in range(args.blocks):
-            b = {}
-            for arm in (("off", "on") if r % 2 else ("on", "off")):
+        timed(trt, inputs, 20)  # anchors the GPU clock, starts the allocator log
+        for _ in range(args.blocks * args.iters):
+            arms = ("on", "off") if rnd.random() < 0.5 else ("off", "on")
+            got = {}
+            for arm in arms:
                 state.ACTIVE = ins if arm == "on" else None
-                b[arm] = timed(trt, inputs, args.iters)
+                got[arm] = timed(trt, inputs, 1)[0]
             state.ACTIVE = ins
-            on += b["on"]
-            off += b["off"]
-            ratios.append(statistics.median(b["on"]) / statistics.median(b["off"]))
+            on.append(got["on"])
+            off.append(got["off"])
+            diff.append(got["on"] - got["off"])
     finally:
         state.ACTIVE = ins
         s.stop()
-    ratios.sort()
-    return {"median_on_ms": round(statistics.median(on), 4), "median_off_ms": round(statistics.median(off), 4),
-            "ratio_of_medians": round(statistics.median(on) / statistics.median(off), 4),
-            "paired_ratio_median": round(statistics.median(ratios), 4),
-            "paired_ratio_p10_p90": [round(ratios[len(ratios) // 10], 4), round(ratios[(9 * len(ratios)) // 10], 4)],
-            "rounds": args.blocks, "iters": args.iters}
+    mo, mf = statistics.median(on), statistics.median(off)
+    diff.sort()
+    n = len(diff)
+    return {"level": level, "pairs": n, "median_on_ms": round(mo, 4), "median_off_ms": round(mf, 4),
+            "ratio_of_medians": round(mo / mf, 4),
+            "ratio_of_means": round(statistics.fmean(on) / statistics.fmean(off), 4),
+            "paired_diff_median_us": round(1000 * diff[n // 2], 2),
+            "paired_diff_median_ratio": round(1 + diff[n // 2] / mf, 4),
+            "paired_diff_p25_p75_us": [round(1000 * diff[n // 4], 2), round(1000 * diff[3 * n // 4], 2)]}
 
 
 def under_nsys(argv, base_ms) -> dict:
@@ -131,7 +140,8 @@ def main(argv=None):
                         "compare its median with this run's (two processes: less exact than the paired ratios)")
     p.add_argument("--out", default="reports/bench")
     p.add_argument("--toggle", action="store_true",
-                   help="also measure with one capture switched on/off between rounds (see toggled())")
+                   help="also measure each level with one capture switched on/off at every inference "
+                        "(see toggled()): the most precise figure of trtprof's own cost")
     args = p.parse_args(argv)
     import torch_tensorrt
 
@@ -183,7 +193,7 @@ def main(argv=None):
         res["nsys"] = under_nsys(argv, base)
     if args.toggle:
         with tempfile.TemporaryDirectory() as tmp:
-            res["toggle"] = toggled(trt, inputs, args, tmp)
+            res["toggle"] = {lv: toggled(trt, inputs, args, tmp, lv) for lv in ("full", "minimal")}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = f"overhead-{args.runtime}{'-broken' if args.graph_breaks else ''}{'-prealloc' if args.prealloc else ''}.json"

@@ -2,10 +2,11 @@
 # One device session's work, in order of importance, each step time-boxed; everything ends up in
 # OUT/gpu-results.tar.gz (the device returns at most 8 files).
 #   source .trtbundle/activate.sh && bash scripts/gpu_run.sh "$OUT" [steps...]
-# steps: tests bert bench bench-broken nsys nsys-acc profile cases (default: tests bert bench nsys)
+# steps: tests bert bench bench-broken hooks nsys nsys-acc profile cases (default: tests bert bench nsys)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$1; shift
+BENCH_EXTRA=${BENCH_EXTRA:-}
 steps=${*:-tests bert bench nsys}
 w=$(mktemp -d)/res; mkdir -p "$w/cases"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -22,13 +23,13 @@ for s in $steps; do
         --iters 200 --warmup 20 2>&1 | quiet > "$w/bert-$rt.txt"
     done;;
   bench)
-    log hooks; timeout 200 python3 scripts/bench_hooks.py --out "$w/bench" 2>&1 | quiet > "$w/bench-hooks.txt"
-    for a in "--runtime cpp --toggle" "--runtime python --toggle"; do
-      log "bench $a"; timeout 150 python3 scripts/bench_overhead.py $a --out "$w/bench" 2>&1 | quiet | tail -60 > "$w/bench-${a// /_}.txt"
-    done;;
+    log "bench cpp"; timeout 240 python3 scripts/bench_overhead.py --runtime cpp --toggle --blocks 40 $BENCH_EXTRA --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-cpp.txt"
+    log "bench python"; timeout 200 python3 scripts/bench_overhead.py --runtime python --toggle --blocks 40 --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-python.txt";;
   bench-broken)
-    log "bench broken"; timeout 300 python3 scripts/bench_overhead.py --runtime cpp --graph-breaks --blocks 20 \
-      --out "$w/bench" 2>&1 | quiet | tail -60 > "$w/bench-broken.txt";;
+    log "bench broken"; timeout 300 python3 scripts/bench_overhead.py --runtime cpp --graph-breaks --toggle --blocks 20 \
+      --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-broken.txt";;
+  hooks)
+    log hooks; timeout 200 python3 scripts/bench_hooks.py --out "$w/bench" 2>&1 | quiet > "$w/bench-hooks.txt";;
   cases)
     for rt in cpp python; do
       flag=""; [ "$rt" = python ] && flag="--python-runtime"
