@@ -1,13 +1,15 @@
-"""cProfile of trtprof's own hooks around BERT inference on the GPU machine: where the per-inference
-cost goes (run it there: the host CPU decides this cost).
+"""cProfile of BERT inference on the GPU machine with recording on and off in one capture: which
+functions take the extra time per inference (run it there: the host CPU decides this cost).
 
     source .trtbundle/activate.sh && python3 scripts/profile_capture.py [--runtime cpp|python]
+        [--level full|minimal] [--graph-breaks]
+
+Prints, per function, the extra own time per inference (on minus off), largest first.
 """
 from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import pstats
 import sys
 import tempfile
@@ -19,35 +21,56 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bert_models import bert_inputs, build_bert, compile_bert  # noqa: E402
 
 import trtprof  # noqa: E402
+from trtprof.capture import state  # noqa: E402
+
+
+def profiled(trt, x, iters):
+    pr = cProfile.Profile()
+    pr.enable()
+    for _ in range(iters):
+        trt(*x)
+        torch.cuda.synchronize()
+    pr.disable()
+    return {f"{k[0].rsplit('/', 2)[-1]}:{k[1]}({k[2]})": (v[0], v[2]) for k, v in pstats.Stats(pr).stats.items()}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runtime", choices=["cpp", "python"], default="cpp")
-    p.add_argument("--iters", type=int, default=500)
+    p.add_argument("--level", choices=["full", "minimal"], default="full")
+    p.add_argument("--graph-breaks", action="store_true")
+    p.add_argument("--iters", type=int, default=300)
+    p.add_argument("--top", type=int, default=25)
     args = p.parse_args()
-    trt = compile_bert(build_bert(), python_runtime=args.runtime == "python")
+    trt = compile_bert(build_bert(), python_runtime=args.runtime == "python", graph_breaks=args.graph_breaks)
     x = bert_inputs()
     with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
         for _ in range(20):
             trt(*x)
-        s = trtprof.Session(Path(tmp) / "c").start()
+        s = trtprof.Session(Path(tmp) / "c", level=args.level).start()
         s.instrument(trt)
         for _ in range(20):
             trt(*x)
         torch.cuda.synchronize()
-        pr = cProfile.Profile()
-        pr.enable()
-        for _ in range(args.iters):
-            trt(*x)
-            torch.cuda.synchronize()
-        pr.disable()
+        ins = state.ACTIVE
+        state.ACTIVE = None
+        off = profiled(trt, x, args.iters)
+        state.ACTIVE = ins
+        on = profiled(trt, x, args.iters)
         s.stop()
-    out = io.StringIO()
-    st = pstats.Stats(pr, stream=out)
-    st.sort_stats("tottime").print_stats(30)
-    st.sort_stats("cumulative").print_stats(30)
-    print(out.getvalue())
+    n = args.iters
+    rows = []
+    for k in set(on) | set(off):
+        c1, t1 = on.get(k, (0, 0.0))
+        c0, t0 = off.get(k, (0, 0.0))
+        rows.append(((t1 - t0) / n * 1e6, (c1 - c0) / n, k))
+    rows.sort(reverse=True)
+    total = sum(r[0] for r in rows)
+    print(f"{args.runtime} {args.level} breaks={args.graph_breaks}: extra own time {total:.1f} us/inference "
+          "(under cProfile)")
+    print("  extra us/inf  extra calls/inf  function")
+    for dt, dc, k in rows[:args.top]:
+        print(f"  {dt:12.2f}  {dc:15.2f}  {k}")
 
 
 if __name__ == "__main__":

@@ -72,10 +72,10 @@ def _begin(ins, module, info, inputs, prealloc: bool) -> CallFrame:
     if ins.policy is not None:
         if info.model is None:  # an engine on its own: its calls are the blocks
             ins.apply_policy([module], info.calls, None)
-            prealloc = _mode(module, info.runtime)
+            prealloc = info.mode = _mode(module, info.runtime)
         elif info.model.mode is None:  # model found mid-call (no pre-hook yet): set its mode now
             info.model.mode = ins.apply_policy(info.model.engines, max(info.model.calls - 1, 0), None)
-            prealloc = _mode(module, info.runtime)
+            prealloc = info.mode = _mode(module, info.runtime)
     frame = CallFrame(module, info, info.calls, prealloc, shapes_of(inputs))
     stacks = ins.stacks
     if frame.flipped:
@@ -86,6 +86,19 @@ def _begin(ins, module, info, inputs, prealloc: bool) -> CallFrame:
     info.calls += 1
     stacks.calls.append(frame)
     return frame
+
+
+def tracking_setter(orig):
+    """Wraps `set_pre_allocated_outputs`: the cached mode of that engine is read again."""
+    def set_pre_allocated_outputs(self, enable):
+        out = orig(self, enable)
+        ins = state.ACTIVE
+        info = ins.by_id.get(id(self)) if ins is not None else None
+        if info is not None:
+            info.mode = None
+        return out
+    set_pre_allocated_outputs.__wrapped__ = orig
+    return set_pre_allocated_outputs
 
 
 def _mode(module, runtime: str) -> bool:
@@ -119,7 +132,7 @@ def _emit(rec, frame: CallFrame, host) -> None:
         r[R.INDEX["event"]] = "exec"
         r[_T0], r[_T1], r[_GS], r[_GE], r[_STREAM], r[_OUTS], r[_REALLOC] = (ex[0], ex[1], host(ex[2]),
                                                                              host(ex[3]), stream, outputs, realloc)
-        graph.span(frame, r[_GS], r[_GE], ex[4])
+        graph.span(frame, r[_GS], r[_GE])
         rec.row(r)
     for phase, a0, a1, ashapes, nbytes, *g in allocs:
         r = base.copy()
@@ -215,8 +228,12 @@ def cpp_forward(orig):
         if ins is None or is_tracing(inputs):
             return orig(self, *inputs)
         info = ins.by_id.get(id(self)) or graph.discover(ins, self, "cpp")
-        frame = _begin(ins, self, info, inputs,
-                       bool(getattr(getattr(self, "engine", None), "use_pre_allocated_outputs", False)))
+        mode = info.mode
+        if mode is None or not info.calls & 63:
+            # a TorchScript attribute: ~15 us per read on the H100 machine's host, so cached; the
+            # setter wrapper clears the cache, the re-read every 64 calls catches direct assignments
+            mode = info.mode = _mode(self, "cpp")
+        frame = _begin(ins, self, info, inputs, mode)
         log = ins.alloc_log
         if log is not None and not log.active:
             log.start()

@@ -147,13 +147,10 @@ def end_event(ins, frame, stream, ev1) -> bool:
     return False
 
 
-def span(frame, gs, ge, stream) -> None:
-    """Widen the parent inference's GPU span with a subgraph range's (at emit time); the inference's
-    stream is that of its first event."""
+def span(frame, gs, ge) -> None:
+    """Widen the parent inference's GPU span with a subgraph range's (at emit time)."""
     p = frame.parent
     if p is not None and gs is not None:
-        if p.stream is None:
-            p.stream = stream
         if p.gs is None or gs < p.gs:
             p.gs = gs
         if p.ge is None or ge > p.ge:
@@ -171,6 +168,8 @@ def _open(ins, stack, module, info, args, attrs, gpu) -> RangeFrame:
         frame.stream = gpu.current_stream()
         frame.ev0 = gpu.record(frame.stream) if stack is ins.stacks.inferences \
             else start_event(ins, gpu, frame.stream)
+    elif ins.gpu and stack is ins.stacks.inferences:  # full level: no events, but say which stream
+        frame.stream = ins.gpu.current_stream()
     return frame
 
 
@@ -270,7 +269,7 @@ def _emit_inference(rec, frame, host) -> None:
 def _emit_fallback(rec, frame, host) -> None:
     r = _range_row(frame, host, "fallback")
     r[_INF], r[_CHANGED] = frame.inference, frame.changed
-    span(frame, r[_GS], r[_GE], frame.stream)
+    span(frame, r[_GS], r[_GE])
     rec.row(r)
 
 

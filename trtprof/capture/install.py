@@ -130,9 +130,9 @@ class Instrumenter:
             setter = cls.__dict__.get("set_pre_allocated_outputs")
             if setter is not None:
                 self.ins.setters[runtime] = setter
-                if self.policy.forcing:
-                    self._saved.append((cls, "set_pre_allocated_outputs", setter))
-                    cls.set_pre_allocated_outputs = guard_setter(setter, self.policy)
+                self._saved.append((cls, "set_pre_allocated_outputs", setter))
+                wrapped = guard_setter(setter, self.policy) if self.policy.forcing else setter
+                cls.set_pre_allocated_outputs = engines.tracking_setter(wrapped)
         if self.policy.forcing:
             self.ins.policy = self.policy
         for modname, attr in _FACTORIES if self.classes else ():

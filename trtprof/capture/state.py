@@ -46,6 +46,7 @@ class SubgraphInfo:
     last_prealloc: bool = False
     attrs: dict = field(default_factory=dict)  # (event, detail) -> NVTX attributes
     rows: dict = field(default_factory=dict)  # event -> row template (the slots every row shares)
+    mode: bool | None = None  # C++ runtime: cached pre-allocation mode (None: read it at the next call)
 
 
 class RangeFrame:
@@ -160,6 +161,7 @@ class Instrumentation:
                 setter = self.setters.get(self.subgraphs[mod].runtime) if mod in self.subgraphs else None
                 if setter is not None:
                     setter(mod, want)
+                    self.subgraphs[mod].mode = None
         return want
 
     def safe_point(self) -> None:
