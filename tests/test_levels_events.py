@@ -139,3 +139,25 @@ def test_level_in_meta_and_bad_level(tmp_path):
     assert cap.meta["level"] == "minimal"
     with pytest.raises(ValueError, match="unknown level"):
         trtprof.Session(tmp_path / "d", level="max")
+
+
+def test_cpp_mode_cache_follows_setter_and_direct_assignment(tmp_path):
+    """The C++ engine's mode is cached: the setter is seen at the next call, a direct assignment to
+    the engine's attribute within 64 calls."""
+    from cpu_models import partitioned
+    m = partitioned("cpp")
+    x = torch.randn(2, 8)
+    with trtprof.profile(out=tmp_path / "c") as cap:
+        cap.instrument(m)
+        m(x)
+        m._run_on_acc_0.set_pre_allocated_outputs(True)
+        m(x)
+        m._run_on_acc_0.set_pre_allocated_outputs(False)
+        m._run_on_acc_0.engine.use_pre_allocated_outputs = True  # bypasses the setter
+        for _ in range(70):
+            m(x)
+    calls = cap.timeline[(cap.timeline.event == "call") & (cap.timeline.subgraph == "_run_on_acc_0")]
+    pre = calls.sort_values("call").prealloc.tolist()
+    assert pre[:2] == [False, True]
+    assert bool(pre[-1])
+    assert pre.index(True, 2) <= 64
