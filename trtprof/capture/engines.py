@@ -63,9 +63,7 @@ class ContextProxy:
             frame.exec = (t0, t1, ev0, ev1, stream)
             frame.enqueued = True
             if gpu:  # on the engine stream: extends the inference's span, shares nothing
-                inf = ins.stacks.inferences
-                if inf:
-                    frame.parent = inf[-1]
+                graph.adopt(ins, frame)
 
 
 def _begin(ins, module, info, inputs, prealloc: bool) -> CallFrame:
@@ -180,7 +178,7 @@ def python_forward(orig):
             self.__dict__["context"] = ContextProxy(ctx, self)
             ins.proxied.add(self)
         info = ins.by_id.get(id(self)) or graph.discover(ins, self, "python")
-        frame = _begin(ins, self, info, inputs, bool(getattr(self, "use_pre_allocated_outputs", False)))
+        frame = _begin(ins, self, info, inputs, _mode(self, "python"))
         ins.stacks.last_end = None  # its events are on the engine stream: nothing to share
         ins.marks.push(ins.attrs(info, "call"))
         frame.t0 = now()

@@ -134,16 +134,21 @@ def start_event(ins, gpu, stream):
     return gpu.record(stream)
 
 
+def adopt(ins, frame):
+    """A subgraph range with events: the inference it is in (if any) takes its GPU span."""
+    inf = ins.stacks.inferences
+    frame.parent = inf[-1] if inf else None
+    return frame.parent
+
+
 def end_event(ins, frame, stream, ev1) -> bool:
     """After a subgraph range on the caller stream ended: offer its end event to the next range.
     Returns whether it was offered (then this range does not own it: the taker does, or nobody
     and the event is simply freed)."""
-    inf = ins.stacks.inferences
-    if inf:
-        frame.parent = inf[-1]
-        if inf[-1].info.shareable:
-            ins.stacks.last_end = (stream, ev1)
-            return True
+    parent = adopt(ins, frame)
+    if parent is not None and parent.info.shareable:
+        ins.stacks.last_end = (stream, ev1)
+        return True
     return False
 
 

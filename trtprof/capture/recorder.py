@@ -4,9 +4,10 @@ Why deferred: building rows, converting GPU events and writing are the expensive
 so none of it happens inside a range. The hooks hand over a finished range as it is (`defer`: an
 emit function, the range's object and its events); it waits in memory until its events complete.
 `drain()` runs at safe points (after a top-level inference, or when too many wait) and at the end:
-it converts each event once (an event shared by two ranges, the end of one subgraph and the start
-of the next, is converted for both and recycled when nothing pending still uses it), builds the rows
-and passes them to the sink (the capture writer, which spills them to disk), so memory stays bounded.
+it emits the ranges in the order they were deferred, converting their events to host time, and
+passes the rows to the sink (the capture writer, which spills them to disk), so memory stays
+bounded. An event shared by two ranges (the end of one subgraph, the start of the next) is owned by
+the later one, which is emitted later: only its owner returns it to the pool.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ class Recorder:
         self.resolve_every = resolve_every
         self.pid = os.getpid()
         self._seq = itertools.count()
-        self._pending: deque = deque()  # (emit, object, events) of finished ranges
+        self._pending: deque = deque()  # (emit, object, events, owned events, gate) of finished ranges
         self._ready: list = []
         self._lock = threading.Lock()
         self.rows = 0
@@ -58,15 +59,6 @@ class Recorder:
     @staticmethod
     def new(event: str, **slots) -> list:
         rec = R.blank()
-        rec[_EVENT] = event
-        for k, v in slots.items():
-            rec[_INDEX[k]] = v
-        return rec
-
-    @staticmethod
-    def derive(base: list, event: str, **slots) -> list:
-        """A copy of `base` with other slots: rows of one call share most of their fields."""
-        rec = base.copy()
         rec[_EVENT] = event
         for k, v in slots.items():
             rec[_INDEX[k]] = v
