@@ -44,8 +44,7 @@ def run_mode(mode, model, inputs, iters, tmp, block):
     if mode == "none":
         return timed(model, inputs, iters), None
     if mode.startswith("trtprof"):
-        s = trtprof.Session(Path(tmp) / f"{mode}-{block}", cpp_allocs=(mode != "trtprof-noalloc"), name=mode,
-                            level="minimal" if mode == "trtprof-minimal" else "full")
+        s = trtprof.Session(Path(tmp) / f"{mode}-{block}", name=mode, **trtprof_options(mode))
         s.start()
         s.instrument(model)
         try:
@@ -63,7 +62,15 @@ def run_mode(mode, model, inputs, iters, tmp, block):
     raise ValueError(mode)
 
 
-def toggled(trt, inputs, args, tmp, level):
+def trtprof_options(mode: str) -> dict:
+    """'trtprof[-minimal][-noalloc][-sN]' -> Session options (level, allocator log, sampling)."""
+    parts = mode.split("-")[1:]
+    sample = [int(p[1:]) for p in parts if p[:1] == "s" and p[1:].isdigit()]
+    return {"level": "minimal" if "minimal" in parts else "full", "cpp_allocs": "noalloc" not in parts,
+            "sample": sample[0] if sample else 1}
+
+
+def toggled(trt, inputs, args, tmp, config):
     """One capture for the whole run, recording switched on and off (state.ACTIVE) at every
     inference, in a random order within each pair: the two arms differ only in what trtprof does per
     inference, and drift (CPU clocks, other tenants: block medians here move by +-30 %) cancels
@@ -73,7 +80,8 @@ def toggled(trt, inputs, args, tmp, level):
     pass-through cost is measured separately by bench_hooks.py)."""
     import random
     from trtprof.capture import state
-    s = trtprof.Session(Path(tmp) / f"toggle-{level}", level=level, name="toggle").start()
+    opts = trtprof_options(config)
+    s = trtprof.Session(Path(tmp) / f"toggle-{config}", name="toggle", **opts).start()
     s.instrument(trt)
     ins = state.ACTIVE
     rnd = random.Random(0)
@@ -96,7 +104,7 @@ def toggled(trt, inputs, args, tmp, level):
     mo, mf = statistics.median(on), statistics.median(off)
     diff.sort()
     n = len(diff)
-    return {"level": level, "pairs": n, "median_on_ms": round(mo, 4), "median_off_ms": round(mf, 4),
+    return {**opts, "pairs": n, "median_on_ms": round(mo, 4), "median_off_ms": round(mf, 4),
             "ratio_of_medians": round(mo / mf, 4),
             "ratio_of_means": round(statistics.fmean(on) / statistics.fmean(off), 4),
             "paired_diff_median_us": round(1000 * diff[n // 2], 2),
@@ -132,9 +140,9 @@ def main(argv=None):
     p.add_argument("--iters", type=int, default=25, help="timed inferences per mode per round")
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--prealloc", action="store_true", help="pre-allocated outputs on")
-    p.add_argument("--modes", default="none,trtprof,trtprof-minimal,torch.profiler",
-                   help="trtprof: --level full; trtprof-minimal: --level minimal; trtprof-noalloc: full "
-                        "without the C++ allocator log")
+    p.add_argument("--modes", default="none,trtprof,trtprof-minimal,trtprof-s10,trtprof-minimal-s10,torch.profiler",
+                   help="trtprof[-minimal][-noalloc][-sN]: level full (or minimal), without the C++ allocator "
+                        "log, recording 1 inference in N")
     p.add_argument("--nsys", action="store_true",
                    help="also run the 'none' mode in a second process under nsys profile -t cuda,nvtx and "
                         "compare its median with this run's (two processes: less exact than the paired ratios)")
@@ -142,6 +150,8 @@ def main(argv=None):
     p.add_argument("--toggle", action="store_true",
                    help="also measure each level with one capture switched on/off at every inference "
                         "(see toggled()): the most precise figure of trtprof's own cost")
+    p.add_argument("--toggle-configs", default="trtprof,trtprof-minimal,trtprof-s10,trtprof-minimal-s10",
+                   help="the captures --toggle measures, named like the trtprof modes")
     args = p.parse_args(argv)
     import torch_tensorrt
 
@@ -193,7 +203,7 @@ def main(argv=None):
         res["nsys"] = under_nsys(argv, base)
     if args.toggle:
         with tempfile.TemporaryDirectory() as tmp:
-            res["toggle"] = {lv: toggled(trt, inputs, args, tmp, lv) for lv in ("full", "minimal")}
+            res["toggle"] = {c: toggled(trt, inputs, args, tmp, c) for c in args.toggle_configs.split(",")}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = f"overhead-{args.runtime}{'-broken' if args.graph_breaks else ''}{'-prealloc' if args.prealloc else ''}.json"

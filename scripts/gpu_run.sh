@@ -23,10 +23,10 @@ for s in $steps; do
         --iters 200 --warmup 20 2>&1 | quiet > "$w/bert-$rt.txt"
     done;;
   bench)
-    log "bench cpp"; timeout 240 python3 scripts/bench_overhead.py --runtime cpp --toggle --blocks 40 $BENCH_EXTRA --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-cpp.txt"
-    log "bench python"; timeout 200 python3 scripts/bench_overhead.py --runtime python --toggle --blocks 40 --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-python.txt";;
+    log "bench cpp"; timeout 300 python3 scripts/bench_overhead.py --runtime cpp --toggle --blocks 40 $BENCH_EXTRA --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-cpp.txt"
+    log "bench python"; timeout 260 python3 scripts/bench_overhead.py --runtime python --toggle --blocks 40 --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-python.txt";;
   bench-broken)
-    log "bench broken"; timeout 300 python3 scripts/bench_overhead.py --runtime cpp --graph-breaks --toggle --blocks 20 \
+    log "bench broken"; timeout 400 python3 scripts/bench_overhead.py --runtime cpp --graph-breaks --toggle --blocks 20 \
       --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-broken.txt";;
   hooks)
     log hooks; timeout 200 python3 scripts/bench_hooks.py --out "$w/bench" 2>&1 | quiet > "$w/bench-hooks.txt";;

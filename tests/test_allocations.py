@@ -1,6 +1,7 @@
 """Attribution of the allocator log to C++ runtime calls (pure functions, hand-built entries)."""
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from trtprof.capture.allocations import Entry, group_call, split_by_calls
@@ -62,3 +63,46 @@ def test_uncovered_exported_graph_is_reported():
     assert graph.uncovered_graphs(ins) == before + 1
     ins.models[gm] = None  # a hooked model is covered
     assert graph.uncovered_graphs(ins) == before
+
+
+class _Memory:
+    """torch.cuda.memory's history API as a double: a ring buffer of trace entries, cleared on request."""
+
+    def __init__(self, clear_supported=True):
+        self.trace, self.max, self.clear_supported, self.starts = [], 0, clear_supported, 0
+
+    def _record_memory_history(self, enabled="all", context=None, stacks="python", max_entries=0, **kw):
+        if "clear_history" in kw and not self.clear_supported:
+            raise TypeError("unexpected keyword argument 'clear_history'")
+        self.max, self.starts = max_entries, self.starts + 1
+        if kw.get("clear_history"):
+            self.trace = []
+
+    def alloc(self, t_us, size):
+        self.trace = (self.trace + [{"action": "alloc", "addr": t_us, "size": size, "time_us": t_us}])[-self.max:]
+
+    def _snapshot(self):
+        return {"device_traces": [list(self.trace)]}
+
+
+def _torch_double(memory):
+    import types
+    return types.SimpleNamespace(cuda=types.SimpleNamespace(memory=memory, current_device=lambda: 0))
+
+
+@pytest.mark.parametrize("clear", [True, False])
+def test_allocator_log_harvests_each_entry_once(clear):
+    from trtprof.capture.allocations import AllocatorLog
+    mem = _Memory(clear_supported=clear)
+    log = AllocatorLog(_torch_double(mem), max_entries=100)
+    log.start()
+    for t in range(1, 31):
+        mem.alloc(t, 512)
+    first = log.harvest()
+    # cleared after the harvest (where this torch can): the next snapshot holds only new entries
+    assert len(mem.trace) == (0 if clear else 30) and log.clears == clear
+    for t in range(31, 41):
+        mem.alloc(t, 1024)
+    second = log.harvest()
+    assert [e.size for e in first] == [512] * 30 and [e.size for e in second] == [1024] * 10
+    assert second[0].host_ns > first[-1].host_ns and not log.dropped

@@ -112,14 +112,17 @@ def test_minimal_level(tmp_path, runtime):
 
 def test_prealloc_and_shapes(captured):
     runtime, cap, sched, _ = captured
-    df = cap.timeline
-    plan = sched["schedule"]
+    _check_prealloc(cap.timeline, sched["schedule"])
+
+
+def _check_prealloc(df, plan):
+    """Every recorded engine call against the schedule that really ran."""
     calls = df[(df.subgraph_kind == "engine") & (df.event == "call")]
     for _, row in calls.iterrows():
         assert bool(row.prealloc) == plan[row.inference]["prealloc"], row.to_dict()
     changed = {i for i in range(1, len(plan)) if plan[i]["batch"] != plan[i - 1]["batch"]}
     flagged = set(calls[calls.shape_changed.astype(bool)].inference)
-    assert flagged == changed
+    assert flagged == changed & set(calls.inference)
     allocs = df[df.event == "alloc"]
     post = allocs[allocs.alloc_phase == "after_enqueue"]
     assert len(post) > 0
@@ -134,6 +137,27 @@ def test_prealloc_and_shapes(captured):
         if plan[i]["prealloc"]:
             rows = calls[calls.inference == i]
             assert rows.reallocated.astype(bool).all()
+
+
+@pytest.mark.parametrize("runtime", ["cpp", "python"])
+def test_sampling(tmp_path, runtime):
+    """--sample 4 on real engines: 1 inference in 4 plus each shape change and the one after it;
+    the recorded calls keep their true indices and are as right as in a full capture."""
+    sched = tmp_path / "schedule.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-m", "trtprof", "capture", "--sample", "4", "-o",
+                           str(tmp_path / "cap"), str(ROOT / "tests/gpu_scripts/two_engines.py"), runtime,
+                           str(sched)], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cap = trtprof.load_capture(tmp_path / "cap")
+    df, plan = cap.timeline, json.loads(sched.read_text())["schedule"]
+    assert cap.meta["sample"] == 4
+    # batches 8 x6, 4 x5, 8: changes at 6 and 11
+    assert sorted(df[df.event == "inference"].inference) == [0, 4, 6, 7, 8, 11]
+    calls = df[df.event == "call"]
+    assert (calls.call == calls.inference).all() and len(calls) == 2 * 6
+    assert len(df[df.event == "fallback"]) == 6
+    _check_prealloc(df, plan)
 
 
 def test_summary_printed(captured):

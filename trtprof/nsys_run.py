@@ -135,11 +135,11 @@ def profile_command(nsys: str, folder: Path, nsys_args: str, child: list[str]) -
 
 
 def child_options(folder: Path, *, module: bool, quiet: bool, prealloc: str, cpp_allocs: bool,
-                  level: str = "full") -> list[str]:
+                  level: str = "full", sample: int = 1) -> list[str]:
     """The options of the capture run under nsys: the parent's, with the folder fixed; no report
     there (the parent writes it once the nsys columns exist)."""
     return (["-o", str(folder), "--prealloc", prealloc, "--cpp-allocs" if cpp_allocs else "--no-cpp-allocs",
-             "--level", level, "--no-report"] + (["-q"] if quiet else []) + (["-m"] if module else []))
+             "--level", level, "--sample", str(sample), "--no-report"] + (["-q"] if quiet else []) + (["-m"] if module else []))
 
 
 def cli_main(target: str, args: list[str], *, echo, report=None, **kw) -> int:
@@ -160,7 +160,7 @@ def cli_main(target: str, args: list[str], *, echo, report=None, **kw) -> int:
 
 def capture_under_nsys(target: str, args: list[str], *, module: bool, output: str | None, quiet: bool,
                        prealloc: str, cpp_allocs: bool, nsys_args: str, echo=print,
-                       level: str = "full") -> tuple[int, Path]:
+                       level: str = "full", sample: int = 1) -> tuple[int, Path]:
     """Run the capture under nsys, then import its report: (exit code to leave with, capture folder)."""
     nsys = model.find_nsys()
     if nsys is None:
@@ -179,7 +179,7 @@ def capture_under_nsys(target: str, args: list[str], *, module: bool, output: st
                            workflow.EXIT_BAD_OUTPUT) from None
     cmd = profile_command(nsys, folder, nsys_args,
                           child_options(folder, module=module, quiet=quiet, prealloc=prealloc,
-                                        cpp_allocs=cpp_allocs, level=level) + [target, *args])
+                                        cpp_allocs=cpp_allocs, level=level, sample=sample) + [target, *args])
     if not quiet:
         echo(f"running under Nsight Systems: {shlex.join(cmd)}")
     try:

@@ -37,12 +37,13 @@ class Session:
 
     def __init__(self, out: str | os.PathLike | None = None, *, name: str = "capture",
                  options: dict | None = None, command: list[str] | None = None, nvtx: bool = True,
-                 gpu: bool | None = None, cpp_allocs: bool = True, prealloc: str = "as-is", level: str = "full"):
+                 gpu: bool | None = None, cpp_allocs: bool = True, prealloc: str = "as-is", level: str = "full",
+                 sample: int = 1):
         self.folder = Path(out) if out else default_folder(name)
         self.options = options or {}
         self.command = command if command is not None else list(sys.argv)
         self.instrumenter = Instrumenter(self._write, nvtx=nvtx, gpu=gpu, cpp_allocs=cpp_allocs,
-                                         prealloc=prealloc, level=level)
+                                         prealloc=prealloc, level=level, sample=sample)
         self.writer: CaptureWriter | None = None
         self.capture: Capture | None = None
         self._t0 = 0.0
@@ -83,6 +84,7 @@ class Session:
             "environment": environment.describe(),
             "notes": inst.notes,
             "level": inst.level,
+            "sample": inst.sample,
             "runtime_classes": {k: f"{c.__module__}.{c.__qualname__}" for k, c in inst.classes.items()},
             "gpu_anchor_error_ns": getattr(inst.gpu, "anchor_error_ns", None),
         }

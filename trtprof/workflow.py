@@ -22,6 +22,7 @@ from trtprof.session import Session
 
 # Exit codes of trtprof's own failures (the script's own exit code passes through otherwise).
 EXIT_SCRIPT_ERROR = 1
+EXIT_USAGE = 2  # options that cannot go together (click's own usage errors exit 2 too)
 EXIT_NO_SCRIPT = 3
 EXIT_BAD_OUTPUT = 4
 EXIT_BAD_CAPTURE = 5
@@ -109,7 +110,10 @@ def capture_script(target: str, args: list[str], *, module: bool = False, out: s
                    session_kwargs: dict | None = None) -> CaptureOutcome:
     """`session_kwargs` go to Session (prealloc=..., cpp_allocs=...)."""
     stem = check_target(target, module)
-    session = Session(out, name=stem, options=options, command=command, **(session_kwargs or {}))
+    try:
+        session = Session(out, name=stem, options=options, command=command, **(session_kwargs or {}))
+    except ValueError as e:  # options that cannot go together (Instrumenter says which)
+        raise UsageError(str(e), EXIT_USAGE) from None
     rows = _batch_rows()
     if rows:
         session.instrumenter.batch = rows

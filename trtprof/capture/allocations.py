@@ -42,10 +42,13 @@ class AllocatorLog:
         self._last_us = -1
         self._last_keys: set = set()
         self.dropped = False
+        self.clears = True  # clear the history after each harvest (when this torch can)
 
-    def start(self) -> None:
-        mem = self._torch.cuda.memory
-        mem._record_memory_history(enabled="all", context=None, stacks="python", max_entries=self.max_entries)
+    def start(self, clear: bool = False) -> None:
+        kw = {"enabled": "all", "context": None, "stacks": "python", "max_entries": self.max_entries}
+        if clear:
+            kw["clear_history"] = True
+        self._torch.cuda.memory._record_memory_history(**kw)
         self.active = True
 
     def stop(self) -> None:
@@ -58,6 +61,15 @@ class AllocatorLog:
         if not self.active:
             return []
         snap = self._torch.cuda.memory._snapshot()
+        if self.clears:
+            # empty the ring buffer: the next snapshot converts only what came after this one (without
+            # this, every harvest converted up to max_entries entries to Python: most of the full
+            # level's batched cost on the graph-broken BERT). Harvests run at safe points, between
+            # engine calls, so no call's entries are split by the clear.
+            try:
+                self.start(clear=True)
+            except TypeError:  # a torch without clear_history
+                self.clears = False
         offset = time.time_ns() - time.perf_counter_ns()
         dev = self._torch.cuda.current_device()
         traces = snap.get("device_traces") or []

@@ -105,6 +105,25 @@ def _mode(module, runtime: str) -> bool:
     return bool(getattr(getattr(module, "engine", None), "use_pre_allocated_outputs", False))
 
 
+def _cpp_mode(module, info) -> bool:
+    """The C++ engine's pre-allocation mode, cached: a TorchScript attribute costs ~15 us per read
+    on the H100 machine's host. The setter wrapper clears the cache; the re-read every 64 calls
+    catches direct assignments to the attribute."""
+    mode = info.mode
+    if mode is None or not info.calls & 63:
+        mode = info.mode = _mode(module, "cpp")
+    return mode
+
+
+def _skipped(ins, module, runtime: str) -> None:
+    """An engine call inside an inference that sampling leaves out: counted, and its mode noted
+    (the next recorded call is compared with it: flips, buffers it can reuse)."""
+    info = ins.by_id.get(id(module))
+    if info is not None:
+        info.last_prealloc = _cpp_mode(module, info) if runtime == "cpp" else _mode(module, runtime)
+        info.calls += 1
+
+
 def _emit(rec, frame: CallFrame, host) -> None:
     """Rows of a finished call (run at drain): call, exec, and one per allocation (pass)."""
     info = frame.info
@@ -171,7 +190,12 @@ def harvest_cpp(ins) -> None:
 def python_forward(orig):
     def forward(self, *inputs):
         ins = state.ACTIVE
-        if ins is None or is_tracing(inputs):
+        if ins is None:
+            return orig(self, *inputs)
+        if ins.stacks.muted:
+            _skipped(ins, self, "python")
+            return orig(self, *inputs)
+        if is_tracing(inputs):
             return orig(self, *inputs)
         ctx = self.__dict__.get("context")
         if ctx is not None and type(ctx) is not ContextProxy:
@@ -223,15 +247,15 @@ def python_create_outputs(orig):
 def cpp_forward(orig):
     def forward(self, *inputs):
         ins = state.ACTIVE
-        if ins is None or is_tracing(inputs):
+        if ins is None:
+            return orig(self, *inputs)
+        if ins.stacks.muted:
+            _skipped(ins, self, "cpp")
+            return orig(self, *inputs)
+        if is_tracing(inputs):
             return orig(self, *inputs)
         info = ins.by_id.get(id(self)) or graph.discover(ins, self, "cpp")
-        mode = info.mode
-        if mode is None or not info.calls & 63:
-            # a TorchScript attribute: ~15 us per read on the H100 machine's host, so cached; the
-            # setter wrapper clears the cache, the re-read every 64 calls catches direct assignments
-            mode = info.mode = _mode(self, "cpp")
-        frame = _begin(ins, self, info, inputs, mode)
+        frame = _begin(ins, self, info, inputs, _cpp_mode(self, info))
         log = ins.alloc_log
         if log is not None and not log.active:
             log.start()

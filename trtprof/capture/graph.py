@@ -163,8 +163,8 @@ def span(frame, gs, ge) -> None:
 
 
 # -- top-level inference and fallback ranges ------------------------------------------------------
-def _open(ins, stack, module, info, args, attrs, gpu) -> RangeFrame:
-    frame = RangeFrame(module, info, info.calls, shapes_of(args))
+def _open(ins, stack, module, info, shapes, attrs, gpu) -> RangeFrame:
+    frame = RangeFrame(module, info, info.calls, shapes)
     info.calls += 1
     stack.append(frame)
     ins.marks.push(attrs)
@@ -191,22 +191,34 @@ def _close(ins, stack, module, gpu) -> RangeFrame | None:
 
 def _model_pre(module, args):
     ins = state.ACTIVE
-    if ins is None or is_tracing(args):
+    if ins is None:
+        return
+    st = ins.stacks
+    if st.muted:  # a model called inside an inference that is not recorded: balance _model_post
+        st.muted += 1
+        return
+    if is_tracing(args):
         return
     info = ins.by_id.get(id(module))
     if info is None:
         return
-    st = ins.stacks
     if st.partial is info:
         st.partial = None
     if ins.policy is not None:
         info.mode = ins.apply_policy(info.engines, info.calls, info.mode)
+    shapes = shapes_of(args)
+    if ins.sample > 1 and not ins.sampled(info, shapes):
+        ins.skip(info)  # not recorded: every hook inside passes through until _model_post
+        return
     st.last_end = None
-    _open(ins, st.inferences, module, info, args, ins.attrs(info, "inference"), ins.inference_gpu)
+    _open(ins, st.inferences, module, info, shapes, ins.attrs(info, "inference"), ins.inference_gpu)
 
 
 def _model_post(module, args, out):
     ins = state.ACTIVE
+    if ins is not None and ins.stacks.muted:
+        ins.stacks.muted -= 1
+        return
     frame = _close(ins, ins.stacks.inferences, module, ins.inference_gpu) if ins is not None else None
     if frame is None:
         return
@@ -220,12 +232,17 @@ def _model_post(module, args, out):
 
 def _fallback_pre(module, args):
     ins = state.ACTIVE
-    if ins is None or is_tracing(args):
+    if ins is None:
         return
     info = ins.by_id.get(id(module))
     if info is None:
         return
-    _open(ins, ins.stacks.fallbacks, module, info, args, ins.attrs(info, "fallback"), ins.range_gpu)
+    if ins.stacks.muted:  # in an inference sampling leaves out: only counted
+        info.calls += 1
+        return
+    if is_tracing(args):
+        return
+    _open(ins, ins.stacks.fallbacks, module, info, shapes_of(args), ins.attrs(info, "fallback"), ins.range_gpu)
 
 
 def _fallback_post(module, args, out):

@@ -31,7 +31,8 @@ _RUNTIME_MODULE = "torch_tensorrt.dynamo.runtime"
 TESTED_VERSIONS = ("2.11",)
 # What is recorded (README, "Levels"): full = every range with CUDA events, output allocations with
 # shapes and bytes, the C++ allocator log; minimal = every range on the host clock, CUDA events only
-# around each inference, allocations without shapes, no allocator log.
+# around each inference, allocations without shapes, no allocator log. Either level can record 1
+# inference in N (`sample`), plus every one whose input shapes change and the one after it.
 LEVELS = ("full", "minimal")
 # Functions that return compiled models: wrapped so a model is hooked before its first call.
 _FACTORIES = (("torch_tensorrt", "compile"), ("torch_tensorrt.dynamo", "compile"))
@@ -74,16 +75,22 @@ class Instrumenter:
     """Install the hooks, record into `sink`, remove everything on `stop()`."""
 
     def __init__(self, sink, *, gpu: bool | None = None, nvtx: bool = True, batch: int = 4096,
-                 cpp_allocs: bool = True, prealloc: str = "as-is", level: str = "full"):
+                 cpp_allocs: bool = True, prealloc: str = "as-is", level: str = "full", sample: int = 1):
         if level not in LEVELS:
             raise ValueError(f"unknown level {level!r}: choose one of {', '.join(LEVELS)}")
+        if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
+            raise ValueError(f"sample must be a whole number >= 1 (record 1 inference in N), got {sample!r}")
         self.level = level
+        self.sample = sample
         self.sink = sink
         self.want_gpu = gpu
         self.nvtx = nvtx
         self.batch = batch
         self.cpp_allocs = cpp_allocs
         self.policy = Policy.parse(prealloc)  # ValueError for a bad spec, before anything is patched
+        if sample > 1 and self.policy.mode == "alternate":
+            # the first call after each flip must be seen (and excluded): sampling would skip it
+            raise ValueError("--prealloc alternate records every inference: it cannot be combined with --sample")
         self.ins: state.Instrumentation | None = None
         self._saved: list = []
         self.notes: list[str] = []
@@ -111,7 +118,7 @@ class Instrumenter:
         rec = Recorder(self.sink, gpu, marks, self.batch)
         self._rec = rec
         self.gpu = gpu
-        self.ins = state.Instrumentation(rec, self.classes, self.level)
+        self.ins = state.Instrumentation(rec, self.classes, self.level, self.sample)
         self.ins.harvest = engines.harvest_cpp
         if gpu is not None and "cpp" in self.classes and self.cpp_allocs and self.level == "full":
             self.ins.alloc_log = AllocatorLog(torch)  # started at the first C++ engine call

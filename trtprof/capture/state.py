@@ -29,6 +29,8 @@ class ModelInfo:
     shareable: bool = False  # a torch.fx graph: nothing runs on the GPU between its subgraph calls
     rows: dict = field(default_factory=dict)  # event -> row template
     attrs: dict = field(default_factory=dict)  # (event, detail) -> NVTX attributes
+    seen: tuple | None = None  # sampling: input shapes of the last inference, recorded or not
+    after_change: bool = False  # sampling: the last inference changed shapes, record this one too
 
     @property
     def name(self) -> str:  # its NVTX ranges are named after the label
@@ -102,6 +104,7 @@ class _Stacks(threading.local):
         self.fallbacks: list[RangeFrame] = []
         self.calls: list[CallFrame] = []
         self.partial: ModelInfo | None = None  # model discovered mid-call: its call 0 is running
+        self.muted = 0  # > 0 inside an inference sampling left out: every hook passes through
         # (stream, event) that ended the last subgraph range: the next one on that stream, in the
         # same inference, starts with it instead of recording its own (full level)
         self.last_end = None
@@ -114,8 +117,9 @@ class Instrumentation:
     `inference_gpu`: the clock for an inference's own events (None at the full level, where its GPU
     span comes from the subgraph ranges inside it, saving two event records per inference)."""
 
-    def __init__(self, recorder, runtime_classes: dict, level: str = "full"):
+    def __init__(self, recorder, runtime_classes: dict, level: str = "full", sample: int = 1):
         self.rec = recorder
+        self.sample = sample  # record 1 inference in `sample` (and every input-shape change)
         self.gpu = recorder.gpu
         self.marks = recorder.marks
         self.level = level
@@ -163,6 +167,25 @@ class Instrumentation:
                     setter(mod, want)
                     self.subgraphs[mod].mode = None
         return want
+
+    def sampled(self, info: ModelInfo, shapes: tuple) -> bool:
+        """Sampling: whether this inference of `info` is recorded. Every `sample`-th one is, and so
+        is any whose input shapes differ from the previous inference's (a shape change is what
+        forces new output buffers) and the one after it (buffers pre-allocated again)."""
+        seen, info.seen = info.seen, shapes
+        changed = seen is not None and shapes != seen
+        keep = changed or info.after_change or info.calls % self.sample == 0
+        info.after_change = changed
+        return keep
+
+    def skip(self, info: ModelInfo) -> None:
+        """Enter an inference that is not recorded: until `_model_post` the hooks of everything it
+        calls only count the call (indices stay those of an unsampled capture) and engines note
+        their pre-allocation mode, which the next recorded call is compared with. Their input
+        shapes need no noting: an inference is skipped only when its inputs have the shapes of the
+        previous one, so its subgraphs see the shapes they saw last time."""
+        self.stacks.muted += 1
+        info.calls += 1
 
     def safe_point(self) -> None:
         """Outside every range: harvest allocator entries and write rows when enough are waiting

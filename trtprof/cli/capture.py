@@ -38,6 +38,9 @@ def _err(msg: str, quiet: bool = False) -> None:
               help="What to record. full: CUDA events on every range, allocation shapes and bytes, the C++ "
                    "allocator log. minimal: host times of every range, CUDA events only around each "
                    "inference; the least overhead (README: Overhead).")
+@click.option("--sample", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Record 1 inference in N, plus every inference whose input shapes change and the one "
+                   "after it; the others run with (almost) no overhead (README: Overhead).")
 @click.option("--no-report", is_flag=True, help="Do not write report.html (the HTML report) into the capture folder.")
 @click.option("--nsys", is_flag=True, help="Run the capture under Nsight Systems (nsys profile -t cuda,nvtx); "
               "the .nsys-rep goes into the capture folder and is imported (see trtprof nsys-import).")
@@ -45,7 +48,8 @@ def _err(msg: str, quiet: bool = False) -> None:
               help="Extra options for nsys profile, quoted as one argument (implies --nsys).")
 @click.argument("target")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def capture(module, output, quiet, prealloc, cpp_allocs, level, no_report, nsys, nsys_args, target, args):
+def capture(module, output, quiet, prealloc, cpp_allocs, level, sample, no_report, nsys, nsys_args, target,
+            args):
     """Run a Python script (or -m module) and record every Torch-TensorRT call it makes.
 
     TARGET runs as __main__ with ARGS, exactly as `python TARGET ARGS`; trtprof exits with its exit
@@ -57,21 +61,23 @@ def capture(module, output, quiet, prealloc, cpp_allocs, level, no_report, nsys,
       trtprof capture -o reports/bert -m mypkg.infer --batch 8
       trtprof capture --prealloc alternate:100 scripts/bert_prealloc.py
       trtprof capture --level minimal scripts/bert_prealloc.py
+      trtprof capture --sample 10 scripts/bert_prealloc.py
       trtprof capture --nsys scripts/bert_prealloc.py
     """
     if nsys or nsys_args:  # the same capture under Nsight Systems, then its import: trtprof/nsys_run.py
         from trtprof.nsys_run import cli_main
         sys.exit(cli_main(target, list(args), module=module, output=output, quiet=quiet, prealloc=prealloc,
-                          cpp_allocs=cpp_allocs, level=level, nsys_args=nsys_args, echo=_err,
+                          cpp_allocs=cpp_allocs, level=level, sample=sample, nsys_args=nsys_args, echo=_err,
                           report=None if no_report else _report))
-    options = {"module": module, "output": output, "prealloc": prealloc, "cpp_allocs": cpp_allocs, "level": level}
+    options = {"module": module, "output": output, "prealloc": prealloc, "cpp_allocs": cpp_allocs, "level": level,
+               "sample": sample}
     command = [sys.executable, "-m", "trtprof", "capture"] + sys.argv[2:] if sys.argv else None
     _err(f"capturing {'-m ' if module else ''}{target} {' '.join(args)}".rstrip(), quiet)
     try:
         res = workflow.capture_script(target, list(args), module=module, out=output, options=options,
                                       command=command,
                                       session_kwargs={"prealloc": prealloc, "cpp_allocs": cpp_allocs,
-                                                      "level": level})
+                                                      "level": level, "sample": sample})
     except workflow.UsageError as e:
         _err(str(e))
         sys.exit(e.code)

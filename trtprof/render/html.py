@@ -144,12 +144,23 @@ def _command(meta: dict) -> str:
     return "" if cmd is None else str(cmd)
 
 
+def _recorded(meta: dict) -> str:
+    """What the capture recorded: its level, and sampling (then counts are of recorded inferences)."""
+    level, n = meta.get("level"), meta.get("sample")
+    if not level:
+        return ""
+    text = f"level {level}"
+    if isinstance(n, int) and n > 1:
+        return text + f"; sampled: 1 inference in {n}, plus every input-shape change and the inference after it"
+    return text + "; every inference"
+
+
 def _header(cap: Capture, r: stats.Results) -> str:
     meta, df = cap.meta, cap.timeline
     env = meta.get("environment") if isinstance(meta.get("environment"), dict) else {}
     items = [("capture", str(cap.path) if cap.path else ""), ("command", _command(meta)),
              ("started", meta.get("start_time", "")), ("rows", f"{len(df):,}"),
-             ("inferences", f"{len(r.infs):,}"), ("GPU", env.get("gpu") or "none recorded"),
+             ("inferences", f"{len(r.infs):,}"), ("recorded", _recorded(meta)), ("GPU", env.get("gpu") or "none recorded"),
              ("versions", ", ".join(f"{k} {env[k]}" for k in ("torch", "torch_tensorrt", "tensorrt") if env.get(k)))]
     dl = "".join(f"<dt>{e(k)}</dt><dd>{'<code>' + e(v) + '</code>' if k == 'command' else e(v)}</dd>"
                  for k, v in items if v)
