@@ -39,6 +39,17 @@ def timed(model, inputs, iters):
     return out
 
 
+def timed_once(model, inputs):
+    """One inference: (ms until the call returned on the host, ms until the GPU finished)."""
+    with torch.no_grad():
+        t0 = time.perf_counter_ns()
+        model(*inputs)
+        t1 = time.perf_counter_ns()
+        torch.cuda.synchronize()
+        t2 = time.perf_counter_ns()
+    return (t1 - t0) / 1e6, (t2 - t0) / 1e6
+
+
 def run_mode(mode, model, inputs, iters, tmp, block):
     """Latencies (ms) of one block in one mode, and trtprof's own inference medians if any."""
     if mode == "none":
@@ -85,7 +96,7 @@ def toggled(trt, inputs, args, tmp, config):
     s.instrument(trt)
     ins = state.ACTIVE
     rnd = random.Random(0)
-    on, off, diff = [], [], []
+    on, off, diff, host_diff = [], [], [], []
     try:
         timed(trt, inputs, 20)  # anchors the GPU clock, starts the allocator log
         for _ in range(args.blocks * args.iters):
@@ -93,11 +104,12 @@ def toggled(trt, inputs, args, tmp, config):
             got = {}
             for arm in arms:
                 state.ACTIVE = ins if arm == "on" else None
-                got[arm] = timed(trt, inputs, 1)[0]
+                got[arm] = timed_once(trt, inputs)
             state.ACTIVE = ins
-            on.append(got["on"])
-            off.append(got["off"])
-            diff.append(got["on"] - got["off"])
+            on.append(got["on"][1])
+            off.append(got["off"][1])
+            diff.append(got["on"][1] - got["off"][1])
+            host_diff.append(got["on"][0] - got["off"][0])
     finally:
         state.ACTIVE = ins
         s.stop()
@@ -109,7 +121,9 @@ def toggled(trt, inputs, args, tmp, config):
             "ratio_of_means": round(statistics.fmean(on) / statistics.fmean(off), 4),
             "paired_diff_median_us": round(1000 * diff[n // 2], 2),
             "paired_diff_median_ratio": round(1 + diff[n // 2] / mf, 4),
-            "paired_diff_p25_p75_us": [round(1000 * diff[n // 4], 2), round(1000 * diff[3 * n // 4], 2)]}
+            "paired_diff_p25_p75_us": [round(1000 * diff[n // 4], 2), round(1000 * diff[3 * n // 4], 2)],
+            # host side only: until the call returned (what the hooks cost the CPU, GPU waiting aside)
+            "paired_host_diff_median_us": round(1000 * statistics.median(host_diff), 2)}
 
 
 def under_nsys(argv, base_ms) -> dict:

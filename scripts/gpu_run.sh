@@ -43,7 +43,8 @@ for s in $steps; do
     log "nsys accuracy"; timeout 590 python3 scripts/nsys_accuracy.py --out "$w/nsys-acc" --timeout 280 2>&1 | quiet > "$w/nsys-accuracy.txt"
     log "nsys accuracy rc=${PIPESTATUS[0]}"; find "$w/nsys-acc" \( -name '*.sqlite' -o -name '*.nsys-rep' \) -delete;;
   profile)
-    for a in "--runtime cpp" "--runtime python" "--runtime cpp --graph-breaks --level minimal"; do
+    IFS=';' read -ra configs <<< "${PROFILE_CONFIGS:---runtime cpp;--runtime python;--runtime cpp --graph-breaks --level minimal}"
+    for a in "${configs[@]}"; do
       log "profile $a"; timeout 150 python3 scripts/profile_capture.py $a 2>&1 | quiet >> "$w/profile.txt"
     done;;
   nsys)

@@ -2,7 +2,7 @@
 functions take the extra time per inference (run it there: the host CPU decides this cost).
 
     source .trtbundle/activate.sh && python3 scripts/profile_capture.py [--runtime cpp|python]
-        [--level full|minimal] [--graph-breaks]
+        [--level full|minimal] [--graph-breaks] [--sample N]
 
 Prints, per function, the extra own time per inference (on minus off), largest first.
 """
@@ -39,6 +39,7 @@ def main():
     p.add_argument("--runtime", choices=["cpp", "python"], default="cpp")
     p.add_argument("--level", choices=["full", "minimal"], default="full")
     p.add_argument("--graph-breaks", action="store_true")
+    p.add_argument("--sample", type=int, default=1, help="record 1 inference in N (trtprof capture --sample)")
     p.add_argument("--iters", type=int, default=300)
     p.add_argument("--top", type=int, default=25)
     args = p.parse_args()
@@ -47,7 +48,7 @@ def main():
     with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
         for _ in range(20):
             trt(*x)
-        s = trtprof.Session(Path(tmp) / "c", level=args.level).start()
+        s = trtprof.Session(Path(tmp) / "c", level=args.level, sample=args.sample).start()
         s.instrument(trt)
         for _ in range(20):
             trt(*x)
@@ -66,7 +67,7 @@ def main():
         rows.append(((t1 - t0) / n * 1e6, (c1 - c0) / n, k))
     rows.sort(reverse=True)
     total = sum(r[0] for r in rows)
-    print(f"{args.runtime} {args.level} breaks={args.graph_breaks}: extra own time {total:.1f} us/inference "
+    print(f"{args.runtime} {args.level} sample={args.sample} breaks={args.graph_breaks}: extra own time {total:.1f} us/inference "
           "(under cProfile)")
     print("  extra us/inf  extra calls/inf  function")
     for dt, dc, k in rows[:args.top]:

@@ -113,3 +113,25 @@ def test_mode_changes_inside_skipped_inferences(tmp_path, runtime):
     assert bool(row.prealloc) and not excluded  # not a flip: call 2 (skipped) had it on already
     if runtime == "python":
         assert row.outputs == "preallocated"
+
+
+@pytest.mark.parametrize("runtime", ["cpp", "python"])
+def test_mode_changed_right_before_a_recorded_inference(tmp_path, runtime):
+    """Switched on after skipped inferences 1-2 and right before the recorded 3: call 3 is the
+    first with it on (a flip, no buffers to reuse), though the engine's mode is already on."""
+    import torch_tensorrt
+    from cpu_models import partitioned
+    m = partitioned(runtime)
+    x = torch.randn(2, 8)
+    with trtprof.profile(out=tmp_path / "c", sample=3, cpp_allocs=False) as cap:
+        cap.instrument(m)
+        for _ in range(3):
+            m(x)
+        with torch_tensorrt.runtime.enable_pre_allocated_outputs(m):
+            m(x)
+            m(x)
+    calls = cap.timeline[(cap.timeline.event == "call") & (cap.timeline.subgraph == "_run_on_acc_0")]
+    row = calls.set_index("inference").loc[3]
+    assert bool(row.prealloc) and bool(row.exclude)  # the first call after a flip: left out of statistics
+    if runtime == "python":
+        assert row.outputs == "new"

@@ -70,10 +70,10 @@ def _begin(ins, module, info, inputs, prealloc: bool) -> CallFrame:
     if ins.policy is not None:
         if info.model is None:  # an engine on its own: its calls are the blocks
             ins.apply_policy([module], info.calls, None)
-            prealloc = info.mode = _mode(module, info.runtime)
+            prealloc = info.mode = state.mode_of(module, info.runtime)
         elif info.model.mode is None:  # model found mid-call (no pre-hook yet): set its mode now
             info.model.mode = ins.apply_policy(info.model.engines, max(info.model.calls - 1, 0), None)
-            prealloc = info.mode = _mode(module, info.runtime)
+            prealloc = info.mode = state.mode_of(module, info.runtime)
     frame = CallFrame(module, info, info.calls, prealloc, shapes_of(inputs))
     stacks = ins.stacks
     if frame.flipped:
@@ -87,41 +87,20 @@ def _begin(ins, module, info, inputs, prealloc: bool) -> CallFrame:
 
 
 def tracking_setter(orig):
-    """Wraps `set_pre_allocated_outputs`: the cached mode of that engine is read again."""
+    """Wraps `set_pre_allocated_outputs`: the cached mode of that engine is read again, and the mode
+    it had before is kept for the first change between two inferences (sampling: the mode the
+    previous inference ran with, if that one was skipped)."""
     def set_pre_allocated_outputs(self, enable):
-        out = orig(self, enable)
         ins = state.ACTIVE
         info = ins.by_id.get(id(self)) if ins is not None else None
+        if info is not None and info.model is not None and info.set_at != info.model.calls:
+            info.set_at, info.before_set = info.model.calls, state.mode_of(self, info.runtime, info)
+        out = orig(self, enable)
         if info is not None:
             info.mode = None
         return out
     set_pre_allocated_outputs.__wrapped__ = orig
     return set_pre_allocated_outputs
-
-
-def _mode(module, runtime: str) -> bool:
-    if runtime == "python":
-        return bool(getattr(module, "use_pre_allocated_outputs", False))
-    return bool(getattr(getattr(module, "engine", None), "use_pre_allocated_outputs", False))
-
-
-def _cpp_mode(module, info) -> bool:
-    """The C++ engine's pre-allocation mode, cached: a TorchScript attribute costs ~15 us per read
-    on the H100 machine's host. The setter wrapper clears the cache; the re-read every 64 calls
-    catches direct assignments to the attribute."""
-    mode = info.mode
-    if mode is None or not info.calls & 63:
-        mode = info.mode = _mode(module, "cpp")
-    return mode
-
-
-def _skipped(ins, module, runtime: str) -> None:
-    """An engine call inside an inference that sampling leaves out: counted, and its mode noted
-    (the next recorded call is compared with it: flips, buffers it can reuse)."""
-    info = ins.by_id.get(id(module))
-    if info is not None:
-        info.last_prealloc = _cpp_mode(module, info) if runtime == "cpp" else _mode(module, runtime)
-        info.calls += 1
 
 
 def _emit(rec, frame: CallFrame, host) -> None:
@@ -147,8 +126,8 @@ def _emit(rec, frame: CallFrame, host) -> None:
     if ex is not None:
         r = base.copy()
         r[R.INDEX["event"]] = "exec"
-        r[_T0], r[_T1], r[_GS], r[_GE], r[_STREAM], r[_OUTS], r[_REALLOC] = (ex[0], ex[1], host(ex[2]),
-                                                                             host(ex[3]), stream, outputs, realloc)
+        r[_T0], r[_T1], r[_GS], r[_GE], r[_STREAM], r[_OUTS], r[_REALLOC] = (
+            ex[0], ex[1], graph.gpu_start(host, ex[2], ex[0]), host(ex[3]), stream, outputs, realloc)
         graph.span(frame, r[_GS], r[_GE])
         rec.row(r)
     for phase, a0, a1, ashapes, nbytes, *g in allocs:
@@ -192,17 +171,14 @@ def python_forward(orig):
         ins = state.ACTIVE
         if ins is None:
             return orig(self, *inputs)
-        if ins.stacks.muted:
-            _skipped(ins, self, "python")
-            return orig(self, *inputs)
-        if is_tracing(inputs):
+        if ins.stacks.muted or is_tracing(inputs):  # muted: an inference sampling leaves out
             return orig(self, *inputs)
         ctx = self.__dict__.get("context")
         if ctx is not None and type(ctx) is not ContextProxy:
             self.__dict__["context"] = ContextProxy(ctx, self)
             ins.proxied.add(self)
         info = ins.by_id.get(id(self)) or graph.discover(ins, self, "python")
-        frame = _begin(ins, self, info, inputs, _mode(self, "python"))
+        frame = _begin(ins, self, info, inputs, state.mode_of(self, "python"))
         ins.stacks.last_end = None  # its events are on the engine stream: nothing to share
         ins.marks.push(ins.attrs(info, "call"))
         frame.t0 = now()
@@ -249,13 +225,10 @@ def cpp_forward(orig):
         ins = state.ACTIVE
         if ins is None:
             return orig(self, *inputs)
-        if ins.stacks.muted:
-            _skipped(ins, self, "cpp")
-            return orig(self, *inputs)
-        if is_tracing(inputs):
+        if ins.stacks.muted or is_tracing(inputs):  # muted: an inference sampling leaves out
             return orig(self, *inputs)
         info = ins.by_id.get(id(self)) or graph.discover(ins, self, "cpp")
-        frame = _begin(ins, self, info, inputs, _cpp_mode(self, info))
+        frame = _begin(ins, self, info, inputs, state.cpp_mode(self, info))
         log = ins.alloc_log
         if log is not None and not log.active:
             log.start()

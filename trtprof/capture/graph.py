@@ -76,12 +76,12 @@ def instrument(ins, model: torch.nn.Module) -> ModelInfo | None:
     ins.register(model, info)
     ins.model_count += 1
     for name, child, rt in engines:
-        ins.register(child, SubgraphInfo(name, "engine", rt, info))
+        info.children.append((child, ins.register(child, SubgraphInfo(name, "engine", rt, info))))
         info.engines.append(child)
     _hook(ins, model, _model_pre, _model_post)
     for name, child in children:
         if name.startswith(FALLBACK_PREFIX) and child not in ins.subgraphs:
-            ins.register(child, SubgraphInfo(name, "fallback", "torch", info))
+            info.children.append((child, ins.register(child, SubgraphInfo(name, "fallback", "torch", info))))
             _hook(ins, child, _fallback_pre, _fallback_post)
     return info
 
@@ -152,6 +152,15 @@ def end_event(ins, frame, stream, ev1) -> bool:
     return False
 
 
+def gpu_start(host, ev0, t0):
+    """A range's GPU start on the host clock: its start event, but never before the host began the
+    range. A shared start event completes when the previous range's work ended on the GPU, which is
+    before this range was even called when the GPU was waiting for the host; an event of its own
+    would have completed just after `t0` then. So: max(previous work done, host call)."""
+    gs = host(ev0)
+    return t0 if gs is not None and gs < t0 else gs
+
+
 def span(frame, gs, ge) -> None:
     """Widen the parent inference's GPU span with a subgraph range's (at emit time)."""
     p = frame.parent
@@ -210,6 +219,8 @@ def _model_pre(module, args):
     if ins.sample > 1 and not ins.sampled(info, shapes):
         ins.skip(info)  # not recorded: every hook inside passes through until _model_post
         return
+    if info.skipped:
+        ins.catch_up(info)
     st.last_end = None
     _open(ins, st.inferences, module, info, shapes, ins.attrs(info, "inference"), ins.inference_gpu)
 
@@ -234,13 +245,10 @@ def _fallback_pre(module, args):
     ins = state.ACTIVE
     if ins is None:
         return
+    if ins.stacks.muted or is_tracing(args):  # muted: an inference sampling leaves out
+        return
     info = ins.by_id.get(id(module))
     if info is None:
-        return
-    if ins.stacks.muted:  # in an inference sampling leaves out: only counted
-        info.calls += 1
-        return
-    if is_tracing(args):
         return
     _open(ins, ins.stacks.fallbacks, module, info, shapes_of(args), ins.attrs(info, "fallback"), ins.range_gpu)
 
@@ -272,7 +280,7 @@ def _range_row(frame, host, event: str) -> list:
     r = state.template(frame.info, event)
     r[_THREAD], r[_CALL], r[_T0], r[_T1] = frame.thread, frame.index, frame.t0, frame.t1
     if frame.ev1 is not None:
-        r[_GS], r[_GE] = host(frame.ev0), host(frame.ev1)
+        r[_GS], r[_GE] = gpu_start(host, frame.ev0, frame.t0), host(frame.ev1)
     else:  # an inference at the full level: the span of its subgraphs
         r[_GS], r[_GE] = frame.gs, frame.ge
     r[_STREAM] = frame.stream.cuda_stream if frame.stream is not None else None

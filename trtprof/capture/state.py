@@ -29,6 +29,8 @@ class ModelInfo:
     shareable: bool = False  # a torch.fx graph: nothing runs on the GPU between its subgraph calls
     rows: dict = field(default_factory=dict)  # event -> row template
     attrs: dict = field(default_factory=dict)  # (event, detail) -> NVTX attributes
+    children: list = field(default_factory=list)  # (module, SubgraphInfo) of its engines and fallbacks
+    skipped: int = 0  # sampling: inferences left out since the last recorded one
     seen: tuple | None = None  # sampling: input shapes of the last inference, recorded or not
     after_change: bool = False  # sampling: the last inference changed shapes, record this one too
 
@@ -49,6 +51,8 @@ class SubgraphInfo:
     attrs: dict = field(default_factory=dict)  # (event, detail) -> NVTX attributes
     rows: dict = field(default_factory=dict)  # event -> row template (the slots every row shares)
     mode: bool | None = None  # C++ runtime: cached pre-allocation mode (None: read it at the next call)
+    set_at: int = -1  # the model's inference count when the mode was last changed through the setter
+    before_set: bool = False  # the mode before that change
 
 
 class RangeFrame:
@@ -179,13 +183,25 @@ class Instrumentation:
         return keep
 
     def skip(self, info: ModelInfo) -> None:
-        """Enter an inference that is not recorded: until `_model_post` the hooks of everything it
-        calls only count the call (indices stay those of an unsampled capture) and engines note
-        their pre-allocation mode, which the next recorded call is compared with. Their input
-        shapes need no noting: an inference is skipped only when its inputs have the shapes of the
-        previous one, so its subgraphs see the shapes they saw last time."""
+        """Enter an inference that is not recorded: until `_model_post` every hook inside passes
+        straight through (what they would have noted is caught up by `catch_up`)."""
         self.stacks.muted += 1
         info.calls += 1
+        info.skipped += 1
+
+    def catch_up(self, info: ModelInfo) -> None:
+        """Before a recorded inference that follows skipped ones, note for each subgraph what its
+        skipped calls would have: their count (a Torch-TensorRT graph calls each subgraph once per
+        inference, a torch.fx graph has no loops, so call indices stay those of an unsampled
+        capture) and, for engines, the pre-allocation mode of the last one (the next call is
+        compared with it: a flip, buffers it can reuse): the mode before a change made since, else
+        the current one. Their shapes need no noting: an inference is skipped only when its inputs
+        have the previous one's shapes, so its subgraphs saw the shapes they saw last time."""
+        for module, sub in info.children:
+            sub.calls += info.skipped
+            if sub.kind == "engine":
+                sub.last_prealloc = sub.before_set if sub.set_at == info.calls else mode_of(module, sub.runtime, sub)
+        info.skipped = 0
 
     def safe_point(self) -> None:
         """Outside every range: harvest allocator entries and write rows when enough are waiting
@@ -237,6 +253,24 @@ def template(info, event: str) -> list:
         t[R.INDEX["event"]] = event
         info.rows[event] = t
     return t.copy()
+
+
+def mode_of(module, runtime: str, info: SubgraphInfo | None = None) -> bool:
+    """An engine's pre-allocation mode. The C++ one is a TorchScript attribute, ~15 us per read on
+    the H100 machine's host, so it is cached in `info` (the setter wrapper clears it)."""
+    if runtime == "cpp" and info is not None:
+        return cpp_mode(module, info)
+    if runtime == "python":
+        return bool(getattr(module, "use_pre_allocated_outputs", False))
+    return bool(getattr(getattr(module, "engine", None), "use_pre_allocated_outputs", False))
+
+
+def cpp_mode(module, info: SubgraphInfo) -> bool:
+    """The C++ engine's mode from the cache; re-read every 64 calls to catch direct assignments."""
+    mode = info.mode
+    if mode is None or not info.calls & 63:
+        mode = info.mode = mode_of(module, "cpp")
+    return mode
 
 
 def is_tracing(args) -> bool:

@@ -27,7 +27,9 @@ COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
     "call": (pa.int64(), "int64", "per-subgraph call index, 0-based"),
     "host_start_ns": (pa.int64(), "int64", "host start, ns on the host clock (CLOCK_MONOTONIC)"),
     "host_end_ns": (pa.int64(), "int64", "host end, ns on the host clock"),
-    "gpu_start_ns": (pa.int64(), "Int64", "GPU start from a CUDA event, ns on the host clock; null without CUDA"),
+    "gpu_start_ns": (pa.int64(), "Int64", "GPU start from a CUDA event, ns on the host clock, never before host_start_ns "
+                                        "(a shared boundary event can complete earlier: the GPU waited for the "
+                                        "host); null without CUDA"),
     "gpu_end_ns": (pa.int64(), "Int64", "GPU end from a CUDA event, ns on the host clock"),
     "stream": (pa.int64(), "Int64", "CUDA stream handle the events were recorded on"),
     "input_shapes": (pa.string(), "string", "input tensor shapes, '(1,128);(1,128)'"),
