@@ -78,7 +78,7 @@ def instrument(ins, model: torch.nn.Module) -> ModelInfo | None:
     for name, child, rt in engines:
         info.children.append((child, ins.register(child, SubgraphInfo(name, "engine", rt, info))))
         info.engines.append(child)
-    _hook(ins, model, _model_pre, _model_post)
+    _hook(ins, model, _model_pre, _model_post, info)
     for name, child in children:
         if name.startswith(FALLBACK_PREFIX) and child not in ins.subgraphs:
             info.children.append((child, ins.register(child, SubgraphInfo(name, "fallback", "torch", info))))
@@ -86,27 +86,74 @@ def instrument(ins, model: torch.nn.Module) -> ModelInfo | None:
     return info
 
 
-def _hook(ins, module, pre, post) -> None:
+def _hook(ins, module, pre, post, model: ModelInfo | None = None) -> None:
     """Wrap the forward of `module`'s own class (a GraphModule), else register forward hooks."""
     cls = type(module)
     orig = cls.__dict__.get("forward")
     if orig is not None and cls.__qualname__.rsplit(".", 1)[-1] == "GraphModuleImpl" \
             and not hasattr(orig, "_trtprof_pre"):
-        @functools.wraps(orig)
-        def forward(self, *args, **kwargs):
-            pre(self, args)
-            out = None
-            try:
-                out = orig(self, *args, **kwargs)
-                return out
-            finally:
-                post(self, args, out)
+        forward = functools.wraps(orig)(_model_wrapper(orig, model) if model is not None else _wrapper(orig, pre, post))
         forward._trtprof_pre = pre
         cls.forward = forward
         ins.restore.append((cls, forward, orig))
         return
     ins.hook_handles.append(module.register_forward_pre_hook(pre))
     ins.hook_handles.append(module.register_forward_hook(post, always_call=True))
+
+
+def _wrapper(orig, pre, post):
+    """A fallback graph's forward. Nothing is called when nothing is recorded: on the GPU machine's
+    host every Python call between TensorRT enqueues costs microseconds."""
+    def forward(self, *args, **kwargs):
+        ins = state.ACTIVE
+        if ins is None or ins.stacks.muted:
+            return orig(self, *args, **kwargs)
+        pre(self, args)
+        out = None
+        try:
+            out = orig(self, *args, **kwargs)
+            return out
+        finally:
+            post(self, args, out)
+    return forward
+
+
+def _model_wrapper(orig, info: ModelInfo):
+    """A compiled model's forward, with sampling's common case inline: an inference that is not a
+    multiple of `sample`, with the previous inference's input shapes (real tensors: nothing is
+    tracing), is run muted without any further call (`Instrumentation.sampled` decides the rest)."""
+    def forward(self, *args, **kwargs):
+        ins = state.ACTIVE
+        if ins is None:
+            return orig(self, *args, **kwargs)
+        st = ins.stacks
+        if st.muted:  # inside an inference that is not recorded
+            return orig(self, *args, **kwargs)
+        n = ins.sample
+        if n > 1 and info.calls % n and not info.after_change and args and type(args[0]) is _TENSOR:
+            try:
+                same = tuple([a.shape for a in args]) == info.seen
+            except AttributeError:
+                same = False
+            if same:
+                info.calls += 1
+                info.skipped += 1
+                st.muted = 1
+                try:
+                    return orig(self, *args, **kwargs)
+                finally:
+                    st.muted = 0
+        _model_pre(self, args)
+        out = None
+        try:
+            out = orig(self, *args, **kwargs)
+            return out
+        finally:
+            _model_post(self, args, out)
+    return forward
+
+
+_TENSOR = torch.Tensor
 
 
 def unhook(ins) -> None:
