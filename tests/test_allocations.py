@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from trtprof.capture.allocations import Entry, group_call, split_by_calls
+from trtprof.capture.allocations import Entry, group_call
 
 
 def _out_fp16(t, addr, size):
@@ -38,13 +38,6 @@ def test_nothing_allocated():
     assert group_call([Entry(1, "free_completed", 1, 8, 0)], prealloc=False, expect_after=False) == []
 
 
-def test_split_by_calls():
-    calls = [SimpleNamespace(t0=0, t1=10), SimpleNamespace(t0=20, t1=30)]
-    es = [Entry(t, "alloc", t, 8, 0) for t in (-5, 0, 5, 10, 15, 25, 31)]
-    got = {i: [e.host_ns for e in v] for i, v in split_by_calls(es, calls).items()}
-    assert got == {0: [0, 5, 10], 1: [25]}
-
-
 def test_uncovered_exported_graph_is_reported():
     from trtprof.capture import graph
     from trtprof.capture.state import Instrumentation
@@ -66,43 +59,85 @@ def test_uncovered_exported_graph_is_reported():
 
 
 class _Memory:
-    """torch.cuda.memory's history API as a double: a ring buffer of trace entries, cleared on request."""
+    """torch.cuda.memory's history API as a double: a ring buffer of trace entries in time order,
+    cleared on request; `clear_supported` / `skip_supported` play older torch versions."""
 
-    def __init__(self, clear_supported=True):
-        self.trace, self.max, self.clear_supported, self.starts = [], 0, clear_supported, 0
+    def __init__(self, clear_supported=True, skip_supported=True):
+        self.trace, self.max, self.starts = [], 0, 0
+        self.clear_supported, self.skip_supported = clear_supported, skip_supported
+        self.skip = ()
 
     def _record_memory_history(self, enabled="all", context=None, stacks="python", max_entries=0, **kw):
-        if "clear_history" in kw and not self.clear_supported:
-            raise TypeError("unexpected keyword argument 'clear_history'")
-        self.max, self.starts = max_entries, self.starts + 1
+        if "clear_history" in kw and not self.clear_supported or "skip_actions" in kw and not self.skip_supported:
+            raise TypeError("unexpected keyword argument")
+        self.max, self.starts, self.skip = max_entries, self.starts + 1, tuple(kw.get("skip_actions") or ())
         if kw.get("clear_history"):
             self.trace = []
 
-    def alloc(self, t_us, size):
-        self.trace = (self.trace + [{"action": "alloc", "addr": t_us, "size": size, "time_us": t_us}])[-self.max:]
+    def record(self, t_us, action="alloc", size=512):
+        if action not in self.skip:
+            self.trace = (self.trace + [{"action": action, "addr": t_us, "size": size, "time_us": t_us}])[-self.max:]
 
     def _snapshot(self):
         return {"device_traces": [list(self.trace)]}
 
 
-def _torch_double(memory):
+def _log(memory, max_entries=100):
     import types
-    return types.SimpleNamespace(cuda=types.SimpleNamespace(memory=memory, current_device=lambda: 0))
-
-
-@pytest.mark.parametrize("clear", [True, False])
-def test_allocator_log_harvests_each_entry_once(clear):
     from trtprof.capture.allocations import AllocatorLog
-    mem = _Memory(clear_supported=clear)
-    log = AllocatorLog(_torch_double(mem), max_entries=100)
+    fake_torch = types.SimpleNamespace(cuda=types.SimpleNamespace(memory=memory, current_device=lambda: 0))
+    log = AllocatorLog(fake_torch, max_entries=max_entries)
     log.start()
-    for t in range(1, 31):
-        mem.alloc(t, 512)
-    first = log.harvest()
-    # cleared after the harvest (where this torch can): the next snapshot holds only new entries
-    assert len(mem.trace) == (0 if clear else 30) and log.clears == clear
-    for t in range(31, 41):
-        mem.alloc(t, 1024)
-    second = log.harvest()
-    assert [e.size for e in first] == [512] * 30 and [e.size for e in second] == [1024] * 10
-    assert second[0].host_ns > first[-1].host_ns and not log.dropped
+    return log
+
+
+def _us_to_host(log_offset_us):
+    """A call window on the host clock around trace times given in us (the log converts with
+    time.time_ns() - time.perf_counter_ns(), stable to well under a microsecond here)."""
+    import time
+    return log_offset_us * 1000 - (time.time_ns() - time.perf_counter_ns())
+
+
+@pytest.mark.parametrize("clear,skip", [(True, True), (False, False)])
+def test_allocator_log_gives_each_call_its_window(clear, skip):
+    mem = _Memory(clear_supported=clear, skip_supported=skip)
+    log = _log(mem)
+    base = (__import__("time").time_ns() // 1000) + 10_000  # trace times in us, in the near future
+    for t in range(0, 40):
+        mem.record(base + 10 * t)
+        mem.record(base + 10 * t + 1, "free_completed")
+    # calls covering [100, 150] and [300, 320] us after base (5 and 2 allocations inside)
+    calls = [SimpleNamespace(t0=_us_to_host(base + 100) - 4000, t1=_us_to_host(base + 140) + 4000),
+             SimpleNamespace(t0=_us_to_host(base + 300) - 4000, t1=_us_to_host(base + 310) + 4000)]
+    got = log.harvest(calls)
+    allocs = {i: [e for e in v if e.action == "alloc"] for i, v in got.items()}
+    assert [len(allocs[0]), len(allocs[1])] == [5, 2]
+    assert all(calls[i].t0 <= e.host_ns <= calls[i].t1 for i, v in got.items() for e in v)
+    # what the allocator was asked to skip never shows up; without skip_actions it is filtered later
+    assert any(e.action == "free_completed" for v in got.values() for e in v) == (not skip)
+    assert log.skips == skip and log.clears == clear
+    assert len(mem.trace) == (0 if clear else 80)  # cleared after the harvest where torch can
+    assert not log.dropped
+
+
+def test_allocator_log_says_when_the_ring_buffer_wrapped():
+    mem = _Memory()
+    log = _log(mem, max_entries=10)
+    base = (__import__("time").time_ns() // 1000) + 10_000
+    for t in range(30):
+        mem.record(base + t)
+    log.harvest([SimpleNamespace(t0=_us_to_host(base) - 500, t1=_us_to_host(base + 29) + 500)])
+    assert log.dropped
+
+
+def test_allocator_log_overlapping_calls_share_no_entry():
+    """Two threads' calls overlapping in time: each entry goes to one call (the earlier-starting)."""
+    mem = _Memory()
+    log = _log(mem)
+    base = (__import__("time").time_ns() // 1000) + 10_000
+    for t in range(0, 100, 10):
+        mem.record(base + t)
+    calls = [SimpleNamespace(t0=_us_to_host(base) - 4000, t1=_us_to_host(base + 50) + 4000),
+             SimpleNamespace(t0=_us_to_host(base + 30) - 4000, t1=_us_to_host(base + 90) + 4000)]
+    got = log.harvest(calls)
+    assert [len(got[0]), len(got[1])] == [6, 4]

@@ -5,7 +5,7 @@ inside one opaque op, out of reach of Python hooks. The caching allocator can ke
 (`torch.cuda.memory._record_memory_history`, no stack traces): each alloc / free / new cudaMalloc
 segment with a timestamp, at a cost measured on the H100 as within run-to-run noise. We harvest that
 history at safe points (`torch.cuda.memory._snapshot()`), convert its wall-clock microseconds to the
-host clock, and attribute every entry to the C++ engine call whose host interval contains it.
+host clock, and attribute to each C++ engine call the entries inside its host interval.
 
 What the entries of one call say: Torch-TensorRT 2.11 makes each output as
 `at::empty(shape, fp32).to(dtype)`, so an fp16 output shows as alloc(fp32) alloc(fp16) free(fp32):
@@ -17,6 +17,7 @@ and one after the enqueue.
 from __future__ import annotations
 
 import bisect
+import operator
 import time
 from dataclasses import dataclass
 
@@ -33,22 +34,30 @@ class Entry:
 
 
 class AllocatorLog:
-    """Start/stop the allocator history and hand out the entries recorded since the last harvest."""
+    """Start/stop the allocator history and hand out the entries that fall inside given calls."""
 
     def __init__(self, torch, max_entries: int = MAX_ENTRIES):
         self._torch = torch
         self.max_entries = max_entries
         self.active = False
-        self._last_us = -1
-        self._last_keys: set = set()
         self.dropped = False
         self.clears = True  # clear the history after each harvest (when this torch can)
+        self.skips = True  # ask the allocator not to record actions we never read (when it can)
 
     def start(self, clear: bool = False) -> None:
         kw = {"enabled": "all", "context": None, "stacks": "python", "max_entries": self.max_entries}
         if clear:
             kw["clear_history"] = True
-        self._torch.cuda.memory._record_memory_history(**kw)
+        if self.skips:
+            kw["skip_actions"] = list(UNREAD_ACTIONS)
+        try:
+            self._torch.cuda.memory._record_memory_history(**kw)
+        except (TypeError, RuntimeError):  # an older torch: no skip_actions, or not these actions
+            if not self.skips:
+                raise
+            self.skips = False
+            self.start(clear)
+            return
         self.active = True
 
     def stop(self) -> None:
@@ -56,40 +65,46 @@ class AllocatorLog:
             self._torch.cuda.memory._record_memory_history(enabled=None)
             self.active = False
 
-    def harvest(self) -> list[Entry]:
-        """Entries since the last harvest, oldest first, with host-clock (perf_counter) times."""
-        if not self.active:
-            return []
+    def harvest(self, calls: list) -> dict[int, list[Entry]]:
+        """{index in `calls`: the entries inside that call's host interval [t0, t1]}, oldest first;
+        `calls` sorted by t0, each harvested once.
+
+        Why windows: the log holds every allocation of the process (PyTorch fallbacks, skipped
+        inferences), ~450 entries per inference of the graph-broken BERT; converting them all cost
+        ms per inference on the H100 host. The trace is in time order, so each call's entries are
+        found by bisection and only those become `Entry` objects."""
+        if not self.active or not calls:
+            return {}
         snap = self._torch.cuda.memory._snapshot()
+        offset = time.time_ns() - time.perf_counter_ns()
         if self.clears:
-            # empty the ring buffer: the next snapshot converts only what came after this one (without
-            # this, every harvest converted up to max_entries entries to Python: most of the full
-            # level's batched cost on the graph-broken BERT). Harvests run at safe points, between
-            # engine calls, so no call's entries are split by the clear.
+            # empty the ring buffer: the next snapshot converts only what came after this one.
+            # Harvests run between engine calls, so no pending call has entries still to come.
             try:
                 self.start(clear=True)
             except TypeError:  # a torch without clear_history
                 self.clears = False
-        offset = time.time_ns() - time.perf_counter_ns()
         dev = self._torch.cuda.current_device()
         traces = snap.get("device_traces") or []
         trace = traces[dev] if dev < len(traces) else []
-        if len(trace) >= self.max_entries and self._last_us >= 0 and trace[0]["time_us"] > self._last_us:
-            self.dropped = True  # the ring buffer wrapped between two harvests
-        out, last_us, keys = [], self._last_us, set()
-        for e in trace:
-            t = e.get("time_us", 0)
-            key = (e.get("action"), e.get("addr"), e.get("size"))
-            if t < self._last_us or (t == self._last_us and key in self._last_keys):
-                continue
-            if t > last_us:
-                last_us, keys = t, set()
-            keys.add(key)
-            out.append(Entry(t * 1000 - offset, e.get("action", ""), e.get("addr", 0), e.get("size", 0),
-                             e.get("stream", 0)))
-        if out:
-            self._last_us, self._last_keys = last_us, keys
+        if len(trace) >= self.max_entries and trace[0].get("time_us", 0) * 1000 - offset > calls[0].t0:
+            self.dropped = True  # the ring buffer wrapped: the oldest calls' entries are gone
+        out: dict[int, list[Entry]] = {}
+        taken = 0  # calls on two threads can overlap (the log has no thread id): an entry goes to one
+        for i, c in enumerate(calls):
+            # entry host time = time_us * 1000 - offset, inside [t0, t1]
+            lo = max(taken, bisect.bisect_left(trace, -(-(c.t0 + offset) // 1000), key=_TIME))
+            hi = bisect.bisect_right(trace, (c.t1 + offset) // 1000, lo=lo, key=_TIME)
+            if hi > lo:
+                taken = hi
+                out[i] = [Entry(e["time_us"] * 1000 - offset, e.get("action", ""), e.get("addr", 0),
+                                e.get("size", 0), e.get("stream", 0)) for e in trace[lo:hi]]
         return out
+
+
+_TIME = operator.itemgetter("time_us")
+# actions group_call never reads: not recorded at all where the allocator can skip them
+UNREAD_ACTIONS = ("free_completed", "segment_free", "snapshot")
 
 
 @dataclass
@@ -144,15 +159,3 @@ def group_call(entries: list[Entry], prealloc: bool, expect_after: bool) -> list
         g.bytes = sum(live.values())
         groups.append(g)
     return groups
-
-
-def split_by_calls(entries: list[Entry], calls: list) -> dict[int, list[Entry]]:
-    """{index in `calls`: entries inside that call's [t0, t1]}; `calls` sorted by t0, non-overlapping
-    per thread (the allocator log has no thread id: concurrent calls on two threads can mix)."""
-    starts = [c.t0 for c in calls]
-    out: dict[int, list[Entry]] = {}
-    for e in entries:
-        i = bisect.bisect_right(starts, e.host_ns) - 1
-        if i >= 0 and e.host_ns <= calls[i].t1:
-            out.setdefault(i, []).append(e)
-    return out

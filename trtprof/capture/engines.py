@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from trtprof.capture import graph, records as R, state
 from trtprof.capture.recorder import now
-from trtprof.capture.allocations import group_call, split_by_calls
+from trtprof.capture.allocations import group_call
 from trtprof.capture.state import FLIP_NOTE, CallFrame, is_tracing, output_shapes, shapes_of
 
 (_THREAD, _INF, _CALL, _T0, _T1, _GS, _GE, _STREAM, _IN, _SHAPES, _BYTES, _PRE, _PHASE, _OUTS, _CHANGED,
@@ -159,8 +159,7 @@ def harvest_cpp(ins) -> None:
     pending, ins.cpp_pending = sorted(ins.cpp_pending, key=lambda f: f.t0), []
     if not pending:
         return
-    entries = ins.alloc_log.harvest() if ins.alloc_log is not None else []
-    by_call = split_by_calls(entries, pending)
+    by_call = ins.alloc_log.harvest(pending) if ins.alloc_log is not None else {}
     for i, frame in enumerate(pending):
         frame.groups = group_call(by_call.get(i, []), frame.prealloc, frame.expect_after)
         frame.ready = True
