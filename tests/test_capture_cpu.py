@@ -178,7 +178,7 @@ def test_deferred_rows_keep_their_thread(tmp_path):
     m = _model("cpp")
     with trtprof.profile(out=tmp_path / "c") as cap:
         ins = st.ACTIVE
-        ins.alloc_log = type("NoLog", (), {"active": True, "harvest": lambda self: []})()
+        ins.alloc_log = type("NoLog", (), {"active": True, "harvest": lambda self, calls: {}})()
         t = threading.Thread(target=lambda: [m(torch.randn(2, 8)) for _ in range(3)])
         t.start()
         t.join()
