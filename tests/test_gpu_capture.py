@@ -93,17 +93,22 @@ def test_cpp_boundary_events_shared(captured):
         assert (top.gpu_start_ns, top.gpu_end_ns) == (a0.gpu_start_ns, a2.gpu_end_ns)
 
 
+def _capture_with(tmp_path, runtime, *options):
+    """`trtprof capture OPTIONS` of the two-engine workload: (capture, the schedule that ran)."""
+    sched = tmp_path / "schedule.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-m", "trtprof", "capture", *options, "-o", str(tmp_path / "cap"),
+                           str(ROOT / "tests/gpu_scripts/two_engines.py"), runtime, str(sched)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return trtprof.load_capture(tmp_path / "cap"), json.loads(sched.read_text())["schedule"]
+
+
 @pytest.mark.parametrize("runtime", ["cpp", "python"])
 def test_minimal_level(tmp_path, runtime):
     """--level minimal on real engines: every range on the host clock, GPU times per inference only."""
-    sched = tmp_path / "schedule.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-m", "trtprof", "capture", "--level", "minimal", "-o",
-                           str(tmp_path / "cap"), str(ROOT / "tests/gpu_scripts/two_engines.py"), runtime,
-                           str(sched)], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    cap = trtprof.load_capture(tmp_path / "cap")
-    df, n = cap.timeline, len(json.loads(sched.read_text())["schedule"])
+    cap, plan = _capture_with(tmp_path, runtime, "--level", "minimal")
+    df, n = cap.timeline, len(plan)
     assert cap.meta["level"] == "minimal"
     inf = df[df.event == "inference"]
     assert len(inf) == n and (inf.gpu_start_ns < inf.gpu_end_ns).all()
@@ -147,14 +152,8 @@ def _check_prealloc(df, plan):
 def test_sampling(tmp_path, runtime):
     """--sample 4 on real engines: 1 inference in 4 plus each shape change and the one after it;
     the recorded calls keep their true indices and are as right as in a full capture."""
-    sched = tmp_path / "schedule.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-m", "trtprof", "capture", "--sample", "4", "-o",
-                           str(tmp_path / "cap"), str(ROOT / "tests/gpu_scripts/two_engines.py"), runtime,
-                           str(sched)], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    cap = trtprof.load_capture(tmp_path / "cap")
-    df, plan = cap.timeline, json.loads(sched.read_text())["schedule"]
+    cap, plan = _capture_with(tmp_path, runtime, "--sample", "4")
+    df = cap.timeline
     assert cap.meta["sample"] == 4
     # batches 8 x6, 4 x5, 8: changes at 6 and 11
     assert sorted(df[df.event == "inference"].inference) == [0, 4, 6, 7, 8, 11]
