@@ -22,55 +22,12 @@ import numpy as np
 import pandas as pd
 
 from trtprof.analysis import overlap, stats
+from trtprof.analysis.stats import Diff, diff_medians  # noqa: F401 - part of this module's API
 from trtprof.model.store import Capture
 
 MODES = ("all", "on", "off")
 SHAPES_COMMON, SHAPES_ALL = "common", "all"
 ENV_KEYS = ("gpu", "driver", "cuda", "torch", "torch_tensorrt", "tensorrt", "tensorrt_backend", "python")
-
-
-@dataclass
-class Diff:
-    """Median of A and of B, B - A in the same unit and in % of A, and 95 % CIs of both."""
-    n_a: int = 0
-    n_b: int = 0
-    median_a: float = float("nan")
-    median_b: float = float("nan")
-    diff: float = float("nan")
-    diff_pct: float = float("nan")
-    ci: tuple = (float("nan"), float("nan"))
-    ci_pct: tuple = (float("nan"), float("nan"))
-    significant: bool = False
-    enough: bool = False  # both sides have at least min_n values
-
-
-def diff_medians(a, b, *, n_boot: int = stats.N_BOOT, seed: int = stats.SEED,
-                 min_n: int = stats.MIN_N) -> Diff:
-    """B - A of the medians with a percentile-bootstrap 95 % CI, each side resampled on its own."""
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
-    d = Diff(n_a=len(a), n_b=len(b))
-    if len(a):
-        d.median_a = float(np.median(a))
-    if len(b):
-        d.median_b = float(np.median(b))
-    if len(a) and len(b):
-        d.diff = d.median_b - d.median_a
-        d.diff_pct = 100 * d.diff / d.median_a if d.median_a else float("nan")
-    if min(len(a), len(b)) < min_n:
-        return d
-    d.enough = True
-    rng = np.random.default_rng(seed)
-    ba, bb = stats.bootstrap_median(a, n_boot, rng), stats.bootstrap_median(b, n_boot, rng)
-    delta = bb - ba
-    d.ci = (float(np.quantile(delta, 0.025)), float(np.quantile(delta, 0.975)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pct = 100 * delta / np.where(ba == 0, np.nan, ba)
-    if np.isfinite(pct).any():
-        d.ci_pct = (float(np.nanquantile(pct, 0.025)), float(np.nanquantile(pct, 0.975)))
-    d.significant = d.ci[0] > 0 or d.ci[1] < 0
-    return d
 
 
 @dataclass

@@ -89,6 +89,50 @@ def bootstrap_median(x, n_boot: int = N_BOOT, rng: np.random.Generator | None = 
 
 
 @dataclass
+class Diff:
+    """Median of A and of B, B - A in the same unit and in % of A, and 95 % CIs of both."""
+    n_a: int = 0
+    n_b: int = 0
+    median_a: float = float("nan")
+    median_b: float = float("nan")
+    diff: float = float("nan")
+    diff_pct: float = float("nan")
+    ci: tuple = (float("nan"), float("nan"))
+    ci_pct: tuple = (float("nan"), float("nan"))
+    significant: bool = False
+    enough: bool = False  # both sides have at least min_n values
+
+
+def diff_medians(a, b, *, n_boot: int = N_BOOT, seed: int = SEED,
+                 min_n: int = MIN_N) -> Diff:
+    """B - A of the medians with a percentile-bootstrap 95 % CI, each side resampled on its own."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    d = Diff(n_a=len(a), n_b=len(b))
+    if len(a):
+        d.median_a = float(np.median(a))
+    if len(b):
+        d.median_b = float(np.median(b))
+    if len(a) and len(b):
+        d.diff = d.median_b - d.median_a
+        d.diff_pct = 100 * d.diff / d.median_a if d.median_a else float("nan")
+    if min(len(a), len(b)) < min_n:
+        return d
+    d.enough = True
+    rng = np.random.default_rng(seed)
+    ba, bb = bootstrap_median(a, n_boot, rng), bootstrap_median(b, n_boot, rng)
+    delta = bb - ba
+    d.ci = (float(np.quantile(delta, 0.025)), float(np.quantile(delta, 0.975)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pct = 100 * delta / np.where(ba == 0, np.nan, ba)
+    if np.isfinite(pct).any():
+        d.ci_pct = (float(np.nanquantile(pct, 0.025)), float(np.nanquantile(pct, 0.975)))
+    d.significant = d.ci[0] > 0 or d.ci[1] < 0
+    return d
+
+
+@dataclass
 class Comparison:
     """Pre-allocated outputs on vs off for one model: medians, saving and its 95 % CI, a verdict."""
     model: str
@@ -139,24 +183,15 @@ def compare_modes(lat: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED,
             m = m[m["input_shapes"] == shape] if not pd.isna(shape) else m[m["input_shapes"].isna()]
         off = m.loc[m["mode"] == "off", "latency_ns"].to_numpy(float) / 1e6
         on = m.loc[m["mode"] == "on", "latency_ns"].to_numpy(float) / 1e6
-        c.n_off, c.n_on = len(off), len(on)
-        if len(off):
-            c.median_off_ms = float(np.median(off))
-        if len(on):
-            c.median_on_ms = float(np.median(on))
-        if min(len(off), len(on)) < min_n:
+        d = diff_medians(off, on, n_boot=n_boot, seed=seed, min_n=min_n)  # on - off: minus the saving
+        c.n_off, c.n_on, c.median_off_ms, c.median_on_ms = d.n_a, d.n_b, d.median_a, d.median_b
+        if not d.enough:
             c.verdict = _no_comparison(c, min_n)
             res.append(c)
             continue
-        rng = np.random.default_rng(seed)
-        b_off, b_on = bootstrap_median(off, n_boot, rng), bootstrap_median(on, n_boot, rng)
-        saved = b_off - b_on
-        c.saved_ms = c.median_off_ms - c.median_on_ms
-        c.saved_pct = 100 * c.saved_ms / c.median_off_ms if c.median_off_ms else float("nan")
-        c.ci_ms = (float(np.quantile(saved, 0.025)), float(np.quantile(saved, 0.975)))
-        pct = 100 * saved / np.where(b_off == 0, np.nan, b_off)
-        c.ci_pct = (float(np.nanquantile(pct, 0.025)), float(np.nanquantile(pct, 0.975)))
-        c.significant = c.ci_ms[0] > 0 or c.ci_ms[1] < 0
+        c.saved_ms, c.saved_pct = -d.diff, -d.diff_pct
+        c.ci_ms, c.ci_pct = (-d.ci[1], -d.ci[0]), (-d.ci_pct[1], -d.ci_pct[0])
+        c.significant = d.significant
         c.verdict = verdict(c)
         res.append(c)
     return res
