@@ -46,3 +46,18 @@ def prealloc_scenario(model) -> None:
         model(x)
         model(x)
         model(torch.randn(3, 8))
+
+
+def assert_boundaries_shared(inf) -> None:
+    """One inference of an acc_0 -> gpu_1 -> acc_2 graph captured at the full level on the caller
+    stream (C++ runtime): one event at each boundary, so a range starts when the previous one ended
+    on the GPU, or when the host called it if the GPU was waiting for the host by then; the
+    inference's GPU span is its first subgraph's start to its last one's end."""
+    a0 = inf[(inf.subgraph == "_run_on_acc_0") & (inf.event == "exec")].iloc[0]
+    g1 = inf[inf.event == "fallback"].iloc[0]
+    a2 = inf[(inf.subgraph == "_run_on_acc_2") & (inf.event == "exec")].iloc[0]
+    top = inf[inf.event == "inference"].iloc[0]
+    assert g1.gpu_start_ns == max(a0.gpu_end_ns, g1.host_start_ns)
+    assert a2.gpu_start_ns == max(g1.gpu_end_ns, a2.host_start_ns)
+    assert a0.gpu_start_ns < a0.gpu_end_ns and g1.gpu_start_ns < g1.gpu_end_ns and a2.gpu_start_ns < a2.gpu_end_ns
+    assert (top.gpu_start_ns, top.gpu_end_ns) == (a0.gpu_start_ns, a2.gpu_end_ns)

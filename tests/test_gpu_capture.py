@@ -80,17 +80,10 @@ def test_cpp_boundary_events_shared(captured):
     runtime, cap, _, _ = captured
     if runtime != "cpp":
         pytest.skip("the Python runtime's engine events are on the engine stream: nothing to share")
+    from cpu_models import assert_boundaries_shared
     df = cap.timeline
     for _, inf in df[df.inference >= 0].groupby("inference"):
-        a0 = inf[(inf.subgraph == "_run_on_acc_0") & (inf.event == "exec")].iloc[0]
-        g1 = inf[inf.event == "fallback"].iloc[0]
-        a2 = inf[(inf.subgraph == "_run_on_acc_2") & (inf.event == "exec")].iloc[0]
-        top = inf[inf.event == "inference"].iloc[0]
-        # one event at each boundary: a range starts when the previous one ended on the GPU, or when
-        # the host called it if the GPU was waiting for the host by then
-        assert g1.gpu_start_ns == max(a0.gpu_end_ns, g1.host_start_ns)
-        assert a2.gpu_start_ns == max(g1.gpu_end_ns, a2.host_start_ns)
-        assert (top.gpu_start_ns, top.gpu_end_ns) == (a0.gpu_start_ns, a2.gpu_end_ns)
+        assert_boundaries_shared(inf)
 
 
 def _capture_with(tmp_path, runtime, *options):

@@ -77,7 +77,6 @@ def instrument(ins, model: torch.nn.Module) -> ModelInfo | None:
     ins.model_count += 1
     for name, child, rt in engines:
         info.children.append((child, ins.register(child, SubgraphInfo(name, "engine", rt, info))))
-        info.engines.append(child)
     _hook(ins, model, _model_pre, _model_post, info)
     for name, child in children:
         if name.startswith(FALLBACK_PREFIX) and child not in ins.subgraphs:

@@ -24,7 +24,6 @@ class ModelInfo:
     label: str
     class_name: str
     calls: int = 0
-    engines: list = field(default_factory=list)  # runtime modules, for the pre-allocation policy
     mode: bool | None = None  # pre-allocation mode last set by the policy
     shareable: bool = False  # a torch.fx graph: nothing runs on the GPU between its subgraph calls
     rows: dict = field(default_factory=dict)  # event -> row template
@@ -37,6 +36,11 @@ class ModelInfo:
     @property
     def name(self) -> str:  # its NVTX ranges are named after the label
         return self.label
+
+    @property
+    def engines(self) -> list:
+        """Its runtime modules, for the pre-allocation policy."""
+        return [module for module, sub in self.children if sub.kind == "engine"]
 
 
 @dataclass(eq=False)
