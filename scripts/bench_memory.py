@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pyarrow.parquet as pq  # noqa: E402
 
 from trtprof.capture.recorder import Recorder  # noqa: E402
-from trtprof.model import store  # noqa: E402
-from trtprof.model.store import CaptureWriter  # noqa: E402
+from trtprof.timeline import store  # noqa: E402
+from trtprof.timeline.store import CaptureWriter  # noqa: E402
 
 MB = 1024 * 1024
 # One inference of a partitioned model (engine -> fallback -> engine), as the hooks record it.

@@ -26,9 +26,9 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 import synthetic  # noqa: E402
-from trtprof.model import schema  # noqa: E402
-from trtprof.model.store import load_capture  # noqa: E402
-from trtprof.render.html import write_report  # noqa: E402
+from trtprof.timeline import schema  # noqa: E402
+from trtprof.timeline.store import load_capture  # noqa: E402
+from report_helpers import write_report  # noqa: E402
 
 ROWS_PER_INFERENCE = 7.5  # about: engine -> fallback -> engine, half the run with pre-allocated outputs
 

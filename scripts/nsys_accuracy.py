@@ -56,8 +56,8 @@ def run_capture(case: str, runtime: str, out: Path, iters: int, timeout: int) ->
 
 def compare_run(folder: Path) -> dict:
     import trtprof
-    from trtprof.analysis.nsys import compare
-    from trtprof.model.nsys import read_import
+    from trtprof.nsys.join import compare
+    from trtprof.nsys.store import read_import
 
     cap = trtprof.load_capture(folder)
     got = read_import(folder)

@@ -15,14 +15,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trtprof  # noqa: E402
 from trtprof.analysis import stats  # noqa: E402
-from trtprof.analysis.summary import by_subgraph  # noqa: E402
-from trtprof.render.text import summary_table  # noqa: E402
+from trtprof.analysis.subgraphs import table as by_subgraph  # noqa: E402
+from trtprof.render.summary_text import render as summary_table  # noqa: E402
 
 
 def summarize(folder: Path) -> tuple[str, dict]:
     cap = trtprof.load_capture(folder)
     df = cap.timeline
-    r = stats.analyse(df)
+    r = analysis_report.analyse(df)
     env = cap.meta.get("environment", {})
     lines = [f"capture {folder.name}: {' '.join(cap.meta.get('command', [])[-6:])}",
              f"{env.get('gpu')} | torch {env.get('torch')} | torch_tensorrt {env.get('torch_tensorrt')} | "

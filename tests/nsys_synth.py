@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from trtprof.analysis.nsys import range_names  # noqa: E402
+from trtprof.timeline.nvtx import range_names  # noqa: E402
 
 OFFSET = 123_456_789_000  # host = nsys + OFFSET
 PUSH_LAG = {"inference": 30_000, "fallback": 20_000}  # host start after the push (CUDA event recorded first)

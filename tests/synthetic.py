@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from trtprof.capture.records import FIELDS
-from trtprof.model.schema import COLUMNS
+from trtprof.timeline.schema import COLUMNS
 
 US = 1_000  # ns
 
@@ -207,7 +207,7 @@ def write_capture(df: pd.DataFrame, folder, meta: dict | None = None):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from trtprof.model.schema import ARROW_SCHEMA, SCHEMA_VERSION
+    from trtprof.timeline.schema import ARROW_SCHEMA, SCHEMA_VERSION
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

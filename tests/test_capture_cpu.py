@@ -155,7 +155,7 @@ def test_nested_profile_refused(tmp_path):
 
 def test_small_batches_spill(tmp_path):
     """Rows reach the writer in batches and none is lost or duplicated."""
-    from trtprof.session import Session
+    from trtprof.record.session import Session
     m = _model()
     s = Session(tmp_path / "c")
     s.instrumenter.batch = 7

@@ -15,11 +15,11 @@ from click.testing import CliRunner
 
 from synthetic import frame, hostile, timeline, write_capture
 from test_report import ALLOWED_TAGS, _one_line_error, check_page, figure_scripts
-from trtprof import workflow
+from trtprof.errors import ExitCode
 from trtprof.analysis import compare
 from trtprof.cli import main
 from trtprof.cli.compare import default_output
-from trtprof.model.store import load_capture
+from trtprof.timeline.store import load_capture
 from trtprof.render import compare_text, figures
 
 US = 1_000
@@ -287,16 +287,16 @@ def test_cli_errors_are_one_line(pair, tmp_path):
     corrupt = write_capture(engines(5), tmp_path / "corrupt")
     (corrupt / "timeline.parquet").write_bytes(b"PAR1 not really")
     res = cli(good, corrupt)
-    _one_line_error(res, workflow.EXIT_BAD_CAPTURE)
+    _one_line_error(res, ExitCode.BAD_CAPTURE)
     assert res.output.startswith("trtprof: B: ")
-    _one_line_error(cli(tmp_path / "missing\nname", good), workflow.EXIT_BAD_CAPTURE)
+    _one_line_error(cli(tmp_path / "missing\nname", good), ExitCode.BAD_CAPTURE)
     empty = write_capture(timeline(0), tmp_path / "empty")
     res = cli(empty, good)
-    _one_line_error(res, workflow.EXIT_EMPTY_CAPTURE)
+    _one_line_error(res, ExitCode.EMPTY_CAPTURE)
     assert "A: " in res.output and "no rows" in res.output
     (tmp_path / "file").write_text("")
     res = cli(*pair, "-o", tmp_path / "file" / "c.html", "--quiet")
-    _one_line_error(res, workflow.EXIT_BAD_OUTPUT)
+    _one_line_error(res, ExitCode.BAD_OUTPUT)
 
 
 def test_without_plotly_the_text_still_prints(pair, tmp_path):
@@ -307,7 +307,7 @@ def test_without_plotly_the_text_still_prints(pair, tmp_path):
     r = subprocess.run([sys.executable, "-m", "trtprof", "compare", *map(str, pair)], cwd=tmp_path,
                        env={"PYTHONPATH": f"{block.parent}:{root}", "PATH": "/usr/bin:/bin"},
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == workflow.EXIT_MISSING_DEPENDENCY, r.stderr
+    assert r.returncode == ExitCode.MISSING_DEPENDENCY, r.stderr
     assert "B is " in r.stdout and "_run_on_acc_0" in r.stdout
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "plotly" in r.stderr
     assert not list(tmp_path.glob("*.html"))
@@ -377,7 +377,7 @@ from test_stats import odd_rows  # noqa: E402
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(odd_rows(), odd_rows(), st.sampled_from(compare.MODES))
 def test_any_pair_of_timelines_compares_and_renders(a, b, mode):
-    from trtprof.model.store import Capture
+    from trtprof.timeline.store import Capture
     from trtprof.render import compare_html
 
     res = compare.compare_timelines(a, b, mode=mode, n_boot=50)

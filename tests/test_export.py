@@ -13,13 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import trtprof
-from trtprof import workflow
+from trtprof.errors import ExitCode
 from trtprof.capture.records import FIELDS
 from trtprof.cli import main
-from trtprof.model import schema
-from trtprof.model.store import CaptureWriter
-from trtprof.render import trace as tr
+from trtprof.timeline import schema
+from trtprof.timeline.store import CaptureWriter
+from trtprof.render import perfetto as tr
 from trtprof.render.tabular import write_csv
+from trtprof.cli.common import write as _write
 
 DEFAULT_STREAM, CALLER_STREAM = 0, 0x7F3A_0000_1200
 
@@ -344,7 +345,7 @@ def test_hostile_names_give_valid_json(name, tmp_path):
         r["model"] = name
         r["note"] = name
     df = sim.frame()
-    path = tr.write_trace(df, tmp_path / "t.json", {"command": [name]})
+    path = _write(tmp_path / "t.json", lambda f: tr.write_trace(df, f, {"command": [name]}))
     raw = path.read_bytes()
     trace = json.loads(raw.decode("utf-8"))  # strict UTF-8 and strict JSON
     assert b"\\ud83d" not in raw  # no surrogate-pair escapes: Perfetto's parser rejects them
@@ -357,7 +358,7 @@ def test_lone_surrogate_is_replaced_not_fatal(tmp_path):
     """A frame built by hand (object column) can hold what UTF-8 cannot encode; the export survives it."""
     df = simulate(3, threads=1).frame()
     df["subgraph"] = pd.Series([s + "\ud800" for s in df["subgraph"]], dtype=object)
-    text = tr.write_trace(df, tmp_path / "t.json").read_text(encoding="utf-8")
+    text = _write(tmp_path / "t.json", lambda f: tr.write_trace(df, f)).read_text(encoding="utf-8")
     assert all("\ud800" not in e["name"] for e in slices(json.loads(text)))
 
 
@@ -371,7 +372,7 @@ def test_csv_round_trip(tmp_path):
     sim = simulate(5, threads=2)
     sim.rows[0]["note"] = 'comma, "quote"\nnewline'
     df = sim.frame()
-    back = pd.read_csv(write_csv(df, tmp_path / "t.csv"), keep_default_na=False, na_values=[""])
+    back = pd.read_csv(_write(tmp_path / "t.csv", lambda f: write_csv(df, f)), keep_default_na=False, na_values=[""])
     assert list(back.columns) == list(schema.COLUMNS)
     assert len(back) == len(df)
     assert back["note"][0] == 'comma, "quote"\nnewline'
@@ -441,15 +442,16 @@ def _one_line_error(res, code):
 
 
 def test_cli_errors(tmp_path):
-    assert "no capture" in _one_line_error(invoke(tmp_path / "missing"), workflow.EXIT_BAD_CAPTURE)
+    assert "no capture" in _one_line_error(invoke(tmp_path / "missing"), ExitCode.BAD_CAPTURE)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "meta.json").write_text("{not json")
-    _one_line_error(invoke(tmp_path / "bad"), workflow.EXIT_BAD_CAPTURE)
+    _one_line_error(invoke(tmp_path / "bad"), ExitCode.BAD_CAPTURE)
     empty = write_capture(tmp_path / "empty", schema.empty_frame())
-    assert "no rows" in _one_line_error(invoke(empty), workflow.EXIT_EMPTY_CAPTURE)
+    assert "no rows" in _one_line_error(invoke(empty), ExitCode.EMPTY_CAPTURE)
     cap = write_capture(tmp_path / "cap", simulate(9).frame())
-    msg = _one_line_error(invoke(cap, "-o", tmp_path / "nowhere" / "t.json"), workflow.EXIT_BAD_OUTPUT)
-    assert "cannot write" in msg
+    (tmp_path / "afile").write_text("")
+    msg = _one_line_error(invoke(cap, "-o", tmp_path / "afile" / "t.json"), ExitCode.BAD_OUTPUT)
+    assert "cannot write" in msg and "is a file, not a folder" in msg
     assert CliRunner().invoke(main, ["export", str(cap), "--format", "svg"]).exit_code == 2
 
 

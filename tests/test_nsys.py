@@ -31,9 +31,11 @@ import pandas as pd
 import pytest
 
 import trtprof
-from trtprof import nsys_run, workflow
-from trtprof.analysis import nsys as an
-from trtprof.model import nsys as model
+from trtprof.errors import ExitCode, NsysError, TrtprofError
+from trtprof.nsys import importer
+from trtprof.record import under_nsys
+from trtprof.nsys import join as an
+from trtprof.nsys import reader as model, store as nsys_store
 
 sys.path.insert(0, str(Path(__file__).parent))
 import nsys_synth  # noqa: E402
@@ -264,22 +266,22 @@ def test_cpp_runtime_rows_without_a_range_use_their_interval(tmp_path):
 def test_report_of_another_run_is_refused(tmp_path):
     df = _cpu_like(20)
     p = nsys_synth.build(tmp_path / "s.sqlite", df, jitter_ns=150_000, seed=3)
-    with pytest.raises(model.NsysError, match="do not line up|lines up"):
+    with pytest.raises(NsysError, match="do not line up|lines up"):
         an.join(df, model.read_sqlite(p))
 
 
 # -- errors -------------------------------------------------------------------------------------------------
 def test_reader_errors(tmp_path):
-    with pytest.raises(model.NsysError, match="no nsys report"):
+    with pytest.raises(NsysError, match="no nsys report"):
         model.read_sqlite(tmp_path / "missing.sqlite")
     (tmp_path / "text.sqlite").write_text("hello")
-    with pytest.raises(model.NsysError, match="not an SQLite file"):
+    with pytest.raises(NsysError, match="not an SQLite file"):
         model.read_sqlite(tmp_path / "text.sqlite")
     sqlite3.connect(tmp_path / "empty.sqlite").execute("CREATE TABLE x (a)").connection.commit()
-    with pytest.raises(model.NsysError, match="no NVTX_EVENTS"):
+    with pytest.raises(NsysError, match="no NVTX_EVENTS"):
         model.read_sqlite(tmp_path / "empty.sqlite")
     df = _cpu_like(3)
-    with pytest.raises(model.NsysError, match="no NVTX range in the 'trtprof' domain"):
+    with pytest.raises(NsysError, match="no NVTX range in the 'trtprof' domain"):
         model.read_sqlite(nsys_synth.build(tmp_path / "other.sqlite", df, domain="someone-else"))
 
 
@@ -290,14 +292,14 @@ def test_cli_errors_are_one_line(tmp_path, capture_copy):
     nsys_synth.build(tmp_path / "other.sqlite", _cpu_like(3), domain="someone-else")
     (tmp_path / "r.nsys-rep").write_text("x")
     (tmp_path / "notes.txt").write_text("x")
-    cases = [(capture_copy, tmp_path / "missing.sqlite", workflow.EXIT_NO_NSYS, "no nsys report"),
-             (capture_copy, tmp_path / "text.sqlite", workflow.EXIT_NO_NSYS, "not an SQLite file"),
-             (capture_copy, tmp_path / "empty.sqlite", workflow.EXIT_NO_NSYS, "NVTX_EVENTS"),
-             (capture_copy, tmp_path / "other.sqlite", workflow.EXIT_NO_NSYS, "trtprof"),
-             (capture_copy, tmp_path / "r.nsys-rep", workflow.EXIT_NO_NSYS, "nsys is not on PATH"),
-             (capture_copy, tmp_path / "notes.txt", workflow.EXIT_NO_NSYS, "not an SQLite file"),
-             (capture_copy, None, workflow.EXIT_NO_NSYS, "no nsys report"),
-             (tmp_path / "nope", tmp_path / "text.sqlite", workflow.EXIT_BAD_CAPTURE, "no capture")]
+    cases = [(capture_copy, tmp_path / "missing.sqlite", ExitCode.NO_NSYS, "no nsys report"),
+             (capture_copy, tmp_path / "text.sqlite", ExitCode.NO_NSYS, "not an SQLite file"),
+             (capture_copy, tmp_path / "empty.sqlite", ExitCode.NO_NSYS, "NVTX_EVENTS"),
+             (capture_copy, tmp_path / "other.sqlite", ExitCode.NO_NSYS, "trtprof"),
+             (capture_copy, tmp_path / "r.nsys-rep", ExitCode.NO_NSYS, "nsys is not on PATH"),
+             (capture_copy, tmp_path / "notes.txt", ExitCode.NO_NSYS, "not an SQLite file"),
+             (capture_copy, None, ExitCode.NO_NSYS, "no nsys report"),
+             (tmp_path / "nope", tmp_path / "text.sqlite", ExitCode.BAD_CAPTURE, "no capture")]
     for cap, rep, code, text in cases:
         r = _cli("nsys-import", cap, *([rep] if rep else []), env=env)
         _one_line_error(r, code)
@@ -309,7 +311,7 @@ def test_cli_another_run_is_one_line(tmp_path, capture_copy):
     p = nsys_synth.build(tmp_path / "s.sqlite", df.assign(host_start_ns=df["host_start_ns"] + 7,
                                                           host_end_ns=df["host_end_ns"] + 7),
                          jitter_ns=200_000, seed=1)
-    _one_line_error(_cli("nsys-import", capture_copy, p, env=_env()), workflow.EXIT_NO_NSYS)
+    _one_line_error(_cli("nsys-import", capture_copy, p, env=_env()), ExitCode.NO_NSYS)
 
 
 # -- CLI end to end ----------------------------------------------------------------------------------------
@@ -319,10 +321,10 @@ def test_cli_import_real(real_sqlite, capture_copy):
     assert r.returncode == 0, r.stderr
     n = len(trtprof.load(capture_copy))
     assert f"{n} of {n} rows joined" in r.stderr
-    rows, summary = model.read_import(capture_copy)
+    rows, summary = nsys_store.read_import(capture_copy)
     assert len(rows) == n and summary["matched_nvtx"] == n
     assert summary["nsys_report"].endswith("two.sqlite")
-    assert trtprof.load(capture_copy).shape[1] == len(trtprof.model.schema.COLUMNS)  # core schema untouched
+    assert trtprof.load(capture_copy).shape[1] == len(trtprof.timeline.schema.COLUMNS)  # core schema untouched
     assert "--help" not in r.stderr
     h = _cli("nsys-import", "--help", env=_env())
     assert h.returncode == 0 and "Example" in h.stdout and "nsys-import" in h.stdout
@@ -339,7 +341,7 @@ def test_cli_import_nsys_rep_with_fake_nsys(tmp_path, capture_copy):
     argv = json.loads(log.read_text().splitlines()[0])
     assert argv[:3] == ["export", "--type", "sqlite"] and argv[-1] == str(capture_copy / "run.nsys-rep")
     assert argv[argv.index("-o") + 1] == str(capture_copy / "run.sqlite")
-    assert (capture_copy / "run.sqlite").is_file() and (capture_copy / model.NSYS_PARQUET).is_file()
+    assert (capture_copy / "run.sqlite").is_file() and (capture_copy / nsys_store.NSYS_PARQUET).is_file()
 
 
 # -- capture --nsys with a fake nsys on PATH -----------------------------------------------------------
@@ -383,8 +385,8 @@ def test_capture_under_nsys(tmp_path, fake_nsys):
     assert "--no-report" in app and "--nsys" not in app and "--nsys-args" not in app
     assert app[-2:] == [str(job), "17"]
     assert calls[1][0] == "export"
-    assert (out / "nsys.nsys-rep").is_file() and (out / model.NSYS_PARQUET).is_file()
-    rows, summary = model.read_import(out)
+    assert (out / "nsys.nsys-rep").is_file() and (out / nsys_store.NSYS_PARQUET).is_file()
+    rows, summary = nsys_store.read_import(out)
     assert summary["matched_nvtx"] == len(trtprof.load(out)) - summary["matched_window"] - summary["unmatched"]
     assert summary["matched_nvtx"] > 0
     assert "nsys import:" in r.stderr
@@ -407,51 +409,54 @@ def test_capture_under_nsys_exit_code_from_the_capture(tmp_path, fake_nsys):
 def test_capture_nsys_errors(tmp_path, fake_nsys, fake_env):
     job, env, _ = fake_nsys
     r = _cli("capture", "--nsys", "-o", tmp_path / "c", job, "0", env=dict(fake_env, PATH=os.defpath), cwd=tmp_path)
-    _one_line_error(r, workflow.EXIT_NO_NSYS)
+    _one_line_error(r, ExitCode.NO_NSYS)
     r = _cli("capture", "--nsys-args", "-o elsewhere", "-o", tmp_path / "c", job, "0", env=env, cwd=tmp_path)
     _one_line_error(r, 2)
     r = _cli("capture", "--nsys", "-o", tmp_path / "c", tmp_path / "missing.py", env=env, cwd=tmp_path)
-    _one_line_error(r, workflow.EXIT_NO_SCRIPT)
+    _one_line_error(r, ExitCode.NO_SCRIPT)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "meta.json").write_text("{}")
     r = _cli("capture", "--nsys", "-o", tmp_path / "full", job, "0", env=env, cwd=tmp_path)
-    _one_line_error(r, workflow.EXIT_BAD_OUTPUT)
+    _one_line_error(r, ExitCode.BAD_OUTPUT)
 
 
 def test_profile_command_keeps_a_user_trace_list():
-    cmd = nsys_run.profile_command("nsys", Path("/c"), "--trace=cuda,nvtx,osrt -s none", ["x.py"])
+    cmd = under_nsys.profile_command("nsys", Path("/c"), "--trace=cuda,nvtx,osrt -s none", ["x.py"])
     assert "-t" not in cmd and cmd[2:4] == ["--trace=cuda,nvtx,osrt", "-s"]
-    with pytest.raises(nsys_run.NsysRunError):
-        nsys_run.profile_command("nsys", Path("/c"), "--output=/tmp/x", ["x.py"])
+    with pytest.raises(TrtprofError):
+        under_nsys.profile_command("nsys", Path("/c"), "--output=/tmp/x", ["x.py"])
 
 
 # -- the HTML report's section ------------------------------------------------------------------------------
 def test_report_section(real_sqlite, capture_copy):
-    from trtprof.render import nsys_section
+    from trtprof.render import nsys_html
+
+    def section(c):
+        return nsys_html.section(importer.report_view(c))
 
     cap = trtprof.load_capture(capture_copy)
-    assert nsys_section.section(cap) == ""  # no import: the report is unchanged
-    nsys_run.import_report(capture_copy, real_sqlite)
+    assert section(cap) == ""  # no import: the report is unchanged
+    importer.import_report(capture_copy, real_sqlite)
     cap = trtprof.load_capture(capture_copy)
-    frag = nsys_section.section(cap)
-    cmp_ = an.compare(cap.timeline, model.read_import(capture_copy)[0])
+    frag = section(cap)
+    cmp_ = an.compare(cap.timeline, nsys_store.read_import(capture_copy)[0])
     assert frag.count("<tr>") == len(cmp_) + 1
     for r in cmp_.itertuples():
         assert f"{r.event_us:.1f}" in frag and f"{r.busy_us:.1f}" in frag and f"{r.diff_busy_pct:+.1f} %" in frag
     # hostile names from a capture are text, never markup
     evil = '<script>alert("x")</script>'
     cap.timeline["subgraph"] = cap.timeline["subgraph"].where(cap.timeline["subgraph"] != "_run_on_gpu_1", evil)
-    frag = nsys_section.section(cap)
+    frag = section(cap)
     assert evil not in frag and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in frag
-    (capture_copy / model.NSYS_PARQUET).write_bytes(b"PAR1 damaged")
-    frag = nsys_section.section(cap)
+    (capture_copy / nsys_store.NSYS_PARQUET).write_bytes(b"PAR1 damaged")
+    frag = section(cap)
     assert "cannot be read" in frag and "<table" not in frag
 
 
 def test_full_report_includes_the_section(real_sqlite, capture_copy):
     pytest.importorskip("plotly")
-    from trtprof.render.html import render
+    from report_helpers import render
 
-    nsys_run.import_report(capture_copy, real_sqlite)
+    importer.import_report(capture_copy, real_sqlite)
     page = render(trtprof.load_capture(capture_copy), n_boot=50)
-    assert "Nsight Systems: CUDA events against kernels" in page
+    assert "Nsight Systems: CUDA event brackets against kernels" in page

@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import trtprof
-from trtprof.analysis.summary import COLUMNS as SUMMARY_COLUMNS
-from trtprof.analysis.summary import by_subgraph
+from trtprof.analysis.subgraphs import COLUMNS as SUMMARY_COLUMNS
+from trtprof.analysis.subgraphs import table as by_subgraph
 from trtprof.capture import records as R
-from trtprof.model import schema, store
-from trtprof.model.store import CaptureError, CaptureWriter
+from trtprof.timeline import schema, store
+from trtprof.timeline.store import CaptureError, CaptureWriter
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -18,8 +18,8 @@ import pytest
 
 import trtprof
 from trtprof.capture import records as R
-from trtprof.model import store
-from trtprof.model.store import CaptureError, CaptureWriter
+from trtprof.timeline import store
+from trtprof.timeline.store import CaptureError, CaptureWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = str(ROOT / "tests")
@@ -179,7 +179,7 @@ def test_killed_before_the_first_batch_loads_empty(tmp_path):
     CaptureWriter(tmp_path / "c", {})  # never written, never closed
     cap = trtprof.load_capture(tmp_path / "c")
     assert cap.meta["status"] == "incomplete" and cap.timeline.empty
-    assert list(cap.timeline.columns) == list(trtprof.model.schema.COLUMNS)
+    assert list(cap.timeline.columns) == list(trtprof.timeline.schema.COLUMNS)
 
 
 # -- bad inputs ----------------------------------------------------------------------------------------
@@ -329,15 +329,16 @@ HOSTILE = ["__import__('os').system('touch PWNED')", "$(touch PWNED)", "`touch P
 LOADER = """
 import json, os, sys
 import trtprof
+load = trtprof.load_capture  # resolves the lazy face (imports pandas, pyarrow) as `import trtprof` once did
 folder = os.path.realpath(sys.argv[1])
 os.chdir(folder)
 sys.path.insert(0, folder)  # the worst case: the capture folder on the import path while loading
 events = []
 sys.addaudithook(lambda ev, args: events.append((ev, os.fsdecode(args[0]) if ev == "open" else str(args[0])))
                  if ev in ("open", "import", "exec", "compile") and isinstance(args[0], (str, bytes)) else None)
-cap = trtprof.load_capture(".")
+cap = load(".")
 text = str(cap.meta) + repr(cap.timeline) + repr(cap.timeline.describe(include="all"))
-from trtprof.analysis.summary import by_subgraph
+from trtprof.analysis.subgraphs import table as by_subgraph
 by_subgraph(cap.timeline)
 opened = sorted({os.path.basename(p) for ev, p in events
                  if ev == "open" and os.path.realpath(p).startswith(folder + os.sep)})

@@ -9,12 +9,12 @@ import pytest
 from click.testing import CliRunner
 
 from synthetic import hostile, timeline, write_capture
-from trtprof import workflow
-from trtprof.analysis import stats
+from trtprof.errors import ExitCode
+from trtprof.analysis import bootstrap, latency, prealloc, report as analysis_report
 from trtprof.cli import main
-from trtprof.model.store import CaptureWriter, load_capture
+from trtprof.timeline.store import CaptureWriter, load_capture
 from trtprof.render import figures
-from trtprof.render.html import EmptyCaptureError, render, write_report
+from report_helpers import EmptyCaptureError, render, write_report
 
 EVIL = ["<script>alert(1)</script>", "\"'><img src=x onerror=alert(1)>"]
 ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "script", "body", "main", "div", "b", "ul", "li", "h1",
@@ -105,7 +105,7 @@ def test_report_from_a_cpu_capture(tmp_path):
     check_page(text)
     assert "No GPU times" in text and "_run_on_acc_0" in text and "_run_on_gpu_1" in text
     assert "(2,8)" in text and "(3,8)" in text  # the shape change is listed
-    r = stats.analyse(cap.timeline)
+    r = analysis_report.analyse(cap.timeline)
     assert html.escape(r.comparisons[0].verdict) in text
 
 
@@ -115,7 +115,7 @@ def test_report_from_synthetic_gpu_timeline(synth_capture):
     assert path == synth_capture / "report.html"
     text = path.read_text()
     check_page(text)
-    r = stats.analyse(cap.timeline)
+    r = analysis_report.analyse(cap.timeline)
     assert r.comparisons[0].significant
     assert html.escape(r.comparisons[0].verdict) in text
     for action in r.recommendations["action"]:
@@ -157,7 +157,7 @@ def test_size_does_not_grow_with_the_capture():
 
 
 def load_like(df):
-    from trtprof.model.store import Capture
+    from trtprof.timeline.store import Capture
     return Capture(timeline=df, meta={"status": "complete"}, path=None)
 
 
@@ -194,15 +194,15 @@ def _one_line_error(res, code):
 def test_corrupt_capture(tmp_path):
     folder = write_capture(timeline(5), tmp_path / "c")
     (folder / "timeline.parquet").write_bytes(b"PAR1 not really")
-    _one_line_error(run(folder), workflow.EXIT_BAD_CAPTURE)
-    _one_line_error(run(tmp_path / "missing"), workflow.EXIT_BAD_CAPTURE)
+    _one_line_error(run(folder), ExitCode.BAD_CAPTURE)
+    _one_line_error(run(tmp_path / "missing"), ExitCode.BAD_CAPTURE)
     (folder / "meta.json").write_text("{not json")
-    _one_line_error(run(folder), workflow.EXIT_BAD_CAPTURE)
+    _one_line_error(run(folder), ExitCode.BAD_CAPTURE)
 
 
 def test_empty_capture(tmp_path):
     folder = write_capture(timeline(0), tmp_path / "empty")
-    _one_line_error(run(folder), workflow.EXIT_EMPTY_CAPTURE)
+    _one_line_error(run(folder), ExitCode.EMPTY_CAPTURE)
     assert not (folder / "report.html").exists()
     with pytest.raises(EmptyCaptureError):
         render(load_capture(folder))
@@ -210,14 +210,14 @@ def test_empty_capture(tmp_path):
 
 def test_unwritable_output(synth_capture, tmp_path):
     (tmp_path / "file").write_text("")
-    _one_line_error(run(synth_capture, "-o", tmp_path / "file" / "r.html"), workflow.EXIT_BAD_OUTPUT)
+    _one_line_error(run(synth_capture, "-o", tmp_path / "file" / "r.html"), ExitCode.BAD_OUTPUT)
 
 
 def test_figure_json_cannot_close_its_script():
     """Second line of defence: even text that skipped figures.esc cannot end the <script> element."""
     import plotly.graph_objects as go
 
-    from trtprof.render.html import _Figures
+    from trtprof.render.page import Figures as _Figures
 
     raw = "</script><script>alert(1)</script><!--"
     out = _Figures()(go.Figure(go.Bar(x=[1], y=[raw], name=raw, hovertext=[raw])))
@@ -226,7 +226,7 @@ def test_figure_json_cannot_close_its_script():
 
 
 def test_error_stays_one_line_with_a_newline_in_the_path(tmp_path):
-    _one_line_error(run(tmp_path / "a\nb"), workflow.EXIT_BAD_CAPTURE)
+    _one_line_error(run(tmp_path / "a\nb"), ExitCode.BAD_CAPTURE)
 
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402

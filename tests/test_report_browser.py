@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from synthetic import hostile, timeline
-from trtprof.model.store import Capture
-from trtprof.render.html import write_report
+from trtprof.timeline.store import Capture
+from report_helpers import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 BROWSER = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)

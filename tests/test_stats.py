@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from synthetic import frame, timeline
-from trtprof.analysis import stats
+from trtprof.analysis import bootstrap, latency, prealloc, report as analysis_report
 
 
 def lat_frame(off, on, shape_off="(8,128)", shape_on="(8,128)", model="m"):
@@ -27,7 +27,7 @@ def rng_ms(rng, median_ms, n, spread=0.05):
 def test_order_statistic_bootstrap_matches_resampling(n):
     rng = np.random.default_rng(1)
     x = rng.lognormal(0, 0.5, n)
-    fast = stats.bootstrap_median(x, 40_000, np.random.default_rng(2))
+    fast = bootstrap.bootstrap_median(x, 40_000, np.random.default_rng(2))
     idx = np.random.default_rng(3).integers(0, n, (40_000, n))
     slow = np.median(x[idx], axis=1)
     for q in (0.025, 0.25, 0.5, 0.75, 0.975):
@@ -39,16 +39,16 @@ def test_bootstrap_is_deterministic_and_fast_for_large_n():
     import time
     x = np.random.default_rng(0).normal(1, 0.1, 500_000)
     t = time.perf_counter()
-    a = stats.bootstrap_median(x, 4000, np.random.default_rng(7))
+    a = bootstrap.bootstrap_median(x, 4000, np.random.default_rng(7))
     assert time.perf_counter() - t < 1.0
-    assert np.array_equal(a, stats.bootstrap_median(x, 4000, np.random.default_rng(7)))
-    assert stats.bootstrap_median([], 10).shape == (10,)
+    assert np.array_equal(a, bootstrap.bootstrap_median(x, 4000, np.random.default_rng(7)))
+    assert bootstrap.bootstrap_median([], 10).shape == (10,)
 
 
 # -- comparison and verdict ---------------------------------------------------------------------------------
 def test_saving_detected_with_ci_around_truth():
     rng = np.random.default_rng(5)
-    c, = stats.compare_modes(lat_frame(rng_ms(rng, 1.2, 400), rng_ms(rng, 1.09, 400)))
+    c, = prealloc.compare_modes(lat_frame(rng_ms(rng, 1.2, 400), rng_ms(rng, 1.09, 400)))
     assert c.significant and c.saved_ms == pytest.approx(0.11, abs=0.02)
     assert c.ci_ms[0] < c.saved_ms < c.ci_ms[1] and c.ci_pct[0] < c.saved_pct < c.ci_pct[1]
     assert re.fullmatch(r"pre-allocated outputs saved 0\.\d+ ms per inference \(\d %, CI \d+\u2013\d+ %\)", c.verdict), c.verdict
@@ -56,7 +56,7 @@ def test_saving_detected_with_ci_around_truth():
 
 def test_no_difference():
     x = rng_ms(np.random.default_rng(6), 1.0, 301)
-    c, = stats.compare_modes(lat_frame(x, np.random.default_rng(1).permutation(x)))
+    c, = prealloc.compare_modes(lat_frame(x, np.random.default_rng(1).permutation(x)))
     assert c.saved_ms == 0 and not c.significant and c.verdict.startswith("no significant difference")
     assert c.ci_pct[0] < 0 < c.ci_pct[1]
 
@@ -68,9 +68,9 @@ def test_ci_is_calibrated():
     reps = 150
     for s in range(reps):
         rng = np.random.default_rng(100 + s)
-        c, = stats.compare_modes(lat_frame(rng_ms(rng, 1.2, 150), rng_ms(rng, 1.09, 150)), n_boot=1000, seed=s)
+        c, = prealloc.compare_modes(lat_frame(rng_ms(rng, 1.2, 150), rng_ms(rng, 1.09, 150)), n_boot=1000, seed=s)
         covered += c.ci_ms[0] < 0.11 < c.ci_ms[1]
-        c, = stats.compare_modes(lat_frame(rng_ms(rng, 1.2, 150), rng_ms(rng, 1.2, 150)), n_boot=1000, seed=s)
+        c, = prealloc.compare_modes(lat_frame(rng_ms(rng, 1.2, 150), rng_ms(rng, 1.2, 150)), n_boot=1000, seed=s)
         false_pos += c.significant
     assert 0.88 <= covered / reps <= 0.99
     assert false_pos / reps <= 0.10
@@ -78,7 +78,7 @@ def test_ci_is_calibrated():
 
 def test_slower_with_prealloc():
     rng = np.random.default_rng(7)
-    c, = stats.compare_modes(lat_frame(rng_ms(rng, 1.0, 300), rng_ms(rng, 1.3, 300)))
+    c, = prealloc.compare_modes(lat_frame(rng_ms(rng, 1.0, 300), rng_ms(rng, 1.3, 300)))
     assert c.significant and c.saved_ms < 0
     assert re.fullmatch(r"pre-allocated outputs cost 0\.\d\d ms more per inference \(\d+ %, CI \d+\u2013\d+ %\)", c.verdict)
 
@@ -86,23 +86,23 @@ def test_slower_with_prealloc():
 def test_same_seed_same_verdict():
     rng = np.random.default_rng(8)
     lat = lat_frame(rng_ms(rng, 1.0, 50), rng_ms(rng, 0.97, 50))
-    assert stats.compare_modes(lat)[0] == stats.compare_modes(lat)[0]
+    assert prealloc.compare_modes(lat)[0] == prealloc.compare_modes(lat)[0]
 
 
 def test_one_mode_or_too_few_gives_no_comparison():
     rng = np.random.default_rng(9)
-    c, = stats.compare_modes(lat_frame(rng_ms(rng, 1.0, 50), []))
+    c, = prealloc.compare_modes(lat_frame(rng_ms(rng, 1.0, 50), []))
     assert not c.significant and "were off in all 50" in c.verdict
-    c, = stats.compare_modes(lat_frame(rng_ms(rng, 1.0, 50), rng_ms(rng, 0.5, 3)))
+    c, = prealloc.compare_modes(lat_frame(rng_ms(rng, 1.0, 50), rng_ms(rng, 0.5, 3)))
     assert not c.significant and "too few" in c.verdict
-    assert stats.compare_modes(lat_frame([], [])[:0]) == []
+    assert prealloc.compare_modes(lat_frame([], [])[:0]) == []
 
 
 def test_excluded_inferences_are_left_out():
     rng = np.random.default_rng(10)
     lat = lat_frame(rng_ms(rng, 1.0, 100), np.r_[rng_ms(rng, 1.0, 100), [50e6] * 80])
     lat.loc[lat["latency_ns"] > 10e6, "excluded"] = True
-    c, = stats.compare_modes(lat)
+    c, = prealloc.compare_modes(lat)
     assert c.n_on == 100 and not c.significant
 
 
@@ -110,7 +110,7 @@ def test_compared_on_a_shape_both_modes_ran():
     rng = np.random.default_rng(11)
     on_shapes = ["(8,128)"] * 100 + ["(64,128)"] * 100
     lat = lat_frame(rng_ms(rng, 1.0, 100), np.r_[rng_ms(rng, 0.9, 100), rng_ms(rng, 5.0, 100)], shape_on=on_shapes)
-    c, = stats.compare_modes(lat)
+    c, = prealloc.compare_modes(lat)
     assert c.shapes == ["(8,128)"] and c.n_on == 100 and c.saved_ms == pytest.approx(0.1, abs=0.03)
     assert c.verdict.endswith("on inputs (8,128)")
 
@@ -122,10 +122,10 @@ def test_latency_waits_for_the_gpu():
         dict(event="inference", subgraph="m", subgraph_kind="model", inference=2, host=(2000, 2050)),
         dict(event="call", inference=0, prealloc=True, host=(1, 2)),
     ])
-    lat = stats.inference_latency(df)
+    lat = latency.inference_latency(df)
     assert lat["latency_ns"].tolist() == [250, 300, 50]
     assert lat["mode"].tolist() == ["on", "none", "none"]
-    s = stats.latency_summary(lat, ("model",))
+    s = latency.latency_summary(lat, ("model",))
     assert s["n"].tolist() == [3] and s["median_ms"].tolist() == [250 / 1e6]
 
 
@@ -143,7 +143,7 @@ def test_subgraph_table_and_break_cost_by_hand():
         dict(event="exec", subgraph="_run_on_acc_2", host=(160, 170), gpu=(180, 200), stream=0x100),
         dict(event="inference", subgraph="m", subgraph_kind="model", host=(0, 210), gpu=(0, 200)),
     ]
-    r = stats.analyse(frame(rows), n_boot=100)
+    r = analysis_report.analyse(frame(rows), n_boot=100)
     t = r.subgraphs.set_index("subgraph")
     assert t.loc["_run_on_acc_0", "calls"] == 1 and t.loc["_run_on_acc_0", "gpu_us_median"] == pytest.approx(0.1)
     assert t.loc["_run_on_acc_0", "exposed_ms_total"] == pytest.approx(20e-6)
@@ -163,7 +163,7 @@ def _actions(r):
 
 
 def test_recommends_prealloc_when_allocations_are_exposed():
-    r = stats.analyse(timeline(200, prealloc=False, seed=1))
+    r = analysis_report.analyse(timeline(200, prealloc=False, seed=1))
     rec = r.recommendations[r.recommendations["action"].str.startswith("Turn on pre-allocated outputs")]
     assert len(rec) == 1
     exposed = r.exposure.loc[r.exposure["mode"] == "off", "exposed_ns_per_inference"].sum() / 1e6
@@ -172,7 +172,7 @@ def test_recommends_prealloc_when_allocations_are_exposed():
 
 
 def test_measured_saving_becomes_a_recommendation():
-    r = stats.analyse(timeline(300, seed=2))
+    r = analysis_report.analyse(timeline(300, seed=2))
     c = r.comparisons[0]
     assert c.significant and c.saved_ms > 0
     rec = r.recommendations[r.recommendations["action"] == "Keep pre-allocated outputs on"]
@@ -180,24 +180,24 @@ def test_measured_saving_becomes_a_recommendation():
 
 
 def test_recommends_fixed_shapes_when_they_change_often_with_prealloc():
-    r = stats.analyse(timeline(200, prealloc=True, shapes=["(8,128)", "(4,128)"] * 100, seed=3))
+    r = analysis_report.analyse(timeline(200, prealloc=True, shapes=["(8,128)", "(4,128)"] * 100, seed=3))
     assert "Keep input shapes fixed" in _actions(r)
-    rare = stats.analyse(timeline(200, prealloc=True, shapes=["(8,128)"] * 199 + ["(4,128)"], seed=3))
+    rare = analysis_report.analyse(timeline(200, prealloc=True, shapes=["(8,128)"] * 199 + ["(4,128)"], seed=3))
     assert "Keep input shapes fixed" not in _actions(rare)
 
 
 def test_graph_break_recommendation_and_its_absence():
-    r = stats.analyse(timeline(100, seed=4))
+    r = analysis_report.analyse(timeline(100, seed=4))
     assert "Remove the graph break at _run_on_gpu_1" in _actions(r)
     cheap = timeline(100, seed=4, alloc_us=0.05, noise=0.0)
     cheap = cheap[cheap["event"] != "fallback"]  # no graph break at all
-    r2 = stats.analyse(cheap)
+    r2 = analysis_report.analyse(cheap)
     assert "graph break" not in _actions(r2)
     assert "Turn on" not in _actions(r2) and "Keep input shapes" not in _actions(r2)
 
 
 def test_without_gpu_times_gains_are_upper_bounds():
-    r = stats.analyse(timeline(100, prealloc=False, gpu=False))
+    r = analysis_report.analyse(timeline(100, prealloc=False, gpu=False))
     assert not r.gpu_times and r.gaps.empty
     rec = r.recommendations[r.recommendations["action"].str.startswith("Turn on")]
     assert rec["basis"].iloc[0].startswith("upper bound")
@@ -205,9 +205,9 @@ def test_without_gpu_times_gains_are_upper_bounds():
 
 
 def test_analyse_empty_and_outside_inference():
-    r = stats.analyse(frame([]))
+    r = analysis_report.analyse(frame([]))
     assert r.latency.empty and r.recommendations.empty and r.comparisons == []
-    r = stats.analyse(frame([dict(event="call", inference=-1, host=(0, 10)),
+    r = analysis_report.analyse(frame([dict(event="call", inference=-1, host=(0, 10)),
                              dict(event="exec", inference=-1, host=(2, 8))]))
     assert r.latency.empty and r.subgraphs["calls"].tolist() == [1]
 
@@ -249,7 +249,7 @@ def odd_rows(draw):
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(odd_rows())
 def test_analysis_of_any_timeline(df):
-    r = stats.analyse(df, n_boot=50)
+    r = analysis_report.analyse(df, n_boot=50)
     a = r.allocs
     known = a["hidden_ns"].notna()
     assert ((a["hidden_ns"] + a["exposed_ns"])[known] == a["alloc_ns"][known]).all()

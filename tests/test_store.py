@@ -6,8 +6,8 @@ import pytest
 
 import trtprof
 from trtprof.capture import records as R
-from trtprof.model import schema, store
-from trtprof.model.store import CaptureError, CaptureWriter
+from trtprof.timeline import schema, store
+from trtprof.timeline.store import CaptureError, CaptureWriter
 
 
 def _rec(i, **kw):
@@ -82,5 +82,5 @@ def test_missing_and_taken(tmp_path):
 
 def test_readme_documents_the_schema():
     from pathlib import Path
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "schema.md").read_text()
     assert schema.markdown_table() in readme

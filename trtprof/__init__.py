@@ -5,10 +5,32 @@ Public API::
     trtprof.profile(out=...)   # context manager: capture inside your own process
     trtprof.load(path)         # a capture folder's timeline as a pandas DataFrame
     trtprof.load_capture(path) # the same with its metadata (Capture.timeline, .meta, .path)
+
+The names are resolved on first use (module `__getattr__`), so `import trtprof` loads neither torch
+nor pandas: the commands that only read captures start fast, and the analysis can be used on a
+machine without torch.
 """
-__version__ = "0.1.0"
+from trtprof._version import __version__
 
-from trtprof.model.store import Capture, CaptureError, load, load_capture  # noqa: E402
-from trtprof.session import Session, profile  # noqa: E402
+_LAZY = {
+    "profile": "trtprof.record.session", "Session": "trtprof.record.session",
+    "CaptureOptions": "trtprof.capture.options",
+    "load": "trtprof.timeline.store", "load_capture": "trtprof.timeline.store", "Capture": "trtprof.timeline.store",
+    "CaptureError": "trtprof.errors", "TrtprofError": "trtprof.errors",
+}
+__all__ = sorted(_LAZY) + ["__version__"]
 
-__all__ = ["Capture", "CaptureError", "Session", "load", "load_capture", "profile", "__version__"]
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trtprof' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -2,7 +2,7 @@
 
 Why this needs more than two medians: block-to-block drift on a GPU is often as large as the effect
 being measured, so every difference comes with a 95 % bootstrap confidence interval, resampling each
-capture independently (they are separate runs) with a fixed seed, via `stats.bootstrap_median`.
+capture independently (they are separate runs) with a fixed seed, via `bootstrap.bootstrap_median`.
 A difference is called significant only when its interval excludes zero.
 
 What is compared is explicit and recorded in `Selection`: inferences not marked excluded, of one
@@ -17,13 +17,18 @@ Stateless: timelines in, dataclasses and DataFrames out.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from trtprof.analysis import overlap, stats
-from trtprof.analysis.stats import Diff, diff_medians  # noqa: F401 - part of this module's API
-from trtprof.model.store import Capture
+from trtprof.analysis import overlap
+from trtprof.analysis.bootstrap import MIN_N, N_BOOT, SEED, Diff, diff_medians, fmt_ms, fmt_pcts
+from trtprof.analysis.latency import dur, inference_latency
+from trtprof.timeline import schema
+
+if TYPE_CHECKING:  # the container only: analysis never depends on the store
+    from trtprof.timeline.store import Capture
 
 MODES = ("all", "on", "off")
 SHAPES_COMMON, SHAPES_ALL = "common", "all"
@@ -72,7 +77,7 @@ class CaptureDiff:
     models_only_b: list
     gpu_times_a: bool
     gpu_times_b: bool
-    latency_a: pd.DataFrame  # the selected inferences' latencies (stats.inference_latency rows)
+    latency_a: pd.DataFrame  # the selected inferences' latencies (latency.inference_latency rows)
     latency_b: pd.DataFrame
     warnings: list = field(default_factory=list)
     environment: pd.DataFrame | None = None  # key, a, b for the keys that differ
@@ -128,21 +133,21 @@ def select(lat_a: pd.DataFrame, lat_b: pd.DataFrame, mode: str = "all",
 # -- end to end -----------------------------------------------------------------------------------------
 def _fmt_ci(lo: float, hi: float) -> tuple[str, str]:
     lo, hi = sorted((abs(lo), abs(hi)))
-    return tuple(stats._fmt_pcts(lo, hi))
+    return tuple(fmt_pcts(lo, hi))
 
 
-def verdict(d: Diff, min_n: int = stats.MIN_N) -> str:
+def verdict(d: Diff, min_n: int = MIN_N) -> str:
     """One sentence: how much faster or slower B is than A per inference, or that it is not."""
     if not d.enough:
         return (f"too few inferences to compare (A: {d.n_a}, B: {d.n_b}; need at least {min_n} on each side "
                 "with the selected mode and input shapes)")
     if d.significant:
-        p = stats._fmt_pcts(abs(d.diff_pct))[0]
+        p = fmt_pcts(abs(d.diff_pct))[0]
         lo, hi = _fmt_ci(*d.ci_pct)
         way = "faster" if d.diff < 0 else "slower"
-        return (f"B is {stats._fmt_ms(d.diff)} ms ({p} %, CI {lo}\u2013{hi} %) {way} per inference than A "
+        return (f"B is {fmt_ms(d.diff)} ms ({p} %, CI {lo}\u2013{hi} %) {way} per inference than A "
                 f"(median {d.median_b:.3f} vs {d.median_a:.3f} ms)")
-    lo, hi = stats._fmt_pcts(*d.ci_pct)
+    lo, hi = fmt_pcts(*d.ci_pct)
     return (f"no significant difference (B \u2212 A {d.diff:+.3f} ms, CI {lo} to {hi} %; "
             f"median {d.median_b:.3f} vs {d.median_a:.3f} ms)")
 
@@ -173,7 +178,7 @@ SUBGRAPH_COLUMNS += ["allocs_per_inf_a", "allocs_per_inf_b", "alloc_us_per_inf_a
 
 def _rows_of(df: pd.DataFrame, chosen: pd.DataFrame, mode: str) -> pd.DataFrame:
     """Engine/fallback rows of the chosen inferences, plus rows outside any inference (see module doc)."""
-    d = df[df["subgraph_kind"].isin(["engine", "fallback"]) & ~df["exclude"].fillna(False).astype(bool)]
+    d = df[df["subgraph_kind"].isin(["engine", "fallback"]) & schema.kept(df)]
     inside = d[d["inference"] >= 0].merge(chosen[overlap.KEY].drop_duplicates(), on=overlap.KEY)
     out = d[d["inference"] < 0]
     if mode != "all":
@@ -185,10 +190,9 @@ def _rows_of(df: pd.DataFrame, chosen: pd.DataFrame, mode: str) -> pd.DataFrame:
 def _per_call(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Host time per call (engine `call` / `fallback` rows) and GPU time per call (`exec` / `fallback`)."""
     keys = ["model", "subgraph"]
-    main = rows[((rows["event"] == "call") & (rows["subgraph_kind"] == "engine")) | (rows["event"] == "fallback")]
-    timed = rows[rows["event"].isin(["exec", "fallback"])]
-    m = main.assign(host_us=stats._dur(main, "host_start_ns", "host_end_ns") / 1e3)
-    t = timed.assign(gpu_us=stats._dur(timed, "gpu_start_ns", "gpu_end_ns") / 1e3)
+    main, timed = schema.call_rows(rows), schema.timed_rows(rows)
+    m = main.assign(host_us=dur(main, "host_start_ns", "host_end_ns") / 1e3)
+    t = timed.assign(gpu_us=dur(timed, "gpu_start_ns", "gpu_end_ns") / 1e3)
     return (m[keys + ["pid", "call", "subgraph_kind", "runtime", "host_us"]],
             t[keys + ["pid", "call", "gpu_us"]])
 
@@ -201,7 +205,7 @@ def _side(df: pd.DataFrame, chosen: pd.DataFrame, mode: str) -> dict:
     info = main.groupby(keys, sort=False).agg(kind=("subgraph_kind", "first"), runtime=("runtime", "first"),
                                               calls=("host_us", "size"))
     al = rows[rows["event"] == "alloc"]
-    al = al.assign(_us=stats._dur(al, "host_start_ns", "host_end_ns") / 1e3,
+    al = al.assign(_us=dur(al, "host_start_ns", "host_end_ns") / 1e3,
                    _b=al["bytes"].astype("Float64").fillna(0).astype(float))
     alloc = al.groupby(keys, sort=False).agg(allocs=("_us", "size"), alloc_us=("_us", "sum"), bytes=("_b", "sum"))
     return {"info": info, "host": main.groupby(keys, sort=False)["host_us"],
@@ -216,8 +220,8 @@ def _values(groups, key) -> np.ndarray:
 
 
 def subgraph_diff(df_a: pd.DataFrame, df_b: pd.DataFrame, chosen_a: pd.DataFrame, chosen_b: pd.DataFrame,
-                  mode: str = "all", n_boot: int = stats.N_BOOT, seed: int = stats.SEED,
-                  min_n: int = stats.MIN_N) -> pd.DataFrame:
+                  mode: str = "all", n_boot: int = N_BOOT, seed: int = SEED,
+                  min_n: int = MIN_N) -> pd.DataFrame:
     """One row per (model, subgraph) in either capture: calls, median GPU and host time per call with
     B - A and its CI, allocations per inference; status both / appeared (B only) / disappeared (A only).
 
@@ -250,8 +254,7 @@ def subgraph_diff(df_a: pd.DataFrame, df_b: pd.DataFrame, chosen_a: pd.DataFrame
     res = pd.DataFrame(out, columns=SUBGRAPH_COLUMNS)
     if res.empty:
         return res
-    res["_o"] = res["subgraph"].str.extract(r"_(\d+)$", expand=False).astype(float)
-    return res.sort_values(["model", "_o", "subgraph"]).drop(columns="_o").reset_index(drop=True)
+    return schema.sort_subgraphs(res)
 
 
 # -- the whole comparison -----------------------------------------------------------------------------
@@ -264,9 +267,9 @@ def environment_diff(meta_a: dict, meta_b: dict) -> pd.DataFrame:
 
 
 def compare_timelines(df_a: pd.DataFrame, df_b: pd.DataFrame, *, mode: str = "all", shape: str = SHAPES_COMMON,
-                      n_boot: int = stats.N_BOOT, seed: int = stats.SEED, min_n: int = stats.MIN_N) -> CaptureDiff:
+                      n_boot: int = N_BOOT, seed: int = SEED, min_n: int = MIN_N) -> CaptureDiff:
     """Compare timeline B against timeline A (see the module docstring for what is compared)."""
-    lat_a, lat_b = stats.inference_latency(df_a), stats.inference_latency(df_b)
+    lat_a, lat_b = inference_latency(df_a), inference_latency(df_b)
     chosen_a, chosen_b, sel = select(lat_a, lat_b, mode, shape)
     ma, mb = set(lat_a["model"].dropna()), set(lat_b["model"].dropna())
     models = []

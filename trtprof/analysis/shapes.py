@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from trtprof.analysis.overlap import alloc_overlap
+from trtprof.timeline import schema
 
 TUTORIAL_URL = ("https://docs.pytorch.org/TensorRT/tutorials/_rendered_examples/dynamo/"
                 "pre_allocated_output_example.html")
@@ -72,7 +73,8 @@ def shape_changes(df: pd.DataFrame, allocs: pd.DataFrame | None = None) -> pd.Da
     out.loc[out["realloc_ns"] == 0, "realloc_exposed_ns"] = 0.0  # nothing allocated: nothing exposed
     not_discarded = ~out["outputs_discarded"]
     out.loc[not_discarded, ["discarded_alloc_ns", "discarded_bytes"]] = 0.0
-    return out[CHANGE_COLUMNS].sort_values(["pid", "model", "inference", "subgraph"]).reset_index(drop=True)
+    out = out[CHANGE_COLUMNS].sort_values(["pid", "model", "inference"], kind="stable")
+    return schema.sort_subgraphs(out, by=("pid", "model", "inference", "subgraph"))
 
 
 def change_frequency(df: pd.DataFrame) -> pd.DataFrame:
@@ -93,7 +95,7 @@ def change_frequency(df: pd.DataFrame) -> pd.DataFrame:
     out["share"] = out["changes"] / np.maximum(out["calls"] - 1, 1)
     out["prealloc_share"] = np.where(out["prealloc_calls"] > 0,
                                      out["prealloc_changes"] / np.maximum(out["prealloc_calls"], 1), np.nan)
-    return out[cols]
+    return schema.sort_subgraphs(out[cols])
 
 
 def advice(freq: pd.DataFrame, threshold: float = FREQUENT) -> str | None:

@@ -16,7 +16,7 @@ point (`_emit`, run by the recorder's drain), so the call itself pays for as lit
 """
 from __future__ import annotations
 
-from trtprof.capture import graph, records as R, state
+from trtprof.capture import events, graph, records as R, state
 from trtprof.capture.recorder import now
 from trtprof.capture.allocations import group_call
 from trtprof.capture.state import FLIP_NOTE, CallFrame, is_tracing, output_shapes, shapes_of
@@ -63,7 +63,7 @@ class ContextProxy:
             frame.exec = (t0, t1, ev0, ev1, stream)
             frame.enqueued = True
             if gpu:  # on the engine stream: extends the inference's span, shares nothing
-                graph.adopt(ins, frame)
+                events.adopt(ins, frame)
 
 
 def _begin(ins, module, info, inputs, prealloc: bool) -> CallFrame:
@@ -127,8 +127,8 @@ def _emit(rec, frame: CallFrame, host) -> None:
         r = base.copy()
         r[R.INDEX["event"]] = "exec"
         r[_T0], r[_T1], r[_GS], r[_GE], r[_STREAM], r[_OUTS], r[_REALLOC] = (
-            ex[0], ex[1], graph.gpu_start(host, ex[2], ex[0]), host(ex[3]), stream, outputs, realloc)
-        graph.span(frame, r[_GS], r[_GE])
+            ex[0], ex[1], events.gpu_start(host, ex[2], ex[0]), host(ex[3]), stream, outputs, realloc)
+        events.span(frame, r[_GS], r[_GE])
         rec.row(r)
     for phase, a0, a1, ashapes, nbytes, *g in allocs:
         r = base.copy()
@@ -236,7 +236,7 @@ def cpp_forward(orig):
         frame.t0 = t0 = now()  # with the NVTX push; the events below are part of the range
         if gpu:
             stream = gpu.current_stream()
-            ev0 = graph.start_event(ins, gpu, stream)
+            ev0 = events.start_event(ins, gpu, stream)
         else:
             stream = ev0 = None
             ins.stacks.last_end = None
@@ -252,7 +252,7 @@ def cpp_forward(orig):
             ins.stacks.calls.pop()
             frame.out_shapes = output_shapes(out)
             evs = (ev0, ev1) if gpu else ()
-            owned = evs[:1] if gpu and graph.end_event(ins, frame, stream, ev1) else evs
+            owned = evs[:1] if gpu and events.end_event(ins, frame, stream, ev1) else evs
             if log is None:
                 ins.rec.defer(_emit, frame, evs, owned)
             else:  # its rows wait for the allocator log, harvested at the next safe point

@@ -20,6 +20,7 @@ import sys
 import torch
 
 from trtprof.capture import records as R, state
+from trtprof.capture.events import end_event, gpu_start, span, start_event
 from trtprof.capture.recorder import now
 from trtprof.capture.state import FLIP_NOTE, ModelInfo, RangeFrame, SubgraphInfo, is_tracing, shapes_of
 
@@ -159,58 +160,6 @@ def unhook(ins) -> None:
         if cls.__dict__.get("forward") is wrapper:  # not replaced since (recompile())
             cls.forward = orig
     ins.restore.clear()
-
-
-# -- CUDA events of subgraph ranges (full level) --------------------------------------------------
-def start_event(ins, gpu, stream):
-    """The start event of a range on `stream`: the previous range's end event when that ended on the
-    same stream inside the same torch.fx graph call (nothing else can have run there in between),
-    else a new one. One event instead of two at each boundary between subgraphs; the range that
-    takes the event over owns it (returns it to the pool once emitted)."""
-    st = ins.stacks
-    last = st.last_end
-    if last is not None:
-        st.last_end = None
-        if last[0] is stream:
-            return last[1]
-    return gpu.record(stream)
-
-
-def adopt(ins, frame):
-    """A subgraph range with events: the inference it is in (if any) takes its GPU span."""
-    inf = ins.stacks.inferences
-    frame.parent = inf[-1] if inf else None
-    return frame.parent
-
-
-def end_event(ins, frame, stream, ev1) -> bool:
-    """After a subgraph range on the caller stream ended: offer its end event to the next range.
-    Returns whether it was offered (then this range does not own it: the taker does, or nobody
-    and the event is simply freed)."""
-    parent = adopt(ins, frame)
-    if parent is not None and parent.info.shareable:
-        ins.stacks.last_end = (stream, ev1)
-        return True
-    return False
-
-
-def gpu_start(host, ev0, t0):
-    """A range's GPU start on the host clock: its start event, but never before the host began the
-    range. A shared start event completes when the previous range's work ended on the GPU, which is
-    before this range was even called when the GPU was waiting for the host; an event of its own
-    would have completed just after `t0` then. So: max(previous work done, host call)."""
-    gs = host(ev0)
-    return t0 if gs is not None and gs < t0 else gs
-
-
-def span(frame, gs, ge) -> None:
-    """Widen the parent inference's GPU span with a subgraph range's (at emit time)."""
-    p = frame.parent
-    if p is not None and gs is not None:
-        if p.gs is None or gs < p.gs:
-            p.gs = gs
-        if p.ge is None or ge > p.ge:
-            p.ge = ge
 
 
 # -- top-level inference and fallback ranges ------------------------------------------------------

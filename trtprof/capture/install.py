@@ -14,8 +14,9 @@ import sys
 
 from trtprof.capture import engines, graph, state
 from trtprof.capture.allocations import AllocatorLog
-from trtprof.capture.gpu import GpuClock
+from trtprof.capture.events import GpuClock
 from trtprof.capture.marks import Marks
+from trtprof.capture.options import LEVELS, CaptureOptions  # noqa: F401 - LEVELS re-exported
 from trtprof.capture.prealloc import Policy, guard_setter
 from trtprof.capture.recorder import Recorder
 
@@ -29,11 +30,6 @@ _RUNTIME_MODULE = "torch_tensorrt.dynamo.runtime"
 # Versions whose runtime trtprof was checked against on a GPU (call structure of the two runtime
 # classes). Others are instrumented the same way, with a note saying so.
 TESTED_VERSIONS = ("2.11",)
-# What is recorded (README, "Levels"): full = every range with CUDA events, output allocations with
-# shapes and bytes, the C++ allocator log; minimal = every range on the host clock, CUDA events only
-# around each inference, allocations without shapes, no allocator log. Either level can record 1
-# inference in N (`sample`), plus every one whose input shapes change and the one after it.
-LEVELS = ("full", "minimal")
 # Functions that return compiled models: wrapped so a model is hooked before its first call.
 _FACTORIES = (("torch_tensorrt", "compile"), ("torch_tensorrt.dynamo", "compile"))
 
@@ -74,23 +70,17 @@ def find_runtime_classes() -> tuple[dict, list[str]]:
 class Instrumenter:
     """Install the hooks, record into `sink`, remove everything on `stop()`."""
 
-    def __init__(self, sink, *, gpu: bool | None = None, nvtx: bool = True, batch: int = 4096,
-                 cpp_allocs: bool = True, prealloc: str = "as-is", level: str = "full", sample: int = 1):
-        if level not in LEVELS:
-            raise ValueError(f"unknown level {level!r}: choose one of {', '.join(LEVELS)}")
-        if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
-            raise ValueError(f"sample must be a whole number >= 1 (record 1 inference in N), got {sample!r}")
-        self.level = level
-        self.sample = sample
+    def __init__(self, sink, options: CaptureOptions | None = None, *, batch: int = 4096):
+        options = options or CaptureOptions()
+        self.options = options
+        self.level = options.level
+        self.sample = options.sample
         self.sink = sink
-        self.want_gpu = gpu
-        self.nvtx = nvtx
+        self.want_gpu = options.gpu
+        self.nvtx = options.nvtx
         self.batch = batch
-        self.cpp_allocs = cpp_allocs
-        self.policy = Policy.parse(prealloc)  # ValueError for a bad spec, before anything is patched
-        if sample > 1 and self.policy.mode == "alternate":
-            # the first call after each flip must be seen (and excluded): sampling would skip it
-            raise ValueError("--prealloc alternate records every inference: it cannot be combined with --sample")
+        self.cpp_allocs = options.cpp_allocs
+        self.policy = options.policy
         self.ins: state.Instrumentation | None = None
         self._saved: list = []
         self.notes: list[str] = []
@@ -99,8 +89,19 @@ class Instrumenter:
         self.gpu = None
 
     def start(self) -> "Instrumenter":
-        if state.ACTIVE is not None:
-            raise RuntimeError("a trtprof capture is already active in this process")
+        with state.START_LOCK:  # check and claim at once: two threads cannot both start
+            if state.OWNER is not None:
+                raise RuntimeError("a trtprof capture is already active in this process")
+            state.OWNER = self
+        try:
+            return self._start()
+        except BaseException:
+            self._restore()
+            state.ACTIVE = None
+            state.OWNER = None
+            raise
+
+    def _start(self) -> "Instrumenter":
         import torch
 
         gpu = None
@@ -151,6 +152,20 @@ class Instrumenter:
         state.ACTIVE = self.ins
         return self
 
+    def pause(self) -> None:
+        """Stop recording until `resume()`: hooks stay installed and pass straight through (one global
+        read per call). Inferences run while paused are not counted."""
+        if self.ins is not None and state.ACTIVE is self.ins:
+            state.ACTIVE = None
+
+    def resume(self) -> None:
+        if self.ins is not None and state.ACTIVE is None:
+            state.ACTIVE = self.ins
+
+    @property
+    def paused(self) -> bool:
+        return self.ins is not None and state.ACTIVE is not self.ins
+
     def instrument(self, model) -> bool:
         """Hook a compiled model now, so even its first call is recorded whole."""
         return self.ins is not None and graph.instrument(self.ins, model) is not None
@@ -177,9 +192,7 @@ class Instrumenter:
             if n:
                 self.notes.append(f"{n} live graph(s) call torch.ops.tensorrt.execute_engine directly (an "
                                   "exported program): their engine calls are not recorded")
-            for cls, method, orig in reversed(self._saved):
-                setattr(cls, method, orig)
-            self._saved.clear()
+            self._restore()
             graph.unhook(ins)
             ins.release()
             for mod in list(ins.proxied):
@@ -190,6 +203,12 @@ class Instrumenter:
                 self.notes.append(f"--prealloc {self.policy.mode}: the script's own {self.policy.ignored} "
                                   "call(s) to set_pre_allocated_outputs were ignored")
             self.ins = None
+            state.OWNER = None
+
+    def _restore(self) -> None:
+        for cls, method, orig in reversed(self._saved):
+            setattr(cls, method, orig)
+        self._saved.clear()
 
     @property
     def rows(self) -> int:

@@ -7,10 +7,7 @@ is a no-op (nvtx hands out a dummy domain).
 """
 from __future__ import annotations
 
-DOMAIN = "trtprof"
-# ARGB integers: colour names other than a few need matplotlib inside nvtx
-COLORS = {"inference": 0xFF9E9E9E, "call": 0xFF7B1FA2, "alloc": 0xFFF57C00, "exec": 0xFF388E3C,
-          "fallback": 0xFF1976D2}
+from trtprof.timeline.nvtx import COLORS, DOMAIN, range_name
 
 
 class Marks:
@@ -32,7 +29,7 @@ class Marks:
         attrs = self._cache.get(key) if self._domain else None
         if attrs is None and self._domain is not None:
             d = self._domain
-            msg = f"{subgraph} {event}" + (f" ({detail})" if detail else "")
+            msg = range_name(subgraph, event, detail)
             # a str message is registered by nvtx itself (registered strings: --capture-range=nvtx works)
             attrs = d.get_event_attributes(message=msg, color=COLORS.get(event),
                                            category=d.get_category_id(event))

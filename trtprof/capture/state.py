@@ -15,7 +15,9 @@ import torch
 
 from trtprof.capture import records as R
 
-ACTIVE: "Instrumentation | None" = None
+ACTIVE: "Instrumentation | None" = None  # what the hooks record into; None while paused or stopped
+OWNER = None  # the Instrumenter holding this process's capture, from start() to stop()
+START_LOCK = threading.Lock()
 FLIP_NOTE = "first call after pre-allocated outputs were switched: left out of statistics"
 
 

@@ -1,14 +1,13 @@
-"""`trtprof capture`: parse options, call the workflow, print the summary and where it went."""
+"""`trtprof capture`: parse options, run the script under a capture, print the summary and where it went."""
 from __future__ import annotations
 
 import sys
 
 import click
 
-from trtprof import workflow
-from trtprof.analysis.summary import by_subgraph
+from trtprof.capture.options import LEVELS, CaptureOptions
 from trtprof.capture.prealloc import Policy
-from trtprof.render.text import summary_table
+from trtprof.cli import common
 
 
 def _check_prealloc(ctx, param, value):
@@ -19,12 +18,8 @@ def _check_prealloc(ctx, param, value):
     return value
 
 
-def _err(msg: str, quiet: bool = False) -> None:
-    if not quiet:
-        click.echo(f"trtprof: {msg}", err=True)
-
-
-@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
+                                 "help_option_names": ["-h", "--help"]})
 @click.option("-m", "module", is_flag=True, help="Run TARGET as a module, like python -m.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
               help="Capture folder (default: reports/<script>-<timestamp>/).")
@@ -34,13 +29,13 @@ def _err(msg: str, quiet: bool = False) -> None:
                    "alternate[:K] (flip every K inferences, default 50; first call after a flip excluded).")
 @click.option("--cpp-allocs/--no-cpp-allocs", default=True, show_default=True,
               help="Record the C++ runtime's allocations from the CUDA caching allocator's log.")
-@click.option("--level", type=click.Choice(["full", "minimal"]), default="full", show_default=True,
+@click.option("--level", type=click.Choice(LEVELS), default="full", show_default=True,
               help="What to record. full: CUDA events on every range, allocation shapes and bytes, the C++ "
                    "allocator log. minimal: host times of every range, CUDA events only around each "
-                   "inference; the least overhead (README: Overhead).")
+                   "inference; the least overhead (docs/recording.md).")
 @click.option("--sample", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="Record 1 inference in N, plus every inference whose input shapes change and the one "
-                   "after it; the others run with (almost) no overhead (README: Overhead).")
+                   "after it; the others run with (almost) no overhead (docs/recording.md).")
 @click.option("--no-report", is_flag=True, help="Do not write report.html (the HTML report) into the capture folder.")
 @click.option("--nsys", is_flag=True, help="Run the capture under Nsight Systems (nsys profile -t cuda,nvtx); "
               "the .nsys-rep goes into the capture folder and is imported (see trtprof nsys-import).")
@@ -57,60 +52,75 @@ def capture(module, output, quiet, prealloc, cpp_allocs, level, sample, no_repor
 
     \b
     Example:
-      trtprof capture scripts/bert_prealloc.py --python-runtime
+      trtprof capture examples/bert_prealloc.py --python-runtime
       trtprof capture -o reports/bert -m mypkg.infer --batch 8
-      trtprof capture --prealloc alternate:100 scripts/bert_prealloc.py
-      trtprof capture --level minimal scripts/bert_prealloc.py
-      trtprof capture --sample 10 scripts/bert_prealloc.py
-      trtprof capture --nsys scripts/bert_prealloc.py
+      trtprof capture --prealloc alternate:100 examples/bert_prealloc.py
+      trtprof capture --level minimal --sample 10 examples/bert_prealloc.py
+      trtprof capture --nsys examples/bert_prealloc.py
     """
-    if nsys or nsys_args:  # the same capture under Nsight Systems, then its import: trtprof/nsys_run.py
-        from trtprof.nsys_run import cli_main
-        sys.exit(cli_main(target, list(args), module=module, output=output, quiet=quiet, prealloc=prealloc,
-                          cpp_allocs=cpp_allocs, level=level, sample=sample, nsys_args=nsys_args, echo=_err,
-                          report=None if no_report else _report))
-    options = {"module": module, "output": output, "prealloc": prealloc, "cpp_allocs": cpp_allocs, "level": level,
-               "sample": sample}
+    options = CaptureOptions(prealloc=prealloc, cpp_allocs=cpp_allocs, level=level, sample=sample)
+    if nsys or nsys_args:
+        sys.exit(_under_nsys(target, list(args), options, module, output, quiet, nsys_args, no_report))
+    from trtprof.record import script
+
     command = [sys.executable, "-m", "trtprof", "capture"] + sys.argv[2:] if sys.argv else None
-    _err(f"capturing {'-m ' if module else ''}{target} {' '.join(args)}".rstrip(), quiet)
-    try:
-        res = workflow.capture_script(target, list(args), module=module, out=output, options=options,
-                                      command=command,
-                                      session_kwargs={"prealloc": prealloc, "cpp_allocs": cpp_allocs,
-                                                      "level": level, "sample": sample})
-    except workflow.UsageError as e:
-        _err(str(e))
-        sys.exit(e.code)
+    common.say(f"capturing {'-m ' if module else ''}{target} {' '.join(args)}".rstrip(), quiet)
+    res = script.capture_script(target, list(args), module=module, out=output, options=options, command=command)
     if res.notes:
-        _err("could not record everything: " + "; ".join(res.notes), quiet)
+        common.say("could not record everything: " + "; ".join(res.notes), quiet)
     if res.error:
-        _err(f"the script stopped: {res.error}")
+        common.say(f"the script stopped: {res.error}")
     cap = res.capture
     if not quiet:
-        click.echo(summary_table(by_subgraph(cap.timeline)), err=True)
+        from trtprof.analysis import subgraphs
+        from trtprof.render import summary_text
+
+        click.echo(summary_text.render(subgraphs.table(cap.timeline)), err=True)
         status = "" if cap.complete else " (incomplete)"
-        click.echo(f"capture written{status}: {cap.path}/ ({len(cap.timeline)} rows); "
+        click.echo(f"capture written{status}: {common.clean(cap.path)}/ ({len(cap.timeline)} rows); "
                    f"load it with trtprof.load({str(cap.path)!r})", err=True)
     if not no_report:
         _report(cap, quiet)
     sys.exit(res.exit_code)
 
 
+def _under_nsys(target, args, options, module, output, quiet, nsys_args, no_report) -> int:
+    """The capture as a child of nsys, then the import of its report, then the report."""
+    from trtprof.nsys import importer
+    from trtprof.record import under_nsys
+    from trtprof.render import nsys_text
+    from trtprof.timeline.store import load_capture
+
+    code, folder, rep = under_nsys.run(target, args, options, module=module, output=output, quiet=quiet,
+                                       nsys_args=nsys_args, echo=common.say)
+    if rep is not None:
+        try:
+            res = importer.import_report(folder, rep)
+        except common.TrtprofError as e:
+            common.say(f"nsys report written ({rep}) but not imported: {e}")
+        else:
+            if not quiet:
+                click.echo(nsys_text.render(res), err=True)
+    if not no_report:
+        try:
+            cap = load_capture(folder)
+        except common.TrtprofError:
+            return code  # the child said why
+        _report(cap, quiet)
+    return code
+
+
 def _report(cap, quiet: bool) -> None:
     """Write report.html next to the timeline; a failure is a note, never the script's exit code."""
-    import shlex
-
-    try:
-        from trtprof.render.html import EmptyCaptureError, write_report  # plotly: only once the script ran
-    except ImportError as e:
-        _err(f"report not written: {e} (pip install plotly, then trtprof report {cap.path})", quiet)
-        return
-    try:
-        path = write_report(cap)
-    except EmptyCaptureError:
+    if cap.timeline.empty:
         return  # the summary above already says nothing ran
+    try:
+        path = common.write_report(cap)
+    except common.TrtprofError as e:
+        common.say(f"report not written: {e}; try trtprof report {cap.path}", quiet)
+        return
     except Exception as e:  # noqa: BLE001 - the capture is written; the report is a bonus
-        _err(f"could not write the report: {type(e).__name__}: {e}; try trtprof report {cap.path}")
+        common.say(f"could not write the report: {type(e).__name__}: {e}; try trtprof report {cap.path}")
         return
     if not quiet:
-        click.echo(f"report written: {path}, open it with xdg-open {shlex.quote(str(path))}", err=True)
+        click.echo(f"report written: {path}, {common.open_hint(path)}", err=True)

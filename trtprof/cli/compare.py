@@ -1,29 +1,19 @@
-"""`trtprof compare`: load two captures, print B against A, write the HTML page. Errors are one line.
+"""`trtprof compare`: load two captures, compare them, print B against A, write the HTML page.
 
 The text needs no plotly, the page does: plotly is imported only for the page, so on a machine
-without it the comparison still prints and only the page fails (EXIT_MISSING_DEPENDENCY).
+without it the comparison still prints and only the page fails (MISSING_DEPENDENCY).
 """
 from __future__ import annotations
 
 import os
 import re
-import shlex
-import sys
 from pathlib import Path
 
 import click
 
-from trtprof import workflow
-from trtprof.analysis import compare as analysis
-from trtprof.model.store import CaptureError, load_capture
-from trtprof.render import compare_text
+from trtprof.cli import common
 
-_CONTROL = {c: f"\\x{c:02x}" for c in range(32)}
-
-
-def _fail(msg: str, code: int):
-    click.echo(f"trtprof: {msg.translate(_CONTROL)}", err=True)  # one line, whatever it quotes
-    sys.exit(code)
+MODES = ("all", "on", "off")  # analysis.compare.MODES (a test keeps them equal; no pandas for --help)
 
 
 def default_output(path_a, path_b) -> Path:
@@ -36,26 +26,15 @@ def default_output(path_a, path_b) -> Path:
     return Path(f"compare-{stem(path_a)}-vs-{stem(path_b)}.html")
 
 
-def _load(label: str, path: str):
-    try:
-        cap = load_capture(path)
-    except CaptureError as e:
-        _fail(f"{label}: {e}", workflow.EXIT_BAD_CAPTURE)
-    if cap.timeline.empty:
-        _fail(f"{label}: {cap.path} holds no rows: nothing ran under Torch-TensorRT while it recorded, "
-              "nothing to compare", workflow.EXIT_EMPTY_CAPTURE)
-    return cap
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("capture_a", metavar="CAPTURE_A", type=click.Path())
 @click.argument("capture_b", metavar="CAPTURE_B", type=click.Path())
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="HTML file, or a folder for the default name (default: compare-<A>-vs-<B>.html in the "
                    "current directory).")
-@click.option("--mode", type=click.Choice(analysis.MODES), default="all", show_default=True,
+@click.option("--mode", type=click.Choice(MODES), default="all", show_default=True,
               help="Inferences to compare: with pre-allocated outputs on, off, or all of them.")
-@click.option("--shape", default=analysis.SHAPES_COMMON, show_default=True, metavar="common|all|SHAPES",
+@click.option("--shape", default="common", show_default=True, metavar="common|all|SHAPES",
               help="Input shapes to compare: those run in both captures, all, or one, e.g. '(1,128);(1,128)'.")
 @click.option("--no-html", is_flag=True, help="Print the comparison only; write no HTML page.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors (the HTML page is still written).")
@@ -73,30 +52,25 @@ def compare(capture_a, capture_b, output, mode, shape, no_html, quiet):
       trtprof compare reports/cases/small-cpp reports/cases/small-python
       trtprof compare reports/before reports/after --mode on -o before-after.html
     """
-    cap_a, cap_b = _load("A", capture_a), _load("B", capture_b)
+    cap_a, cap_b = common.load(capture_a, "A"), common.load(capture_b, "B")
+    from trtprof.analysis import compare as analysis
+    from trtprof.render import compare_text
+
     try:
         res = analysis.compare_captures(cap_a, cap_b, mode=mode, shape=shape)
-    except Exception as e:  # a capture the analysis cannot make sense of: one line, no traceback
-        if os.environ.get("TRTPROF_DEBUG"):
+    except Exception as e:  # noqa: BLE001 - a capture the analysis cannot make sense of: one line
+        if isinstance(e, common.TrtprofError):
             raise
-        _fail(f"cannot compare {capture_a} and {capture_b}: {type(e).__name__}: "
-              f"{str(e).splitlines()[0] if str(e) else ''} (set TRTPROF_DEBUG=1 for the traceback)",
-              workflow.EXIT_BAD_CAPTURE)
+        raise common.unexpected(f"cannot compare {capture_a} and {capture_b}", e) from None
     if not quiet:
         click.echo(compare_text.render(res, capture_a, capture_b, cap_a.meta, cap_b.meta))
     if no_html:
         return
-    try:
-        from trtprof.render import compare_html  # plotly: only for the page
-    except ImportError as e:
-        _fail(f"cannot write the HTML comparison here: {e} (pip install plotly, or use --no-html)",
-              workflow.EXIT_MISSING_DEPENDENCY)
-    out = Path(output) if output else default_output(capture_a, capture_b)
-    if out.is_dir():
-        out = out / default_output(capture_a, capture_b)
-    try:
-        path = compare_html.write(res, cap_a, cap_b, out)
-    except OSError as e:
-        _fail(f"cannot write {out}: {e.strerror or e}", workflow.EXIT_BAD_OUTPUT)
+    common.need_plotly("the HTML comparison (or use --no-html)")
+    from trtprof.render import compare_html
+
+    out = common.output_path(output, default_output(capture_a, capture_b), [cap_a.path, cap_b.path])
+    html = compare_html.render(res, cap_a, cap_b)
+    path = common.write(out, lambda f: f.write(html))
     if not quiet:
-        click.echo(f"comparison written: {path}, open it with xdg-open {shlex.quote(str(path))}", err=True)
+        click.echo(f"comparison written: {path}, {common.open_hint(path)}", err=True)

@@ -1,37 +1,29 @@
-"""`trtprof export`: a capture's timeline as a Perfetto / chrome://tracing trace, or as CSV.
-
-Only parses, loads, picks the output path and prints; the conversions live in `trtprof.render`.
-"""
+"""`trtprof export`: a capture's timeline as a Perfetto / chrome://tracing trace, or as CSV."""
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import click
 
-from trtprof import workflow
-from trtprof.model.store import CaptureError, load_capture
-from trtprof.render.tabular import write_csv
-from trtprof.render.trace import OPEN_HINT, write_trace
+from trtprof.cli import common
 
-# format -> (default file name in the capture folder, writer(df, path, meta))
-FORMATS = {
-    "perfetto": ("trace.json", write_trace),
-    "csv": ("timeline.csv", lambda df, path, meta: write_csv(df, path)),
-}
+OPEN_HINT = "ui.perfetto.dev (Open trace file) or chrome://tracing"
+FORMATS = {"perfetto": "trace.json", "csv": "timeline.csv"}  # format -> default file in the capture folder
 
 
-def _fail(msg: str, code: int):
-    click.echo(f"trtprof: {msg}", err=True)
-    sys.exit(code)
+def _writer(fmt: str, cap):
+    if fmt == "perfetto":
+        from trtprof.render.perfetto import write_trace
+        return lambda f: write_trace(cap.timeline, f, cap.meta)
+    from trtprof.render.tabular import write_csv
+    return lambda f: write_csv(cap.timeline, f)
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("capture_path", metavar="CAPTURE")
 @click.option("-f", "--format", "fmt", type=click.Choice(list(FORMATS)), default="perfetto", show_default=True,
               help="perfetto: Chrome trace-event JSON (Perfetto UI, chrome://tracing); csv: the timeline table.")
-@click.option("-o", "--output", type=click.Path(dir_okay=True), default=None,
-              help="File to write (default: trace.json / timeline.csv in the capture folder).")
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="File to write, or a folder for the default name (default: trace.json / timeline.csv in "
+                   "the capture folder).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def export(capture_path, fmt, output, quiet):
     """Export CAPTURE (a capture folder) for a trace viewer or a spreadsheet.
@@ -41,29 +33,17 @@ def export(capture_path, fmt, output, quiet):
 
     \b
     Example:
-      trtprof export reports/bert_prealloc-20250101-120000
-      trtprof export reports/bert --format csv -o bert.csv
+      trtprof export reports/cases/small-cpp
+      trtprof export reports/cases/small-cpp --format csv -o small.csv
     """
-    try:
-        cap = load_capture(capture_path)
-    except CaptureError as e:
-        _fail(str(e), workflow.EXIT_BAD_CAPTURE)
-    if cap.timeline.empty:
-        _fail(f"{cap.path} holds no rows: nothing to export", workflow.EXIT_EMPTY_CAPTURE)
-    name, writer = FORMATS[fmt]
-    out = Path(output) if output else cap.path / name
-    if out.is_dir():
-        out = out / name
-    try:
-        writer(cap.timeline, out, cap.meta)
-    except OSError as e:
-        _fail(f"cannot write {out}: {e.strerror or e}", workflow.EXIT_BAD_OUTPUT)
+    cap = common.load(capture_path)
+    out = common.output_path(output, cap.path / FORMATS[fmt], [cap.path])
+    common.write(out, _writer(fmt, cap))
     if quiet:
         return
     if not cap.complete:
-        click.echo(f"trtprof: note: the capture is {cap.meta.get('status', 'incomplete')}: "
-                   f"{cap.meta.get('incomplete_reason') or cap.meta.get('reason') or 'it may lack its last rows'}",
-                   err=True)
+        common.say(f"note: the capture is {cap.meta.get('status', 'incomplete')}: "
+                   f"{cap.meta.get('incomplete_reason') or cap.meta.get('reason') or 'it may lack its last rows'}")
     if fmt == "perfetto":
         click.echo(f"trace written: {out} — open it at {OPEN_HINT}", err=True)
     else:

@@ -1,17 +1,10 @@
 """`trtprof nsys-import`: join an Nsight Systems report to a capture; only parses, calls and prints."""
 from __future__ import annotations
 
-import os
-import sys
-
 import click
 
-from trtprof import nsys_run, workflow
-
-
-def _fail(msg: str, code: int):
-    click.echo(f"trtprof: {msg}", err=True)  # messages come one-line from nsys_run (control chars escaped)
-    sys.exit(code)
+from trtprof.cli import common
+from trtprof.errors import ExitCode
 
 
 @click.command("nsys-import", context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,15 +27,15 @@ def nsys_import(capture_path, report, quiet):
       trtprof nsys-import reports/bert run.nsys-rep
       trtprof nsys-import reports/bert            # after trtprof capture --nsys
     """
+    from trtprof.nsys import importer
+    from trtprof.render import nsys_text
+
     try:
-        res = nsys_run.import_report(capture_path, report)
-    except nsys_run.NsysRunError as e:
-        _fail(str(e), e.code)
-    except Exception as e:  # anything unforeseen in a foreign report: one line, no traceback
-        if os.environ.get("TRTPROF_DEBUG"):
-            raise
-        first = (str(e).splitlines() or [""])[0][:200]
-        _fail(f"cannot import {report or 'the report in ' + str(capture_path)}: {type(e).__name__}: {first} "
-              "(set TRTPROF_DEBUG=1 for the traceback)", workflow.EXIT_NO_NSYS)
+        res = importer.import_report(capture_path, report)
+    except common.TrtprofError:
+        raise
+    except Exception as e:  # noqa: BLE001 - anything unforeseen in a foreign report: one line
+        raise common.unexpected(f"cannot import {report or 'the report in ' + str(capture_path)}", e,
+                                ExitCode.NO_NSYS) from None
     if not quiet:
-        click.echo(nsys_run.describe(res), err=True)
+        click.echo(nsys_text.render(res), err=True)

@@ -1,28 +1,15 @@
-"""`trtprof report`: load a capture, write its HTML report, say where it is. Errors are one line."""
+"""`trtprof report`: load a capture, analyse it, write its HTML report, say where it is."""
 from __future__ import annotations
-
-import os
-import shlex
-import sys
 
 import click
 
-from trtprof import workflow
-from trtprof.model.store import CaptureError, load_capture
-
-
-_CONTROL = {c: f"\\x{c:02x}" for c in range(32)}
-
-
-def _fail(msg: str, code: int):
-    click.echo(f"trtprof: {msg.translate(_CONTROL)}", err=True)  # one line, whatever it quotes
-    sys.exit(code)
+from trtprof.cli import common
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("capture_path", metavar="CAPTURE", type=click.Path())
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Report file (default: CAPTURE/report.html).")
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="Report file, or a folder for report.html (default: CAPTURE/report.html).")
 @click.option("--open", "open_", is_flag=True, help="Open the report in the default browser.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def report(capture_path, output, open_, quiet):
@@ -34,31 +21,14 @@ def report(capture_path, output, open_, quiet):
 
     \b
     Example:
-      trtprof report reports/bert-20250101-120000
-      trtprof report reports/bert-20250101-120000 -o bert.html --open
+      trtprof report reports/cases/small-cpp
+      trtprof report reports/cases/small-cpp -o small.html --open
     """
-    try:
-        from trtprof.render.html import EmptyCaptureError, write_report  # plotly: only for reports
-    except ImportError as e:
-        _fail(f"cannot write HTML reports here: {e} (pip install plotly)", workflow.EXIT_MISSING_DEPENDENCY)
-    try:
-        cap = load_capture(capture_path)
-    except CaptureError as e:
-        _fail(str(e), workflow.EXIT_BAD_CAPTURE)
-    try:
-        path = write_report(cap, output)
-    except EmptyCaptureError as e:
-        _fail(f"{capture_path}: {e}", workflow.EXIT_EMPTY_CAPTURE)
-    except OSError as e:
-        _fail(f"cannot write the report {output or 'into ' + str(capture_path)}: {e.strerror or e}",
-              workflow.EXIT_BAD_OUTPUT)
-    except Exception as e:  # a capture the analysis cannot make sense of: one line, no traceback
-        if os.environ.get("TRTPROF_DEBUG"):
-            raise
-        _fail(f"cannot analyse {capture_path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
-              "(set TRTPROF_DEBUG=1 for the traceback)", workflow.EXIT_BAD_CAPTURE)
+    common.need_plotly("HTML reports")
+    cap = common.load(capture_path)
+    path = common.write_report(cap, output)
     if not quiet:
         status = "" if cap.complete else " (from an incomplete capture)"
-        click.echo(f"report written{status}: {path}, open it with xdg-open {shlex.quote(str(path))}", err=True)
+        click.echo(f"report written{status}: {path}, {common.open_hint(path)}", err=True)
     if open_:
-        click.launch(str(path))
+        common.open_in_browser(path, quiet)

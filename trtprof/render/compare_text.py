@@ -11,8 +11,12 @@ import textwrap
 
 import pandas as pd
 
-from trtprof.analysis.compare import CaptureDiff
-from trtprof.model.store import _CONTROL
+from typing import TYPE_CHECKING
+
+from trtprof.errors import clean as _clean
+
+if TYPE_CHECKING:
+    from trtprof.analysis.compare import CaptureDiff
 
 MAX_SUBGRAPHS = 30  # rows of the per-subgraph table; beyond that the largest differences are shown
 WIDTH = 118  # the per-subgraph table's width; warnings wrap to it
@@ -21,7 +25,7 @@ STATUS = {"both": "", "appeared": "new", "disappeared": "gone"}
 
 def clean(s, width: int | None = None) -> str:
     """Capture text made safe and short for one terminal cell."""
-    s = "" if s is None or s is pd.NA or (isinstance(s, float) and s != s) else str(s).translate(_CONTROL)
+    s = "" if s is None or s is pd.NA or (isinstance(s, float) and s != s) else _clean(s)
     if width is not None and len(s) > width:
         s = s[: width - 1] + "\u2026"
     return s

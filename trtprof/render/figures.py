@@ -1,6 +1,6 @@
 """Plotly figures for the HTML report, built from the analysis tables (no analysis here).
 
-Why a module of its own: the page (render/html.py) stays about layout and escaping, and each figure
+Why a module of its own: the page (render/report_html.py) stays about layout and escaping, and each figure
 is a small function from DataFrames to a `go.Figure`. Every figure has a bounded number of points
 whatever the capture size: the timeline draws a window of inferences, latency over the run is
 bucketed, histograms are binned with numpy. Text that comes from the capture (names, shapes) goes
@@ -35,13 +35,13 @@ def esc(s) -> str:
     return "".join(_ENTITIES.get(ch, ch) for ch in str(s))
 
 
-def _esc_all(values) -> list[str]:
+def esc_all(values) -> list[str]:
     cache: dict = {}
     return ["" if v is None or v is pd.NA or (isinstance(v, float) and v != v) else cache.setdefault(v, esc(v))
             for v in values]
 
 
-def _layout(fig: go.Figure, title: str, height: int = 360, **kw) -> go.Figure:
+def layout(fig: go.Figure, title: str, height: int = 360, **kw) -> go.Figure:
     fig.update_layout(title={"text": title, "x": 0.01}, height=height, template="plotly_white",
                       margin={"l": 10, "r": 10, "t": 50, "b": 40}, legend={"orientation": "h", "y": -0.18},
                       **kw)
@@ -108,8 +108,8 @@ def _bars(fig, d: pd.DataFrame, start: str, end: str, lane, t0: int, name: str, 
 
 def _hover(d: pd.DataFrame, what: str, extra: list[str] | None = None, t: tuple[str, str] = ("host_start_ns", "host_end_ns")) -> list[str]:
     dur = ((d[t[1]].astype("Float64") - d[t[0]].astype("Float64")) / 1e3).astype(float).to_numpy()
-    sub, inf, call = _esc_all(d["subgraph"]), d["inference"].to_numpy(), d["call"].to_numpy()
-    shp = _esc_all(d["input_shapes"])
+    sub, inf, call = esc_all(d["subgraph"]), d["inference"].to_numpy(), d["call"].to_numpy()
+    shp = esc_all(d["input_shapes"])
     extra = extra or [""] * len(d)
     return [f"<b>{s}</b> \u00b7 {what}<br>inference {i}, call {c}<br>{u:.1f} \u00b5s<br>inputs {sh}{x}"
             for s, i, c, u, sh, x in zip(sub, inf, call, dur, shp, extra)]
@@ -138,7 +138,7 @@ def timeline_figure(df: pd.DataFrame, window: pd.DataFrame, centre: int, why: st
     rows = df.merge(window, on=KEY)
     fig = go.Figure()
     if rows.empty:
-        return _layout(fig, "Timeline: no inference to draw")
+        return layout(fig, "Timeline: no inference to draw")
     t0 = int(rows["host_start_ns"].min())
     lanes = ["host \u00b7 inference", "host \u00b7 allocation", "host \u00b7 enqueue", "host \u00b7 fallback",
              "host \u00b7 Python"]
@@ -208,7 +208,7 @@ def timeline_figure(df: pd.DataFrame, window: pd.DataFrame, centre: int, why: st
     vis = window.iloc[lo:lo + SHOWN]
     title = (f"Timeline: {len(window)} inferences, {esc(why)}<br><sup>showing {len(vis)}; drag to zoom, "
              "double-click to see all of them</sup>")
-    _layout(fig, title, height=170 + 42 * len(lanes), barmode="overlay", bargap=0.3)
+    layout(fig, title, height=170 + 42 * len(lanes), barmode="overlay", bargap=0.3)
     fig.update_xaxes(title="ms since the window's first inference (host clock)", range=[x0 - pad, x1 + pad])
     fig.update_yaxes(categoryorder="array", categoryarray=lanes[::-1], type="category")
     return fig
@@ -230,7 +230,7 @@ def latency_histogram(lat: pd.DataFrame) -> go.Figure:
             fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges),
                                  name=f"{MODE_LABEL.get(mode, esc(mode))} ({len(g)})",
                                  marker={"color": COLORS.get(mode, "#7f7f7f")}, opacity=0.6))
-    _layout(fig, "Latency per inference (the last bin holds the slowest 0.5 %)", barmode="overlay")
+    layout(fig, "Latency per inference (the last bin holds the slowest 0.5 %)", barmode="overlay")
     fig.update_xaxes(title="latency, ms (call until host and GPU are done)")
     fig.update_yaxes(title="inferences")
     return fig
@@ -258,7 +258,7 @@ def latency_over_run(lat: pd.DataFrame) -> go.Figure:
                                  hoverinfo="skip"))
         fig.add_trace(go.Scatter(x=s["x"], y=s["med"], mode="lines", name=f"{name}: median per bucket",
                                  line={"color": color}))
-    _layout(fig, "Latency over the run (inferences in order)")
+    layout(fig, "Latency over the run (inferences in order)")
     fig.update_xaxes(title="inference number")
     fig.update_yaxes(title="latency, ms")
     return fig
@@ -269,11 +269,11 @@ def exposure_figure(exposure: pd.DataFrame) -> go.Figure:
     """Allocation time per inference, hidden under GPU work vs exposed, per subgraph and mode."""
     fig = go.Figure()
     e = exposure[exposure["mode"].isin(["on", "off"])]
-    x = [_esc_all(e["subgraph"]), [MODE_LABEL[m] for m in e["mode"]]]
+    x = [esc_all(e["subgraph"]), [MODE_LABEL[m] for m in e["mode"]]]
     for col, label in [("hidden_ns_per_inference", "hidden (GPU busy)"), ("exposed_ns_per_inference", "exposed (GPU idle)")]:
         fig.add_trace(go.Bar(x=x, y=e[col].to_numpy(float) / 1e3, name=label,
                              marker={"color": COLORS[label.split()[0]]}))
-    _layout(fig, "Output allocation per inference: hidden under GPU work or exposed", barmode="stack")
+    layout(fig, "Output allocation per inference: hidden under GPU work or exposed", barmode="stack")
     fig.update_yaxes(title="\u00b5s per inference")
     return fig
 
@@ -286,7 +286,7 @@ def gaps_figure(summary: pd.DataFrame) -> go.Figure:
     for c, label in GAP_LABEL.items():
         fig.add_trace(go.Bar(orientation="h", y=y, x=s[c.replace("_ns", "_ns_per_inference")].to_numpy(float) / 1e3,
                              name=label, marker={"color": COLORS[c]}))
-    _layout(fig, "GPU idle between subgraphs, per inference, by what the host was doing", barmode="stack",
+    layout(fig, "GPU idle between subgraphs, per inference, by what the host was doing", barmode="stack",
             height=200 + 30 * len(s))
     fig.update_xaxes(title="\u00b5s per inference")
     fig.update_yaxes(autorange="reversed")

@@ -30,33 +30,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trtprof.model import schema
+from trtprof import _files
+from trtprof.errors import CaptureError, ExitCode, first_line as _first_line
+from trtprof.timeline import schema
+from trtprof.timeline.columns import NOT_NULL
 
 META = "meta.json"
 TIMELINE = "timeline.parquet"
 SPILL = "timeline.arrows"
 LOCK = ".capturing"
 
-# Columns the recorder fills on every row. A null there means trtprof did not write the file, and the
-# analyses group and branch on them, so the loader refuses it rather than let a report trip over it.
-NOT_NULL = ("model", "subgraph", "subgraph_kind", "runtime", "event")
 ROW_GROUP = 128 * 1024  # rows per parquet row group: bounds memory while converting, reads fast
-
-# Everything str.splitlines() breaks on, and the other control characters, escaped in messages.
-_CONTROL = {c: f"\\x{c:02x}" if c < 256 else f"\\u{c:04x}"
-            for c in [*range(32), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]}
-
-
-class CaptureError(Exception):
-    """A capture folder that cannot be written or read; the message is one line for the user.
-
-    Control characters (a newline in a folder name, or in text taken from a capture) are escaped, so
-    the message stays one line whatever it quotes.
-    """
-
-    def __init__(self, message: str):
-        super().__init__(str(message).translate(_CONTROL))
-
 
 @dataclass
 class Capture:
@@ -72,9 +56,7 @@ class Capture:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    _files.write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 class CaptureWriter:
@@ -88,19 +70,20 @@ class CaptureWriter:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:  # FileExistsError here: a file is in the way
             raise CaptureError(f"cannot write the capture folder {self.folder}: "
-                               f"{'a file of that name exists' if self.folder.is_file() else e.strerror}") from None
+                               f"{'a file of that name exists' if self.folder.is_file() else e.strerror}", ExitCode.BAD_OUTPUT) from None
         try:
             fd = os.open(self.folder / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             raise CaptureError(f"{self.folder} already holds a capture, or another trtprof process is writing "
-                               "one there; choose another folder with -o") from None
+                               "one there; choose another folder with -o", ExitCode.BAD_OUTPUT) from None
         except OSError as e:
-            raise CaptureError(f"cannot write the capture folder {self.folder}: {e.strerror}") from None
+            raise CaptureError(f"cannot write the capture folder {self.folder}: {e.strerror}", ExitCode.BAD_OUTPUT) from None
         try:
             os.write(fd, str(os.getpid()).encode())
             os.close(fd)
             if any(p.name in (META, TIMELINE, SPILL) for p in self.folder.iterdir()):
-                raise CaptureError(f"{self.folder} already holds a capture; choose another folder with -o")
+                raise CaptureError(f"{self.folder} already holds a capture; choose another folder with -o",
+                                   ExitCode.BAD_OUTPUT)
             self.meta = dict(meta, schema_version=schema.SCHEMA_VERSION, status="running")
             _write_json(self.folder / META, self.meta)
             self._sink = pa.OSFile(str(self.folder / SPILL), "wb")
@@ -108,7 +91,7 @@ class CaptureWriter:
         except BaseException as e:
             (self.folder / LOCK).unlink(missing_ok=True)
             if isinstance(e, OSError):
-                raise CaptureError(f"cannot write the capture folder {self.folder}: {e.strerror}") from None
+                raise CaptureError(f"cannot write the capture folder {self.folder}: {e.strerror}", ExitCode.BAD_OUTPUT) from None
             raise
         self.rows = 0
 
@@ -155,23 +138,17 @@ def _spill_to_parquet(spill: Path, final: Path) -> int:
     Why not read_table + write_table: that holds the whole timeline in memory at once (gigabytes at
     10 M rows); this holds one row group.
     """
-    tmp = final.with_name(final.name + ".tmp")
     rows, buf, n = 0, [], 0
-    try:
-        with pq.ParquetWriter(tmp, schema.ARROW_SCHEMA, compression="zstd") as out:
-            for batch in _iter_spill(spill):
-                buf.append(batch)
-                n += batch.num_rows
-                if n >= ROW_GROUP:
-                    out.write_table(pa.Table.from_batches(buf, schema=schema.ARROW_SCHEMA), row_group_size=n)
-                    rows, buf, n = rows + n, [], 0
-            if buf:
+    with _files.atomic_path(final) as tmp, pq.ParquetWriter(tmp, schema.ARROW_SCHEMA, compression="zstd") as out:
+        for batch in _iter_spill(spill):
+            buf.append(batch)
+            n += batch.num_rows
+            if n >= ROW_GROUP:
                 out.write_table(pa.Table.from_batches(buf, schema=schema.ARROW_SCHEMA), row_group_size=n)
-                rows += n
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+                rows, buf, n = rows + n, [], 0
+        if buf:
+            out.write_table(pa.Table.from_batches(buf, schema=schema.ARROW_SCHEMA), row_group_size=n)
+            rows += n
     return rows
 
 
@@ -274,10 +251,6 @@ def _load_meta(folder: Path) -> dict:
 def _short(value, n: int = 40) -> str:
     r = repr(value)
     return r if len(r) <= n else r[:n] + "..."
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
 def load(path: str | os.PathLike) -> pd.DataFrame:

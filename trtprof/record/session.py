@@ -14,10 +14,11 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from trtprof import __version__
+from trtprof._version import __version__
 from trtprof.capture import environment
 from trtprof.capture.install import Instrumenter
-from trtprof.model.store import Capture, CaptureWriter, load_capture
+from trtprof.capture.options import CaptureOptions
+from trtprof.timeline.store import Capture, CaptureWriter, load_capture
 
 DEFAULT_ROOT = "reports"
 
@@ -36,14 +37,15 @@ class Session:
     """Owns one capture from `start()` to `stop()`."""
 
     def __init__(self, out: str | os.PathLike | None = None, *, name: str = "capture",
-                 options: dict | None = None, command: list[str] | None = None, nvtx: bool = True,
-                 gpu: bool | None = None, cpp_allocs: bool = True, prealloc: str = "as-is", level: str = "full",
-                 sample: int = 1):
+                 options: CaptureOptions | None = None, command: list[str] | None = None,
+                 run: dict | None = None, **choices):
+        """`options` (a CaptureOptions), or its fields as keywords (prealloc=, level=, sample=, ...);
+        `run`: how the capture was started (script, module), recorded in meta.json."""
+        self.options = options if options is not None else CaptureOptions(**choices)
         self.folder = Path(out) if out else default_folder(name)
-        self.options = options or {}
+        self.run = run or {}
         self.command = command if command is not None else list(sys.argv)
-        self.instrumenter = Instrumenter(self._write, nvtx=nvtx, gpu=gpu, cpp_allocs=cpp_allocs,
-                                         prealloc=prealloc, level=level, sample=sample)
+        self.instrumenter = Instrumenter(self._write, self.options)
         self.writer: CaptureWriter | None = None
         self.capture: Capture | None = None
         self._t0 = 0.0
@@ -57,7 +59,7 @@ class Session:
             "trtprof": __version__,
             "command": self.command,
             "cwd": os.getcwd(),
-            "options": self.options,
+            "options": {**self.run, **self.options.as_meta()},
             "start_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "pid": os.getpid(),
             "clock": "perf_counter_ns (CLOCK_MONOTONIC)",
@@ -70,6 +72,13 @@ class Session:
 
     def instrument(self, model) -> bool:
         return self.instrumenter.instrument(model)
+
+    def pause(self) -> None:
+        """Stop recording (the hooks pass through) until `resume()`."""
+        self.instrumenter.pause()
+
+    def resume(self) -> None:
+        self.instrumenter.resume()
 
     def stop(self, *, status: str = "complete", reason: str | None = None, exit_code: int | None = None) -> Capture:
         """Flush and write the capture folder; returns it loaded. Safe to call once after start()."""
@@ -134,6 +143,12 @@ class _Pending:
 
     def instrument(self, model) -> bool:
         return self.session.instrument(model)
+
+    def pause(self) -> None:
+        self.session.pause()
+
+    def resume(self) -> None:
+        self.session.resume()
 
     def _fill(self, cap: Capture) -> None:
         self.timeline, self.meta, self.path = cap.timeline, cap.meta, cap.path

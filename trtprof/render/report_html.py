@@ -1,149 +1,30 @@
 """The HTML report: one self-contained file (plotly.js inlined, works offline) a newcomer can read.
 
-Why built by hand rather than with a template engine: the page is a handful of sections, and doing
-the escaping in one visible place is the point. Every string that comes from a capture (model and
-subgraph names, shapes, the command line, notes, paths) passes through `html.escape` here, or through
-`figures.esc` inside plotly figures, whose JSON is embedded with `<`, `>` and `&` as \\u escapes so
-nothing in it can close the <script> element. Nothing from the capture is ever executed or imported.
+Data in, text out: the analysis results and the nsys view come in, the page goes out; the kit
+(escaping, tables, figures) is `render.page`.
 
 Scale: statistics use every row; only the timeline is windowed and the latency series bucketed, so a
 1,000,000-row capture stays a few MB (see scripts/bench_report.py).
 """
 from __future__ import annotations
 
-import html
-import os
-import shlex
-import tempfile
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import plotly.io as pio
-from plotly.offline import get_plotlyjs
-
-from trtprof import __version__
+from trtprof._version import __version__
 from trtprof.analysis import shapes as shape_analysis
-from trtprof.analysis import stats
-from trtprof.model.store import Capture
+from trtprof.analysis import report as analysis
 from trtprof.render import figures
-from trtprof.render.nsys_section import section as nsys_section  # '' without an nsys import
+from trtprof.render.nsys_html import section as nsys_section
+from trtprof.render.page import Figures, command, document, e, ms, nbytes, num as _num, pct, table, us
+
+if TYPE_CHECKING:
+    from trtprof.analysis.report import Results
+    from trtprof.timeline.store import Capture
 
 REPORT = "report.html"
-MAX_TABLE_ROWS = 200
-
-
-class EmptyCaptureError(ValueError):
-    """The capture has no rows: there is nothing to report."""
-
-
-def e(s) -> str:
-    """Escape anything for HTML text or a quoted attribute."""
-    return html.escape("" if s is None else str(s), quote=True)
-
-
-# -- number formatting ------------------------------------------------------------------------------------
-def _num(v, fmt: str, scale: float = 1.0) -> str:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return "\u2014"
-    return "\u2014" if v != v else format(v / scale, fmt)
-
-
-def us(v) -> str:
-    return _num(v, ".1f", 1e3)
-
-
-def ms(v) -> str:
-    return _num(v, ".3f")
-
-
-def nbytes(v) -> str:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return "\u2014"
-    if v != v:
-        return "\u2014"
-    for unit, f in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(v) >= f:
-            return f"{v / f:.1f} {unit}"
-    return f"{v:.0f} B"
-
-
-def pct(v) -> str:
-    return _num(v, ".0%")
-
-
-def table(df: pd.DataFrame, cols: list[tuple[str, str, object]], max_rows: int = MAX_TABLE_ROWS) -> str:
-    """An HTML table of `df`: cols are (column, header, formatter or None for escaped text)."""
-    if df is None or df.empty:
-        return '<p class="muted">nothing to show</p>'
-    head = "".join(f"<th>{e(h)}</th>" for _, h, _ in cols)
-    body = []
-    for row in df.head(max_rows).itertuples(index=False):
-        r = row._asdict()
-        cells = []
-        for c, _, f in cols:
-            v = r.get(c)
-            text = f(v) if f else ("" if v is None or (isinstance(v, float) and v != v) else str(v))
-            cells.append(f'<td class="{"n" if f else "t"}">{e(text)}</td>')
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    more = (f'<p class="muted">showing the first {max_rows} of {len(df)} rows</p>' if len(df) > max_rows else "")
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>{more}'
-
-
-# -- figures ----------------------------------------------------------------------------------------------
-class _Figures:
-    def __init__(self):
-        self.n = 0
-
-    def __call__(self, fig) -> str:
-        js = pio.to_json(fig, validate=False, engine="json")
-        js = js.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-        self.n += 1
-        return (f'<div class="trtprof-fig" id="fig{self.n}"></div>\n'
-                f'<script>trtprofPlot("fig{self.n}", {js});</script>')
-
-
-_HEAD_JS = """
-window.trtprofErrors = [];
-function trtprofError(msg) {
-  window.trtprofErrors.push(String(msg));
-  var box = document.getElementById("trtprof-errors");
-  if (box) { box.hidden = false; var li = document.createElement("li"); li.textContent = String(msg);
-             box.querySelector("ul").appendChild(li); }
-}
-window.addEventListener("error", function (ev) { trtprofError(ev.message || "a script failed"); });
-function trtprofPlot(id, fig) {
-  try { Plotly.newPlot(id, fig.data, fig.layout, {responsive: true, displaylogo: false}); }
-  catch (err) { trtprofError("figure " + id + " did not render: " + err); }
-}
-"""
-
-_CSS = """
-body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#222;background:#fafafa}
-main{max-width:1200px;margin:0 auto;padding:16px 24px 64px}
-h1{font-size:1.6em;margin:.4em 0 .1em} h2{font-size:1.25em;margin:1.6em 0 .4em;border-bottom:1px solid #ddd}
-.muted{color:#666;font-size:.92em} .verdict{font-size:1.35em;font-weight:600;margin:.5em 0}
-.card{background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:10px 14px;margin:10px 0}
-.warn{background:#fff4e5;border-color:#f0b45b} #trtprof-errors{background:#fde8e8;border-color:#e07070}
-table{border-collapse:collapse;font-size:.9em;background:#fff} th,td{border:1px solid #e3e3e3;padding:3px 7px}
-th{background:#f2f2f2;text-align:left} td.n{text-align:right;font-variant-numeric:tabular-nums}
-.scroll{overflow-x:auto} code{background:#f2f2f2;padding:0 3px;border-radius:3px;word-break:break-all}
-.trtprof-fig{background:#fff;border:1px solid #e3e3e3;border-radius:6px;margin:10px 0}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:0} dt{color:#666}
-"""
 
 
 # -- sections -----------------------------------------------------------------------------------------------
-def _command(meta: dict) -> str:
-    cmd = meta.get("command")
-    if isinstance(cmd, (list, tuple)):
-        return shlex.join(str(c) for c in cmd)
-    return "" if cmd is None else str(cmd)
-
-
 def _recorded(meta: dict) -> str:
     """What the capture recorded: its level, and sampling (then counts are of recorded inferences)."""
     level, n = meta.get("level"), meta.get("sample")
@@ -155,10 +36,10 @@ def _recorded(meta: dict) -> str:
     return text + "; every inference"
 
 
-def _header(cap: Capture, r: stats.Results) -> str:
+def _header(cap: Capture, r: Results) -> str:
     meta, df = cap.meta, cap.timeline
     env = meta.get("environment") if isinstance(meta.get("environment"), dict) else {}
-    items = [("capture", str(cap.path) if cap.path else ""), ("command", _command(meta)),
+    items = [("capture", str(cap.path) if cap.path else ""), ("command", command(meta)),
              ("started", meta.get("start_time", "")), ("rows", f"{len(df):,}"),
              ("inferences", f"{len(r.infs):,}"), ("recorded", _recorded(meta)), ("GPU", env.get("gpu") or "none recorded"),
              ("versions", ", ".join(f"{k} {env[k]}" for k in ("torch", "torch_tensorrt", "tensorrt") if env.get(k)))]
@@ -181,7 +62,7 @@ def _header(cap: Capture, r: stats.Results) -> str:
             'overlap</a> \u00b7 <a href="#shapes">shape changes</a> \u00b7 <a href="#subgraphs">per subgraph</a></nav>')
 
 
-def _headline(r: stats.Results, fig) -> str:
+def _headline(r: Results, fig) -> str:
     parts = ["<h2 id='headline'>1. Headline: latency and pre-allocated outputs</h2>",
              '<p class="muted">Latency of one inference = from the call of the compiled model until both the '
              "host returned and the GPU finished its work. Median and 10th/90th percentiles; the difference "
@@ -202,7 +83,7 @@ def _headline(r: stats.Results, fig) -> str:
     return "".join(parts)
 
 
-def _latency(r: stats.Results, fig) -> str:
+def _latency(r: Results, fig) -> str:
     if r.latency.empty:
         return ""
     return ("<h2 id='latency'>4. Latency per inference</h2>"
@@ -212,14 +93,14 @@ def _latency(r: stats.Results, fig) -> str:
             + fig(figures.latency_histogram(r.latency)) + fig(figures.latency_over_run(r.latency)))
 
 
-def _recommendations(r: stats.Results) -> str:
+def _recommendations(r: Results) -> str:
     parts = ["<h2 id='recommendations'>2. Recommendations</h2>",
              '<p class="muted">Computed from this capture; the gain is per inference, measured where both '
              "alternatives ran, otherwise an estimate (usually an upper bound).</p>"]
     if r.recommendations.empty:
         parts.append('<div class="card">Nothing worth changing found: exposed allocation, forced '
                      "re-allocations, graph breaks and Python gaps each cost less than "
-                     f"{stats.SIGNIFICANT_SHARE:.0%}\u2013{stats.PYTHON_SHARE:.0%} of the median latency.</div>")
+                     f"{analysis.SIGNIFICANT_SHARE:.0%}\u2013{analysis.PYTHON_SHARE:.0%} of the median latency.</div>")
         return "".join(parts)
     items = []
     for rec in r.recommendations.itertuples(index=False):
@@ -229,7 +110,7 @@ def _recommendations(r: stats.Results) -> str:
     return "".join(parts)
 
 
-def _timeline(cap: Capture, r: stats.Results, fig) -> str:
+def _timeline(cap: Capture, r: Results, fig) -> str:
     win, centre, why = figures.choose_window(cap.timeline, r.infs, r.changes, r.latency)
     parts = ["<h2 id='timeline'>3. Timeline</h2>",
              '<p class="muted">One host-clock axis. Host lanes: the inference call, output allocations (red: '
@@ -244,7 +125,7 @@ def _timeline(cap: Capture, r: stats.Results, fig) -> str:
     return "".join(parts)
 
 
-def _overlap(r: stats.Results, fig) -> str:
+def _overlap(r: Results, fig) -> str:
     parts = ["<h2 id='overlap'>5. Does allocation overlap GPU execution?</h2>",
              '<p class="muted">For every output allocation, the part of its host time during which the GPU was '
              "busy with any engine or fallback (hidden: free) and the part during which it was idle (exposed: "
@@ -280,7 +161,7 @@ def _overlap(r: stats.Results, fig) -> str:
     return "".join(parts)
 
 
-def _shapes(r: stats.Results) -> str:
+def _shapes(r: Results) -> str:
     parts = ["<h2 id='shapes'>6. Input shape changes</h2>",
              '<p class="muted">A call whose input shapes differ from the previous call of the same subgraph. With '
              "pre-allocated outputs on, the buffer prepared for the old shape is thrown away and outputs are "
@@ -308,7 +189,7 @@ def _shapes(r: stats.Results) -> str:
     return "".join(parts)
 
 
-def _subgraphs(r: stats.Results) -> str:
+def _subgraphs(r: Results) -> str:
     return ("<h2 id='subgraphs'>7. Per subgraph</h2>"
             '<p class="muted">Engines run in TensorRT; fallbacks are the parts PyTorch runs between them (graph '
             "breaks). GPU time from CUDA events; host time of the whole call; the cost of a graph break is the "
@@ -332,46 +213,12 @@ def _footer(cap: Capture) -> str:
               "(CLOCK_MONOTONIC); GPU times come from CUDA events converted to the host clock.</p>")
 
 
-def render(cap: Capture, *, n_boot: int = stats.N_BOOT) -> str:
-    """The report as one HTML string."""
-    df = cap.timeline
-    if df is None or len(df) == 0:
-        raise EmptyCaptureError("the capture has no rows: nothing ran under Torch-TensorRT while it recorded")
-    r = stats.analyse(df, n_boot=n_boot)
-    fig = _Figures()
+def render(cap: Capture, r: Results, nsys=None) -> str:
+    """The report as one HTML string: `r` is `analysis.report.analyse(cap.timeline)`, `nsys` the
+    capture's nsys import as `nsys.store.ReportView` (or None)."""
+    fig = Figures()
     body = "".join([_header(cap, r), _headline(r, fig), _recommendations(r), _timeline(cap, r, fig),
                     _latency(r, fig), _overlap(r, fig), _shapes(r), _subgraphs(r),
-                    nsys_section(cap), _footer(cap)])
+                    nsys_section(nsys), _footer(cap)])
     title = f"trtprof report \u2014 {cap.path.name if cap.path else 'capture'}"
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<meta name=\"trtprof-figures\" content=\"{fig.n}\"><title>{e(title)}</title>"
-            f"<style>{_CSS}</style><script>{_HEAD_JS}</script>"
-            f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body><main>"
-            '<div id="trtprof-errors" class="card" hidden><b>Parts of this report failed to display:</b><ul></ul></div>'
-            f"{body}</main></body></html>\n")
-
-
-def write_report(capture: Capture, path: str | os.PathLike | None = None) -> Path:
-    """Write the report for `capture` to `path` (default: report.html in the capture folder) and return
-    the path. Written to a temporary file first, so a failure never leaves half a report."""
-    if path is None:
-        if capture.path is None:
-            raise ValueError("the capture has no folder: give the report a path")
-        path = Path(capture.path) / REPORT
-    return write_atomic(Path(path), render(capture), ".report-")
-
-
-def write_atomic(path: Path, text: str, prefix: str) -> Path:
-    """Write `text` through a temporary file and a rename, so a failure never leaves half a page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".html", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return document(title, body, fig.n, failed="this report")

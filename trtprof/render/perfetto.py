@@ -23,16 +23,13 @@ and do not fit the 32-bit tids viewers expect; the real values are in the track 
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
-from pathlib import Path
 
 import pandas as pd
 
 RANK = {"inference": 0, "fallback": 1, "call": 2, "exec": 3, "alloc": 4}  # parent first on equal spans
 ARG_COLUMNS = ["model", "inference", "call", "runtime", "input_shapes", "shapes", "bytes", "prealloc",
                "alloc_phase", "outputs", "shape_changed", "reallocated", "exclude", "note", "seq"]
-OPEN_HINT = "ui.perfetto.dev (Open trace file) or chrome://tracing"
 
 
 def _py(v):
@@ -233,16 +230,9 @@ def to_json(trace: dict) -> str:
     return json.dumps(trace, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
-def write_trace(df: pd.DataFrame, path: str | os.PathLike, meta: dict | None = None) -> Path:
-    """Write the trace of `df` to `path` (atomically: a viewer never sees half a file)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(to_json(build_trace(df, meta)), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+def write_trace(df: pd.DataFrame, out, meta: dict | None = None) -> None:
+    """Write the trace of `df` into the text stream `out` (the caller owns the file)."""
+    out.write(to_json(build_trace(df, meta)))
 
 
 # -- checks, from the JSON alone (used by the tests; cheap enough to run on any trace) ----------------

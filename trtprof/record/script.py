@@ -16,29 +16,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trtprof import runner
-from trtprof.model.store import Capture, CaptureError
-from trtprof.session import Session
-
-# Exit codes of trtprof's own failures (the script's own exit code passes through otherwise).
-EXIT_SCRIPT_ERROR = 1
-EXIT_USAGE = 2  # options that cannot go together (click's own usage errors exit 2 too)
-EXIT_NO_SCRIPT = 3
-EXIT_BAD_OUTPUT = 4
-EXIT_BAD_CAPTURE = 5
-EXIT_EMPTY_CAPTURE = 6
-EXIT_MISSING_DEPENDENCY = 7
-EXIT_NO_NSYS = 8  # nsys not on PATH, or an nsys report that cannot be used
+from trtprof.capture.options import CaptureOptions
+from trtprof.errors import ExitCode, UsageError
+from trtprof.record import runner
+from trtprof.record.session import Session
+from trtprof.timeline.store import Capture
 
 BATCH_ENV = "TRTPROF_BATCH_ROWS"  # rows per spilled batch (default: the recorder's, 4096)
-
-
-class UsageError(Exception):
-    """A bad argument found before anything ran: one line, and the exit code to use."""
-
-    def __init__(self, message: str, code: int):
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass
@@ -57,13 +41,13 @@ def check_target(target: str, module: bool) -> str:
         except (ImportError, ValueError):
             spec = None
         if spec is None:
-            raise UsageError(f"no module named {target!r}", EXIT_NO_SCRIPT)
+            raise UsageError(f"no module named {target!r}", ExitCode.NO_SCRIPT)
         return target.rsplit(".", 1)[-1]
     p = Path(target)
     if not p.exists():
-        raise UsageError(f"script not found: {target}", EXIT_NO_SCRIPT)
+        raise UsageError(f"script not found: {target}", ExitCode.NO_SCRIPT)
     if not p.is_file() or not os.access(p, os.R_OK):
-        raise UsageError(f"script not readable: {target}", EXIT_NO_SCRIPT)
+        raise UsageError(f"script not readable: {target}", ExitCode.NO_SCRIPT)
     return p.stem
 
 
@@ -80,7 +64,7 @@ def _batch_rows() -> int | None:
     except ValueError:
         rows = 0
     if rows < 1:
-        raise UsageError(f"{BATCH_ENV} must be a positive number of rows, not {raw!r}", 2)
+        raise UsageError(f"{BATCH_ENV} must be a positive number of rows, not {raw!r}")
     return rows
 
 
@@ -106,21 +90,15 @@ def _finishing_exit(session: Session, real_exit):
 
 
 def capture_script(target: str, args: list[str], *, module: bool = False, out: str | None = None,
-                   options: dict | None = None, command: list[str] | None = None,
-                   session_kwargs: dict | None = None) -> CaptureOutcome:
-    """`session_kwargs` go to Session (prealloc=..., cpp_allocs=...)."""
+                   options: CaptureOptions | None = None, command: list[str] | None = None) -> CaptureOutcome:
+    """Run `target` under a capture; TrtprofError (one line, its exit code) before anything ran."""
     stem = check_target(target, module)
-    try:
-        session = Session(out, name=stem, options=options, command=command, **(session_kwargs or {}))
-    except ValueError as e:  # options that cannot go together (Instrumenter says which)
-        raise UsageError(str(e), EXIT_USAGE) from None
+    session = Session(out, name=stem, options=options or CaptureOptions(), command=command,
+                      run={"module": module, "output": out})
     rows = _batch_rows()
     if rows:
         session.instrumenter.batch = rows
-    try:
-        session.start()
-    except CaptureError as e:
-        raise UsageError(str(e), EXIT_BAD_OUTPUT) from None
+    session.start()  # CaptureError (BAD_OUTPUT) when the folder cannot be written
     old = signal.signal(signal.SIGTERM, _raise_terminated)
     real_exit = os._exit
     os._exit = _finishing_exit(session, real_exit)

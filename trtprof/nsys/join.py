@@ -30,7 +30,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from trtprof.model.nsys import COLUMNS, NsysError, NsysTrace
+from trtprof.errors import NsysError
+from trtprof.nsys.reader import NsysTrace
+from trtprof.nsys.store import COLUMNS
+from trtprof.timeline import schema
+from trtprof.timeline.nvtx import range_names  # noqa: F401 - the rule the pairing uses
 
 ALIGN_EVENTS = ("call", "alloc", "exec")
 END_TOLERANCE_NS = 50_000  # a pairing whose end disagrees by more is not the same range
@@ -59,15 +63,6 @@ class Join:
     summary: dict
     clock: Clock
     notes: list[str] = field(default_factory=list)
-
-
-def range_names(df: pd.DataFrame) -> pd.Series:
-    """The NVTX name trtprof pushes for each row (see trtprof.capture.marks)."""
-    name = df["subgraph"].astype(str) + " " + df["event"].astype(str)
-    phase = df["alloc_phase"].astype("string")
-    alloc = (df["event"] == "alloc") & phase.notna()
-    name = name.where(~alloc, name + " (" + phase.fillna("") + ")")
-    return name.astype(str)
 
 
 # -- pairing rows with ranges ----------------------------------------------------------------------------
@@ -349,17 +344,15 @@ COMPARE_COLUMNS = ["model", "subgraph", "kind", "event", "calls", "event_us", "s
 def compare(df: pd.DataFrame, cols: pd.DataFrame) -> pd.DataFrame:
     """Per subgraph: CUDA-event GPU time against nsys's view of the same calls (medians per call).
 
-    The row measured is the one `trtprof.analysis.summary` times: exec for engines, fallback for
+    The row measured is the one `schema.timed_rows` picks: exec for engines, fallback for
     fallbacks, inference for the model; rows marked `exclude`, without GPU events or without nsys
     data are left out. event_us = CUDA event end - start; span_us = last kernel end - first kernel
     start; busy_us = union of kernel/copy intervals; diff_*_pct = (event - nsys) / nsys; lead_us =
     first kernel start - start event (GPU time before the first kernel), tail_us = end event - last
     kernel end.
     """
-    m = df.merge(cols, on="seq", how="inner")
-    timed = {"engine": "exec", "fallback": "fallback", "model": "inference"}
-    m = m[(m["event"] == m["subgraph_kind"].map(timed)) & ~m["exclude"].fillna(False).astype(bool)
-          & m["gpu_start_ns"].notna() & m["gpu_end_ns"].notna() & m["nsys_gpu_start_ns"].notna()]
+    m = schema.timed_rows(df).merge(cols, on="seq", how="inner")
+    m = m[m["gpu_start_ns"].notna() & m["gpu_end_ns"].notna() & m["nsys_gpu_start_ns"].notna()]
     if m.empty:
         return pd.DataFrame(columns=COMPARE_COLUMNS)
     f = lambda s: s.astype("float64")  # noqa: E731

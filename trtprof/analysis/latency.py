@@ -1,0 +1,48 @@
+"""Latency per inference: from the call of the compiled model until both the host returned and the
+GPU finished its work; and its median and percentiles per group. Stateless DataFrame -> DataFrame.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from trtprof.analysis import overlap
+
+
+def dur(d: pd.DataFrame, start: str, end: str) -> pd.Series:
+    """end - start as floats (NaN where either is null)."""
+    return (d[end].astype("Float64") - d[start].astype("Float64")).astype(float)
+
+
+def inference_latency(df: pd.DataFrame, infs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per inference: host time, GPU time and latency = from the call until both the host
+    returned and the GPU finished its work (the host alone when there are no GPU times)."""
+    cols = overlap.KEY + ["mode", "excluded", "input_shapes", "host_ns", "gpu_ns", "latency_ns"]
+    rows = df[(df["event"] == "inference") & (df["inference"] >= 0)].drop_duplicates(overlap.KEY)
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    hs, he = rows["host_start_ns"].to_numpy(np.int64), rows["host_end_ns"].to_numpy(np.int64)
+    gs = rows["gpu_start_ns"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    ge = rows["gpu_end_ns"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    out = rows[overlap.KEY + ["input_shapes"]].reset_index(drop=True)
+    out["host_ns"] = (he - hs).astype(float)
+    out["gpu_ns"] = ge - gs
+    out["latency_ns"] = np.where(np.isnan(ge), he - hs, np.maximum(he, ge) - hs)
+    infs = overlap.inferences(df) if infs is None else infs
+    out = out.merge(infs[overlap.KEY + ["mode", "excluded"]], on=overlap.KEY, how="left")
+    out["mode"] = out["mode"].fillna("none")
+    out["excluded"] = out["excluded"].fillna(False).astype(bool)
+    return out[cols]
+
+
+def latency_summary(lat: pd.DataFrame, by=("model", "mode")) -> pd.DataFrame:
+    """n, median, p10, p90 (ms) of the included inferences per group."""
+    by = list(by)
+    cols = by + ["n", "median_ms", "p10_ms", "p90_ms"]
+    ok = lat[~lat["excluded"].astype(bool)] if len(lat) else lat
+    if ok.empty:
+        return pd.DataFrame(columns=cols)
+    g = ok.groupby(by, sort=True, dropna=False)["latency_ns"]
+    out = pd.DataFrame({"n": g.size(), "median_ms": g.median() / 1e6, "p10_ms": g.quantile(0.1) / 1e6,
+                        "p90_ms": g.quantile(0.9) / 1e6}).reset_index()
+    return out[cols]

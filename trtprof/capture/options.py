@@ -1,0 +1,59 @@
+"""What a capture records, as one object: validated once, turned into argv and into meta.json.
+
+Why one object: the same choices arrive from click options (`trtprof capture`), from keyword
+arguments (`trtprof.profile()`), and must be handed on to a child process (`capture --nsys` runs the
+capture again under nsys) and recorded in the capture's metadata. Spelled out in one place, they
+cannot drift apart. Imports nothing heavy: the CLI validates options before torch is loaded.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from trtprof.capture.prealloc import Policy
+from trtprof.errors import UsageError
+
+# What is recorded (docs/recording.md, "Levels"): full = every range with CUDA events, output
+# allocations with shapes and bytes, the C++ allocator log; minimal = every range on the host clock,
+# CUDA events only around each inference, allocations without shapes, no allocator log. Either level
+# can record 1 inference in N (`sample`), plus every one whose input shapes change and the one after.
+LEVELS = ("full", "minimal")
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    prealloc: str = "as-is"  # on | off | as-is | alternate[:K]
+    cpp_allocs: bool = True  # the C++ runtime's allocations from the caching allocator's log
+    level: str = "full"
+    sample: int = 1  # record 1 inference in N
+    nvtx: bool = True
+    gpu: bool | None = None  # None: CUDA events when CUDA is there
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """UsageError (one line, speaking of the option's name) for values that cannot work."""
+        if self.level not in LEVELS:
+            raise UsageError(f"unknown level {self.level!r}: choose one of {', '.join(LEVELS)}")
+        if isinstance(self.sample, bool) or not isinstance(self.sample, int) or self.sample < 1:
+            raise UsageError(f"sample must be a whole number >= 1 (record 1 inference in N), got {self.sample!r}")
+        try:
+            policy = Policy.parse(self.prealloc)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if self.sample > 1 and policy.mode == "alternate":
+            # the first call after each flip must be seen (and excluded): sampling would skip it
+            raise UsageError("prealloc alternate records every inference: it cannot be combined with --sample "
+                             "(sample=N)")
+
+    @property
+    def policy(self) -> Policy:
+        return Policy.parse(self.prealloc)
+
+    def to_argv(self) -> list[str]:
+        """The `trtprof capture` options that give these choices (for a child capture)."""
+        return ["--prealloc", self.prealloc, "--cpp-allocs" if self.cpp_allocs else "--no-cpp-allocs",
+                "--level", self.level, "--sample", str(self.sample)]
+
+    def as_meta(self) -> dict:
+        return asdict(self)

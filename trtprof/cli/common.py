@@ -1,0 +1,145 @@
+"""What every command shares: the one place errors become a line and an exit code, loading a
+capture, choosing and writing an output file, writing a report.
+
+Why here (memray's `commands/common.py`): a command is then only wiring (parse, call, print); the
+flow "load, analyse, render, write" exists once, for `report` and for `capture` alike. Heavy imports
+(pandas, plotly) happen inside the functions, so `trtprof --help` stays fast.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from trtprof.errors import EmptyCaptureError, ExitCode, MissingDependency, TrtprofError, clean, first_line  # noqa: F401
+
+# files of a capture folder an output must never replace
+OWN_FILES = ("meta.json", "timeline.parquet", "timeline.arrows", "nsys.parquet", "nsys.json", ".capturing")
+
+
+class Group(click.Group):
+    """The `trtprof` group: a TrtprofError from any command is one line on stderr and its exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except TrtprofError as e:
+            say(str(e))
+            sys.exit(e.exit_code)
+
+
+def say(msg: str, quiet: bool = False) -> None:
+    """One line on stderr, prefixed and escaped (a path or a name may hold control characters)."""
+    if not quiet:
+        click.echo(f"trtprof: {clean(msg)}", err=True)
+
+
+def unexpected(what: str, e: Exception, code: int = ExitCode.BAD_CAPTURE) -> TrtprofError:
+    """An error nobody foresaw (a capture the analysis cannot make sense of): one line, no traceback,
+    unless TRTPROF_DEBUG is set."""
+    if os.environ.get("TRTPROF_DEBUG"):
+        raise e
+    return TrtprofError(f"{what}: {type(e).__name__}: {first_line(e) if str(e) else ''} "
+                        "(set TRTPROF_DEBUG=1 for the traceback)", code)
+
+
+def load(path, label: str = ""):
+    """The capture at `path`, which must hold rows (TrtprofError otherwise)."""
+    from trtprof.timeline.store import load_capture
+
+    prefix = f"{label}: " if label else ""
+    try:
+        cap = load_capture(path)
+    except TrtprofError as e:
+        raise type(e)(prefix + str(e), e.exit_code) from None
+    if cap.timeline.empty:
+        raise EmptyCaptureError(f"{prefix}{cap.path} holds no rows: nothing ran under Torch-TensorRT while it recorded")
+    return cap
+
+
+def output_path(output, default: Path, capture_folders=()) -> Path:
+    """The one -o rule of every command: none gives `default`; an existing folder gets `default`'s
+    name inside it; anything else is the file to write, and missing folders above it are made (as
+    `capture -o` makes its folder). A file in the way of those folders is an error, and so is a file
+    of a capture folder (its timeline, its metadata): an output never replaces one."""
+    p = Path(output) if output else Path(default)
+    if output and p.is_dir():
+        p = p / Path(default).name
+    parent = p.parent
+    for up in (parent, *parent.parents):
+        if up.exists() and not up.is_dir():
+            raise TrtprofError(f"cannot write {p}: {up} is a file, not a folder", ExitCode.BAD_OUTPUT)
+        if up.is_dir():
+            break
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrtprofError(f"cannot write {p}: {e.strerror or e}", ExitCode.BAD_OUTPUT) from None
+    for folder in capture_folders:
+        if folder is not None and p.name in OWN_FILES and _same(parent, Path(folder)):
+            raise TrtprofError(f"refusing to write {p}: it is part of the capture in {folder}", ExitCode.BAD_OUTPUT)
+    return p
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def write(path: Path, writer, mode: str = "w") -> Path:
+    """Write through `writer(file)` atomically (never through a planted link); one line on failure."""
+    from trtprof import _files
+
+    try:
+        with _files.atomic(path, mode) as f:
+            writer(f)
+    except OSError as e:
+        raise TrtprofError(f"cannot write {path}: {e.strerror or e}", ExitCode.BAD_OUTPUT) from None
+    return path
+
+
+def need_plotly(what: str) -> None:
+    try:
+        import plotly  # noqa: F401
+    except ImportError as e:
+        raise MissingDependency(f"cannot write {what} here: {e} (pip install plotly)") from None
+
+
+def write_report(cap, output=None) -> Path:
+    """Analyse the capture, render its report, write it (default: report.html in the capture folder)."""
+    need_plotly("HTML reports")
+    from trtprof.analysis.report import analyse
+    from trtprof.nsys.importer import report_view
+    from trtprof.render import report_html
+
+    default = (Path(cap.path) if cap.path else Path.cwd()) / report_html.REPORT
+    path = output_path(output, default, [cap.path])
+    try:
+        html = report_html.render(cap, analyse(cap.timeline), report_view(cap))
+    except TrtprofError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a capture the analysis cannot make sense of
+        raise unexpected(f"cannot analyse {cap.path}", e) from None
+    return write(path, lambda f: f.write(html))
+
+
+def open_hint(path: Path) -> str:
+    import shlex
+
+    return f"open it with xdg-open {shlex.quote(str(path))}"
+
+
+def open_in_browser(path: Path, quiet: bool = False) -> None:
+    """Open `path` in a browser if one can be found; otherwise one line saying how (no tool noise)."""
+    import webbrowser
+
+    try:
+        opened = webbrowser.get().open(Path(path).resolve().as_uri())
+    except webbrowser.Error:
+        opened = False
+    if not opened:
+        say(f"no browser found to open the report: open {Path(path).resolve()} in one", quiet)

@@ -1,0 +1,47 @@
+"""The per-subgraph summary for the terminal (`trtprof capture` prints it): one screen, fixed columns.
+
+Data in (`analysis.subgraphs.table`), text out; every name from the capture goes through the one
+escaping rule (`errors.clean`), so an engine named with escape codes cannot drive the terminal.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from trtprof.errors import clean
+
+_HEAD = [("subgraph", "subgraph", 18), ("kind", "kind", 8), ("calls", "calls", 6),
+         ("gpu_us_median", "GPU us", 9), ("host_us_median", "host us", 9), ("alloc_us_median", "alloc us", 9),
+         ("allocs_before_exec", "alloc pre", 9), ("allocs_after_enqueue", "alloc post", 10),
+         ("calls_preallocated", "prealloc'd", 10), ("calls_new_outputs", "fresh", 6),
+         ("shape_changes", "shape chg", 9)]
+LEGEND = ("GPU us: median CUDA-event bracket of a call (includes the GPU waiting for the host); host us: "
+          "median host time of a call; alloc us: median host time of an output allocation; alloc pre/post: "
+          "allocations before execution / after the enqueue for the next call (counts cover every call; "
+          "medians leave out the first call after a pre-allocation switch); prealloc'd/fresh: calls that used "
+          "pre-allocated outputs / allocated new ones.")
+
+
+def _cell(v, width: int) -> str:
+    if isinstance(v, float):
+        s = "-" if math.isnan(v) else f"{v:.1f}" if v < 1e5 else f"{v:.3g}"
+    else:
+        s = clean(v)
+    if len(s) > width:
+        s = s[: width - 1] + "…"
+    return s.rjust(width) if not isinstance(v, str) else s.ljust(width)
+
+
+def render(table: pd.DataFrame) -> str:
+    """The per-subgraph table as aligned text, one block per model."""
+    if table.empty:
+        return "no Torch-TensorRT module ran: nothing to summarise"
+    lines = []
+    for model, g in table.groupby("model", sort=False):
+        lines.append(f"{clean(model) or '(engines outside a compiled graph)'}:")
+        lines.append("  " + " ".join(_cell(h, w) if i < 2 else h.rjust(w) for i, (_, h, w) in enumerate(_HEAD)))
+        for _, row in g.iterrows():
+            lines.append("  " + " ".join(_cell(row[c], w) for c, _, w in _HEAD))
+    lines.append(LEGEND)
+    return "\n".join(lines)

@@ -1,0 +1,53 @@
+"""The timeline's columns: name, order, type and meaning, written once.
+
+Everything else derives from this table: the raw record the hooks fill (`capture.records`), the
+Arrow schema and pandas dtypes (`timeline.schema`), the loader's checks and the schema table in
+docs/schema.md (a test keeps it in sync). Types are named here, not built, so the hooks can read the
+order without importing pyarrow or pandas.
+
+kind: int | str | bool; nullable: whether a row may lack the value (a pandas nullable dtype then).
+"""
+from __future__ import annotations
+
+# name -> (kind, nullable, meaning)
+SPEC: dict[str, tuple[str, bool, str]] = {
+    "seq": ("int", False, "row number in recording order"),
+    "pid": ("int", False, "process id"),
+    "thread": ("int", False, "Python thread id (threading.get_ident) of the caller"),
+    "model": ("str", True, "label of the top-level compiled module (model0, ...); empty if none"),
+    "inference": ("int", False, "index of the model's top-level call; -1 outside one"),
+    "subgraph": ("str", True, "submodule name (_run_on_acc_0, _run_on_gpu_1) or the model label"),
+    "subgraph_kind": ("str", True, "engine | fallback | model"),
+    "runtime": ("str", True, "python | cpp (Torch-TensorRT runtime) | torch (fallback, model)"),
+    "event": ("str", True, "inference | call | alloc | exec | fallback"),
+    "call": ("int", False, "per-subgraph call index, 0-based"),
+    "host_start_ns": ("int", False, "host start, ns on the host clock (CLOCK_MONOTONIC)"),
+    "host_end_ns": ("int", False, "host end, ns on the host clock"),
+    "gpu_start_ns": ("int", True, "GPU start from a CUDA event, ns on the host clock, never before host_start_ns "
+                                  "(a shared boundary event can complete earlier: the GPU waited for the "
+                                  "host); null without CUDA"),
+    "gpu_end_ns": ("int", True, "GPU end from a CUDA event, ns on the host clock"),
+    "stream": ("int", True, "CUDA stream handle the events were recorded on"),
+    "input_shapes": ("str", True, "input tensor shapes, '(1,128);(1,128)'"),
+    "shapes": ("str", True, "alloc: shapes allocated; call/exec: output shapes"),
+    "bytes": ("int", True, "alloc: bytes allocated"),
+    "prealloc": ("bool", True, "pre-allocated outputs mode on for this call"),
+    "alloc_phase": ("str", True, "alloc: before_exec (normal path) | after_enqueue (for the next call)"),
+    "outputs": ("str", True, "engine call/exec: preallocated | new"),
+    "shape_changed": ("bool", True, "input shapes differ from this subgraph's previous call"),
+    "reallocated": ("bool", True, "pre-alloc mode on but outputs were created before execution"),
+    "new_segment": ("bool", True, "alloc (C++ runtime): a new cudaMalloc segment, not the cache"),
+    "exclude": ("bool", True, "left out of timing statistics (first call after a pre-alloc mode flip); "
+                              "still counted as a call"),
+    "note": ("str", True, "free text explaining a special row"),
+}
+FIELDS = tuple(SPEC)
+
+# Columns the recorder fills on every row. A null there means trtprof did not write the file, and the
+# analyses group and branch on them, so the loader refuses it rather than let a report trip over it.
+NOT_NULL = ("model", "subgraph", "subgraph_kind", "runtime", "event")
+
+# Which row of a subgraph is "the call" (one per call: counts, host time) and which carries its GPU
+# interval (timing statistics). Every table and comparison uses these two rules.
+CALL_EVENT = {"engine": "call", "fallback": "fallback", "model": "inference"}
+TIMED_EVENT = {"engine": "exec", "fallback": "fallback", "model": "inference"}

@@ -1,0 +1,128 @@
+"""The timeline as typed data: Arrow schema, pandas dtypes, and the row rules every analysis uses.
+
+Built from `timeline.columns` (names, order, meaning). `SCHEMA_VERSION` is stored in every capture's
+metadata; the loader refuses versions it does not know instead of guessing.
+
+The row rules (`call_rows`, `timed_rows`, `natural_order`) live here, next to the columns they read,
+so "which row is a call", "which rows enter timing statistics" and "in which order subgraphs are
+listed" are answered once for the terminal summary, the report, compare and the exports.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from trtprof.timeline.columns import CALL_EVENT, FIELDS, NOT_NULL, SPEC, TIMED_EVENT  # noqa: F401
+
+SCHEMA_VERSION = 1
+
+_ARROW = {"int": pa.int64(), "str": pa.string(), "bool": pa.bool_()}
+_PANDAS = {("int", False): "int64", ("int", True): "Int64", ("str", False): "string", ("str", True): "string",
+           ("bool", False): "bool", ("bool", True): "boolean"}
+# name -> (arrow type, pandas dtype, meaning): the contract with its types
+COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
+    n: (_ARROW[k], _PANDAS[(k, nullable)], desc) for n, (k, nullable, desc) in SPEC.items()}
+ARROW_SCHEMA = pa.schema([pa.field(n, t) for n, (t, _, _) in COLUMNS.items()])
+DTYPES = {n: d for n, (_, d, _) in COLUMNS.items()}
+
+
+def records_to_table(records: list) -> pa.Table:
+    """Raw capture records -> Arrow table of the timeline schema (strict: wrong types raise)."""
+    cols = list(zip(*records)) if records else [()] * len(FIELDS)
+    return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(cols, ARROW_SCHEMA)],
+                                schema=ARROW_SCHEMA)
+
+
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """Arrow table -> DataFrame with the documented pandas dtypes (nullable where data may be absent)."""
+    df = table.to_pandas()
+    for name, dtype in DTYPES.items():
+        df[name] = df[name].astype(dtype)
+    return df
+
+
+def empty_frame() -> pd.DataFrame:
+    return to_frame(records_to_table([]))
+
+
+def check_columns(df: pd.DataFrame) -> list[str]:
+    """Names of schema columns missing from `df` (empty when it is a timeline)."""
+    return [c for c in COLUMNS if c not in df.columns]
+
+
+def markdown_table() -> str:
+    """The schema as a Markdown table, for docs/schema.md (a test keeps it in sync)."""
+    lines = ["| column | type | meaning |", "|---|---|---|"]
+    lines += [f"| `{n}` | {d} | {desc} |" for n, (_, d, desc) in COLUMNS.items()]
+    return "\n".join(lines)
+
+
+# -- row rules ---------------------------------------------------------------------------------------------
+def kept(df: pd.DataFrame) -> pd.Series:
+    """Rows that enter timing statistics: all but those marked `exclude` (counts still include them)."""
+    return ~df["exclude"].fillna(False).astype(bool)
+
+
+def call_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per subgraph call (engine `call`, `fallback`) and per inference: what counts calls.
+    A row of an unknown kind (an in-memory frame may hold anything) counts by its `call` event."""
+    kind, event = df["subgraph_kind"], df["event"]
+    known = kind.isin(list(CALL_EVENT)).fillna(False).to_numpy(bool)
+    mask = ~known & (event == "call").fillna(False).to_numpy(bool)
+    for k, ev in CALL_EVENT.items():
+        mask |= ((kind == k) & (event == ev)).fillna(False).to_numpy(bool)
+    return df[mask]
+
+
+def timed_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows carrying each call's GPU interval (engine `exec`, `fallback`, `inference`), not excluded."""
+    kind, event = df["subgraph_kind"], df["event"]
+    mask = np.zeros(len(df), dtype=bool)
+    for k, ev in TIMED_EVENT.items():
+        mask |= ((kind == k) & (event == ev)).fillna(False).to_numpy(bool)
+    return df[mask & kept(df).to_numpy(bool)]
+
+
+_NUM = re.compile(r"(\d+)")
+_TAIL = re.compile(r"_(\d+)$")
+
+
+def natural_key(name) -> tuple:
+    """Sort key of a subgraph (or model) name: by its trailing `_N` first, which is the order the
+    partitioner numbered them in and so the order they run (`_run_on_acc_0`, `_run_on_gpu_1`,
+    `_run_on_acc_2`, ..., `_run_on_acc_10`), then by the name with digit runs compared as numbers."""
+    text = "" if name is None or name is pd.NA or not isinstance(name, str) else name
+    m = _TAIL.search(text)
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in _NUM.split(text))
+    return (int(m.group(1)) if m else -1, parts)
+
+
+def natural_order(values) -> list:
+    """Distinct values in natural order (see `natural_key`)."""
+    return sorted({v for v in values if isinstance(v, str)}, key=natural_key)
+
+
+def natural_rank(values: pd.Series) -> np.ndarray:
+    """Each value's position in the natural order of the distinct values (vectorised: the sort key
+    is computed once per distinct name, not per row)."""
+    uniq = pd.unique(values.astype(object))
+    order = sorted(range(len(uniq)), key=lambda i: natural_key(uniq[i]))
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[order] = np.arange(len(uniq))
+    return rank[pd.Index(uniq).get_indexer(values.astype(object))]
+
+
+def sort_subgraphs(df: pd.DataFrame, by=("model", "subgraph")) -> pd.DataFrame:
+    """Rows ordered by `by` (text columns in natural order, numbers as numbers); stable."""
+    if df.empty:
+        return df.reset_index(drop=True)
+    keys = []
+    for c in by:
+        col = df[c]
+        numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+        keys.append(col.to_numpy(dtype=float, na_value=np.nan) if numeric else natural_rank(col))
+    order = np.lexsort(keys[::-1]) if keys else np.arange(len(df))
+    return df.iloc[order].reset_index(drop=True)
