@@ -19,39 +19,39 @@ for s in $steps; do
   bert)
     for rt in python cpp; do
       flag=""; [ "$rt" = python ] && flag="--python-runtime"
-      log "bert $rt"; timeout 120 python3 -m trtprof capture -o "$w/bert-$rt" scripts/bert_prealloc.py $flag \
+      log "bert $rt"; timeout 120 python3 -m trtprof capture -o "$w/bert-$rt" examples/bert_prealloc.py $flag \
         --iters 200 --warmup 20 2>&1 | quiet > "$w/bert-$rt.txt"
     done;;
   bench)
-    log "bench cpp"; timeout 300 python3 scripts/bench_overhead.py --runtime cpp --toggle --blocks 40 $BENCH_EXTRA --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-cpp.txt"
-    log "bench python"; timeout 260 python3 scripts/bench_overhead.py --runtime python --toggle --blocks 40 --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-python.txt";;
+    log "bench cpp"; timeout 300 python3 bench/bench_overhead.py --runtime cpp --toggle --blocks 40 $BENCH_EXTRA --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-cpp.txt"
+    log "bench python"; timeout 260 python3 bench/bench_overhead.py --runtime python --toggle --blocks 40 --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-python.txt";;
   bench-broken)
-    log "bench broken"; timeout 400 python3 scripts/bench_overhead.py --runtime cpp --graph-breaks --toggle --blocks 20 \
+    log "bench broken"; timeout 400 python3 bench/bench_overhead.py --runtime cpp --graph-breaks --toggle --blocks 20 \
       --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-broken.txt";;
   hooks)
-    log hooks; timeout 200 python3 scripts/bench_hooks.py --out "$w/bench" 2>&1 | quiet > "$w/bench-hooks.txt";;
+    log hooks; timeout 200 python3 bench/bench_hooks.py --out "$w/bench" 2>&1 | quiet > "$w/bench-hooks.txt";;
   cases)
     for rt in cpp python; do
       flag=""; [ "$rt" = python ] && flag="--python-runtime"
       for c in "small 600 50" "breaks 300 25" "shapes 600 50"; do
         set -- $c
         log "case $1 $rt"; timeout 200 python3 -m trtprof capture -o "$w/cases/$1-$rt" --prealloc "alternate:$3" \
-          scripts/bert_cases.py "$1" --iters "$2" $flag 2>&1 | quiet > "$w/cases/$1-$rt.txt"
+          examples/bert_cases.py "$1" --iters "$2" $flag 2>&1 | quiet > "$w/cases/$1-$rt.txt"
       done
     done;;
   nsys-acc)
-    log "nsys accuracy"; timeout 590 python3 scripts/nsys_accuracy.py --out "$w/nsys-acc" --timeout 280 2>&1 | quiet > "$w/nsys-accuracy.txt"
+    log "nsys accuracy"; timeout 590 python3 bench/nsys_accuracy.py --out "$w/nsys-acc" --timeout 280 2>&1 | quiet > "$w/nsys-accuracy.txt"
     log "nsys accuracy rc=${PIPESTATUS[0]}"; find "$w/nsys-acc" \( -name '*.sqlite' -o -name '*.nsys-rep' \) -delete;;
   profile)
     IFS=';' read -ra configs <<< "${PROFILE_CONFIGS:---runtime cpp;--runtime python;--runtime cpp --graph-breaks --level minimal}"
     for a in "${configs[@]}"; do
-      log "profile $a"; timeout 150 python3 scripts/profile_capture.py $a 2>&1 | quiet >> "$w/profile.txt"
+      log "profile $a"; timeout 150 python3 bench/profile_capture.py $a 2>&1 | quiet >> "$w/profile.txt"
     done;;
   nsys)
     if command -v nsys >/dev/null; then
       log nsys
       timeout 200 nsys profile -t cuda,nvtx --force-overwrite true -o "$w/two" python3 -m trtprof capture -o "$w/two-cap" \
-        tests/gpu_scripts/two_engines.py python "$w/two-sched.json" 2>&1 | quiet > "$w/nsys.txt"
+        tests/gpu/two_engines.py python "$w/two-sched.json" 2>&1 | quiet > "$w/nsys.txt"
       timeout 100 nsys export --type sqlite --force-overwrite true -o "$w/two.sqlite" "$w/two.nsys-rep" >> "$w/nsys.txt" 2>&1
       python3 -m trtprof nsys-import "$w/two-cap" "$w/two.sqlite" >> "$w/nsys.txt" 2>&1
       ls -la "$w" >> "$w/nsys.txt"

@@ -17,11 +17,11 @@ for m in ("pandas", "pyarrow", "click", "plotly", "nvtx", "pytest", "transformer
 print("gpu", torch.cuda.get_device_name(0), "torch", torch.__version__)
 PY
 rc=0
-python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu*.py 2>&1 | tee "$out/gpu_tests.log" || rc=1
+python3 -m pytest -m gpu -q -p no:cacheprovider tests/gpu 2>&1 | tee "$out/gpu_tests.log" || rc=1
 [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 for rt in ${BERT_RUNTIMES-python cpp}; do
   flag=""; [ "$rt" = python ] && flag="--python-runtime"
-  python3 -m trtprof capture -o "$out/bert-$rt" scripts/bert_prealloc.py $flag --iters 200 --warmup 20 \
+  python3 -m trtprof capture -o "$out/bert-$rt" examples/bert_prealloc.py $flag --iters 200 --warmup 20 \
     2>&1 | tee "$out/bert-$rt.txt" || rc=1
 done
 exit $rc

@@ -1,4 +1,4 @@
-"""Test set-up: the CPU stand-in for torch_tensorrt, and the gpu marker's skip rule."""
+"""Test set-up: the CPU stand-in for torch_tensorrt, the helpers' import path, and the gpu marker's skip rule."""
 import importlib.util
 import os
 import sys
@@ -19,6 +19,9 @@ def _cuda() -> bool:
 
 
 HAVE_GPU = _cuda() and REAL_TRT
+# the helpers beside the tests (cpu_models, report_helpers) for tests in sub-folders (tests/gpu), and
+# the one timeline simulator the tests and the benchmarks share (support/synthetic.py)
+sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parent.parent / "support")]
 if not REAL_TRT:  # CPU CI: the stand-in plays torch_tensorrt
     sys.path.insert(0, str(FAKE_TRT))
 

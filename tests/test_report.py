@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from synthetic import hostile, timeline, write_capture
 from trtprof.errors import ExitCode
-from trtprof.analysis import bootstrap, latency, prealloc, report as analysis_report
+from trtprof.analysis import report as analysis_report
 from trtprof.cli import main
 from trtprof.timeline.store import CaptureWriter, load_capture
 from trtprof.render import figures

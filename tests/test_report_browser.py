@@ -86,7 +86,7 @@ def test_report_renders_offline_and_screenshot(tmp_path):
     df = timeline(300, shapes=["(8,128)"] * 250 + ["(4,128)", "(8,128)"] * 25, seed=11)
     meta = {"status": "complete", "command": ["python", "infer.py", "--batch", "8"],
             "start_time": "2025-01-01T12:00:00+00:00",
-            "environment": {"gpu": "synthetic timeline (tests/synthetic.py), not a GPU run"}}
+            "environment": {"gpu": "synthetic timeline (support/synthetic.py), not a GPU run"}}
     path = write_report(Capture(timeline=df, meta=meta, path=None), tmp_path / "report.html")
     check_rendered(path, tmp_path)
     shot = tmp_path / "report.png"

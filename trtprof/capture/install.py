@@ -17,7 +17,7 @@ from trtprof.capture.allocations import AllocatorLog
 from trtprof.capture.events import GpuClock
 from trtprof.capture.marks import Marks
 from trtprof.capture.options import LEVELS, CaptureOptions  # noqa: F401 - LEVELS re-exported
-from trtprof.capture.prealloc import Policy, guard_setter
+from trtprof.capture.prealloc import guard_setter
 from trtprof.capture.recorder import Recorder
 
 # (runtime, class name, method, wrapper factory)

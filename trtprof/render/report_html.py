@@ -4,7 +4,7 @@ Data in, text out: the analysis results and the nsys view come in, the page goes
 (escaping, tables, figures) is `render.page`.
 
 Scale: statistics use every row; only the timeline is windowed and the latency series bucketed, so a
-1,000,000-row capture stays a few MB (see scripts/bench_report.py).
+1,000,000-row capture stays a few MB (see bench/bench_report.py).
 """
 from __future__ import annotations
 

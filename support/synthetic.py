@@ -1,4 +1,4 @@
-"""Synthetic timelines with GPU times, for the analysis and report tests and scripts/bench_report.py.
+"""Synthetic timelines with GPU times, for the analysis and report tests and bench/bench_report.py.
 
 A CPU capture has no GPU times, so the overlap analysis needs a stand-in for a GPU run. This one
 simulates the Python runtime on a partitioned model, engine -> fallback -> engine, step by step but

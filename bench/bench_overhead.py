@@ -1,7 +1,7 @@
 """Capture overhead on the GPU: median latency per inference with no tool, under trtprof (each level),
 and under torch.profiler; interleaved blocks, one process, one compile; optionally under nsys.
 
-    source .trtbundle/activate.sh && python3 scripts/bench_overhead.py --runtime cpp --out reports/bench
+    source .trtbundle/activate.sh && python3 bench/bench_overhead.py --runtime cpp --out reports/bench
 
 Each round runs every mode for --iters timed inferences (synchronize after each, like the tutorial);
 the order of modes rotates from round to round so drift hits all modes alike; rounds are short so that
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))  # bert_models
 from bert_models import bert_inputs, build_bert, compile_bert  # noqa: E402
 
 import trtprof  # noqa: E402

@@ -5,7 +5,7 @@ The target (issue 5) is <= 10 s and <= 15 MB. The capture is written as a real c
 (timeline.parquet + meta.json) and timed in two parts: loading it, and analysing + rendering +
 writing the report (what `trtprof report` does after loading).
 
-    python3 scripts/bench_report.py [--rows 1000000] [--keep DIR]
+    python3 bench/bench_report.py [--rows 1000000] [--keep DIR]
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "support"), str(ROOT)]
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
@@ -28,7 +28,7 @@ import pyarrow.parquet as pq  # noqa: E402
 import synthetic  # noqa: E402
 from trtprof.timeline import schema  # noqa: E402
 from trtprof.timeline.store import load_capture  # noqa: E402
-from report_helpers import write_report  # noqa: E402
+from trtprof.cli.common import write_report  # noqa: E402
 
 ROWS_PER_INFERENCE = 7.5  # about: engine -> fallback -> engine, half the run with pre-allocated outputs
 

@@ -6,8 +6,8 @@ IPC spill while recording, then `close()` streaming the spill into parquet). Onl
 GPU are left out (gpu=None), so it runs on a CPU and reaches 10 M rows in minutes. If memory is
 bounded, the peak RSS does not grow with N: compare `--rows 1000000` with the default.
 
-    python scripts/bench_memory.py                      # 10 M rows, a temporary folder
-    python scripts/bench_memory.py --rows 1000000 --out /tmp/cap --keep
+    python bench/bench_memory.py                      # 10 M rows, a temporary folder
+    python bench/bench_memory.py --rows 1000000 --out /tmp/cap --keep
 
 Peak RSS is `resource.getrusage(RUSAGE_SELF).ru_maxrss`; the baseline is the RSS after the imports
 (trtprof imports torch), so `peak - baseline` is what recording and closing cost.

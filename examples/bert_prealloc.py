@@ -5,7 +5,7 @@ no hub download), fp16, batch 1, sequence 128, compiled with `torch_tensorrt.com
 Times normal and pre-allocated inference like the tutorial (median of timed iterations), then prints
 both. Run it under trtprof to see why they differ:
 
-    trtprof capture scripts/bert_prealloc.py --python-runtime
+    trtprof capture examples/bert_prealloc.py --python-runtime
 
 Without CUDA or torch_tensorrt it runs BERT eagerly on the CPU for a few iterations and says what it
 could not do (no engine to compile or profile).

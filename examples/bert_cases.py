@@ -1,8 +1,8 @@
 """The tutorial's three cases as plain inference loops, to run under `trtprof capture --prealloc ...`.
 
-    trtprof capture --prealloc alternate:50 scripts/bert_cases.py small --iters 600
-    trtprof capture --prealloc alternate:25 scripts/bert_cases.py breaks --iters 300
-    trtprof capture --prealloc alternate:50 scripts/bert_cases.py shapes --iters 600
+    trtprof capture --prealloc alternate:50 examples/bert_cases.py small --iters 600
+    trtprof capture --prealloc alternate:25 examples/bert_cases.py breaks --iters 300
+    trtprof capture --prealloc alternate:50 examples/bert_cases.py shapes --iters 600
 
 small  : BERT-base fp16, batch 1, seq 128, one engine (the tutorial's "small inference")
 breaks : the same with every GELU left to PyTorch: one fallback per layer ("multiple graph breaks")

@@ -1,6 +1,6 @@
 """Summaries of the tutorial's three cases (reports/cases/<case>-<runtime>/), as text and a Markdown table.
 
-    python3 scripts/summarize_cases.py [reports/cases]
+    python3 bench/summarize_cases.py [reports/cases]
 
 Writes summary.txt into each capture folder (per-subgraph summary, latency by mode and by shape, the
 pre-allocation verdict with its 95 % bootstrap CI, exposed allocation per inference, shape-change
@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trtprof  # noqa: E402
-from trtprof.analysis import stats  # noqa: E402
+from trtprof.analysis import report as analysis_report  # noqa: E402
 from trtprof.analysis.subgraphs import table as by_subgraph  # noqa: E402
 from trtprof.render.summary_text import render as summary_table  # noqa: E402
 

@@ -1,7 +1,7 @@
 """cProfile of BERT inference on the GPU machine with recording on and off in one capture: which
 functions take the extra time per inference (run it there: the host CPU decides this cost).
 
-    source .trtbundle/activate.sh && python3 scripts/profile_capture.py [--runtime cpp|python]
+    source .trtbundle/activate.sh && python3 bench/profile_capture.py [--runtime cpp|python]
         [--level full|minimal] [--graph-breaks] [--sample N]
 
 Prints, per function, the extra own time per inference (on minus off), largest first.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))  # bert_models
 from bert_models import bert_inputs, build_bert, compile_bert  # noqa: E402
 
 import trtprof  # noqa: E402

@@ -1,14 +1,14 @@
 """How close are trtprof's CUDA-event GPU times to the kernel times Nsight Systems sees? (GPU machine)
 
 For BERT-base single-engine ("small") and graph-broken BERT ("breaks": GELU left to PyTorch, one
-fallback per layer), runs `trtprof capture --nsys` on scripts/bert_cases.py (the capture is imported
+fallback per layer), runs `trtprof capture --nsys` on examples/bert_cases.py (the capture is imported
 automatically), then compares per subgraph, median per call over the timed inferences (warm-up left
 out): CUDA-event GPU time against nsys's GPU busy time (union of the call's kernels) and span (first
 kernel start to last kernel end). The issue's bar: within 5 % of the kernel time.
 
     source .trtbundle/activate.sh
-    python3 scripts/nsys_accuracy.py --out /tmp/acc                 # small and breaks, C++ runtime
-    python3 scripts/nsys_accuracy.py --out /tmp/acc --runtimes cpp python --cases small
+    python3 bench/nsys_accuracy.py --out /tmp/acc                 # small and breaks, C++ runtime
+    python3 bench/nsys_accuracy.py --out /tmp/acc --runtimes cpp python --cases small
 
 Prints one table per run and writes OUT/nsys_accuracy.json. Every run is time-boxed (its whole process
 group is killed at the limit); a run that fails is reported and the others go on. Exit code: 0 when
