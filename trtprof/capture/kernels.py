@@ -70,6 +70,7 @@ class KernelActivity:
         self._buffer_bytes = int(buffer_bytes)
         self._cupti = self._subscriber = None
         self._codes: dict = {}      # int(ActivityKind) -> our kind name
+        self._on: set = set()       # the codes we enabled
         self._started = self._enabled = False
         self._lock = threading.Lock()
         self._pending: list = []
@@ -144,10 +145,12 @@ class KernelActivity:
             self.last_error = _one_line(e)
 
     def _set(self, on: bool, strict: bool = False) -> bool:
+        """Enable our kinds, or disable those we enabled: never another client's."""
         c, ok = self._cupti, True
-        for code in self._codes:
+        for code in (self._codes if on else sorted(self._on)):
             try:
                 (c.activity_enable if on else c.activity_disable)(code)
+                (self._on.add if on else self._on.discard)(code)
             except Exception as e:
                 if strict:
                     raise
