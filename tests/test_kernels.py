@@ -309,23 +309,27 @@ def _fake(monkeypatch, cupti):
 
 def test_cupti_taken_is_one_line_and_no_exception(monkeypatch):
     fake = FakeCupti(taken=True)
+    fake.enabled = {10}                                # the other client's kernel activity
     _fake(monkeypatch, fake)
     ka = CK.KernelActivity()
     assert ka.available() is True                     # imports; taken shows only at start
     assert ka.start() is False
     assert "already in use" in ka.reason and "MULTIPLE_SUBSCRIBERS" in ka.reason
     assert "\n" not in ka.reason and ka.available() is False
-    assert fake.enabled == set() and fake.callbacks is None
+    assert fake.enabled == {10} and fake.callbacks is None     # left alone: not ours to disable
     assert len(ka.stop()["start_ns"]) == 0
 
 
 def test_taken_seen_by_subscribe_alone_registers_nothing(monkeypatch):
     # registering would succeed and steal the other client's buffers: the subscription must stop it
     fake = FakeCupti(taken="subscribe")
+    fake.enabled = {1, 10}
     _fake(monkeypatch, fake)
     ka = CK.KernelActivity()
     assert ka.start() is False and "already in use" in ka.reason
-    assert fake.callbacks is None and fake.enabled == set()
+    assert fake.callbacks is None and fake.enabled == {1, 10}
+    ka.stop()
+    assert fake.enabled == {1, 10}
 
 
 def test_subscribe_failing_otherwise_does_not_stop_collection(monkeypatch):
@@ -394,3 +398,27 @@ def test_modules_import_without_cupti_or_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("ok kernel activity off: cupti-python is not installed")
+
+
+def test_probe_summary_on_synthetic_calls():
+    # scripts/probe_cupti.py runs on the GPU machine; its figures and checks are pure and run here
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("probe_cupti", ROOT / "scripts" / "probe_cupti.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    recs = {"kind": np.array(["kernel", "kernel", "memcpy", "kernel", "kernel"], dtype=object),
+            "name": np.array(["gemm", "relu", None, "gemm", "relu"], dtype=object),
+            "start_ns": np.array([1_000, 5_000, 6_000, 21_000, 30_000]),
+            "end_ns": np.array([4_000, 8_000, 7_000, 24_000, 33_000]),
+            "stream": np.array([7, 7, 7, 7, 7])}
+    win = {"seq": [0, 1], "stream": [7, 7], "start_ns": [0, 20_000], "end_ns": [10_000, 35_000]}
+    ph = probe.summarise(recs, win, [(True, 9_000), (True, 9_000)], 7, "stream", 2.0)
+    assert all(ph["checks"].values()), ph["checks"]
+    c0 = ph["calls"][0]
+    assert (c0["kernels"], c0["busy_us"], c0["span_us"], c0["bracket_us"], c0["lead_us"], c0["tail_us"]) == \
+        (2, 6.0, 7.0, 10.0, 1.0, 2.0)
+    assert ph["records"] == {"kernel": 4, "memcpy": 1, "memset": 0}
+    assert ph["first_call_kernels"] == ["gemm", "relu"]
+    late = dict(recs, end_ns=recs["end_ns"] + np.array([0, 0, 0, 0, 9_000]))   # ends 7 us past its bracket
+    bad = probe.summarise(late, win, [(True, 0), (True, 0)], None, "stream", 2.0)
+    assert bad["checks"]["span_inside_bracket"] is False and bad["checks"]["matched_by_stream"] is False
