@@ -1,0 +1,273 @@
+"""Kernel, memcpy and memset activity from CUPTI (through cupti-python), on trtprof's host clock.
+
+Why CUPTI: CUDA events around a call bracket the engine's work *and* the time the GPU waits for the
+host (BERT on the H200: events 1889 us per call, kernels busy 474 us). CUPTI's activity API gives each
+kernel's own start and end; CUPTI buffers the records and hands them over on its own thread, so the hot
+path only pays for CUPTI's launch instrumentation, and only while the kinds are enabled: `resume()` /
+`pause()` around recorded inferences (on for 1 call in 10: +0.2 %; always on: +8 to +13 %).
+No RUNTIME/DRIVER API records (they doubled latency): rows get their kernels by GPU window
+(`trtprof.timeline.kernels.attribute`).
+
+Optional: without cupti-python, or when CUPTI already serves another client of this process (nsys,
+torch.profiler; CUPTI before 13.3 serves one), `start()` returns False and `reason` says why in one
+line; nothing here raises into user code. Importing this module imports neither cupti nor torch.
+
+Clock: CUPTI's timestamps read like `time.time_ns()` on the H200, trtprof's like
+`time.perf_counter_ns()`. `measure_offset` brackets `cupti.get_timestamp()` between two host reads
+several times and keeps the tightest bracket: host = cupti + offset_ns, within +/- error_ns. The offset
+is measured at `start()` and again at every `flush()`; `clock["drift_ns"]` says how far it moved (a
+wall-clock step), for meta.json.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+KINDS = ("kernel", "memcpy", "memset")
+_KIND_ENUM = {"kernel": "CONCURRENT_KERNEL", "memcpy": "MEMCPY", "memset": "MEMSET"}
+FIELDS = ("kind", "name", "start_ns", "end_ns", "stream", "correlation", "device")
+_NEEDED = ("activity_register_callbacks", "activity_enable", "activity_disable", "activity_flush_all",
+           "get_timestamp", "ActivityKind")
+
+
+def measure_offset(read, samples: int = 16, clock=time.perf_counter_ns):
+    """(offset_ns, error_ns) with clock() ~= read() + offset_ns: the tightest of `samples` brackets
+    (clock, read, clock); error_ns is that bracket's half width."""
+    best = None
+    for _ in range(max(1, samples)):
+        t0 = clock()
+        c = read()
+        t1 = clock()
+        if best is None or t1 - t0 < best[1] - best[0]:
+            best = (t0, t1, c)
+    t0, t1, c = best
+    return (t0 + t1) // 2 - c, (t1 - t0 + 1) // 2
+
+
+def _one_line(exc) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _taken(exc) -> bool:
+    return "MULTIPLE_SUBSCRIBERS" in str(exc).upper()
+
+
+def _ignore(*_args):  # the subscriber's callback: no domain is enabled, so CUPTI never calls it
+    return None
+
+
+class KernelActivity:
+    """One process's CUPTI activity source. start() -> bool; pause()/resume() around recorded
+    inferences; flush() -> records so far; stop() -> the last records. Safe to call in any state."""
+
+    def __init__(self, kinds=KINDS, buffer_bytes: int = 8 << 20):
+        self.kinds = tuple(k for k in kinds if k in _KIND_ENUM)
+        self.reason = None          # one line when unavailable
+        self.clock = None           # {"source", "offset_ns", "error_ns", "drift_ns"} once started
+        self.dropped = self.callback_errors = 0     # records without timestamps; bad records
+        self.last_error = None      # one line: the latest failure inside a call that must not raise
+        self._buffer_bytes = int(buffer_bytes)
+        self._cupti = self._subscriber = None
+        self._codes: dict = {}      # int(ActivityKind) -> our kind name
+        self._on: set = set()       # the codes we enabled
+        self._started = self._enabled = False
+        self._lock = threading.Lock()
+        self._pending: list = []
+        self._streams: dict = {}
+
+    # -- availability ------------------------------------------------------------------------------
+    def _load(self) -> bool:
+        if self._cupti is not None or self.reason is not None:
+            return self._cupti is not None
+        try:
+            from cupti import cupti  # optional dependency: cupti-python
+        except Exception as e:  # not installed (ImportError), or libcupti missing or mismatched
+            why = "is not installed" if isinstance(e, ImportError) else "did not import"
+            self.reason = f"kernel activity off: cupti-python {why} ({_one_line(e)})"
+            return False
+        missing = [n for n in _NEEDED if not hasattr(cupti, n)]
+        missing += [f"ActivityKind.{_KIND_ENUM[k]}" for k in self.kinds
+                    if not hasattr(getattr(cupti, "ActivityKind", None), _KIND_ENUM[k])]
+        if missing:
+            self.reason = f"kernel activity off: this cupti-python lacks {', '.join(missing)}"
+            return False
+        self._codes = {int(getattr(cupti.ActivityKind, _KIND_ENUM[k])): k for k in self.kinds}
+        self._cupti = cupti
+        return True
+
+    def available(self) -> bool:
+        """cupti-python imports and nothing has failed so far; `reason` says why not. Whether CUPTI is
+        free (no nsys, no torch.profiler) is only known once start() tried."""
+        return self._load() and self.reason is None
+
+    # -- lifetime ----------------------------------------------------------------------------------
+    def start(self, paused: bool = False) -> bool:
+        """Claim CUPTI and enable the kinds (unless paused). False, with `reason`, when it cannot.
+
+        cupti.subscribe first: it is how CUPTI says it already serves another client
+        (CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED), whereas registering activity callbacks
+        over another client's would silently steal its buffers."""
+        if self._started:
+            return True
+        if not self.available():
+            return False
+        c = self._cupti
+        try:
+            self._subscribe()
+            c.activity_register_callbacks(self._requested, self._completed)
+            off, err = measure_offset(c.get_timestamp)
+            self.clock = {"source": "cupti.get_timestamp", "offset_ns": int(off), "error_ns": int(err),
+                          "drift_ns": 0}
+            self._started = True
+            if not paused:
+                self._set(True, strict=True)
+        except Exception as e:
+            self._started = False
+            self._release()
+            self.reason = ("kernel activity off: CUPTI is already in use in this process (nsys or "
+                           f"torch.profiler?): {_one_line(e)}") if _taken(e) \
+                else f"kernel activity off: {_one_line(e)}"
+            return False
+        return True
+
+    def _subscribe(self) -> None:
+        """Raises only when CUPTI says it serves another client; any other failure of this probe
+        is noted in last_error and collection goes on without it."""
+        fn = getattr(self._cupti, "subscribe", None)
+        if fn is None:
+            return
+        try:
+            self._subscriber = fn(_ignore, None)
+        except Exception as e:
+            if _taken(e):
+                raise
+            self.last_error = _one_line(e)
+
+    def _set(self, on: bool, strict: bool = False) -> bool:
+        """Enable our kinds, or disable those we enabled: never another client's."""
+        c, ok = self._cupti, True
+        for code in (self._codes if on else sorted(self._on)):
+            try:
+                (c.activity_enable if on else c.activity_disable)(code)
+                (self._on.add if on else self._on.discard)(code)
+            except Exception as e:
+                if strict:
+                    raise
+                self.last_error, ok = _one_line(e), False
+        self._enabled = on and ok
+        return ok
+
+    def resume(self) -> bool:
+        """Enable the kinds again (before a recorded inference). Never raises."""
+        return self._started and (self._enabled or self._set(True))
+
+    def pause(self) -> bool:
+        """Disable the kinds (after a recorded inference): kernels already launched are still
+        recorded. Never raises."""
+        return self._started and (not self._enabled or self._set(False))
+
+    def _release(self) -> None:
+        c = self._cupti
+        if c is None:
+            return
+        self._set(False)
+        if self._subscriber is not None:
+            try:
+                c.unsubscribe(self._subscriber)
+            except Exception as e:
+                self.last_error = _one_line(e)
+            self._subscriber = None
+
+    def stop(self, finalize: bool = False) -> dict:
+        """Flush, disable every kind, unsubscribe (and cupti.finalize() when asked: detaches CUPTI
+        so that a later profiler in this process finds it free). Returns the last records; never
+        raises."""
+        try:
+            out = self.flush()
+            if self._started:
+                self._release()
+                if finalize and hasattr(self._cupti, "finalize"):
+                    self._cupti.finalize()
+        except Exception as e:
+            self.last_error = _one_line(e)
+            out = _columns([])
+        self._started = self._enabled = False
+        return out
+
+    # -- records -----------------------------------------------------------------------------------
+    def _requested(self):
+        return self._buffer_bytes, 0  # (buffer size, max records: 0 = as many as fit)
+
+    def _completed(self, activities) -> None:
+        """CUPTI's thread: copy plain values out (a bad record is skipped and counted), append them
+        under the lock, never raise. Attributes by getattr: record classes differ by kind/version."""
+        out, codes = [], self._codes
+        try:
+            for a in activities:
+                try:
+                    kind = codes.get(int(getattr(a, "kind", -1)))
+                    if kind is not None:
+                        out.append((kind, getattr(a, "name", None) if kind == "kernel" else None,
+                                    int(getattr(a, "start", 0)), int(getattr(a, "end", 0)),
+                                    int(getattr(a, "stream_id", -1)), int(getattr(a, "correlation_id", -1)),
+                                    int(getattr(a, "device_id", -1))))
+                except Exception as e:
+                    self.callback_errors += 1
+                    self.last_error = _one_line(e)
+        except Exception as e:  # the batch itself would not iterate
+            self.callback_errors += 1
+            self.last_error = _one_line(e)
+        with self._lock:
+            self._pending.extend(out)
+
+    def flush(self, forced: bool = True) -> dict:
+        """Records delivered since the last flush, as numpy arrays keyed by FIELDS, times on the
+        host clock. Synchronize first: CUPTI delivers work that has completed. Never raises."""
+        if self._started:
+            try:
+                self._cupti.activity_flush_all(1 if forced else 0)
+                off, _err = measure_offset(self._cupti.get_timestamp)
+                self.clock["drift_ns"] = max(self.clock["drift_ns"], abs(int(off) - self.clock["offset_ns"]))
+            except Exception as e:
+                self.last_error = _one_line(e)
+        with self._lock:
+            recs, self._pending = self._pending, []
+        good = [r for r in recs if r[2] > 0 and r[3] > 0]
+        self.dropped += len(recs) - len(good)
+        return _columns(good, self.clock["offset_ns"] if self.clock else 0)
+
+    def stream_id(self, handle):
+        """CUPTI's id of a CUDA stream handle (torch's `stream.cuda_stream`), as in the records'
+        `stream`; None when this cupti-python cannot say. Windows need it to match by stream."""
+        if handle in self._streams:
+            return self._streams[handle]
+        sid = None
+        if self._load():
+            for name, args in (("get_stream_id_ex", (0, handle, 0)), ("get_stream_id", (0, handle))):
+                fn = getattr(self._cupti, name, None)
+                if fn is None:
+                    continue
+                try:
+                    sid = int(fn(*args))
+                    break
+                except Exception as e:
+                    self.last_error = _one_line(e)
+        self._streams[handle] = sid
+        return sid
+
+    def info(self) -> dict:
+        """What meta.json should say about this source."""
+        return {"available": self.reason is None and self._cupti is not None, "reason": self.reason,
+                "kinds": list(self.kinds), "clock": self.clock, "dropped": self.dropped,
+                "callback_errors": self.callback_errors, "last_error": self.last_error}
+
+
+def _columns(recs, offset_ns: int = 0) -> dict:
+    """Tuples (FIELDS order, CUPTI clock) -> dict of numpy arrays on the host clock."""
+    import numpy as np
+    cols = list(zip(*recs)) if recs else [()] * len(FIELDS)
+    out = {f: np.array(v, dtype=object if f in ("kind", "name") else np.int64) for f, v in zip(FIELDS, cols)}
+    out["start_ns"] = out["start_ns"] + np.int64(offset_ns)
+    out["end_ns"] = out["end_ns"] + np.int64(offset_ns)
+    return out

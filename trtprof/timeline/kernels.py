@@ -1,0 +1,228 @@
+"""Kernels per row: which kernels ran in which row's GPU window, and how busy the GPU was there.
+
+Why windows and not CUPTI's API records: correlating through RUNTIME/DRIVER records doubled latency
+on the H200; the rows' CUDA-event windows already say when each call owned its stream (there, 528 of
+528 BERT calls got all their kernels by "kernel start inside [event start, event end] on the host
+clock"). Pure numpy/pandas: it runs at import of a capture as well as at its end.
+
+Edge policy of `attribute` (kernels and windows on trtprof's host clock, streams as CUPTI stream ids,
+-1 or null for a window whose stream is unknown):
+
+1. By stream. A kernel belongs to the window on its own stream that contains its START:
+   window start <= kernel start <= window end, both edges inclusive; where two windows of a stream
+   touch, the later one takes the kernel. A kernel that starts inside a window and ends after it still
+   belongs to it: its end lengthens that row's kernel_last_ns (and busy) past the window end, which is
+   how a late tail shows instead of vanishing. Windows of one stream must not overlap (engine and
+   fallback rows never do); overlapping ones are a ValueError, so pass inference rows, which contain
+   their subgraph rows, in a separate call.
+2. By time, "window on any stream" (by_time=True). A kernel on a stream that carries no window at
+   all belongs to the one window, of any stream, that contains its start. This is the C++ runtime of
+   Torch-TensorRT 2.11: the engine runs on its own pool stream while trtprof's events sit on the
+   caller stream. If windows of several streams contain the start, the kernel is ambiguous and stays
+   unattributed.
+3. Everything else is unattributed and counted: kernels between the windows of their own stream
+   (the caller's own work between calls), foreign-stream kernels outside every window, ambiguous ones.
+
+Per row: kernel_count, kernel_first_ns (first kernel start), kernel_last_ns (last kernel end),
+kernel_busy_ns (length of the union of the row's kernel intervals: what the GPU was doing, where
+last - first is the span and the window the event bracket); memcpy/memset records are kept apart as
+copy_count and copy_ns (union length of the row's copy intervals), so kernel figures stay kernels.
+Rows whose window is missing get nulls; a valid window without kernels gets 0 (watched, none ran).
+Attribute only the windows of rows recorded while kernel activity was on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FILE = "kernels.parquet"
+ROW_COLUMNS = ("kernel_count", "kernel_first_ns", "kernel_last_ns", "kernel_busy_ns", "copy_count", "copy_ns")
+
+
+def _ints(obj, *names, fill=-1):
+    """(int64 values, valid mask) of the first column of `obj` found among `names`."""
+    for n in names:
+        if n in obj:
+            s = pd.Series(obj[n])
+            ok = s.notna().to_numpy()
+            return s.where(ok, fill).astype(np.int64).to_numpy(), ok
+    raise ValueError(f"missing column {names[0]!r}")
+
+
+def busy(starts, ends) -> int:
+    """Length of the union of intervals [start, end): sort by start, and each interval adds what
+    sticks out past the largest end before it."""
+    s = np.asarray(starts, dtype=np.int64)
+    e = np.asarray(ends, dtype=np.int64)
+    if s.size == 0:
+        return 0
+    o = np.argsort(s, kind="stable")
+    s, e = s[o], e[o]
+    prev = np.concatenate(([s[0]], np.maximum.accumulate(e)[:-1]))
+    return int(np.clip(e - np.maximum(s, prev), 0, None).sum())
+
+
+@dataclass
+class Attribution:
+    index: np.ndarray   # per kernel record: position of its window in `windows`, -1 when none
+    how: np.ndarray     # per kernel record: 0 unattributed, 1 by stream, 2 by time
+    seq: pd.array       # per kernel record: its window's seq (nullable), for kernels.parquet
+    rows: pd.DataFrame  # per window, in the order given: seq and ROW_COLUMNS
+    counts: dict        # records: total, by_stream, by_time, between, outside, ambiguous
+
+
+def attribute(kernels, windows, *, by_time: bool = True) -> Attribution:
+    """Give each kernel record (start_ns, end_ns, stream[, kind]) to a window (seq, stream,
+    start_ns/gpu_start_ns, end_ns/gpu_end_ns) by the module's edge policy; vectorised per stream."""
+    ks, _ = _ints(kernels, "start_ns")
+    ke, _ = _ints(kernels, "end_ns")
+    kst, _ = _ints(kernels, "stream")
+    ws, okw = _ints(windows, "start_ns", "gpu_start_ns")
+    we, oke = _ints(windows, "end_ns", "gpu_end_ns")
+    wst, oks = _ints(windows, "stream")
+    seq = _ints(windows, "seq")[0] if "seq" in windows else np.arange(len(ws))
+    valid = okw & oke & (we >= ws)
+    wst = np.where(oks, wst, -1)
+    n, m = len(ks), len(ws)
+    index = np.full(n, -1, dtype=np.int64)
+    how = np.zeros(n, dtype=np.int8)
+
+    known = np.unique(wst[valid & (wst >= 0)])
+    for s in known:
+        w = np.flatnonzero(valid & (wst == s))
+        w = w[np.argsort(ws[w], kind="stable")]
+        st, en = ws[w], we[w]
+        if np.any(st[1:] < en[:-1]):
+            i = int(np.flatnonzero(st[1:] < en[:-1])[0])
+            raise ValueError(f"windows overlap on stream {s}: seq {seq[w[i]]} and {seq[w[i + 1]]}; "
+                             "attribute inference rows apart from their subgraph rows")
+        kk = np.flatnonzero(kst == s)
+        j = np.searchsorted(st, ks[kk], side="right") - 1
+        hit = (j >= 0) & (ks[kk] <= en[np.maximum(j, 0)])
+        index[kk[hit]], how[kk[hit]] = w[j[hit]], 1
+
+    foreign = ~np.isin(kst, known)
+    ambiguous = np.zeros(n, dtype=bool)
+    w = np.flatnonzero(valid)
+    if by_time and w.size and foreign.any():
+        w = w[np.argsort(ws[w], kind="stable")]
+        st, en = ws[w], we[w]
+        kk = np.flatnonzero(foreign)
+        t = ks[kk]
+        after = np.searchsorted(st, t, side="right")            # windows starting at or before t
+        inside = after - np.searchsorted(np.sort(en), t, side="left")   # ... minus those ended before t
+        # with exactly one window containing t, it is the one with the largest end among those
+        # starting at or before t: a running argmax of the ends finds it
+        cm = np.maximum.accumulate(en)
+        arg = np.maximum.accumulate(np.where(en >= cm, np.arange(en.size), 0))
+        one = inside == 1
+        index[kk[one]], how[kk[one]] = w[arg[after[one] - 1]], 2
+        ambiguous[kk[inside > 1]] = True
+
+    kind = np.asarray(kernels["kind"], dtype=object) if "kind" in kernels else None
+    is_kernel = np.ones(n, dtype=bool) if kind is None else (kind == "kernel")
+    kc, kf, kl, kb = _per_row(index[is_kernel], ks[is_kernel], ke[is_kernel], m)
+    cc, _, _, cb = _per_row(index[~is_kernel], ks[~is_kernel], ke[~is_kernel], m)
+    none_in = ~valid | (kc == 0)
+    rows = pd.DataFrame({"seq": seq})
+    for name, col, na in zip(ROW_COLUMNS, (kc, kf, kl, kb, cc, cb),
+                             (~valid, none_in, none_in, ~valid, ~valid, ~valid)):
+        rows[name] = pd.arrays.IntegerArray(col, na)
+    none = index < 0
+    counts = {"total": n, "by_stream": int((how == 1).sum()), "by_time": int((how == 2).sum()),
+              "between": int((none & ~foreign).sum()), "ambiguous": int(ambiguous.sum()),
+              "outside": int((none & foreign & ~ambiguous).sum())}
+    kseq = pd.array(np.where(none, 0, seq[np.maximum(index, 0)]) if m else np.zeros(n, np.int64),
+                    dtype="Int64")
+    kseq[none] = pd.NA
+    return Attribution(index, how, kseq, rows, counts)
+
+
+def _per_row(g, s, e, m):
+    """(count, first start, last end, busy) per window 0..m-1 of records given to window g (-1: none)."""
+    keep = g >= 0
+    g, s, e = g[keep], s[keep], e[keep]
+    count = np.bincount(g, minlength=m).astype(np.int64)
+    first = np.zeros(m, dtype=np.int64)
+    last = np.zeros(m, dtype=np.int64)
+    if g.size == 0:
+        return count, first, last, np.zeros(m, dtype=np.int64)
+    o = np.lexsort((s, g))
+    g, s, e = g[o], s[o], e[o]
+    head = np.concatenate(([True], g[1:] != g[:-1]))
+    tail = np.concatenate((head[1:], [True]))
+    cm = pd.Series(e).groupby(g).cummax().to_numpy()   # running max of ends within each row
+    prev = np.where(head, s, np.concatenate(([0], cm[:-1])))
+    add = np.clip(e - np.maximum(s, prev), 0, None)
+    first[g[head]] = s[head]
+    last[g[tail]] = cm[tail]
+    total = np.bincount(g, weights=add, minlength=m)  # float64: exact below 2**53 ns per row
+    return count, first, last, np.rint(total).astype(np.int64)
+
+
+KERNEL_COLUMNS = {
+    "name": (pa.string(), "kernel name as CUPTI gives it (mangled C++); null for memcpy and memset"),
+    "kind": (pa.dictionary(pa.int8(), pa.string()), "kernel, memcpy or memset"),
+    "start_ns": (pa.int64(), "GPU start, ns on trtprof's host clock (CUPTI's clock + measured offset)"),
+    "end_ns": (pa.int64(), "GPU end, ns on trtprof's host clock"),
+    "stream": (pa.int64(), "CUPTI stream id (not the cudaStream_t handle; KernelActivity.stream_id maps it)"),
+    "device": (pa.int64(), "CUDA device id"),
+    "correlation": (pa.int64(), "CUPTI correlation id of the launching API call"),
+    "seq": (pa.int64(), "seq of the timeline row the record was attributed to; null when none"),
+}
+SCHEMA = pa.schema([(n, t) for n, (t, _) in KERNEL_COLUMNS.items()])
+
+
+def to_table(records, seq=None) -> pa.Table:
+    """KernelActivity.flush() output (or a DataFrame of KERNEL_COLUMNS) -> an Arrow table; `seq`,
+    e.g. Attribution.seq, overrides the records' own (nullable, -1 or NA for none)."""
+    n = len(records["start_ns"])
+    cols = {}
+    for name, (typ, _) in KERNEL_COLUMNS.items():
+        v = seq if name == "seq" and seq is not None else (records[name] if name in records else None)
+        if v is None:
+            cols[name] = pa.nulls(n, typ)
+        elif name == "kind":
+            cols[name] = pa.array(np.asarray(v, dtype=object).tolist(), pa.string()).dictionary_encode() \
+                .cast(typ)
+        elif name == "name":
+            cols[name] = pa.array(pd.Series(v, dtype=object).where(pd.notna(v), None).tolist(), typ)
+        else:
+            s = pd.Series(v)
+            s = s.astype("Int64") if name != "seq" else s.astype("Int64").mask(s.astype("Int64") < 0)
+            cols[name] = pa.array(s, typ, from_pandas=True)
+    return pa.table(cols, schema=SCHEMA)
+
+
+def write(folder, records, seq=None) -> Path:
+    """kernels.parquet in a capture folder (written beside, then renamed: never half a file)."""
+    path = Path(folder) / FILE
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(to_table(records, seq), tmp)
+    tmp.replace(path)
+    return path
+
+
+def read(folder):
+    """The kernels of a capture folder (or of a kernels.parquet path) as a DataFrame; None when the
+    capture has none (older captures, no CUPTI). A damaged file is a ValueError that says which."""
+    path = Path(folder)
+    if path.is_dir() or path.suffix != ".parquet":
+        path = path / FILE
+    if not path.is_file():
+        return None
+    try:
+        table = pq.read_table(path)
+        missing = [c for c in KERNEL_COLUMNS if c not in table.column_names]
+        if missing:
+            raise ValueError(f"no column {', '.join(missing)}")
+        table = table.select(list(KERNEL_COLUMNS)).cast(SCHEMA)
+        df = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable kernels table ({type(e).__name__}: {e})") from None
+    return df
