@@ -2,7 +2,7 @@
 # One device session's work, in order of importance, each step time-boxed; everything ends up in
 # OUT/gpu-results.tar.gz (the device returns at most 8 files).
 #   source .trtbundle/activate.sh && bash scripts/gpu_run.sh "$OUT" [steps...]
-# steps: tests bert bench bench-broken hooks nsys nsys-acc profile cases (default: tests bert bench nsys)
+# steps: probe tests bert bench bench-broken hooks nsys nsys-acc profile cases (default: tests bert bench nsys)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$1; shift
@@ -14,6 +14,8 @@ log() { echo "== $*" | tee -a "$w/steps.txt"; }
 quiet() { grep -v -E "WARNING|warnings.warn|^$|Unable to import|CUDA 13 is not|return cls|TRT-LLM" ; }
 for s in $steps; do
   case $s in
+  probe)
+    log probe; timeout 180 python3 scripts/probe_cupti.py --out "$w/probe_cupti.json" > "$w/probe.txt" 2>&1; log "probe rc=$?";;
   tests)
     log tests; BERT_RUNTIMES= timeout 300 bash scripts/gpu_tests.sh "$w/tests" 2>&1 | quiet > "$w/tests.txt"; log "tests rc=${PIPESTATUS[0]}";;
   bert)
