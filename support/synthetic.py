@@ -161,7 +161,7 @@ def _assemble(rows, n, starts, shp, model, pid, gpu, changed) -> pd.DataFrame:
         df = pd.concat(parts, ignore_index=True).sort_values(["_i", "_o"], kind="stable")
         df = df.drop(columns=["_i", "_o"]).reset_index(drop=True)
     df["seq"] = np.arange(len(df))
-    df = df[list(FIELDS)]
+    df = df.reindex(columns=list(FIELDS))  # columns it does not simulate (kernels) are null
     for name, (_, dtype, _) in COLUMNS.items():
         df[name] = df[name].astype(dtype)
     return df

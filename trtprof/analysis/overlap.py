@@ -2,8 +2,11 @@
 
 Why this module exists: pre-allocated outputs only pay off when the allocation runs on the host *while
 the GPU is busy*. So for every `alloc` row we measure how much of its host interval is covered by GPU
-work (hidden) and how much is not (exposed). "GPU busy" is the union of the GPU intervals of the `exec`
-and `fallback` rows of the same process, across all streams. Inside one inference, the holes in that
+work (hidden) and how much is not (exposed). "GPU busy" is, best source first: the union of the
+kernels and copies CUPTI recorded (kernels.parquet: what the GPU really ran); else the union of the
+rows' kernel spans (first kernel start to last kernel end); else the union of the CUDA-event brackets
+of the `exec` and `fallback` rows of the same process, across all streams (which include the time the
+GPU waited for the host: on the C++ runtime an upper bound of busy, so "hidden" is then not known). Inside one inference, the holes in that
 union are GPU idle gaps; each gap is split by what the host was doing meanwhile (allocating, running a
 fallback, enqueuing an engine, or nothing we recorded: "python").
 
@@ -128,14 +131,51 @@ def inferences(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()[KEY + ["mode", "excluded", "input_shapes", "engine_calls"]]
 
 
-def gpu_busy(df: pd.DataFrame) -> pd.DataFrame:
-    """The GPU busy intervals of each process: union of exec/fallback GPU intervals over all streams."""
+def gpu_windows(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """exec/fallback rows with a GPU interval, and that interval: the row's kernel span where kernel
+    activity was recorded for it, else its CUDA-event bracket."""
     g = df[df["event"].isin(GPU_EVENTS) & df["gpu_start_ns"].notna() & df["gpu_end_ns"].notna()]
+    s, e = _ns(g["gpu_start_ns"]), _ns(g["gpu_end_ns"])
+    if "kernel_first_ns" in g and len(g):
+        k = g["kernel_first_ns"].notna().to_numpy() & g["kernel_last_ns"].notna().to_numpy()
+        s = np.where(k, _ns(g["kernel_first_ns"]), s)
+        e = np.where(k, _ns(g["kernel_last_ns"]), e)
+    return g, s, e
+
+
+def busy_source(df: pd.DataFrame, kernels: pd.DataFrame | None = None) -> str | None:
+    """What 'GPU busy' is measured from in this capture (see the module docstring); None: no GPU times."""
+    if kernels is not None and len(kernels):
+        return "kernels"
+    if "kernel_first_ns" in df and df.loc[df["event"].isin(GPU_EVENTS), "kernel_first_ns"].notna().any():
+        return "kernel spans"
+    return "event brackets" if has_gpu_times(df) else None
+
+
+def _kernel_busy(df: pd.DataFrame, kernels: pd.DataFrame) -> pd.DataFrame:
+    """Union of the recorded kernels and copies, for the process of their rows (CUPTI records are
+    per process; unattributed ones belong to the capture's main process)."""
+    pid_of = df.set_index("seq")["pid"] if len(df) else pd.Series(dtype="int64")
+    main = int(df["pid"].mode().iat[0]) if len(df) else 0
+    seq = kernels["seq"].astype("Int64")
+    pid = seq.map(pid_of).astype("Int64").fillna(main).to_numpy(np.int64)
+    s, e = _ns(kernels["start_ns"]), _ns(kernels["end_ns"])
+    codes, pids = pd.factorize(pd.Series(pid))
+    pk = Packed(codes, s, e)
+    us, ue = union(pk(codes, s), pk(codes, e))
+    c, start = pk.unpack(us)
+    return pd.DataFrame({"pid": np.asarray(pids)[c].astype(np.int64), "start_ns": start, "end_ns": ue - us + start})
+
+
+def gpu_busy(df: pd.DataFrame, kernels: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The GPU busy intervals of each process, from the best source there is (`busy_source`)."""
+    if kernels is not None and len(kernels):
+        return _kernel_busy(df, kernels)
+    g, s, e = gpu_windows(df)
     if g.empty:
         return pd.DataFrame({"pid": pd.Series(dtype="int64"), "start_ns": pd.Series(dtype="int64"),
                              "end_ns": pd.Series(dtype="int64")})
     codes, pids = pd.factorize(g["pid"])
-    s, e = _ns(g["gpu_start_ns"]), _ns(g["gpu_end_ns"])
     pk = Packed(codes, s, e)
     us, ue = union(pk(codes, s), pk(codes, e))
     c, start = pk.unpack(us)
@@ -143,8 +183,9 @@ def gpu_busy(df: pd.DataFrame) -> pd.DataFrame:
                          "end_ns": ue - us + start})
 
 
-def alloc_overlap(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per alloc row: its host duration split into hidden (GPU busy) and exposed (GPU idle).
+def alloc_overlap(df: pd.DataFrame, kernels: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per alloc row: its host duration split into hidden (GPU busy) and exposed (GPU idle),
+    GPU busy from `gpu_busy(df, kernels)`.
 
     hidden_ns / exposed_ns are NaN for processes without any GPU times.
     """
@@ -155,7 +196,7 @@ def alloc_overlap(df: pd.DataFrame) -> pd.DataFrame:
     s, e = a["host_start_ns"].to_numpy(np.int64), a["host_end_ns"].to_numpy(np.int64)
     out["alloc_ns"] = np.maximum(e - s, 0)
     hidden = np.full(len(a), np.nan)
-    busy = gpu_busy(df)
+    busy = gpu_busy(df, kernels)
     if len(a) and len(busy):
         pids = pd.Index(busy["pid"].unique())
         codes = pids.get_indexer(a["pid"].to_numpy())
@@ -219,13 +260,13 @@ def gpu_gaps(df: pd.DataFrame, infs: pd.DataFrame | None = None) -> pd.DataFrame
     """
     cols = KEY + ["mode", "excluded", "start_ns", "end_ns", "gap_ns", "before", "after"] + list(GAP_CATEGORIES)
     d = df[df["inference"] >= 0]
-    g = d[d["event"].isin(GPU_EVENTS) & d["gpu_start_ns"].notna() & d["gpu_end_ns"].notna()]
-    g = g[g["gpu_end_ns"] > g["gpu_start_ns"]]
+    g, gs, ge = gpu_windows(d)  # kernel spans where recorded: gaps between kernels of two subgraphs
+    keep = ge > gs
+    g, gs, ge = g[keep], gs[keep], ge[keep]
     if g.empty:
         return pd.DataFrame(columns=cols)
     keys = pd.MultiIndex.from_frame(g[KEY])
     codes, uniq = pd.factorize(keys)
-    gs, ge = _ns(g["gpu_start_ns"]), _ns(g["gpu_end_ns"])
     host = d[d["event"].isin(("alloc", "fallback", "exec"))]
     hcodes = uniq.get_indexer(pd.MultiIndex.from_frame(host[KEY]))
     hk = hcodes >= 0

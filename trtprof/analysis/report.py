@@ -43,6 +43,7 @@ class Results:
     subgraphs: pd.DataFrame
     recommendations: pd.DataFrame
     gpu_times: bool
+    busy_source: str | None = None  # what "GPU busy" is measured from: kernels | kernel spans | event brackets
 
 
 REC_COLUMNS = ["model", "action", "why", "gain_ms", "gain_pct", "basis"]
@@ -123,11 +124,11 @@ def recommendations(r: Results) -> pd.DataFrame:
     return out.sort_values("gain_ms", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def analyse(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED) -> Results:
-    """Run every analysis once over a timeline."""
+def analyse(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED, kernels: pd.DataFrame | None = None) -> Results:
+    """Run every analysis once over a timeline (`kernels`: the capture's kernels.parquet, if any)."""
     infs = overlap.inferences(df)
     lat = inference_latency(df, infs)
-    allocs = overlap.alloc_overlap(df)
+    allocs = overlap.alloc_overlap(df, kernels)
     gaps = overlap.gpu_gaps(df, infs)
     breaks = subgraphs.break_costs(df, gaps, infs)
     freq = shapes.change_frequency(df)
@@ -139,6 +140,6 @@ def analyse(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED) -> Results
         gap_summary=overlap.gap_summary(gaps, infs), changes=shapes.shape_changes(df, allocs),
         frequency=freq, shape_advice=shapes.advice(freq), breaks=breaks,
         subgraphs=subgraphs.table(df, allocs, breaks, kinds=("engine", "fallback")), recommendations=pd.DataFrame(columns=REC_COLUMNS),
-        gpu_times=overlap.has_gpu_times(df))
+        gpu_times=overlap.has_gpu_times(df), busy_source=overlap.busy_source(df, kernels))
     r.recommendations = recommendations(r)
     return r

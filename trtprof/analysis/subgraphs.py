@@ -20,7 +20,11 @@ from trtprof.timeline import schema
 COLUMNS = ["model", "subgraph", "kind", "runtime", "calls", "gpu_ms_total", "gpu_us_median", "host_us_median",
            "enqueue_us_median", "allocs", "allocs_before_exec", "allocs_after_enqueue", "alloc_us_median",
            "alloc_ms_total", "hidden_ms_total", "exposed_ms_total", "bytes_total", "calls_preallocated",
-           "calls_new_outputs", "shape_changes", "break_cost_us_per_inference"]
+           "calls_new_outputs", "shape_changes", "break_cost_us_per_inference", "kernels_median",
+           "kernel_busy_us_median", "kernel_span_us_median", "gpu_idle_us_median", "bound"]
+# `bound`, from medians per call where kernels were recorded: the GPU was busy less than half of the
+# call's event bracket while the host took at least 80 % of it -> the host (launching) sets the pace
+LAUNCH_BUSY_SHARE, LAUNCH_HOST_SHARE, GPU_BUSY_SHARE = 0.5, 0.8, 0.8
 KEYS = ["model", "subgraph"]
 _KIND_ORDER = {"model": 0, "engine": 1, "fallback": 1}
 
@@ -52,6 +56,17 @@ def break_costs(df: pd.DataFrame, gaps: pd.DataFrame, infs: pd.DataFrame) -> pd.
     out["gaps_us"] /= 1e3
     out["break_cost_us_per_inference"] = out["fallback_us"] + out["gaps_us"]
     return out[cols]
+
+
+def _bound(t: pd.DataFrame) -> pd.Series:
+    """'launch-bound' / 'GPU-bound' / 'mixed' per subgraph from its kernel medians; null without kernels."""
+    busy, bracket, host = (t[c].astype(float) for c in ("kernel_busy_us_median", "gpu_us_median", "host_us_median"))
+    known = busy.notna() & bracket.notna() & (bracket > 0)
+    share = busy / bracket
+    verdict = np.where(share >= GPU_BUSY_SHARE, "GPU-bound",
+                       np.where((share < LAUNCH_BUSY_SHARE) & (host >= LAUNCH_HOST_SHARE * bracket), "launch-bound",
+                                "mixed"))
+    return pd.Series(np.where(known, verdict, None), index=t.index, dtype=object)
 
 
 def _is(values: pd.Series, what: str) -> np.ndarray:
@@ -93,10 +108,21 @@ def table(df: pd.DataFrame, allocs: pd.DataFrame | None = None, breaks: pd.DataF
         shape_changes=calls["shape_changed"].fillna(False).astype(bool).to_numpy(np.int64))
     cg = flags.groupby(KEYS, sort=False)
     out = first.join(cg.size().rename("calls")).join(cg.sum())
+    if "kernel_busy_ns" in timed:
+        timed = timed.assign(_kn=timed["kernel_count"].astype("Float64").astype(float),
+                             _kb=timed["kernel_busy_ns"].astype("Float64").astype(float),
+                             _ks=dur(timed, "kernel_first_ns", "kernel_last_ns"))
+    else:
+        timed = timed.assign(_kn=np.nan, _kb=np.nan, _ks=np.nan)
+    timed = timed.assign(_idle=timed["_gpu"] - timed["_kb"])
     tg = timed.groupby(KEYS, sort=False)
     out = out.join(pd.DataFrame({"gpu_ms_total": tg["_gpu"].sum(min_count=1) / 1e6,
                                  "gpu_us_median": tg["_gpu"].median() / 1e3,
-                                 "enqueue_us_median": tg["_enq"].median() / 1e3}))
+                                 "enqueue_us_median": tg["_enq"].median() / 1e3,
+                                 "kernels_median": tg["_kn"].median(),
+                                 "kernel_busy_us_median": tg["_kb"].median() / 1e3,
+                                 "kernel_span_us_median": tg["_ks"].median() / 1e3,
+                                 "gpu_idle_us_median": tg["_idle"].median() / 1e3}))
     out = out.join((kc.groupby(KEYS, sort=False)["_host"].median() / 1e3).rename("host_us_median"))
     ag = a[KEYS].assign(allocs_before_exec=_is(a["alloc_phase"], "before_exec"),
                         allocs_after_enqueue=_is(a["alloc_phase"], "after_enqueue")).groupby(KEYS, sort=False)
@@ -117,6 +143,7 @@ def table(df: pd.DataFrame, allocs: pd.DataFrame | None = None, breaks: pd.DataF
         out[c] = out[c].fillna(0).astype(int)
     for c in ("alloc_ms_total", "bytes_total"):
         out[c] = out[c].astype(float).fillna(0.0)
+    out["bound"] = _bound(out)
     out = out.reset_index()
     out["_k"] = out["kind"].map(_KIND_ORDER).fillna(2)
     order = sorted(range(len(out)), key=lambda i: (schema.natural_key(out["model"].iat[i]), out["_k"].iat[i],

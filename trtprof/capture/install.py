@@ -70,7 +70,7 @@ def find_runtime_classes() -> tuple[dict, list[str]]:
 class Instrumenter:
     """Install the hooks, record into `sink`, remove everything on `stop()`."""
 
-    def __init__(self, sink, options: CaptureOptions | None = None, *, batch: int = 4096):
+    def __init__(self, sink, options: CaptureOptions | None = None, *, batch: int = 4096, kernel_sink=None):
         options = options or CaptureOptions()
         self.options = options
         self.level = options.level
@@ -81,6 +81,9 @@ class Instrumenter:
         self.batch = batch
         self.cpp_allocs = options.cpp_allocs
         self.policy = options.policy
+        self.kernel_sink = kernel_sink  # receives KernelActivity.flush() records
+        self.kernels = None  # the KernelActivity while it records
+        self.kernel_info: dict = {"recorded": False}
         self.ins: state.Instrumentation | None = None
         self._saved: list = []
         self.notes: list[str] = []
@@ -116,10 +119,13 @@ class Instrumenter:
         marks = Marks(self.nvtx)
         if self.nvtx and not marks.available:
             self.notes.append("the nvtx package is missing: no NVTX ranges are emitted")
+        if gpu is not None and self.options.kernels and self.kernel_sink is not None:
+            self._start_kernels()
         rec = Recorder(self.sink, gpu, marks, self.batch)
         self._rec = rec
         self.gpu = gpu
         self.ins = state.Instrumentation(rec, self.classes, self.level, self.sample)
+        self.ins.kernels, self.ins.kernel_sink = self.kernels, self.kernel_sink
         self.ins.harvest = engines.harvest_cpp
         if gpu is not None and "cpp" in self.classes and self.cpp_allocs and self.level == "full":
             self.ins.alloc_log = AllocatorLog(torch)  # started at the first C++ engine call
@@ -152,6 +158,31 @@ class Instrumenter:
         state.ACTIVE = self.ins
         return self
 
+    def _start_kernels(self) -> None:
+        """CUPTI kernel activity (capture/kernels.py): on for the whole capture, or, when sampling,
+        switched on around recorded inferences only (graph._model_pre/_model_post)."""
+        from trtprof.capture.kernels import KernelActivity
+
+        act = KernelActivity()
+        if act.start(paused=self.sample > 1):
+            self.kernels = act
+            self.kernel_info = {"recorded": True, "source": "CUPTI (cupti-python)", "sampled": self.sample > 1}
+        else:
+            reason = act.reason or "kernel activity could not start"
+            self.kernel_info = {"recorded": False, "reason": reason}
+            self.notes.append(f"{reason}; GPU times are CUDA-event brackets only")
+
+    def _stop_kernels(self) -> None:
+        act, self.kernels = self.kernels, None
+        if act is None:
+            return
+        records = act.stop()
+        self.kernel_info.update(act.info())
+        try:
+            self.kernel_sink(records)
+        except Exception as e:  # noqa: BLE001 - the rows matter more than their kernels
+            self.notes.append(f"kernel records could not be written: {type(e).__name__}: {e}")
+
     def pause(self) -> None:
         """Stop recording until `resume()`: hooks stay installed and pass straight through (one global
         read per call). Inferences run while paused are not counted."""
@@ -180,8 +211,9 @@ class Instrumenter:
             if ins.alloc_log is not None and ins.alloc_log.active:
                 ins.rec.gpu.synchronize()
             engines.harvest_cpp(ins)
-            ins.rec.drain(wait=True)
+            ins.rec.drain(wait=True)  # synchronizes: every kernel of a recorded range has completed
         finally:
+            self._stop_kernels()
             if ins.alloc_log is not None:
                 ins.alloc_log.stop()
                 if ins.alloc_log.dropped:

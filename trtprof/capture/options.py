@@ -27,6 +27,7 @@ class CaptureOptions:
     sample: int = 1  # record 1 inference in N
     nvtx: bool = True
     gpu: bool | None = None  # None: CUDA events when CUDA is there
+    kernels: bool = True  # CUPTI kernel activity, where cupti-python is installed and CUPTI is free
 
     def __post_init__(self):
         self.validate()
@@ -53,7 +54,8 @@ class CaptureOptions:
     def to_argv(self) -> list[str]:
         """The `trtprof capture` options that give these choices (for a child capture)."""
         return ["--prealloc", self.prealloc, "--cpp-allocs" if self.cpp_allocs else "--no-cpp-allocs",
-                "--level", self.level, "--sample", str(self.sample)]
+                "--level", self.level, "--sample", str(self.sample),
+                "--kernels" if self.kernels else "--no-kernels"]
 
     def as_meta(self) -> dict:
         return asdict(self)

@@ -151,6 +151,9 @@ class Instrumentation:
         self.harvest = None  # callable(ins) emitting cpp_pending with their allocations
         self.policy = None  # prealloc.Policy when the capture forces or alternates the mode
         self.setters: dict = {}  # runtime -> the runtime class's own set_pre_allocated_outputs
+        self.kernels = None  # KernelActivity (CUPTI) while it records, else None
+        self.kernel_sink = None
+        self._kernel_flush = time.perf_counter_ns()
 
     def register(self, module, info):
         """Make `info` (a SubgraphInfo, or the ModelInfo of a model) the hot path's for `module`."""
@@ -217,6 +220,9 @@ class Instrumentation:
                 len(pending) >= 512 or time.perf_counter_ns() - pending[0].t1 > 1_000_000_000):
             self.harvest(self)
         self.rec.safe_point()
+        if self.kernels is not None and time.perf_counter_ns() - self._kernel_flush > 1_000_000_000:
+            self._kernel_flush = time.perf_counter_ns()
+            self.kernel_sink(self.kernels.flush(forced=False))  # bounded memory on long runs
 
     def attrs(self, info, event: str, detail: str = ""):
         key = (event, detail)

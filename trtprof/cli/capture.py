@@ -36,6 +36,9 @@ def _check_prealloc(ctx, param, value):
 @click.option("--sample", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="Record 1 inference in N, plus every inference whose input shapes change and the one "
                    "after it; the others run with (almost) no overhead (docs/recording.md).")
+@click.option("--kernels/--no-kernels", default=True, show_default=True,
+              help="Record every kernel, memcpy and memset the GPU ran (CUPTI, needs cupti-python), so each "
+                   "row gets its kernels' busy time and span; off by itself under nsys or torch.profiler.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html (the HTML report) into the capture folder.")
 @click.option("--nsys", is_flag=True, help="Run the capture under Nsight Systems (nsys profile -t cuda,nvtx); "
               "the .nsys-rep goes into the capture folder and is imported (see trtprof nsys-import).")
@@ -43,8 +46,8 @@ def _check_prealloc(ctx, param, value):
               help="Extra options for nsys profile, quoted as one argument (implies --nsys).")
 @click.argument("target")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def capture(module, output, quiet, prealloc, cpp_allocs, level, sample, no_report, nsys, nsys_args, target,
-            args):
+def capture(module, output, quiet, prealloc, cpp_allocs, level, sample, kernels, no_report, nsys, nsys_args,
+            target, args):
     """Run a Python script (or -m module) and record every Torch-TensorRT call it makes.
 
     TARGET runs as __main__ with ARGS, exactly as `python TARGET ARGS`; trtprof exits with its exit
@@ -58,7 +61,8 @@ def capture(module, output, quiet, prealloc, cpp_allocs, level, sample, no_repor
       trtprof capture --level minimal --sample 10 examples/bert_prealloc.py
       trtprof capture --nsys examples/bert_prealloc.py
     """
-    options = CaptureOptions(prealloc=prealloc, cpp_allocs=cpp_allocs, level=level, sample=sample)
+    options = CaptureOptions(prealloc=prealloc, cpp_allocs=cpp_allocs, level=level, sample=sample,
+                             kernels=kernels and not (nsys or nsys_args))  # nsys holds CUPTI
     if nsys or nsys_args:
         sys.exit(_under_nsys(target, list(args), options, module, output, quiet, nsys_args, no_report))
     from trtprof.record import script

@@ -45,13 +45,16 @@ class Session:
         self.folder = Path(out) if out else default_folder(name)
         self.run = run or {}
         self.command = command if command is not None else list(sys.argv)
-        self.instrumenter = Instrumenter(self._write, self.options)
+        self.instrumenter = Instrumenter(self._write, self.options, kernel_sink=self._write_kernels)
         self.writer: CaptureWriter | None = None
         self.capture: Capture | None = None
         self._t0 = 0.0
 
     def _write(self, records):
         self.writer.write(records)
+
+    def _write_kernels(self, records):
+        self.writer.write_kernels(records)
 
     def start(self) -> "Session":
         meta = {
@@ -66,6 +69,8 @@ class Session:
             "clock_anchor": {"perf_counter_ns": time.perf_counter_ns(), "time_ns": time.time_ns()},
         }
         self.writer = CaptureWriter(self.folder, meta)  # raises CaptureError before anything runs
+        if self.options.sample > 1:  # kernel activity ran around recorded inferences only
+            self.writer.kernel_watch = lambda rows: rows["inference"].astype("Int64").fillna(-1) >= 0
         self._t0 = time.perf_counter()
         self.instrumenter.start()
         return self
@@ -96,6 +101,7 @@ class Session:
             "sample": inst.sample,
             "runtime_classes": {k: f"{c.__module__}.{c.__qualname__}" for k, c in inst.classes.items()},
             "gpu_anchor_error_ns": getattr(inst.gpu, "anchor_error_ns", None),
+            "kernels": {**inst.kernel_info, **self.writer.meta.get("kernels", {})},
         }
         if reason:
             updates["incomplete_reason"] = reason

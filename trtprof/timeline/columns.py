@@ -40,7 +40,17 @@ SPEC: dict[str, tuple[str, bool, str]] = {
     "exclude": ("bool", True, "left out of timing statistics (first call after a pre-alloc mode flip); "
                               "still counted as a call"),
     "note": ("str", True, "free text explaining a special row"),
+    # kernel activity (CUPTI), attributed to exec, fallback and inference rows when the capture
+    # recorded it (docs/recording.md, "Kernels"); null when it did not, 0 when watched and none ran
+    "kernel_count": ("int", True, "kernels that started inside the row's GPU window"),
+    "kernel_first_ns": ("int", True, "start of the row's first kernel, ns on the host clock"),
+    "kernel_last_ns": ("int", True, "end of the row's last kernel, ns on the host clock (kernel span = last - first)"),
+    "kernel_busy_ns": ("int", True, "GPU busy with the row's kernels: length of the union of their intervals"),
+    "copy_count": ("int", True, "memcpy and memset operations that started inside the row's GPU window"),
+    "copy_ns": ("int", True, "length of the union of those copies' intervals"),
 }
+# columns a capture of an older schema version lacks; the loader adds them as nulls
+ADDED_IN = {2: ("kernel_count", "kernel_first_ns", "kernel_last_ns", "kernel_busy_ns", "copy_count", "copy_ns")}
 FIELDS = tuple(SPEC)
 
 # Columns the recorder fills on every row. A null there means trtprof did not write the file, and the

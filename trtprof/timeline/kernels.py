@@ -200,12 +200,51 @@ def to_table(records, seq=None) -> pa.Table:
 
 
 def write(folder, records, seq=None) -> Path:
-    """kernels.parquet in a capture folder (written beside, then renamed: never half a file)."""
+    """kernels.parquet in a capture folder (an exclusive temporary, then renamed: never half a file)."""
+    from trtprof import _files
+
     path = Path(folder) / FILE
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(to_table(records, seq), tmp)
-    tmp.replace(path)
+    with _files.atomic_path(path) as tmp:
+        pq.write_table(to_table(records, seq), tmp, compression="zstd")
     return path
+
+
+def attribute_timeline(rows: pd.DataFrame, kernels, watched=None):
+    """Kernel columns for the rows of a timeline: (per-row DataFrame indexed by seq with ROW_COLUMNS,
+    each kernel's seq for kernels.parquet, counts).
+
+    Two passes, because windows of one stream must not overlap: first the subgraph rows (`exec`,
+    `fallback`), whose kernel seq goes into kernels.parquet; then the `inference` rows, which contain
+    them. A window's stream is the row's CUDA stream handle, kept apart from CUPTI's stream ids (it
+    never equals one), so kernels go by time ("window on any stream", rule 2), which is what the
+    engine's own pool stream needs. Where windows overlap anyway (two threads on one stream), every
+    window is treated as a stream of its own: a kernel inside several is ambiguous and unattributed.
+    `watched`: mask of rows recorded while kernel activity was on (the others get nulls)."""
+    ok = rows["gpu_start_ns"].notna() & rows["gpu_end_ns"].notna()
+    if watched is not None:
+        ok &= pd.Series(watched, index=rows.index).astype(bool)
+    ev = rows["event"].astype(object)
+    out, kseq, counts = [], None, {}
+    for level, events in (("subgraph", ("exec", "fallback")), ("inference", ("inference",))):
+        w = rows[ok & ev.isin(events)]
+        if w.empty:
+            continue
+        stream = w["stream"].astype("Int64").fillna(-1).to_numpy(np.int64)
+        win = pd.DataFrame({"seq": w["seq"].to_numpy(np.int64), "stream": -(np.abs(stream) + 2),
+                            "start_ns": w["gpu_start_ns"].astype("Int64"), "end_ns": w["gpu_end_ns"].astype("Int64")})
+        try:
+            a = attribute(kernels, win)
+        except ValueError:  # overlapping windows on one stream: each window a stream of its own
+            win["stream"] = -(np.arange(len(win), dtype=np.int64) + 2)
+            a = attribute(kernels, win)
+        out.append(a.rows)
+        counts[level] = a.counts
+        if kseq is None:
+            kseq = a.seq
+    table = pd.concat(out, ignore_index=True).set_index("seq") if out else \
+        pd.DataFrame(columns=list(ROW_COLUMNS)).rename_axis("seq")
+    n = len(kernels["start_ns"])
+    return table, kseq if kseq is not None else pd.array([pd.NA] * n, dtype="Int64"), counts
 
 
 def read(folder):

@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from trtprof.timeline.columns import CALL_EVENT, FIELDS, NOT_NULL, SPEC, TIMED_EVENT  # noqa: F401
+from trtprof.timeline.columns import ADDED_IN, CALL_EVENT, FIELDS, NOT_NULL, SPEC, TIMED_EVENT  # noqa: F401
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: before the kernel columns (added as nulls on load)
 
 _ARROW = {"int": pa.int64(), "str": pa.string(), "bool": pa.bool_()}
 _PANDAS = {("int", False): "int64", ("int", True): "Int64", ("str", False): "string", ("str", True): "string",
@@ -30,8 +31,11 @@ DTYPES = {n: d for n, (_, d, _) in COLUMNS.items()}
 
 
 def records_to_table(records: list) -> pa.Table:
-    """Raw capture records -> Arrow table of the timeline schema (strict: wrong types raise)."""
+    """Raw capture records -> Arrow table of the timeline schema (strict: wrong types raise). A record
+    may stop before the columns a later schema version added (ADDED_IN): those are null."""
     cols = list(zip(*records)) if records else [()] * len(FIELDS)
+    if len(cols) < len(FIELDS) and len(cols) >= len(FIELDS) - sum(len(v) for v in ADDED_IN.values()):
+        cols += [(None,) * len(records)] * (len(FIELDS) - len(cols))
     return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(cols, ARROW_SCHEMA)],
                                 schema=ARROW_SCHEMA)
 

@@ -26,6 +26,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,6 +39,7 @@ from trtprof.timeline.columns import NOT_NULL
 META = "meta.json"
 TIMELINE = "timeline.parquet"
 SPILL = "timeline.arrows"
+KERNEL_SPILL = "kernels.arrows"  # CUPTI records while recording; kernels.parquet once attributed
 LOCK = ".capturing"
 
 ROW_GROUP = 128 * 1024  # rows per parquet row group: bounds memory while converting, reads fast
@@ -53,6 +55,19 @@ class Capture:
     @property
     def complete(self) -> bool:
         return self.meta.get("status") == "complete"
+
+    @property
+    def kernels(self) -> pd.DataFrame | None:
+        """The capture's CUPTI kernel and copy records (kernels.parquet), read on first use; None
+        when it has none. A damaged file is a CaptureError."""
+        if "_kernels" not in self.__dict__:
+            from trtprof.timeline import kernels
+
+            try:
+                self.__dict__["_kernels"] = kernels.read(self.path) if self.path is not None else None
+            except ValueError as e:
+                raise CaptureError(str(e)) from None
+        return self.__dict__["_kernels"]
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -94,6 +109,23 @@ class CaptureWriter:
                 raise CaptureError(f"cannot write the capture folder {self.folder}: {e.strerror}", ExitCode.BAD_OUTPUT) from None
             raise
         self.rows = 0
+        self._kstream = self._ksink = None
+        self.kernel_records = 0
+        self.kernel_watch = None  # callable(rows DataFrame) -> mask of rows recorded with kernel activity on
+
+    def write_kernels(self, records: dict) -> None:
+        """Append CUPTI kernel/copy records (KernelActivity.flush() output); they are attributed to
+        rows when the capture closes."""
+        from trtprof.timeline import kernels
+
+        if not len(records.get("start_ns", ())):
+            return
+        if self._kstream is None:
+            self._ksink = pa.OSFile(str(self.folder / KERNEL_SPILL), "wb")
+            self._kstream = pa.ipc.new_stream(self._ksink, kernels.SCHEMA)
+        self._kstream.write_table(kernels.to_table(records))
+        self._ksink.flush()
+        self.kernel_records += len(records["start_ns"])
 
     def write(self, records: list[list]) -> None:
         """Append a batch of raw records; flushed to disk at once so a crash keeps it."""
@@ -118,8 +150,9 @@ class CaptureWriter:
         if self.meta.get("status") in (None, "running"):
             self.meta["status"] = "complete"
         spill, final = self.folder / SPILL, self.folder / TIMELINE
+        fill = self._attribute_kernels(spill)
         try:
-            self.meta["rows"] = _spill_to_parquet(spill, final)
+            self.meta["rows"] = _spill_to_parquet(spill, final, fill)
         except (pa.ArrowException, OSError) as e:
             self.meta.update(status="incomplete", rows=self.rows,
                              incomplete_reason=f"the parquet timeline could not be written ({_first_line(e)}); "
@@ -128,11 +161,69 @@ class CaptureWriter:
         else:
             _write_json(self.folder / META, self.meta)
             spill.unlink()
+            (self.folder / KERNEL_SPILL).unlink(missing_ok=True)
         (self.folder / LOCK).unlink(missing_ok=True)
         return self.folder
 
+    def _attribute_kernels(self, spill: Path):
+        """Attribute the spilled kernel records to the rows (kernels.parquet is written here); returns
+        the function that fills each timeline batch's kernel columns, or None. A failure keeps the
+        timeline and the raw records (kernels.arrows) and is said in meta.json."""
+        if self._kstream is None:
+            return None
+        from trtprof.timeline import kernels
 
-def _spill_to_parquet(spill: Path, final: Path) -> int:
+        try:
+            self._kstream.close()
+            self._ksink.close()
+        except (pa.ArrowException, OSError):
+            pass
+        try:
+            recs = pa.Table.from_batches(list(_iter_spill(self.folder / KERNEL_SPILL)), schema=kernels.SCHEMA)
+            cols = ["seq", "event", "inference", "stream", "gpu_start_ns", "gpu_end_ns"]
+            batches = [b.select(cols) for b in _iter_spill(spill)]
+            rows = pa.Table.from_batches(batches).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get) \
+                if batches else pd.DataFrame(columns=cols)
+            watched = self.kernel_watch(rows) if self.kernel_watch is not None and len(rows) else None
+            k = recs.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+            k = {c: k[c].to_numpy() for c in k.columns} | {c: k[c].astype("int64").to_numpy()
+                                                            for c in ("start_ns", "end_ns", "stream")}
+            table, kseq, counts = kernels.attribute_timeline(rows, k, watched)
+            kernels.write(self.folder, {c: v for c, v in k.items() if c != "seq"}, kseq)
+        except Exception as e:  # noqa: BLE001 - kernels are extra: the timeline must still be written
+            self.meta.setdefault("kernels", {})["error"] = f"kernel attribution failed: {_first_line(e)}"
+            return None
+        info = self.meta.setdefault("kernels", {})
+        info.update(records=int(recs.num_rows), attributed=counts)
+        return _kernel_filler(table)
+
+
+def _kernel_filler(table: pd.DataFrame):
+    """batch -> batch with the kernel columns looked up by seq."""
+    from trtprof.timeline.kernels import ROW_COLUMNS
+
+    index = table.index.to_numpy(np.int64) if len(table) else np.zeros(0, np.int64)
+    order = np.argsort(index)
+    index = index[order]
+    values = {c: table[c].iloc[order] for c in ROW_COLUMNS} if len(table) else {}
+
+    def fill(batch: pa.RecordBatch) -> pa.RecordBatch:
+        if not len(index):
+            return batch
+        seq = batch.column(batch.schema.get_field_index("seq")).to_numpy()
+        pos = np.searchsorted(index, seq)
+        hit = (pos < len(index)) & (index[np.minimum(pos, len(index) - 1)] == seq)
+        arrays = list(batch.columns)
+        for c in ROW_COLUMNS:
+            v = values[c].to_numpy(dtype=np.int64, na_value=0)
+            na = values[c].isna().to_numpy()
+            p = np.minimum(pos, len(index) - 1)
+            arrays[batch.schema.get_field_index(c)] = pa.array(v[p], pa.int64(), mask=~hit | na[p])
+        return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+    return fill
+
+
+def _spill_to_parquet(spill: Path, final: Path, fill=None) -> int:
     """Stream the spill's batches into a parquet file, ROW_GROUP rows at a time; returns the rows.
 
     Why not read_table + write_table: that holds the whole timeline in memory at once (gigabytes at
@@ -141,7 +232,7 @@ def _spill_to_parquet(spill: Path, final: Path) -> int:
     rows, buf, n = 0, [], 0
     with _files.atomic_path(final) as tmp, pq.ParquetWriter(tmp, schema.ARROW_SCHEMA, compression="zstd") as out:
         for batch in _iter_spill(spill):
-            buf.append(batch)
+            buf.append(fill(batch) if fill is not None else batch)
             n += batch.num_rows
             if n >= ROW_GROUP:
                 out.write_table(pa.Table.from_batches(buf, schema=schema.ARROW_SCHEMA), row_group_size=n)
@@ -209,6 +300,11 @@ def load_capture(path: str | os.PathLike) -> Capture:
     if not has_parquet or meta.get("status") == "running":  # the writer never reached close()
         meta["status"] = "incomplete"
         meta.setdefault("incomplete_reason", "the capturing process ended before finishing the capture")
+    for v, added in schema.ADDED_IN.items():  # an older capture: its later columns are nulls
+        if meta["schema_version"] < v:
+            for c in added:
+                if c not in table.column_names:
+                    table = table.append_column(c, pa.nulls(table.num_rows, schema.COLUMNS[c][0]))
     names = table.column_names
     missing = [c for c in schema.COLUMNS if c not in names]
     if missing:
@@ -242,9 +338,9 @@ def _load_meta(folder: Path) -> dict:
     if not isinstance(meta, dict) or "schema_version" not in meta:
         raise CaptureError(f"{p} is not trtprof metadata")
     version = meta["schema_version"]
-    if type(version) is not int or version != schema.SCHEMA_VERSION:
+    if type(version) is not int or version not in schema.READABLE_VERSIONS:
         raise CaptureError(f"{folder} uses timeline schema {_short(version)}; "
-                           f"this trtprof reads {schema.SCHEMA_VERSION}")
+                           f"this trtprof reads {', '.join(map(str, schema.READABLE_VERSIONS))}")
     return meta
 
 
