@@ -195,3 +195,38 @@ def test_exported_program_reported(tmp_path):
         assert (y.float() - model(x).float()).abs().max().item() < 5e-2
     assert (cap.timeline.event == "exec").sum() == 1  # the compiled module's call only
     assert any("execute_engine directly" in n for n in cap.meta["notes"]), cap.meta["notes"]
+
+
+def test_kernels_on_every_timed_row(captured):
+    """CUPTI kernel activity (cupti-python in the bundle): every engine exec and fallback row has its
+    kernels, busy <= span, and the kernels sit inside the row's event bracket (tolerance: the CUPTI
+    clock offset's error plus the anchoring of events)."""
+    runtime, cap, _, _ = captured
+    if not cap.meta.get("kernels", {}).get("recorded"):
+        pytest.skip(f"kernel activity not recorded: {cap.meta.get('kernels')}")
+    df = cap.timeline
+    timed = df[df.event.isin(["exec", "fallback"]) & df.gpu_start_ns.notna()]
+    assert (timed.kernel_count > 0).all(), timed[timed.kernel_count == 0][["subgraph", "call"]].head()
+    assert (timed.kernel_busy_ns <= timed.kernel_last_ns - timed.kernel_first_ns).all()
+    assert (timed.kernel_busy_ns > 0).all()
+    span = timed.kernel_last_ns - timed.kernel_first_ns
+    bracket = timed.gpu_end_ns - timed.gpu_start_ns
+    assert (span <= bracket + TOL_NS).all()
+    assert (timed.kernel_first_ns >= timed.gpu_start_ns - TOL_NS).all()
+    inf = df[df.event == "inference"]
+    assert (inf.kernel_count >= 1).all()
+    k = cap.kernels
+    assert k is not None and len(k) and k.seq.notna().mean() > 0.95, cap.meta["kernels"]
+    assert cap.meta["kernels"]["clock"]["error_ns"] < 5_000
+
+
+def test_kernel_activity_with_sampling(tmp_path):
+    """--sample 3: kernels only around recorded inferences, still on every recorded timed row."""
+    cap, plan = _capture_with(tmp_path, "cpp", "--sample", "3")
+    info = cap.meta.get("kernels", {})
+    if not info.get("recorded"):
+        pytest.skip(f"kernel activity not recorded: {info}")
+    assert info.get("sampled") is True
+    df = cap.timeline
+    timed = df[df.event.isin(["exec", "fallback"]) & df.gpu_start_ns.notna() & (df.inference >= 0)]
+    assert len(timed) and (timed.kernel_count > 0).all()

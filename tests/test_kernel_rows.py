@@ -1,0 +1,128 @@
+"""Kernel activity in a capture folder: records spilled while recording, attributed at close, read
+back; and the analyses that use them (GPU busy from kernels, per-subgraph busy/span, the verdict).
+The records are hand-built in the layout KernelActivity.flush() returns (its CUPTI side runs on the
+GPU machine: tests/gpu/test_gpu_capture.py::test_kernels_on_every_timed_row)."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import trtprof
+from synthetic import frame
+from trtprof.analysis import overlap, subgraphs
+from trtprof.capture import records as R
+from trtprof.timeline.store import CaptureWriter
+
+
+def _rec(seq, event, kind, sub, t0, t1, g0=None, g1=None, inference=0, stream=0x10):
+    r = R.blank()
+    vals = dict(seq=seq, pid=1, thread=1, model="model0", inference=inference, subgraph=sub, subgraph_kind=kind,
+                runtime="cpp" if kind == "engine" else "torch", event=event, call=inference, host_start_ns=t0,
+                host_end_ns=t1, gpu_start_ns=g0, gpu_end_ns=g1, stream=stream if g0 is not None else None)
+    for k, v in vals.items():
+        r[R.INDEX[k]] = v
+    return r
+
+
+def _kernels(spans, stream=7, kind="kernel"):
+    n = len(spans)
+    return {"kind": np.array([kind] * n, dtype=object), "name": np.array([f"k{i}" for i in range(n)], dtype=object),
+            "start_ns": np.array([s for s, _ in spans], dtype=np.int64),
+            "end_ns": np.array([e for _, e in spans], dtype=np.int64),
+            "stream": np.full(n, stream, dtype=np.int64), "correlation": np.arange(n, dtype=np.int64),
+            "device": np.zeros(n, dtype=np.int64)}
+
+
+def _capture(tmp_path, records, kernels_batches, version_meta=None):
+    w = CaptureWriter(tmp_path / "c", {"command": ["x"]})
+    w.write(records)
+    for k in kernels_batches:
+        w.write_kernels(k)
+    w.close(status="complete")
+    return trtprof.load_capture(tmp_path / "c")
+
+
+ROWS = [_rec(0, "call", "engine", "_run_on_acc_0", 0, 100),
+        _rec(1, "exec", "engine", "_run_on_acc_0", 0, 100, 10, 300),
+        _rec(2, "fallback", "fallback", "_run_on_gpu_1", 100, 150, 300, 400),
+        _rec(3, "inference", "model", "model0", 0, 160, 10, 400)]
+
+
+def test_kernels_are_attributed_at_close(tmp_path):
+    # two batches: kernels of the engine (on its pool stream 7), one crossing the bracket's end,
+    # one of the fallback, one outside every window
+    cap = _capture(tmp_path, ROWS, [_kernels([(50, 80), (60, 90), (200, 320)]),
+                                    _kernels([(310, 330), (1000, 1010)], stream=9)])
+    df = cap.timeline.set_index("seq")
+    assert df.loc[1, "kernel_count"] == 3 and df.loc[1, "kernel_first_ns"] == 50
+    assert df.loc[1, "kernel_last_ns"] == 320  # a late tail lengthens the row, never vanishes
+    assert df.loc[1, "kernel_busy_ns"] == 40 + 120
+    assert df.loc[2, "kernel_count"] == 1 and df.loc[2, "kernel_busy_ns"] == 20
+    assert df.loc[3, "kernel_count"] == 4  # the inference sees every kernel in its window
+    assert pd.isna(df.loc[0, "kernel_count"])  # a call row has no GPU window of its own
+    k = cap.kernels
+    assert len(k) == 5 and k.seq.tolist()[:4] == [1, 1, 1, 2] and pd.isna(k.seq.iloc[4])
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    assert meta["kernels"]["records"] == 5 and meta["kernels"]["attributed"]["subgraph"]["outside"] == 1
+    assert not (tmp_path / "c" / "kernels.arrows").exists()
+
+
+def test_without_kernels_the_columns_are_null_and_no_file(tmp_path):
+    cap = _capture(tmp_path, ROWS, [])
+    assert cap.timeline.kernel_count.isna().all() and cap.kernels is None
+
+
+def test_a_schema_1_capture_loads_with_null_kernel_columns(tmp_path):
+    cap = _capture(tmp_path, ROWS, [_kernels([(50, 80)])])
+    import pyarrow.parquet as pq
+    folder = tmp_path / "c"
+    t = pq.read_table(folder / "timeline.parquet")
+    pq.write_table(t.drop([c for c in t.column_names if c.startswith(("kernel_", "copy_"))]), folder / "timeline.parquet")
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "schema_version": 1}))
+    old = trtprof.load_capture(folder)
+    assert list(old.timeline.columns) == list(cap.timeline.columns) and old.timeline.kernel_count.isna().all()
+
+
+def test_overlapping_windows_on_one_stream_leave_shared_kernels_unattributed(tmp_path):
+    rows = [_rec(0, "exec", "engine", "_run_on_acc_0", 0, 100, 10, 300),
+            _rec(1, "exec", "engine", "_run_on_acc_0", 0, 100, 200, 500, inference=1)]  # two threads, one stream
+    cap = _capture(tmp_path, rows, [_kernels([(50, 60), (250, 260), (450, 460)])])
+    df = cap.timeline.set_index("seq")
+    assert df.loc[0, "kernel_count"] == 1 and df.loc[1, "kernel_count"] == 1  # 250 lies in both: ambiguous
+
+
+def test_hidden_and_exposed_from_kernels_not_from_the_bracket():
+    """The C++ runtime's allocation inside the bracket: the bracket says all hidden; kernels say how much."""
+    rows = [dict(event="call", host=(0, 1000), prealloc=True),
+            dict(event="alloc", host=(100, 300), alloc_phase="after_enqueue", bytes=10),
+            dict(event="exec", host=(0, 1000), gpu=(0, 1000), stream=0x100)]
+    df = frame(rows)
+    assert overlap.alloc_overlap(df)["exposed_ns"].iloc[0] == 0  # event bracket: "hidden"
+    k = pd.DataFrame({"start_ns": [50, 250], "end_ns": [150, 260], "seq": pd.array([2, 2], dtype="Int64")})
+    a = overlap.alloc_overlap(df, k)
+    assert a["hidden_ns"].iloc[0] == 50 + 10 and a["exposed_ns"].iloc[0] == 200 - 60
+    assert overlap.busy_source(df, k) == "kernels" and overlap.busy_source(df) == "event brackets"
+
+
+def test_subgraph_table_kernel_columns_and_verdict():
+    rows = []
+    for i in range(4):
+        b = i * 1000
+        rows += [dict(event="call", host=(b, b + 900), inference=i),
+                 dict(event="exec", host=(b, b + 900), gpu=(b + 10, b + 910), stream=0x100, inference=i),
+                 dict(event="inference", subgraph="m", subgraph_kind="model", host=(b, b + 950), inference=i)]
+    df = frame(rows)
+    ex = df.event == "exec"
+    df.loc[ex, "kernel_count"] = 5
+    df.loc[ex, "kernel_first_ns"] = df.loc[ex, "gpu_start_ns"] + 100
+    df.loc[ex, "kernel_last_ns"] = df.loc[ex, "gpu_start_ns"] + 600
+    df.loc[ex, "kernel_busy_ns"] = 200
+    t = subgraphs.table(df).set_index("subgraph")
+    r = t.loc["_run_on_acc_0"]
+    assert r.kernels_median == 5 and r.kernel_busy_us_median == pytest.approx(0.2)
+    assert r.kernel_span_us_median == pytest.approx(0.5) and r.gpu_idle_us_median == pytest.approx(0.7)
+    assert r.bound == "launch-bound"  # busy 22 % of the bracket, host 100 % of it
+    df.loc[ex, "kernel_busy_ns"] = 850
+    assert subgraphs.table(df).set_index("subgraph").loc["_run_on_acc_0", "bound"] == "GPU-bound"
