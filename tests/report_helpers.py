@@ -10,4 +10,4 @@ from trtprof.render import report_html
 def render(cap, n_boot: int = N_BOOT) -> str:
     if cap.timeline is None or cap.timeline.empty:
         raise EmptyCaptureError("the capture has no rows")
-    return report_html.render(cap, analyse(cap.timeline, n_boot=n_boot), report_view(cap))
+    return report_html.render(cap, analyse(cap.timeline, n_boot=n_boot, kernels=cap.kernels), report_view(cap))

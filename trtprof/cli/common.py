@@ -119,7 +119,7 @@ def write_report(cap, output=None) -> Path:
     default = (Path(cap.path) if cap.path else Path.cwd()) / report_html.REPORT
     path = output_path(output, default, [cap.path])
     try:
-        html = report_html.render(cap, analyse(cap.timeline), report_view(cap))
+        html = report_html.render(cap, analyse(cap.timeline, kernels=cap.kernels), report_view(cap))
     except TrtprofError:
         raise
     except Exception as e:  # noqa: BLE001 - a capture the analysis cannot make sense of

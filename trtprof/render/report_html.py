@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from trtprof.timeline.store import Capture
 
 REPORT = "report.html"
+_BUSY = {"kernels": "the kernels and copies CUPTI recorded (what the GPU really ran)",
+         "kernel spans": "each call's kernel span (first kernel start to last end; gaps inside count as busy)",
+         "event brackets": "CUDA-event brackets around each call, which include the GPU waiting for the host: "
+                           "an upper bound of busy, so 'hidden' is an upper bound too (on the C++ runtime it "
+                           "says nothing: record kernels, with cupti-python installed)"}
 
 
 # -- sections -----------------------------------------------------------------------------------------------
@@ -129,7 +134,8 @@ def _overlap(r: Results, fig) -> str:
     parts = ["<h2 id='overlap'>5. Does allocation overlap GPU execution?</h2>",
              '<p class="muted">For every output allocation, the part of its host time during which the GPU was '
              "busy with any engine or fallback (hidden: free) and the part during which it was idle (exposed: "
-             "the GPU waited). Per subgraph and mode, averaged over the inferences of that mode.</p>"]
+             "the GPU waited). Per subgraph and mode, averaged over the inferences of that mode.</p>",
+             f'<p class="muted">GPU busy measured from: <b>{e(_BUSY.get(r.busy_source, "nothing (no GPU times)"))}</b>.</p>']
     if not r.gpu_times:
         parts.append('<p class="card warn">No GPU times: hidden and exposed time cannot be measured. Allocation '
                      "host time per inference:</p>")
@@ -192,17 +198,26 @@ def _shapes(r: Results) -> str:
 def _subgraphs(r: Results) -> str:
     return ("<h2 id='subgraphs'>7. Per subgraph</h2>"
             '<p class="muted">Engines run in TensorRT; fallbacks are the parts PyTorch runs between them (graph '
-            "breaks). GPU time from CUDA events; host time of the whole call; the cost of a graph break is the "
-            "fallback's time plus the GPU idle gaps right before and after it, per inference.</p>"
+            "breaks). Event bracket: the CUDA events around the call (the GPU's waiting for the host included); "
+            "kernels busy: the time the GPU ran the call's kernels (union of their intervals, CUPTI), kernel span: "
+            "first kernel start to last kernel end, idle in bracket: bracket minus busy; bound: launch-bound when "
+            "the GPU was busy under half of the bracket while the host took at least 80 % of it. Host time of the "
+            "whole call; the cost of a graph break is the fallback's time plus the GPU idle gaps right before and "
+            "after it, per inference (an estimate).</p>"
             + table(r.subgraphs, [("model", "model", None), ("subgraph", "subgraph", None), ("kind", "kind", None),
                                   ("runtime", "runtime", None), ("calls", "calls", str),
-                                  ("gpu_ms_total", "GPU ms total", ms), ("gpu_us_median", "GPU \u00b5s median", lambda v: _num(v, ".1f")),
+                                  ("gpu_ms_total", "event brackets ms total", ms), ("gpu_us_median", "event bracket \u00b5s median", lambda v: _num(v, ".1f")),
                                   ("host_us_median", "host \u00b5s median", lambda v: _num(v, ".1f")),
                                   ("enqueue_us_median", "enqueue \u00b5s median", lambda v: _num(v, ".1f")),
                                   ("allocs", "allocations", str), ("alloc_ms_total", "allocation ms", ms),
                                   ("hidden_ms_total", "hidden ms", ms), ("exposed_ms_total", "exposed ms", ms),
                                   ("bytes_total", "bytes allocated", nbytes),
-                                  ("break_cost_us_per_inference", "graph break \u00b5s / inference", lambda v: _num(v, ".1f"))]))
+                                  ("break_cost_us_per_inference", "graph break \u00b5s / inference", lambda v: _num(v, ".1f"))]
+                    + ([("kernels_median", "kernels / call", lambda v: _num(v, ".0f")),
+                       ("kernel_busy_us_median", "kernels busy \u00b5s median", lambda v: _num(v, ".1f")),
+                       ("kernel_span_us_median", "kernel span \u00b5s median", lambda v: _num(v, ".1f")),
+                       ("gpu_idle_us_median", "idle in bracket \u00b5s", lambda v: _num(v, ".1f")),
+                       ("bound", "bound", None)] if r.busy_source in ("kernels", "kernel spans") else [])))
 
 
 def _footer(cap: Capture) -> str:

@@ -16,6 +16,10 @@ _HEAD = [("subgraph", "subgraph", 18), ("kind", "kind", 8), ("calls", "calls", 6
          ("allocs_before_exec", "alloc pre", 9), ("allocs_after_enqueue", "alloc post", 10),
          ("calls_preallocated", "prealloc'd", 10), ("calls_new_outputs", "fresh", 6),
          ("shape_changes", "shape chg", 9)]
+_KERNELS = [("kernel_busy_us_median", "busy us", 9), ("kernel_span_us_median", "span us", 9), ("bound", "bound", 13)]
+KERNEL_LEGEND = ("busy us: median time the GPU ran the call's kernels (union of their intervals, CUPTI); "
+                 "span us: first kernel start to last kernel end; bound: launch-bound when the GPU was busy "
+                 "under half of the bracket while the host took most of it. ")
 LEGEND = ("GPU us: median CUDA-event bracket of a call (includes the GPU waiting for the host); host us: "
           "median host time of a call; alloc us: median host time of an output allocation; alloc pre/post: "
           "allocations before execution / after the enqueue for the next call (counts cover every call; "
@@ -38,10 +42,13 @@ def render(table: pd.DataFrame) -> str:
     if table.empty:
         return "no Torch-TensorRT module ran: nothing to summarise"
     lines = []
+    kernels = "kernel_busy_us_median" in table and table["kernel_busy_us_median"].notna().any()
+    head = _HEAD[:4] + (_KERNELS[:2] if kernels else []) + _HEAD[4:] + (_KERNELS[2:] if kernels else [])
     for model, g in table.groupby("model", sort=False):
         lines.append(f"{clean(model) or '(engines outside a compiled graph)'}:")
-        lines.append("  " + " ".join(_cell(h, w) if i < 2 else h.rjust(w) for i, (_, h, w) in enumerate(_HEAD)))
+        lines.append("  " + " ".join(_cell(h, w) if i < 2 else h.rjust(w) for i, (_, h, w) in enumerate(head)))
         for _, row in g.iterrows():
-            lines.append("  " + " ".join(_cell(row[c], w) for c, _, w in _HEAD))
-    lines.append(LEGEND)
+            lines.append("  " + " ".join(_cell(row[c] if row[c] is not None else "-", w) if c == "bound" else
+                                         _cell(row[c], w) for c, _, w in head))
+    lines.append((KERNEL_LEGEND if kernels else "") + LEGEND)
     return "\n".join(lines)
