@@ -81,11 +81,12 @@ def own_latencies(df) -> list:
 
 
 def trtprof_options(mode: str) -> dict:
-    """'trtprof[-minimal][-noalloc][-sN]' -> Session options (level, allocator log, sampling)."""
+    """'trtprof[-minimal][-noalloc][-nokernels][-sN]' -> Session options (level, allocator log, CUPTI
+    kernel activity, sampling)."""
     parts = mode.split("-")[1:]
     sample = [int(p[1:]) for p in parts if p[:1] == "s" and p[1:].isdigit()]
     return {"level": "minimal" if "minimal" in parts else "full", "cpp_allocs": "noalloc" not in parts,
-            "sample": sample[0] if sample else 1}
+            "kernels": "nokernels" not in parts, "sample": sample[0] if sample else 1}
 
 
 def toggled(trt, inputs, args, tmp, config):
@@ -97,11 +98,9 @@ def toggled(trt, inputs, args, tmp, config):
     event conversion, writes). The 'off' arm still passes through the installed wrappers (their
     pass-through cost is measured separately by bench_hooks.py)."""
     import random
-    from trtprof.capture import state
     opts = trtprof_options(config)
     s = trtprof.Session(Path(tmp) / f"toggle-{config}", name="toggle", **opts).start()
     s.instrument(trt)
-    ins = state.ACTIVE
     rnd = random.Random(0)
     on, off, diff, host_diff = [], [], [], []
     try:
@@ -110,16 +109,17 @@ def toggled(trt, inputs, args, tmp, config):
             arms = ("on", "off") if rnd.random() < 0.5 else ("off", "on")
             got = {}
             for arm in arms:
-                state.ACTIVE = ins if arm == "on" else None
+                (s.resume if arm == "on" else s.pause)()  # pausing also switches kernel activity off
                 got[arm] = timed_once(trt, inputs)
-            state.ACTIVE = ins
+            s.resume()
             on.append(got["on"][1])
             off.append(got["off"][1])
             diff.append(got["on"][1] - got["off"][1])
             host_diff.append(got["on"][0] - got["off"][0])
     finally:
-        state.ACTIVE = ins
-        mine = own_latencies(s.stop().timeline)
+        s.resume()
+        cap = s.stop()
+        mine = own_latencies(cap.timeline)
     mo, mf = statistics.median(on), statistics.median(off)
     diff.sort()
     n = len(diff)
@@ -132,7 +132,8 @@ def toggled(trt, inputs, args, tmp, config):
             # host side only: until the call returned (what the hooks cost the CPU, GPU waiting aside)
             "paired_host_diff_median_us": round(1000 * statistics.median(host_diff), 2),
             # what trtprof itself recorded, against the 'off' arm timed from outside (+ a synchronize)
-            "trtprof_inference_median_ms": round(statistics.median(mine), 4) if mine else None}
+            "trtprof_inference_median_ms": round(statistics.median(mine), 4) if mine else None,
+            "kernels_recorded": bool(cap.meta.get("kernels", {}).get("recorded"))}
 
 
 def under_nsys(argv, base_ms) -> dict:
@@ -186,6 +187,11 @@ def main(argv=None):
     torch_tensorrt.runtime.enable_pre_allocated_outputs(trt).set_pre_allocated_output(args.prealloc)
     timed(trt, inputs, args.warmup)
     modes = args.modes.split(",")
+    # torch.profiler keeps CUPTI once it used it (measured on the H200): trtprof's kernel activity could
+    # not start after it, so it runs last, in rounds of its own against fresh 'none' blocks
+    profiler = "torch.profiler" in modes
+    if profiler:
+        modes.remove("torch.profiler")
     lat = {m: [] for m in modes}
     blocks = {m: [] for m in modes}
     own = {m: [] for m in modes}
@@ -227,6 +233,21 @@ def main(argv=None):
     if args.toggle:
         with tempfile.TemporaryDirectory() as tmp:
             res["toggle"] = {c: toggled(trt, inputs, args, tmp, c) for c in args.toggle_configs.split(",")}
+    if profiler:
+        pl, nl, ratios = [], [], []
+        with tempfile.TemporaryDirectory() as tmp:
+            for b in range(args.blocks):
+                x, _ = run_mode("none", trt, inputs, args.iters, tmp, b)
+                y, _ = run_mode("torch.profiler", trt, inputs, args.iters, tmp, b)
+                nl += x
+                pl += y
+                ratios.append(statistics.median(y) / statistics.median(x))
+        ratios.sort()
+        res["modes"]["torch.profiler"] = {
+            "median_ms": round(statistics.median(pl), 4), "none_median_same_rounds_ms": round(statistics.median(nl), 4),
+            "ratio_to_none": round(statistics.median(pl) / statistics.median(nl), 4),
+            "paired_ratio_median": round(statistics.median(ratios), 4),
+            "note": "run after the other modes, against its own 'none' blocks (it keeps CUPTI)"}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = f"overhead-{args.runtime}{'-broken' if args.graph_breaks else ''}{'-prealloc' if args.prealloc else ''}.json"

@@ -2,7 +2,7 @@
 # One device session's work, in order of importance, each step time-boxed; everything ends up in
 # OUT/gpu-results.tar.gz (the device returns at most 8 files).
 #   source .trtbundle/activate.sh && bash scripts/gpu_run.sh "$OUT" [steps...]
-# steps: probe tests bert bench bench-broken hooks nsys nsys-acc profile cases (default: tests bert bench nsys)
+# steps: probe tests kernel-acc bench-kernels bert bench bench-broken hooks nsys nsys-acc profile cases (default: tests bert bench nsys)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$1; shift
@@ -41,6 +41,16 @@ for s in $steps; do
           examples/bert_cases.py "$1" --iters "$2" $flag 2>&1 | quiet > "$w/cases/$1-$rt.txt"
       done
     done;;
+  kernel-acc)
+    log "kernel accuracy"; timeout 560 python3 bench/kernel_accuracy.py --out "$w/kernel-acc" --timeout 130 2>&1 | quiet > "$w/kernel-accuracy.txt"
+    log "kernel accuracy rc=${PIPESTATUS[0]}"; find "$w/kernel-acc" \( -name '*.sqlite' -o -name '*.nsys-rep' -o -name 'timeline.parquet' -o -name 'kernels.parquet' \) -delete;;
+  bench-kernels)
+    log "bench kernels"; timeout 300 python3 bench/bench_overhead.py --runtime cpp --toggle --blocks 16 \
+      --toggle-configs trtprof,trtprof-nokernels,trtprof-s10,trtprof-nokernels-s10 --modes none,trtprof,trtprof-s10,torch.profiler \
+      --nsys --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-kernels.txt"
+    log "bench kernels broken"; timeout 300 python3 bench/bench_overhead.py --runtime cpp --graph-breaks --toggle --blocks 8 \
+      --toggle-configs trtprof,trtprof-nokernels,trtprof-s10,trtprof-nokernels-s10 --modes none,trtprof,trtprof-s10,torch.profiler \
+      --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-kernels-broken.txt";;
   nsys-acc)
     log "nsys accuracy"; timeout 590 python3 bench/nsys_accuracy.py --out "$w/nsys-acc" --timeout 280 2>&1 | quiet > "$w/nsys-accuracy.txt"
     log "nsys accuracy rc=${PIPESTATUS[0]}"; find "$w/nsys-acc" \( -name '*.sqlite' -o -name '*.nsys-rep' \) -delete;;

@@ -185,12 +185,16 @@ class Instrumenter:
 
     def pause(self) -> None:
         """Stop recording until `resume()`: hooks stay installed and pass straight through (one global
-        read per call). Inferences run while paused are not counted."""
+        read per call), kernel activity is switched off. Inferences run while paused are not counted."""
         if self.ins is not None and state.ACTIVE is self.ins:
             state.ACTIVE = None
+            if self.kernels is not None:
+                self.kernels.pause()
 
     def resume(self) -> None:
         if self.ins is not None and state.ACTIVE is None:
+            if self.kernels is not None and self.sample == 1:  # sampling switches it per inference
+                self.kernels.resume()
             state.ACTIVE = self.ins
 
     @property
