@@ -215,8 +215,9 @@ def test_kernels_on_every_timed_row(captured):
     assert (timed.kernel_first_ns >= timed.gpu_start_ns - TOL_NS).all()
     inf = df[df.event == "inference"]
     assert (inf.kernel_count >= 1).all()
-    k = cap.kernels
-    assert k is not None and len(k) and k.seq.notna().mean() > 0.95, cap.meta["kernels"]
+    k = cap.kernels  # the workload's own eager reference runs between inferences: those stay unattributed
+    sub = df[df.event.isin(["exec", "fallback"])]
+    assert k is not None and int(k.seq.notna().sum()) == int(sub.kernel_count.sum() + sub.copy_count.sum())
     assert cap.meta["kernels"]["clock"]["error_ns"] < 5_000
 
 
