@@ -142,6 +142,8 @@ def _emit(rec, frame: CallFrame, host) -> None:
 
 def _group_note(g) -> str:
     note = f"{g.count} allocator allocations"
+    if g.phase == "output_allocator":
+        note += " (output allocator: buffers sized inside the enqueue, then the outputs copied out)"
     if g.new_segments:
         note += f", {g.new_segments} from new cudaMalloc segments"
     if g.temp_count:
@@ -161,7 +163,8 @@ def harvest_cpp(ins) -> None:
         return
     by_call = ins.alloc_log.harvest(pending) if ins.alloc_log is not None else {}
     for i, frame in enumerate(pending):
-        frame.groups = group_call(by_call.get(i, []), frame.prealloc, frame.expect_after)
+        frame.groups = group_call(by_call.get(i, []), frame.prealloc, frame.expect_after,
+                                  len(frame.out_shapes) or None, frame.output_allocator)
         frame.ready = True
 
 

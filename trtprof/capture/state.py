@@ -86,7 +86,7 @@ class CallFrame:
 
     __slots__ = ("module", "info", "call", "prealloc", "enqueued", "allocs", "exec", "shapes", "changed",
                  "expect_after", "model", "inference", "t0", "t1", "out_shapes", "flipped", "thread", "groups",
-                 "parent", "ready")
+                 "parent", "ready", "output_allocator")
 
     def __init__(self, module, info, call, prealloc, shapes):
         self.module, self.info, self.call, self.prealloc, self.shapes = module, info, call, prealloc, shapes
@@ -106,6 +106,7 @@ class CallFrame:
         self.parent = None
         self.t0 = self.t1 = 0
         self.out_shapes = ()
+        self.output_allocator = False  # data-dependent shapes: the runtime's output allocator ran
 
 
 class _Stacks(threading.local):
