@@ -59,6 +59,12 @@ class SubgraphInfo:
     mode: bool | None = None  # C++ runtime: cached pre-allocation mode (None: read it at the next call)
     set_at: int = -1  # the model's inference count when the mode was last changed through the setter
     before_set: bool = False  # the mode before that change
+    # op path (capture/ops.py): how it was reached, a setter for engines without a runtime module
+    # (loaded graphs), and the output-allocator mode (required by the engine; cached user switch)
+    path: str = "module-classes"  # module-classes | op
+    setter: object = None
+    requires_oa: bool = False
+    oa: bool = False
 
 
 class RangeFrame:
@@ -152,6 +158,7 @@ class Instrumentation:
         self.harvest = None  # callable(ins) emitting cpp_pending with their allocations
         self.policy = None  # prealloc.Policy when the capture forces or alternates the mode
         self.setters: dict = {}  # runtime -> the runtime class's own set_pre_allocated_outputs
+        self.op = None  # ops.OpCapture when capturing at torch.ops.tensorrt.execute_engine
 
     def register(self, module, info):
         """Make `info` (a SubgraphInfo, or the ModelInfo of a model) the hot path's for `module`."""
@@ -173,10 +180,11 @@ class Instrumentation:
         want = self.policy.wanted(index) if self.policy is not None else None
         if want is not None and want != current:
             for mod in engines:
-                setter = self.setters.get(self.subgraphs[mod].runtime) if mod in self.subgraphs else None
+                sub = self.by_id.get(id(mod))  # engines of loaded graphs may not be weak-referenceable
+                setter = (sub.setter or self.setters.get(sub.runtime)) if sub is not None else None
                 if setter is not None:
                     setter(mod, want)
-                    self.subgraphs[mod].mode = None
+                    sub.mode = None
         return want
 
     def sampled(self, info: ModelInfo, shapes: tuple) -> bool:
@@ -269,7 +277,9 @@ def mode_of(module, runtime: str, info: SubgraphInfo | None = None) -> bool:
         return cpp_mode(module, info)
     if runtime == "python":
         return bool(getattr(module, "use_pre_allocated_outputs", False))
-    return bool(getattr(getattr(module, "engine", None), "use_pre_allocated_outputs", False))
+    # a runtime module, or (op path, loaded graphs) the engine itself
+    engine = getattr(module, "engine", None) if isinstance(module, torch.nn.Module) else module
+    return bool(getattr(engine, "use_pre_allocated_outputs", False))
 
 
 def cpp_mode(module, info: SubgraphInfo) -> bool:
