@@ -78,8 +78,9 @@ def find_runtime_classes() -> tuple[dict, list[str]]:
                      "captured through the op; rows may be missing if its runtime changed")
     for runtime, name in (("python", "PythonTorchTensorRTModule"), ("cpp", "TorchTensorRTModule")):
         cls = getattr(rt, name, None)
-        if cls is None and runtime == "cpp":
-            notes.append(f"this torch_tensorrt has no {name}: only engines called through the op are recorded")
+        if cls is None:
+            if runtime == "cpp":
+                notes.append(f"this torch_tensorrt has no {name}: only engines called through the op are recorded")
         else:
             classes[runtime] = cls
     return classes, notes

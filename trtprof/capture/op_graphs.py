@@ -16,8 +16,8 @@ PyTorch fallback subgraphs as plain nodes (v2.11.0 `dynamo/_exporter.py`, `inlin
 - recompiles once (about a millisecond for a small graph, measured by bench/bench_op_path.py) and
   wraps the model's forward for an inference row per call (graph._hook).
 
-Names: engines from their attribute (`_run_on_acc_0_engine` -> `_run_on_acc_0`), else the engine's
-own name; a region between `_run_on_acc_A` and `_run_on_acc_B` is `_run_on_gpu_{A+1}`, as the
+Names: engines from their attribute (`_run_on_acc_0_engine`, `_run_on_acc_0.engine` ->
+`_run_on_acc_0`), else the engine's own name; a region between `_run_on_acc_A` and `_run_on_acc_B` is `_run_on_gpu_{A+1}`, as the
 partitioner numbered it, else `fallback_K`. `restore` undoes all of it.
 """
 from __future__ import annotations
@@ -31,6 +31,9 @@ from trtprof.capture import graph, ops
 from trtprof.capture.state import ModelInfo, SubgraphInfo
 
 _ACC = re.compile(r"_run_on_acc_(\d+)$")
+# how export names an engine constant: torch_tensorrt's exporter `_run_on_acc_0_engine`, a plain
+# torch.export of the live module `_run_on_acc_0.engine` or `_run_on_acc_0.lifted_custom_0`
+_ENGINE_ATTR = re.compile(r"(_engine|\.engine|\.lifted_custom_\d+)$")
 # nodes that are bookkeeping, not fallback compute (export's shape checks and guards)
 _BOOKKEEPING = ("sym_size", "sym_numel", "sym_stride", "sym_storage_offset", "_assert", "guards",
                 "sym_constrain", "_check", "_set_grad_enabled")
@@ -107,8 +110,7 @@ def _regions(g, engines: list) -> list:
 def _attr_name(node) -> str | None:
     eng = node.args[1] if len(node.args) > 1 else None
     if getattr(eng, "op", None) == "get_attr":
-        t = eng.target
-        return t[:-len("_engine")] if t.endswith("_engine") else t
+        return _ENGINE_ATTR.sub("", eng.target).rsplit(".", 1)[-1]
     return None
 
 
@@ -134,6 +136,9 @@ def adopt(ins, gm) -> ModelInfo | None:
     nodes = engine_nodes(gm)
     if not nodes:
         return None
+    g = gm.graph
+    for n in [n for n in g.nodes if getattr(n.target, "__name__", "").startswith("trtprof_fallback")]:
+        g.erase_node(n)  # a copy of a graph adopted before (deepcopy, ExportedProgram.module)
     model = ModelInfo(f"model{ins.model_count}", type(gm).__name__, shareable=True)
     ins.model_count += 1
     ins.models[gm] = model
@@ -145,10 +150,10 @@ def adopt(ins, gm) -> ModelInfo | None:
             name = _attr_name(n) or ops.engine_name(engine, f"engine{len(model.children)}")
             sub = SubgraphInfo(name, "engine", ops.kind_of(ins, engine), model)
             sub.requires_oa = ops.requires_output_allocator(engine)
+            sub.reread = True
             model.children.append((engine, ops.register(ins, engine, sub)))
         saved.append((n, n.target))
         n.target = ops.call
-    g = gm.graph
     markers = []
     for first, last, name in _regions(g, nodes):
         region = Region(name)
@@ -187,12 +192,18 @@ def restore(entries: list) -> None:
 
 
 def scan(ins) -> int:
-    """Adopt the live GraphModules that call the op (programs loaded before the capture began)."""
+    """Adopt the live GraphModules that call the op (programs loaded before the capture began).
+    An ExportedProgram's own `graph_module` is left alone: it takes the lifted weights as inputs and
+    is not what runs (`.module()` makes a runnable copy, adopted as it is made)."""
     import gc
 
+    gm_type, ep_type = torch.fx.GraphModule, getattr(torch.export, "ExportedProgram", ())
+    objs = gc.get_objects()
+    # type(), not isinstance(): some objects warn when asked for __class__
+    lifted = {id(o.graph_module) for o in objs if ep_type and issubclass(type(o), ep_type)}
     count = 0
-    gm_type = torch.fx.GraphModule
-    for obj in gc.get_objects():
-        if issubclass(type(obj), gm_type) and obj not in ins.models and engine_nodes(obj):
+    for obj in objs:
+        if issubclass(type(obj), gm_type) and id(obj) not in lifted and obj not in ins.models \
+                and engine_nodes(obj):
             count += adopt(ins, obj) is not None
     return count

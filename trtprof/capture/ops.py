@@ -82,11 +82,13 @@ call.__name__ = call.__qualname__ = "trtprof_execute_engine"
 
 
 def _cpp_modes(engine, info: SubgraphInfo) -> bool:
-    """Pre-allocation (and output-allocator) mode of a TorchBind engine: an attribute read costs
-    ~15 us there, so both are cached in `info`, re-read every 64 calls and after the module's
-    setter ran (engines.tracking_setter clears `info.mode`)."""
+    """Pre-allocation (and output-allocator) mode of a TorchBind engine: reading it through its
+    module cost ~15 us on the H100 host, so for a runtime module's engine both are cached in
+    `info`, re-read every 64 calls and after the module's setter ran (engines.tracking_setter
+    clears `info.mode`). An engine of a loaded graph has no setter to watch (users assign the
+    attribute): read on every call (bench/bench_op_path.py measures the read)."""
     mode = info.mode
-    if mode is None or not info.calls & 63:
+    if mode is None or info.reread or not info.calls & 63:
         mode = info.mode = bool(getattr(engine, "use_pre_allocated_outputs", False))
         info.oa = bool(getattr(engine, "use_output_allocator_outputs", False))
     return mode

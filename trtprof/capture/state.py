@@ -65,6 +65,7 @@ class SubgraphInfo:
     setter: object = None
     requires_oa: bool = False
     oa: bool = False
+    reread: bool = False  # no runtime module (loaded graph): modes are set on the engine, read every call
 
 
 class RangeFrame:

@@ -16,5 +16,6 @@ from torch_tensorrt import _ops, runtime  # noqa: E402,F401
 from torch_tensorrt import dynamo  # noqa: E402,F401
 from torch_tensorrt.dynamo import runtime as _rt  # noqa: E402,F401
 from torch_tensorrt import _fake  # noqa: E402
+from torch_tensorrt._compile import load, save  # noqa: E402,F401
 
 _fake.from_environment()

@@ -27,3 +27,10 @@ register_opaque_type(EngineBase, typ="reference")
 def execute_engine(input_tensors: List[torch.Tensor], engine: EngineBase) -> List[torch.Tensor]:
     outputs = engine.execute(input_tensors)
     return [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+
+
+@execute_engine.register_fake
+def _execute_engine_fake(input_tensors: List[torch.Tensor], engine: EngineBase) -> List[torch.Tensor]:
+    """What FakeTensor propagation and torch.export see (v2.13.0 `_TRTEngine.py` registers one
+    from `engine.infer_outputs`); the stand-in's engines keep their first input's shape."""
+    return [torch.empty_like(input_tensors[0])]

@@ -98,10 +98,15 @@ class _CppEngine(EngineBase):
     def __str__(self):  # TRTEngine::to_str
         return f"Torch-TensorRT TensorRT Engine:\n  Name: {self._name}\n  Inputs: [\n  ]\n"
 
-    def __getstate__(self):  # the serialized info list; REQUIRES_OUTPUT_ALLOCATOR_IDX = 9
+    def __getstate__(self):  # def_pickle: the serialized info list; REQUIRES_OUTPUT_ALLOCATOR_IDX = 9
         info = [""] * 11
         info[1], info[9] = self._name, str(int(self.requires_output_allocator))
-        return (info,)
+        return (info, self.fn)  # the stand-in's "serialized engine" is its torch function
+
+    def __setstate__(self, state):
+        info, fn = state
+        self.__init__(fn, info[1])
+        self.requires_output_allocator = bool(int(info[9]))
 
     def set_output_tensors_as_unowned(self, enable):
         self.unowned = enable
