@@ -13,10 +13,17 @@ class _Sigmoid(torch.nn.Module):
 
 
 def partitioned(runtime: str = "python", width: int = 8) -> torch.fx.GraphModule:
-    """acc_0 (Linear) -> gpu_1 (sigmoid, a fallback) -> acc_2 (Linear), like smoke.py's TwoEngines."""
-    from torch_tensorrt.dynamo.runtime import PythonTorchTensorRTModule, TorchTensorRTModule
+    """acc_0 (Linear) -> gpu_1 (sigmoid, a fallback) -> acc_2 (Linear), like smoke.py's TwoEngines.
+    runtime "python": the Python runtime module where the played version has one (2.11, 2.12),
+    else a TorchTensorRTModule running a Python TRTEngine (a 2.13+ PYTHON_ONLY build)."""
+    import torch_tensorrt.dynamo.runtime as rt
 
-    cls = PythonTorchTensorRTModule if runtime == "python" else TorchTensorRTModule
+    if runtime == "python" and hasattr(rt, "PythonTorchTensorRTModule"):
+        def cls(fn, name):
+            return rt.PythonTorchTensorRTModule(fn, name)
+    else:
+        def cls(fn, name):
+            return rt.TorchTensorRTModule(fn, name, python_engine=runtime == "python")
     torch.manual_seed(0)
     mods = {
         "_run_on_acc_0": cls(torch.nn.Linear(width, width), "_run_on_acc_0"),
@@ -31,7 +38,11 @@ def partitioned(runtime: str = "python", width: int = 8) -> torch.fx.GraphModule
     g.output(c)
     gm = torch.fx.GraphModule(mods, g)
     if runtime == "python":  # as Torch-TensorRT marks engines whose outputs leave the graph
-        gm._run_on_acc_2.output_tensors_are_unowned = True
+        last = gm._run_on_acc_2
+        if hasattr(last, "engine"):
+            last.set_output_tensors_as_unowned(True)
+        else:
+            last.output_tensors_are_unowned = True
     return gm
 
 

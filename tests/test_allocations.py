@@ -141,3 +141,49 @@ def test_allocator_log_overlapping_calls_share_no_entry():
              SimpleNamespace(t0=_us_to_host(base + 30) - 4000, t1=_us_to_host(base + 90) + 4000)]
     got = log.harvest(calls)
     assert [len(got[0]), len(got[1])] == [6, 4]
+
+
+def _pass_2_11(t, addr, sizes, old=()):
+    """One output-creation pass of 2.11's execute_engine.cpp (`create_output_tensors`): per output
+    alloc(fp32) alloc(fp16) free(fp32); the pass after the enqueue then drops the previous call's
+    buffers (`pre_allocated_outputs = ...`), freeing blocks allocated before this call (`old`)."""
+    out = []
+    for i, size in enumerate(sizes):
+        out += _out_fp16(t + 10 * i, addr + 10 * i, size)
+    out += [Entry(t + 10 * len(sizes) + j, "free_requested", a, 0, 0) for j, a in enumerate(old)]
+    return out
+
+
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_shape_change_with_prealloc_is_two_passes(outputs):
+    """Issue 17 item 3: pre-allocation on and the input shapes changed: fresh outputs before
+    execution, new buffers after the enqueue (freeing the old ones, so the passes differ): two rows."""
+    sizes = [4 * 256 * 2] * outputs
+    before = _pass_2_11(100, 1000, sizes)
+    after = [Entry(500, "segment_alloc", 0, 2 << 20, 0)] + _pass_2_11(501, 2000, sizes, old=(7, 8)[:outputs])
+    gs = group_call(before + after, prealloc=True, expect_after=False, outputs=outputs)
+    assert [g.phase for g in gs] == ["before_exec", "after_enqueue"]
+    assert [g.bytes for g in gs] == [sum(sizes)] * 2 and [g.count for g in gs] == [2 * outputs] * 2
+    assert gs[0].end_ns < gs[1].start_ns and gs[1].new_segments == 1 and gs[0].new_segments == 0
+    # the halves heuristic (no output count) cannot split them: the old fault, kept as a fallback
+    assert len(group_call(before + after, prealloc=True, expect_after=False)) == 1
+
+
+def test_one_pass_phases_with_output_count():
+    sizes = [2048]
+    one = _pass_2_11(100, 1000, sizes)
+    [g] = group_call(one, prealloc=True, expect_after=True, outputs=1)  # buffers reused: only the next ones
+    assert g.phase == "after_enqueue"
+    [g] = group_call(one, prealloc=False, expect_after=False, outputs=1)
+    assert g.phase == "before_exec" and g.bytes == 2048 and g.temp_count == 1
+    # a dynamic workspace allocated and freed inside the call is no output: still one pass
+    ws = [Entry(90, "alloc", 5, 1 << 20, 0)] + one + [Entry(300, "free_requested", 5, 1 << 20, 0)]
+    [g] = group_call(ws, prealloc=False, expect_after=False, outputs=1)
+    assert g.bytes == 2048 and g.temp_bytes == (1 << 20) + 4096
+
+
+def test_output_allocator_one_group():
+    """Output-allocator mode: reallocateOutputAsync inside the enqueue, then a clone per output."""
+    e = [Entry(100, "alloc", 1, 4096, 0), Entry(200, "alloc", 2, 4096, 0)]
+    [g] = group_call(e, prealloc=False, expect_after=False, outputs=1, output_allocator=True)
+    assert g.phase == "output_allocator" and g.count == 2 and g.bytes == 8192

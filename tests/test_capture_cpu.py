@@ -95,7 +95,7 @@ def test_classes_restored_and_proxies_removed(tmp_path, trt):
         assert P.forward is not before[0]
         assert type(m._run_on_acc_0.__dict__["context"]).__name__ == "ContextProxy"
     assert (P.forward, P.create_output_tensors) == before[:2]
-    assert type(m._run_on_acc_0.__dict__["context"]).__name__ == "_Context"
+    assert type(m._run_on_acc_0.__dict__["context"]).__name__ == "Context"
     assert state.ACTIVE is None
     assert not m._forward_hooks and not m._forward_pre_hooks
     m(torch.randn(2, 8))  # still works uninstrumented
@@ -203,11 +203,14 @@ def test_ready_rows_written_within_a_second(monkeypatch):
     assert len(got) == 1 and len(got[0]) == 1
 
 
-def test_untested_torch_tensorrt_version_is_said(tmp_path):
-    """The stand-in reports version 0.0.0+fake: instrumented, with a note that it was not tested."""
-    m = _model()
+def test_untested_torch_tensorrt_version_is_said(tmp_path, trt, monkeypatch):
+    """A version trtprof has not seen (neither run on a GPU nor followed from source) still
+    captures, through the op, with a note saying so."""
+    monkeypatch.setattr(trt, "__version__", "2.15.0+fake")
+    m = _model("cpp")
     with trtprof.profile(out=tmp_path / "c") as cap:
         m(torch.randn(2, 8))
     notes = [n for n in cap.meta["notes"] if "was not tested" in n]
-    assert len(notes) == 1 and "0.0.0+fake" in notes[0]
+    assert len(notes) == 1 and "2.15.0+fake" in notes[0] and "through the op" in notes[0]
     assert (cap.timeline.event == "exec").sum() == 2
+    assert cap.meta["capture_path"] == "op" and cap.meta["torch_tensorrt"] == "2.15.0+fake"

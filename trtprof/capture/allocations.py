@@ -11,8 +11,8 @@ What the entries of one call say: Torch-TensorRT 2.11 makes each output as
 `at::empty(shape, fp32).to(dtype)`, so an fp16 output shows as alloc(fp32) alloc(fp16) free(fp32):
 the freed block is staging for a cast kernel; a `segment_alloc` right before an alloc means the cache
 had no block and cudaMalloc was called. With pre-allocated outputs on, the outputs for the next call
-are made after the enqueue: a call that allocates two identical groups made one before execution
-and one after the enqueue.
+are made after the enqueue: such a call can allocate twice, before execution and after the enqueue
+(`_pass_end` finds where the second pass begins).
 """
 from __future__ import annotations
 
@@ -125,18 +125,55 @@ def _signature(entries: list[Entry]) -> list[tuple]:
     return [(e.action, e.size) for e in entries]
 
 
-def group_call(entries: list[Entry], prealloc: bool, expect_after: bool) -> list[Group]:
-    """Split one call's entries into allocation groups and label their phase.
+def _pass_end(entries: list[Entry], outputs: int) -> int | None:
+    """Index where a second output-creation pass starts, or None when there is one pass.
 
-    Two identical halves with pre-allocation on: before execution, then after the enqueue. One group
-    with pre-allocation on is after the enqueue when the runtime could reuse buffers made earlier
-    (`expect_after`: previous call pre-allocated with the same shapes), else before execution.
+    Why count kept blocks: each pass makes `outputs` blocks that outlive the call (the outputs it
+    returns, or the buffers it keeps for the next call); everything else it allocates is freed
+    within the call (2.11's fp32 staging of `at::empty(fp32).to(fp16)`, a dynamic workspace). The
+    pass after the enqueue also frees the previous call's buffers, so the two passes differ and
+    cannot be found by comparing halves (issue 17: a shape change with pre-allocation on merged
+    both into one row). The second pass starts at the first allocation after the first pass's
+    `outputs`-th kept block."""
+    kept, last = [], {}
+    for i, e in enumerate(entries):
+        if e.action == "alloc":
+            last[e.addr] = i
+            kept.append(i)
+        elif e.action == "free_requested" and e.addr in last:
+            kept.remove(last.pop(e.addr))
+    if outputs <= 0 or len(kept) < 2 * outputs:
+        return None
+    nth = kept[outputs - 1]
+    for j in range(nth + 1, len(entries)):
+        if entries[j].action in ("alloc", "segment_alloc"):
+            return j
+    return None
+
+
+def group_call(entries: list[Entry], prealloc: bool, expect_after: bool, outputs: int | None = None,
+               output_allocator: bool = False) -> list[Group]:
+    """Split one call's entries into allocation groups (one per output-creation pass), label phases.
+
+    With pre-allocation on, a call makes outputs before execution and buffers for the next call
+    after the enqueue: two passes, found by `outputs` (the number of tensors the call returned,
+    see `_pass_end`); without that count, two identical halves. One pass with pre-allocation on is
+    after the enqueue when the runtime could reuse buffers made earlier (`expect_after`: previous
+    call pre-allocated with the same shapes), else before execution. In output-allocator mode
+    (data-dependent shapes) the runtime sizes buffers inside the enqueue and copies them out
+    after it: one group, phase `output_allocator`.
     """
     entries = [e for e in entries if e.action in ("alloc", "free_requested", "segment_alloc")]
     if not any(e.action == "alloc" for e in entries):
         return []
     half = len(entries) // 2
-    if prealloc and len(entries) % 2 == 0 and half and _signature(entries[:half]) == _signature(entries[half:]):
+    cut = _pass_end(entries, outputs) if prealloc and outputs and not output_allocator else None
+    if output_allocator:
+        parts = [(entries, "output_allocator")]
+    elif cut is not None:
+        parts = [(entries[:cut], "before_exec"), (entries[cut:], "after_enqueue")]
+    elif prealloc and outputs is None and len(entries) % 2 == 0 and half and \
+            _signature(entries[:half]) == _signature(entries[half:]):
         parts = [(entries[:half], "before_exec"), (entries[half:], "after_enqueue")]
     else:
         parts = [(entries, "after_enqueue" if prealloc and expect_after else "before_exec")]

@@ -142,6 +142,8 @@ def _emit(rec, frame: CallFrame, host) -> None:
 
 def _group_note(g) -> str:
     note = f"{g.count} allocator allocations"
+    if g.phase == "output_allocator":
+        note += " (output allocator: buffers sized inside the enqueue, then the outputs copied out)"
     if g.new_segments:
         note += f", {g.new_segments} from new cudaMalloc segments"
     if g.temp_count:
@@ -161,7 +163,8 @@ def harvest_cpp(ins) -> None:
         return
     by_call = ins.alloc_log.harvest(pending) if ins.alloc_log is not None else {}
     for i, frame in enumerate(pending):
-        frame.groups = group_call(by_call.get(i, []), frame.prealloc, frame.expect_after)
+        frame.groups = group_call(by_call.get(i, []), frame.prealloc, frame.expect_after,
+                                  len(frame.out_shapes) or None, frame.output_allocator)
         frame.ready = True
 
 
@@ -178,22 +181,28 @@ def python_forward(orig):
             ins.proxied.add(self)
         info = ins.by_id.get(id(self)) or graph.discover(ins, self, "python")
         frame = _begin(ins, self, info, inputs, state.mode_of(self, "python"))
-        ins.stacks.last_end = None  # its events are on the engine stream: nothing to share
-        ins.marks.push(ins.attrs(info, "call"))
-        frame.t0 = now()
-        out = None
-        try:
-            out = orig(self, *inputs)
-            return out
-        finally:
-            frame.t1 = now()
-            ins.marks.pop()
-            ins.stacks.calls.pop()
-            frame.out_shapes = output_shapes(out)
-            evs = _events(frame)
-            ins.rec.defer(_emit, frame, evs, evs)
+        return run_python(ins, frame, orig, self, *inputs)
     forward.__wrapped__ = orig
     return forward
+
+
+def run_python(ins, frame: CallFrame, fn, *args):
+    """Run an engine call whose allocations and enqueue are Python (hooked inside): time it, emit
+    later. Shared by the Python runtime module and the op path's Python `TRTEngine`."""
+    ins.stacks.last_end = None  # its events are on the engine stream: nothing to share
+    ins.marks.push(ins.attrs(frame.info, "call"))
+    frame.t0 = now()
+    out = None
+    try:
+        out = fn(*args)
+        return out
+    finally:
+        frame.t1 = now()
+        ins.marks.pop()
+        ins.stacks.calls.pop()
+        frame.out_shapes = output_shapes(out)
+        evs = _events(frame)
+        ins.rec.defer(_emit, frame, evs, evs)
 
 
 def python_create_outputs(orig):
@@ -228,38 +237,46 @@ def cpp_forward(orig):
             return orig(self, *inputs)
         info = ins.by_id.get(id(self)) or graph.discover(ins, self, "cpp")
         frame = _begin(ins, self, info, inputs, state.cpp_mode(self, info))
-        log = ins.alloc_log
-        if log is not None and not log.active:
-            log.start()
-        gpu = ins.range_gpu
-        ins.marks.push(ins.attrs(info, "exec"))
-        frame.t0 = t0 = now()  # with the NVTX push; the events below are part of the range
-        if gpu:
-            stream = gpu.current_stream()
-            ev0 = events.start_event(ins, gpu, stream)
-        else:
-            stream = ev0 = None
-            ins.stacks.last_end = None
-        out = None
-        try:
-            out = orig(self, *inputs)
-            return out
-        finally:
-            frame.t1 = t1 = now()
-            ins.marks.pop()
-            ev1 = gpu.record(stream) if gpu else None
-            frame.exec = (t0, t1, ev0, ev1, stream)
-            ins.stacks.calls.pop()
-            frame.out_shapes = output_shapes(out)
-            evs = (ev0, ev1) if gpu else ()
-            owned = evs[:1] if gpu and events.end_event(ins, frame, stream, ev1) else evs
-            if log is None:
-                ins.rec.defer(_emit, frame, evs, owned)
-            else:  # its rows wait for the allocator log, harvested at the next safe point
-                frame.ready = False
-                ins.cpp_pending.append(frame)
-                ins.rec.defer(_emit, frame, evs, owned, frame)
-                if len(ins.cpp_pending) >= 4096:
-                    harvest_cpp(ins)
+        return run_cpp(ins, frame, orig, self, *inputs)
     forward.__wrapped__ = orig
     return forward
+
+
+def run_cpp(ins, frame: CallFrame, fn, *args):
+    """Run an opaque engine call (allocation and enqueue inside C++): bracket it with events on
+    the caller stream; its rows wait for the allocator log. Shared by the C++ runtime module's
+    `forward` (module-classes path) and the op path."""
+    info = frame.info
+    log = ins.alloc_log
+    if log is not None and not log.active:
+        log.start()
+    gpu = ins.range_gpu
+    ins.marks.push(ins.attrs(info, "exec"))
+    frame.t0 = t0 = now()  # with the NVTX push; the events below are part of the range
+    if gpu:
+        stream = gpu.current_stream()
+        ev0 = events.start_event(ins, gpu, stream)
+    else:
+        stream = ev0 = None
+        ins.stacks.last_end = None
+    out = None
+    try:
+        out = fn(*args)
+        return out
+    finally:
+        frame.t1 = t1 = now()
+        ins.marks.pop()
+        ev1 = gpu.record(stream) if gpu else None
+        frame.exec = (t0, t1, ev0, ev1, stream)
+        ins.stacks.calls.pop()
+        frame.out_shapes = output_shapes(out)
+        evs = (ev0, ev1) if gpu else ()
+        owned = evs[:1] if gpu and events.end_event(ins, frame, stream, ev1) else evs
+        if log is None:
+            ins.rec.defer(_emit, frame, evs, owned)
+        else:  # its rows wait for the allocator log, harvested at the next safe point
+            frame.ready = False
+            ins.cpp_pending.append(frame)
+            ins.rec.defer(_emit, frame, evs, owned, frame)
+            if len(ins.cpp_pending) >= 4096:
+                harvest_cpp(ins)

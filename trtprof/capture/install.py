@@ -1,5 +1,12 @@
 """Installing and removing the instrumentation in this process.
 
+Two capture paths (meta.json `capture_path`). "op" (the default): every engine call through
+`torch.ops.tensorrt.execute_engine`, whatever calls it (op_install.py: runtime modules of 2.11-2.14,
+loaded and exported programs, a PYTHON_ONLY `TRTEngine`). "module-classes": the runtime classes'
+methods, which remains the only way into 2.11/2.12's `PythonTorchTensorRTModule` (it runs TensorRT
+from its own `forward`, not through the op), and can be forced for the C++ runtime module too
+(TRTPROF_CAPTURE_PATH=module-classes, or `capture_path=`; bench/bench_op_path.py compares them).
+
 Why patch classes rather than instances: every runtime module, whether made by `compile`,
 `dynamo.compile`, `load`, unpickling or deep-copying, runs its class's `forward`; patching the class
 once before the user's code runs covers all of them. The runtime classes are looked up, not assumed
@@ -10,12 +17,14 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import sys
 
 from trtprof.capture import engines, graph, state
 from trtprof.capture.allocations import AllocatorLog
 from trtprof.capture.events import GpuClock
 from trtprof.capture.marks import Marks
+from trtprof.capture.op_install import OpCapture
 from trtprof.capture.options import LEVELS, CaptureOptions  # noqa: F401 - LEVELS re-exported
 from trtprof.capture.prealloc import guard_setter
 from trtprof.capture.recorder import Recorder
@@ -28,8 +37,11 @@ _PATCHES = (
 )
 _RUNTIME_MODULE = "torch_tensorrt.dynamo.runtime"
 # Versions whose runtime trtprof was checked against on a GPU (call structure of the two runtime
-# classes). Others are instrumented the same way, with a note saying so.
+# classes), and those it follows from their source (CPU stand-ins, tests/fake_trt). Others are
+# captured the same way (through the op), with a note saying so.
 TESTED_VERSIONS = ("2.11",)
+SEEN_VERSIONS = ("2.11", "2.12", "2.13", "2.14")
+PATHS = ("op", "module-classes")
 # Functions that return compiled models: wrapped so a model is hooked before its first call.
 _FACTORIES = (("torch_tensorrt", "compile"), ("torch_tensorrt.dynamo", "compile"))
 
@@ -45,8 +57,13 @@ def _hook_result(orig):
     return factory
 
 
+def torch_tensorrt_version() -> str:
+    return str(getattr(sys.modules.get("torch_tensorrt"), "__version__", "unknown"))
+
+
 def find_runtime_classes() -> tuple[dict, list[str]]:
-    """{'python': cls, 'cpp': cls} for the runtime classes this Torch-TensorRT has, and notes."""
+    """{'python': cls, 'cpp': cls} for the runtime classes this Torch-TensorRT has, and notes.
+    No PythonTorchTensorRTModule is expected from 2.13 (its Python runtime runs under the op)."""
     try:
         rt = importlib.import_module(_RUNTIME_MODULE)
     except ImportError as e:
@@ -54,14 +71,16 @@ def find_runtime_classes() -> tuple[dict, list[str]]:
     except Exception as e:  # a broken install raises all sorts of things at import
         return {}, [f"torch_tensorrt failed to import ({type(e).__name__}: {e}): no engine can be recorded"]
     classes, notes = {}, []
-    version = str(getattr(sys.modules.get("torch_tensorrt"), "__version__", "unknown"))
-    if not version.startswith(TESTED_VERSIONS):
-        notes.append(f"torch_tensorrt {version} was not tested with trtprof (tested: "
-                     f"{', '.join(TESTED_VERSIONS)}): rows may be missing if its runtime changed")
+    version = torch_tensorrt_version()
+    if not version.startswith(SEEN_VERSIONS):
+        notes.append(f"torch_tensorrt {version} was not tested with trtprof (tested on a GPU: "
+                     f"{', '.join(TESTED_VERSIONS)}; followed from source: {', '.join(SEEN_VERSIONS[1:])}): "
+                     "captured through the op; rows may be missing if its runtime changed")
     for runtime, name in (("python", "PythonTorchTensorRTModule"), ("cpp", "TorchTensorRTModule")):
         cls = getattr(rt, name, None)
         if cls is None:
-            notes.append(f"this torch_tensorrt has no {name}: its runtime is not instrumented")
+            if runtime == "cpp":
+                notes.append(f"this torch_tensorrt has no {name}: only engines called through the op are recorded")
         else:
             classes[runtime] = cls
     return classes, notes
@@ -70,8 +89,14 @@ def find_runtime_classes() -> tuple[dict, list[str]]:
 class Instrumenter:
     """Install the hooks, record into `sink`, remove everything on `stop()`."""
 
-    def __init__(self, sink, options: CaptureOptions | None = None, *, batch: int = 4096, kernel_sink=None):
+    def __init__(self, sink, options: CaptureOptions | None = None, *, batch: int = 4096,
+                 capture_path: str | None = None, kernel_sink=None):
         options = options or CaptureOptions()
+        self.capture_path = capture_path or os.environ.get("TRTPROF_CAPTURE_PATH") or "op"
+        if self.capture_path not in PATHS:
+            raise ValueError(f"capture_path must be one of {', '.join(PATHS)}, got {self.capture_path!r}")
+        self.paths: list[str] = []  # the paths installed; capture_path becomes those that ran
+        self.op: OpCapture | None = None
         self.options = options
         self.level = options.level
         self.sample = options.sample
@@ -129,10 +154,19 @@ class Instrumenter:
         self.ins.harvest = engines.harvest_cpp
         if gpu is not None and "cpp" in self.classes and self.cpp_allocs and self.level == "full":
             self.ins.alloc_log = AllocatorLog(torch)  # started at the first C++ engine call
+        use_op = self.capture_path == "op"
+        if use_op:
+            self.op = OpCapture(self.ins)
+            use_op = self.op.install()
+            self.notes += self.op.notes
+            if use_op:
+                self.paths.append("op")
         for runtime, cls_name, method, factory in _PATCHES:
             cls = self.classes.get(runtime)
-            if cls is None:
+            if cls is None or (use_op and runtime == "cpp"):  # the op serves the C++ runtime module
                 continue
+            if "module-classes" not in self.paths:
+                self.paths.append("module-classes")
             orig = cls.__dict__.get(method)
             if orig is None:
                 self.notes.append(f"{cls_name}.{method} not found: that part of the {runtime} runtime "
@@ -155,7 +189,11 @@ class Instrumenter:
             if callable(orig):
                 self._saved.append((mod, attr, orig))
                 setattr(mod, attr, _hook_result(orig))
+        if use_op and "python" in self.classes:
+            self.op.hook_python_runtime(self.classes["python"])
         state.ACTIVE = self.ins
+        if use_op:
+            self.op.scan()  # programs loaded before the capture began
         return self
 
     def _start_kernels(self) -> None:
@@ -203,7 +241,11 @@ class Instrumenter:
 
     def instrument(self, model) -> bool:
         """Hook a compiled model now, so even its first call is recorded whole."""
-        return self.ins is not None and graph.instrument(self.ins, model) is not None
+        if self.ins is None:
+            return False
+        if graph.instrument(self.ins, model) is not None:
+            return True
+        return self.op is not None and self.op.adopt(model) is not None
 
     def stop(self) -> None:
         """Flush every recorded row to the sink and restore the patched classes and modules."""
@@ -227,9 +269,13 @@ class Instrumenter:
             n = uncovered_graphs(ins)
             if n:
                 self.notes.append(f"{n} live graph(s) call torch.ops.tensorrt.execute_engine directly (an "
-                                  "exported program): their engine calls are not recorded")
+                                  "exported program) and were not adopted (pass one to trtprof.instrument() "
+                                  "before running it): their engine calls are not recorded")
+            self.capture_path = self._ran(ins)
             self._restore()
             graph.unhook(ins)
+            if self.op is not None:
+                self.op.uninstall()
             ins.release()
             for mod in list(ins.proxied):
                 ctx = mod.__dict__.get("context")
@@ -240,6 +286,13 @@ class Instrumenter:
                                   "call(s) to set_pre_allocated_outputs were ignored")
             self.ins = None
             state.OWNER = None
+
+    def _ran(self, ins) -> str:
+        """The paths that recorded an engine call ('op', 'module-classes', both joined by '+'),
+        else those installed."""
+        ran = {i.path for i in ins.by_id.values()
+               if isinstance(i, state.SubgraphInfo) and i.kind == "engine" and i.calls}
+        return "+".join(p for p in PATHS if p in ran) or "+".join(self.paths) or "none"
 
     def _restore(self) -> None:
         for cls, method, orig in reversed(self._saved):

@@ -59,6 +59,13 @@ class SubgraphInfo:
     mode: bool | None = None  # C++ runtime: cached pre-allocation mode (None: read it at the next call)
     set_at: int = -1  # the model's inference count when the mode was last changed through the setter
     before_set: bool = False  # the mode before that change
+    # op path (capture/ops.py): how it was reached, a setter for engines without a runtime module
+    # (loaded graphs), and the output-allocator mode (required by the engine; cached user switch)
+    path: str = "module-classes"  # module-classes | op
+    setter: object = None
+    requires_oa: bool = False
+    oa: bool = False
+    reread: bool = False  # no runtime module (loaded graph): modes are set on the engine, read every call
 
 
 class RangeFrame:
@@ -86,7 +93,7 @@ class CallFrame:
 
     __slots__ = ("module", "info", "call", "prealloc", "enqueued", "allocs", "exec", "shapes", "changed",
                  "expect_after", "model", "inference", "t0", "t1", "out_shapes", "flipped", "thread", "groups",
-                 "parent", "ready")
+                 "parent", "ready", "output_allocator")
 
     def __init__(self, module, info, call, prealloc, shapes):
         self.module, self.info, self.call, self.prealloc, self.shapes = module, info, call, prealloc, shapes
@@ -106,6 +113,7 @@ class CallFrame:
         self.parent = None
         self.t0 = self.t1 = 0
         self.out_shapes = ()
+        self.output_allocator = False  # data-dependent shapes: the runtime's output allocator ran
 
 
 class _Stacks(threading.local):
@@ -154,6 +162,7 @@ class Instrumentation:
         self.kernels = None  # KernelActivity (CUPTI) while it records, else None
         self.kernel_sink = None
         self._kernel_flush = time.perf_counter_ns()
+        self.op = None  # ops.OpCapture when capturing at torch.ops.tensorrt.execute_engine
 
     def register(self, module, info):
         """Make `info` (a SubgraphInfo, or the ModelInfo of a model) the hot path's for `module`."""
@@ -175,10 +184,11 @@ class Instrumentation:
         want = self.policy.wanted(index) if self.policy is not None else None
         if want is not None and want != current:
             for mod in engines:
-                setter = self.setters.get(self.subgraphs[mod].runtime) if mod in self.subgraphs else None
+                sub = self.by_id.get(id(mod))  # engines of loaded graphs may not be weak-referenceable
+                setter = (sub.setter or self.setters.get(sub.runtime)) if sub is not None else None
                 if setter is not None:
                     setter(mod, want)
-                    self.subgraphs[mod].mode = None
+                    sub.mode = None
         return want
 
     def sampled(self, info: ModelInfo, shapes: tuple) -> bool:
@@ -274,7 +284,9 @@ def mode_of(module, runtime: str, info: SubgraphInfo | None = None) -> bool:
         return cpp_mode(module, info)
     if runtime == "python":
         return bool(getattr(module, "use_pre_allocated_outputs", False))
-    return bool(getattr(getattr(module, "engine", None), "use_pre_allocated_outputs", False))
+    # a runtime module, or (op path, loaded graphs) the engine itself
+    engine = getattr(module, "engine", None) if isinstance(module, torch.nn.Module) else module
+    return bool(getattr(engine, "use_pre_allocated_outputs", False))
 
 
 def cpp_mode(module, info: SubgraphInfo) -> bool:

@@ -100,6 +100,8 @@ class Session:
             "level": inst.level,
             "sample": inst.sample,
             "runtime_classes": {k: f"{c.__module__}.{c.__qualname__}" for k, c in inst.classes.items()},
+            "capture_path": inst.capture_path,  # op | module-classes | op+module-classes
+            "torch_tensorrt": _torch_tensorrt_version(),
             "gpu_anchor_error_ns": getattr(inst.gpu, "anchor_error_ns", None),
             "kernels": {**inst.kernel_info, **self.writer.meta.get("kernels", {})},
         }
@@ -114,6 +116,11 @@ class Session:
     @property
     def notes(self) -> list[str]:
         return self.instrumenter.notes
+
+
+def _torch_tensorrt_version():
+    mod = sys.modules.get("torch_tensorrt")
+    return str(getattr(mod, "__version__", None)) if mod is not None else None
 
 
 @contextmanager

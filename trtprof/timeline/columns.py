@@ -32,7 +32,8 @@ SPEC: dict[str, tuple[str, bool, str]] = {
     "shapes": ("str", True, "alloc: shapes allocated; call/exec: output shapes"),
     "bytes": ("int", True, "alloc: bytes allocated"),
     "prealloc": ("bool", True, "pre-allocated outputs mode on for this call"),
-    "alloc_phase": ("str", True, "alloc: before_exec (normal path) | after_enqueue (for the next call)"),
+    "alloc_phase": ("str", True, "alloc: before_exec (normal path) | after_enqueue (for the next call) | "
+                             "output_allocator (data-dependent shapes)"),
     "outputs": ("str", True, "engine call/exec: preallocated | new"),
     "shape_changed": ("bool", True, "input shapes differ from this subgraph's previous call"),
     "reallocated": ("bool", True, "pre-alloc mode on but outputs were created before execution"),

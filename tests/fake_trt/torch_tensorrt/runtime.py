@@ -1,3 +1,4 @@
+"""`torch_tensorrt.runtime`: the context managers that set engine modes on `_run_on_acc` children."""
 class _PreAllocated:
     def __init__(self, module):
         self.mods = [m for n, m in module.named_children() if "_run_on_acc" in n]
@@ -16,3 +17,15 @@ class _PreAllocated:
 
 def enable_pre_allocated_outputs(module):
     return _PreAllocated(module)
+
+
+class _OutputAllocator(_PreAllocated):
+    """As `torch_tensorrt.runtime.enable_output_allocator` (v2.11.0 `runtime/_output_allocator.py`)."""
+
+    def set_pre_allocated_output(self, enable):
+        for m in self.mods:
+            m.set_use_output_allocator(enable)
+
+
+def enable_output_allocator(module):
+    return _OutputAllocator(module)

@@ -1,0 +1,1 @@
+from torch_tensorrt.dynamo import runtime  # noqa: F401

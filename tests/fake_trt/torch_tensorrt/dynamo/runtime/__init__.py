@@ -1,33 +1,28 @@
-"""Stand-ins for PythonTorchTensorRTModule and TorchTensorRTModule (see the package docstring)."""
+"""Stand-ins for the runtime module classes of each version (see `torch_tensorrt._fake`).
+
+`_PythonTorchTensorRTModule` follows v2.11.0/v2.12.0 `dynamo/runtime/_PythonTorchTensorRTModule.py`
+(`forward` -> `create_output_tensors` / `context.execute_async_v3(engine_stream)`, pre-allocation
+after the enqueue, the output-allocator path); it is exported as `PythonTorchTensorRTModule` only
+while 2.11 or 2.12 is played. `TorchTensorRTModule` follows `_TorchTensorRTModule.py` at each tag:
+its `forward` calls `torch.ops.tensorrt.execute_engine` with its engine, a `_CppEngine` (plays the
+TorchBind `torch.classes.tensorrt.Engine`: the attributes `register_jit_hooks.cpp` exposes, its name
+only through `str()`) or, in a 2.13+ PYTHON_ONLY build, the Python `TRTEngine`.
+"""
 from typing import List
 
 import torch
 
-
-class _Context:
-    """Plays IExecutionContext: addresses are tensors here, execution is a torch function."""
-
-    def __init__(self, fn):
-        self.fn = fn
-        self.inputs, self.outputs = {}, {}
-
-    def set_tensor_address(self, name, tensor):
-        (self.inputs if name.startswith("in") else self.outputs)[name] = tensor
-
-    def get_tensor_shape(self, name):
-        return tuple(self.fn(*self.inputs.values()).shape)
-
-    def execute_async_v3(self, stream_handle):
-        res = self.fn(*self.inputs.values())
-        next(iter(self.outputs.values())).copy_(res)
-        return True
+from torch_tensorrt import _fake
+from torch_tensorrt._ops import EngineBase
+from torch_tensorrt.dynamo.runtime._io import Context, DynamicOutputAllocator, from_allocator
+from torch_tensorrt.dynamo.runtime._TRTEngine import TRTEngine
 
 
-class PythonTorchTensorRTModule(torch.nn.Module):
-    def __init__(self, fn, name=""):
+class _PythonTorchTensorRTModule(torch.nn.Module):
+    def __init__(self, fn, name="", requires_output_allocator=False):
         super().__init__()
         self.name = name
-        self.context = _Context(fn)
+        self.context = Context(fn)
         self.use_pre_allocated_outputs = False
         self.pre_allocated_outputs: List[torch.Tensor] = []
         self.shape_key = None
@@ -35,6 +30,9 @@ class PythonTorchTensorRTModule(torch.nn.Module):
         self._engine_stream = None
         self.output_tensors_are_unowned = False
         self._old_prealloc = False
+        self.requires_output_allocator = requires_output_allocator
+        self.use_output_allocator_outputs = False
+        self.output_allocator = None
 
     def validate_input_shapes(self, inputs):
         key = "".join(str(tuple(t.shape)) for t in inputs)
@@ -48,7 +46,18 @@ class PythonTorchTensorRTModule(torch.nn.Module):
     def set_pre_allocated_outputs(self, enable):
         self.use_pre_allocated_outputs = enable
 
+    def set_use_output_allocator(self, enable):
+        self.use_output_allocator_outputs = enable
+
     def forward(self, *inputs):
+        if self.requires_output_allocator or self.use_output_allocator_outputs:  # run_output_allocator
+            for i, t in enumerate(inputs):
+                self.context.set_tensor_address(f"in{i}", t.contiguous())
+            if self.output_allocator is None:
+                self.output_allocator = DynamicOutputAllocator({"out0": torch.float32})
+            self.context.set_output_allocator("out0", self.output_allocator)
+            self.context.execute_async_v3(0)
+            return from_allocator(self.output_allocator, ["out0"], [torch.float32])[0]
         shape_changed = self.validate_input_shapes(inputs)
         for i, t in enumerate(inputs):
             self.context.set_tensor_address(f"in{i}", t.contiguous())
@@ -71,19 +80,71 @@ class PythonTorchTensorRTModule(torch.nn.Module):
         return outputs[0]
 
 
-class _Engine:
-    use_pre_allocated_outputs = False
+PythonTorchTensorRTModule = _PythonTorchTensorRTModule
+
+
+class _CppEngine(EngineBase):
+    """Plays the TorchBind engine: the allocation and enqueue happen inside the op, unseen."""
+
+    def __init__(self, fn, name):
+        self.fn, self._name = fn, name
+        self.use_pre_allocated_outputs = False
+        self.use_output_allocator_outputs = False
+        self.requires_output_allocator = False  # not exposed by TorchBind: only in the serialized info
+        self.unowned = False
+        if _fake.STATE.version in ("2.13", "2.14"):
+            self.pre_allocated_outputs = []  # def_readwrite from v2.13.0
+
+    def __str__(self):  # TRTEngine::to_str
+        return f"Torch-TensorRT TensorRT Engine:\n  Name: {self._name}\n  Inputs: [\n  ]\n"
+
+    def __getstate__(self):  # def_pickle: the serialized info list; REQUIRES_OUTPUT_ALLOCATOR_IDX = 9
+        info = [""] * 11
+        info[1], info[9] = self._name, str(int(self.requires_output_allocator))
+        return (info, self.fn)  # the stand-in's "serialized engine" is its torch function
+
+    def __setstate__(self, state):
+        info, fn = state
+        self.__init__(fn, info[1])
+        self.requires_output_allocator = bool(int(info[9]))
+
+    def set_output_tensors_as_unowned(self, enable):
+        self.unowned = enable
+
+    def are_output_tensors_unowned(self):
+        return self.unowned
+
+    def execute(self, inputs):
+        return [self.fn(*inputs)]
 
 
 class TorchTensorRTModule(torch.nn.Module):
-    def __init__(self, fn, name=""):
+    def __init__(self, fn, name="", requires_output_allocator=False, python_engine=None):
         super().__init__()
         self.name = name
         self.fn = fn
-        self.engine = _Engine()
+        self.requires_output_allocator = requires_output_allocator
+        self.input_binding_names = ["in0"]
+        self.output_binding_names = ["out0"]
+        python = _fake.STATE.python_only if python_engine is None else python_engine
+        self.engine = TRTEngine(fn, name) if python else _CppEngine(fn, name)
+        self.engine.requires_output_allocator = requires_output_allocator
 
     def set_pre_allocated_outputs(self, enable):
         self.engine.use_pre_allocated_outputs = enable
 
+    def set_use_output_allocator(self, enable):
+        self.engine.use_output_allocator_outputs = enable
+
+    def set_output_tensors_as_unowned(self, enabled):
+        self.engine.set_output_tensors_as_unowned(enabled)
+
     def forward(self, *inputs):
-        return self.fn(*inputs)
+        input_tensors = [i if isinstance(i, torch.Tensor) else torch.tensor(i) for i in inputs]
+        if _fake.STATE.version in ("2.11", "2.12"):
+            outputs = torch.ops.tensorrt.execute_engine(list(input_tensors), self.engine)
+        else:  # v2.13.0 and main pass the list as it is
+            outputs = torch.ops.tensorrt.execute_engine(input_tensors, self.engine)
+        if len(outputs) == 1:
+            return outputs[0]
+        return tuple(outputs)
