@@ -5,16 +5,24 @@ Why patch classes rather than instances: every runtime module, whether made by `
 once before the user's code runs covers all of them. The runtime classes are looked up, not assumed
 (Torch-TensorRT 2.13 removed `PythonTorchTensorRTModule`); what could not be instrumented is said in
 `notes`.
+
+Why a capture belongs to one process: a forked child (os.fork, a "fork" multiprocessing pool)
+inherits the patched classes, the recorder and the open spill. If it recorded, its rows would land in
+the parent's spill and its exit would finish the parent's capture. `os.register_at_fork` makes every
+child start clean instead: the classes are restored and nothing is recorded there (a child can start
+its own capture with `trtprof.profile()`); the recorder and the session check the pid as well.
 """
 from __future__ import annotations
 
 import functools
 import importlib
+import os
 import sys
+import threading
 
 from trtprof.capture import engines, graph, state
 from trtprof.capture.allocations import AllocatorLog
-from trtprof.capture.events import GpuClock
+from trtprof.capture.events import GpuClock, watch_captures
 from trtprof.capture.marks import Marks
 from trtprof.capture.options import LEVELS, CaptureOptions  # noqa: F401 - LEVELS re-exported
 from trtprof.capture.prealloc import guard_setter
@@ -87,12 +95,28 @@ class Instrumenter:
         self.classes: dict = {}
         self._rec = None
         self.gpu = None
+        self.pid = os.getpid()
+        self.stopped_reason = None  # why recording stopped early (a failed write), one line
 
-    def start(self) -> "Instrumenter":
+    def claim(self) -> "Instrumenter":
+        """Make this the process's one capture, or raise before anything is created (a nested
+        `profile()`, a second thread starting at the same time, a capture in a captured script)."""
         with state.START_LOCK:  # check and claim at once: two threads cannot both start
+            if state.OWNER is self:
+                return self
             if state.OWNER is not None:
                 raise RuntimeError("a trtprof capture is already active in this process")
             state.OWNER = self
+        self.pid = os.getpid()
+        return self
+
+    def release(self) -> None:
+        """Give up a claim that never started (the folder could not be written)."""
+        if state.OWNER is self and self.ins is None:
+            state.OWNER = None
+
+    def start(self) -> "Instrumenter":
+        self.claim()
         try:
             return self._start()
         except BaseException:
@@ -117,7 +141,10 @@ class Instrumenter:
         if self.nvtx and not marks.available:
             self.notes.append("the nvtx package is missing: no NVTX ranges are emitted")
         rec = Recorder(self.sink, gpu, marks, self.batch)
+        rec.on_error = self._recording_failed
         self._rec = rec
+        if gpu is not None:
+            self._saved += watch_captures(torch)
         self.gpu = gpu
         self.ins = state.Instrumentation(rec, self.classes, self.level, self.sample)
         self.ins.harvest = engines.harvest_cpp
@@ -152,6 +179,22 @@ class Instrumenter:
         state.ACTIVE = self.ins
         return self
 
+    def _recording_failed(self, reason: str) -> None:
+        """The recorder could not write (disk full): the hooks pass through from now on."""
+        self.stopped_reason = reason
+        self.notes.append(reason)
+        state.ACTIVE = None
+
+    def forked(self) -> None:
+        """In a forked child: restore everything, record nothing, leave the parent's files alone."""
+        ins, self.ins = self.ins, None
+        state.ACTIVE = None
+        self._restore()
+        if ins is not None:
+            graph.unhook(ins)
+            ins.release()
+        state.OWNER = None
+
     def pause(self) -> None:
         """Stop recording until `resume()`: hooks stay installed and pass straight through (one global
         read per call). Inferences run while paused are not counted."""
@@ -159,7 +202,7 @@ class Instrumenter:
             state.ACTIVE = None
 
     def resume(self) -> None:
-        if self.ins is not None and state.ACTIVE is None:
+        if self.ins is not None and state.ACTIVE is None and self.stopped_reason is None:
             state.ACTIVE = self.ins
 
     @property
@@ -173,7 +216,7 @@ class Instrumenter:
     def stop(self) -> None:
         """Flush every recorded row to the sink and restore the patched classes and modules."""
         ins = self.ins
-        if ins is None:
+        if ins is None or os.getpid() != self.pid:
             return
         state.ACTIVE = None
         try:
@@ -192,6 +235,7 @@ class Instrumenter:
             if n:
                 self.notes.append(f"{n} live graph(s) call torch.ops.tensorrt.execute_engine directly (an "
                                   "exported program): their engine calls are not recorded")
+            self._gpu_notes(ins.rec)
             self._restore()
             graph.unhook(ins)
             ins.release()
@@ -205,6 +249,14 @@ class Instrumenter:
             self.ins = None
             state.OWNER = None
 
+    def _gpu_notes(self, rec) -> None:
+        if rec.lost:
+            self.notes.append(f"{rec.lost} row(s) have host times only: their CUDA events could not be "
+                              f"resolved ({rec.lost_reason})")
+        if rec.skipped:
+            self.notes.append(f"{rec.skipped} row(s) ran while a CUDA graph was being captured: no CUDA "
+                              "events are recorded then, they have host times only")
+
     def _restore(self) -> None:
         for cls, method, orig in reversed(self._saved):
             setattr(cls, method, orig)
@@ -213,3 +265,13 @@ class Instrumenter:
     @property
     def rows(self) -> int:
         return self._rec.rows if self._rec else 0
+
+
+def _after_fork_in_child() -> None:
+    state.START_LOCK = threading.Lock()  # it may have been held by another thread at the fork
+    owner = state.OWNER
+    if owner is not None and owner.pid != os.getpid():
+        owner.forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
