@@ -7,12 +7,69 @@ synchronize, so the GPU is idle and the event completes at once), and every othe
 ``anchor_host + elapsed(ref, event)``. `cudaEventElapsedTime` returns a 32-bit float in ms, whose
 resolution degrades past a few seconds, so the reference is moved forward to a recently resolved event
 about once a second.
+
+Why nothing is recorded during a stream capture: an event recorded while a stream is being captured
+into a CUDA graph (`torch.cuda.graph`, Torch-TensorRT's CUDA-graph modes) becomes a node of the graph
+and can never be resolved ("CUDA error: invalid argument"), and querying events then can invalidate
+the capture. Asking CUDA at every record costs a driver call on the hot path, so the state is a
+counter kept by wrapping `torch.cuda.CUDAGraph.capture_begin/capture_end` (`watch_captures`), the
+one door every Python-level capture goes through; while it is non-zero, `record` returns
+`NOT_RECORDED` (the row keeps its host times, with a note) and the recorder does not query events.
+A capture begun elsewhere (C++, another library) is not seen: its events fail when they are
+resolved, and the recorder keeps those rows with host times and a note too.
 """
 from __future__ import annotations
 
+import functools
 import time
 
 _REBASE_MS = 1000.0
+
+
+class _NotRecorded:
+    """What `record` returns during a stream capture: an event that was never recorded."""
+
+    def __repr__(self):
+        return "NOT_RECORDED"
+
+
+NOT_RECORDED = _NotRecorded()
+
+
+class Captures:
+    """How many CUDA-graph captures are in progress in this process (all threads)."""
+
+    depth = 0
+
+
+def watch_captures(torch) -> list:
+    """Wrap CUDAGraph.capture_begin/capture_end so `Captures.depth` follows them; returns the
+    (class, name, original) triples to restore. Nothing to wrap without torch.cuda.CUDAGraph."""
+    cls = getattr(torch.cuda, "CUDAGraph", None)
+    begin, end = (getattr(cls, n, None) for n in ("capture_begin", "capture_end"))
+    if cls is None or begin is None or end is None:
+        return []
+
+    @functools.wraps(begin)
+    def capture_begin(self, *args, **kwargs):
+        Captures.depth += 1
+        try:
+            return begin(self, *args, **kwargs)
+        except BaseException:
+            Captures.depth -= 1
+            raise
+
+    @functools.wraps(end)
+    def capture_end(self, *args, **kwargs):
+        try:
+            return end(self, *args, **kwargs)
+        finally:
+            Captures.depth = max(Captures.depth - 1, 0)
+
+    saved = [(cls, "capture_begin", cls.__dict__.get("capture_begin", begin)),
+             (cls, "capture_end", cls.__dict__.get("capture_end", end))]
+    cls.capture_begin, cls.capture_end = capture_begin, capture_end
+    return saved
 
 
 class GpuClock:
@@ -63,7 +120,10 @@ class GpuClock:
         """Record a pooled event on `stream` (the current stream when None).
 
         The first call anchors the clock (one synchronize), so CUDA is not touched before the
-        profiled code first runs an instrumented range."""
+        profiled code first runs an instrumented range. During a stream capture: nothing is
+        recorded (`NOT_RECORDED`), and the clock is not anchored (a synchronize would break it)."""
+        if Captures.depth:
+            return NOT_RECORDED
         if self._ref is None:
             self.anchor()
         ev = self._pool.pop() if self._pool else self._Event(enable_timing=True)
@@ -80,6 +140,10 @@ class GpuClock:
         if s is None:
             s = self._streams[handle] = self._torch.cuda.current_stream()
         return s
+
+    @property
+    def capturing(self) -> bool:
+        return Captures.depth > 0
 
     @staticmethod
     def done(ev) -> bool:

@@ -12,6 +12,12 @@ Why patch classes rather than instances: every runtime module, whether made by `
 once before the user's code runs covers all of them. The runtime classes are looked up, not assumed
 (Torch-TensorRT 2.13 removed `PythonTorchTensorRTModule`); what could not be instrumented is said in
 `notes`.
+
+Why a capture belongs to one process: a forked child (os.fork, a "fork" multiprocessing pool)
+inherits the patched classes, the recorder and the open spill. If it recorded, its rows would land in
+the parent's spill and its exit would finish the parent's capture. `os.register_at_fork` makes every
+child start clean instead: the classes are restored and nothing is recorded there (a child can start
+its own capture with `trtprof.profile()`); the recorder and the session check the pid as well.
 """
 from __future__ import annotations
 
@@ -19,10 +25,11 @@ import functools
 import importlib
 import os
 import sys
+import threading
 
 from trtprof.capture import engines, graph, state
 from trtprof.capture.allocations import AllocatorLog
-from trtprof.capture.events import GpuClock
+from trtprof.capture.events import GpuClock, watch_captures
 from trtprof.capture.marks import Marks
 from trtprof.capture.op_install import OpCapture
 from trtprof.capture.options import LEVELS, CaptureOptions  # noqa: F401 - LEVELS re-exported
@@ -115,12 +122,28 @@ class Instrumenter:
         self.classes: dict = {}
         self._rec = None
         self.gpu = None
+        self.pid = os.getpid()
+        self.stopped_reason = None  # why recording stopped early (a failed write), one line
 
-    def start(self) -> "Instrumenter":
+    def claim(self) -> "Instrumenter":
+        """Make this the process's one capture, or raise before anything is created (a nested
+        `profile()`, a second thread starting at the same time, a capture in a captured script)."""
         with state.START_LOCK:  # check and claim at once: two threads cannot both start
+            if state.OWNER is self:
+                return self
             if state.OWNER is not None:
                 raise RuntimeError("a trtprof capture is already active in this process")
             state.OWNER = self
+        self.pid = os.getpid()
+        return self
+
+    def release(self) -> None:
+        """Give up a claim that never started (the folder could not be written)."""
+        if state.OWNER is self and self.ins is None:
+            state.OWNER = None
+
+    def start(self) -> "Instrumenter":
+        self.claim()
         try:
             return self._start()
         except BaseException:
@@ -147,7 +170,10 @@ class Instrumenter:
         if gpu is not None and self.options.kernels and self.kernel_sink is not None:
             self._start_kernels()
         rec = Recorder(self.sink, gpu, marks, self.batch)
+        rec.on_error = self._recording_failed
         self._rec = rec
+        if gpu is not None:
+            self._saved += watch_captures(torch)
         self.gpu = gpu
         self.ins = state.Instrumentation(rec, self.classes, self.level, self.sample)
         self.ins.kernels, self.ins.kernel_sink = self.kernels, self.kernel_sink
@@ -221,6 +247,22 @@ class Instrumenter:
         except Exception as e:  # noqa: BLE001 - the rows matter more than their kernels
             self.notes.append(f"kernel records could not be written: {type(e).__name__}: {e}")
 
+    def _recording_failed(self, reason: str) -> None:
+        """The recorder could not write (disk full): the hooks pass through from now on."""
+        self.stopped_reason = reason
+        self.notes.append(reason)
+        state.ACTIVE = None
+
+    def forked(self) -> None:
+        """In a forked child: restore everything, record nothing, leave the parent's files alone."""
+        ins, self.ins = self.ins, None
+        state.ACTIVE = None
+        self._restore()
+        if ins is not None:
+            graph.unhook(ins)
+            ins.release()
+        state.OWNER = None
+
     def pause(self) -> None:
         """Stop recording until `resume()`: hooks stay installed and pass straight through (one global
         read per call), kernel activity is switched off. Inferences run while paused are not counted."""
@@ -230,7 +272,7 @@ class Instrumenter:
                 self.kernels.pause()
 
     def resume(self) -> None:
-        if self.ins is not None and state.ACTIVE is None:
+        if self.ins is not None and state.ACTIVE is None and self.stopped_reason is None:
             if self.kernels is not None and self.sample == 1:  # sampling switches it per inference
                 self.kernels.resume()
             state.ACTIVE = self.ins
@@ -250,7 +292,7 @@ class Instrumenter:
     def stop(self) -> None:
         """Flush every recorded row to the sink and restore the patched classes and modules."""
         ins = self.ins
-        if ins is None:
+        if ins is None or os.getpid() != self.pid:
             return
         state.ACTIVE = None
         try:
@@ -272,6 +314,7 @@ class Instrumenter:
                                   "exported program) and were not adopted (pass one to trtprof.instrument() "
                                   "before running it): their engine calls are not recorded")
             self.capture_path = self._ran(ins)
+            self._gpu_notes(ins.rec)
             self._restore()
             graph.unhook(ins)
             if self.op is not None:
@@ -294,6 +337,14 @@ class Instrumenter:
                if isinstance(i, state.SubgraphInfo) and i.kind == "engine" and i.calls}
         return "+".join(p for p in PATHS if p in ran) or "+".join(self.paths) or "none"
 
+    def _gpu_notes(self, rec) -> None:
+        if rec.lost:
+            self.notes.append(f"{rec.lost} row(s) have host times only: their CUDA events could not be "
+                              f"resolved ({rec.lost_reason})")
+        if rec.skipped:
+            self.notes.append(f"{rec.skipped} row(s) ran while a CUDA graph was being captured: no CUDA "
+                              "events are recorded then, they have host times only")
+
     def _restore(self) -> None:
         for cls, method, orig in reversed(self._saved):
             setattr(cls, method, orig)
@@ -302,3 +353,13 @@ class Instrumenter:
     @property
     def rows(self) -> int:
         return self._rec.rows if self._rec else 0
+
+
+def _after_fork_in_child() -> None:
+    state.START_LOCK = threading.Lock()  # it may have been held by another thread at the fork
+    owner = state.OWNER
+    if owner is not None and owner.pid != os.getpid():
+        owner.forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
