@@ -239,7 +239,7 @@ def test_page_shows_verdict_tables_and_figures(tmp_path):
     fa = write_capture(engines(100, {"_run_on_acc_0": 100.0, "_run_on_acc_2": 100.0}, seed=19), tmp_path / "a")
     fb = write_capture(engines(100, {"_run_on_acc_0": 80.0, "_run_on_acc_4": 100.0}, seed=20), tmp_path / "b")
     res = CliRunner().invoke(main, ["compare", str(fa), str(fb), "-o", str(tmp_path), "--quiet"])
-    assert res.exit_code == 0 and res.output == ""
+    assert res.exit_code == 0 and res.stderr == "" and res.stdout.startswith("A: ")  # -q: the result only
     text = (tmp_path / "compare-a-vs-b.html").read_text()
     check_page(text)
     r = compare.compare_captures(load_capture(fa), load_capture(fb))

@@ -206,7 +206,8 @@ def test_script_that_fails_at_import(tmp_path, fake_env, files, script, where):
 def test_unreadable_script(tmp_path, fake_env):
     (tmp_path / "adir.py").mkdir()
     r = _run(["adir.py"], tmp_path, fake_env)
-    assert r.returncode == 3 and _error_lines(r.stderr) == ["trtprof: script not readable: adir.py"]
+    assert r.returncode == 3 and _error_lines(r.stderr) == [  # a folder runs only with a __main__.py, as in python
+        "trtprof: adir.py is a folder without __main__.py: nothing to run"]
     s = tmp_path / "secret.py"
     s.write_text("pass\n")
     s.chmod(0)

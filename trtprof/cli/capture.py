@@ -21,9 +21,10 @@ def _check_prealloc(ctx, param, value):
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
                                  "help_option_names": ["-h", "--help"]})
 @click.option("-m", "module", is_flag=True, help="Run TARGET as a module, like python -m.")
-@click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
-              help="Capture folder (default: reports/<script>-<timestamp>/).")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="Capture folder (default: reports/<script>-<timestamp>/); made if missing.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress, summary or pointers (the capture and its report are still written).")
 @click.option("--prealloc", default="as-is", show_default=True, callback=_check_prealloc,
               help="Pre-allocated outputs on every engine: on, off, as-is (the script decides), or "
                    "alternate[:K] (flip every K inferences, default 50; first call after a flip excluded).")
@@ -50,8 +51,10 @@ def capture(module, output, quiet, prealloc, cpp_allocs, level, sample, kernels,
             target, args):
     """Run a Python script (or -m module) and record every Torch-TensorRT call it makes.
 
-    TARGET runs as __main__ with ARGS, exactly as `python TARGET ARGS`; trtprof exits with its exit
-    code. The capture folder holds timeline.parquet (one row per range) and meta.json.
+    TARGET (a script, a folder with __main__.py, or with -m a module) runs as __main__ with ARGS,
+    exactly as `python TARGET ARGS`; trtprof exits with its exit code (meta.json's exit_code_from
+    says whose it was). The capture folder holds timeline.parquet (one row per range), meta.json and,
+    if the script raised, traceback.txt.
 
     \b
     Example:
@@ -63,17 +66,19 @@ def capture(module, output, quiet, prealloc, cpp_allocs, level, sample, kernels,
     """
     options = CaptureOptions(prealloc=prealloc, cpp_allocs=cpp_allocs, level=level, sample=sample,
                              kernels=kernels and not (nsys or nsys_args))  # nsys holds CUPTI
+    output = common.output_folder(output)
     if nsys or nsys_args:
         sys.exit(_under_nsys(target, list(args), options, module, output, quiet, nsys_args, no_report))
     from trtprof.record import script
 
-    command = [sys.executable, "-m", "trtprof", "capture"] + sys.argv[2:] if sys.argv else None
+    command = common.typed_command()
     common.say(f"capturing {'-m ' if module else ''}{target} {' '.join(args)}".rstrip(), quiet)
     res = script.capture_script(target, list(args), module=module, out=output, options=options, command=command)
     if res.notes:
         common.say("could not record everything: " + "; ".join(res.notes), quiet)
     if res.error:
-        common.say(f"the script stopped: {res.error}")
+        where = f"; full traceback in {res.traceback}" if res.traceback else ""
+        common.say(f"the script stopped: {res.error}{where}")
     cap = res.capture
     if not quiet:
         from trtprof.analysis import subgraphs
@@ -85,6 +90,9 @@ def capture(module, output, quiet, prealloc, cpp_allocs, level, sample, kernels,
                    f"load it with trtprof.load({str(cap.path)!r})", err=True)
     if not no_report:
         _report(cap, quiet)
+    if 2 <= res.exit_code <= 8 and not res.error:
+        common.say(f"the script exited with {res.exit_code}, its own code (passed through; trtprof's "
+                   "own errors write no capture)", quiet)
     sys.exit(res.exit_code)
 
 
@@ -117,7 +125,8 @@ def _under_nsys(target, args, options, module, output, quiet, nsys_args, no_repo
 def _report(cap, quiet: bool) -> None:
     """Write report.html next to the timeline; a failure is a note, never the script's exit code."""
     if cap.timeline.empty:
-        return  # the summary above already says nothing ran
+        common.say("the capture holds no rows, so no report.html was made", quiet)
+        return
     try:
         path = common.write_report(cap)
     except common.TrtprofError as e:

@@ -16,7 +16,8 @@ import click
 from trtprof.errors import EmptyCaptureError, ExitCode, MissingDependency, TrtprofError, clean, first_line  # noqa: F401
 
 # files of a capture folder an output must never replace
-OWN_FILES = ("meta.json", "timeline.parquet", "timeline.arrows", "nsys.parquet", "nsys.json", ".capturing")
+OWN_FILES = ("meta.json", "timeline.parquet", "timeline.arrows", "nsys.parquet", "nsys.json", ".capturing",
+             "traceback.txt")
 
 
 class Group(click.Group):
@@ -59,6 +60,15 @@ def load(path, label: str = ""):
     return cap
 
 
+def _no_file_in_the_way(p: Path, folders) -> None:
+    """The first of `folders` (innermost first) that exists must be a folder: one message for all."""
+    for up in folders:
+        if up.exists() and not up.is_dir():
+            raise TrtprofError(f"cannot write {p}: {up} is a file, not a folder", ExitCode.BAD_OUTPUT)
+        if up.is_dir():
+            return
+
+
 def output_path(output, default: Path, capture_folders=()) -> Path:
     """The one -o rule of every command: none gives `default`; an existing folder gets `default`'s
     name inside it; anything else is the file to write, and missing folders above it are made (as
@@ -68,11 +78,7 @@ def output_path(output, default: Path, capture_folders=()) -> Path:
     if output and p.is_dir():
         p = p / Path(default).name
     parent = p.parent
-    for up in (parent, *parent.parents):
-        if up.exists() and not up.is_dir():
-            raise TrtprofError(f"cannot write {p}: {up} is a file, not a folder", ExitCode.BAD_OUTPUT)
-        if up.is_dir():
-            break
+    _no_file_in_the_way(p, (parent, *parent.parents))
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -81,6 +87,28 @@ def output_path(output, default: Path, capture_folders=()) -> Path:
         if folder is not None and p.name in OWN_FILES and _same(parent, Path(folder)):
             raise TrtprofError(f"refusing to write {p}: it is part of the capture in {folder}", ExitCode.BAD_OUTPUT)
     return p
+
+
+def output_folder(output) -> Path | None:
+    """The same rule for `capture -o`, whose output is a folder: it, or the first one above it that
+    exists, must not be a file (BAD_OUTPUT, the message of `output_path`); None keeps the default."""
+    if not output:
+        return None
+    p = Path(output)
+    _no_file_in_the_way(p, (p, *p.parents))
+    return p
+
+
+def typed_command() -> list[str]:
+    """The command line as the user typed it, for meta.json: `trtprof capture ...` from the console
+    script, `python3 -m trtprof capture ...` (interpreter and its options as typed) under -m."""
+    argv0 = sys.argv[0] if sys.argv else "trtprof"
+    if os.path.basename(argv0) == "__main__.py":
+        orig = list(getattr(sys, "orig_argv", []) or [])
+        if "-m" in orig:
+            return orig
+        return [os.path.basename(sys.executable), "-m", "trtprof", *sys.argv[1:]]
+    return [os.path.basename(argv0), *sys.argv[1:]]
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -133,13 +161,69 @@ def open_hint(path: Path) -> str:
     return f"open it with xdg-open {shlex.quote(str(path))}"
 
 
-def open_in_browser(path: Path, quiet: bool = False) -> None:
-    """Open `path` in a browser if one can be found; otherwise one line saying how (no tool noise)."""
+def _gui_session() -> bool:
+    """A browser window can appear: macOS and Windows always, elsewhere only with a display."""
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _xdg_open(uri: str) -> bool | None:
+    """xdg-open with its output discarded; True once it succeeded (or still runs after 10 s: a
+    browser starting), False when it failed, None when there is no xdg-open."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("xdg-open")
+    if exe is None:
+        return None
+    p = subprocess.Popen([exe, uri], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        return p.wait(timeout=10) == 0
+    except subprocess.TimeoutExpired:
+        return True
+
+
+def _window_browser(uri: str) -> bool:
+    """Python's own choice of browser, but only one that opens a window (never a console browser,
+    which would take the terminal), started with its output discarded."""
+    import subprocess
     import webbrowser
 
     try:
-        opened = webbrowser.get().open(Path(path).resolve().as_uri())
+        b = webbrowser.get()
     except webbrowser.Error:
+        return False
+    if sys.platform in ("darwin", "win32"):
+        return bool(b.open(uri))  # the system's own launcher: quiet
+    if not isinstance(b, webbrowser.BackgroundBrowser):
+        return False
+    try:
+        subprocess.Popen([b.name, *(a.replace("%s", uri) for a in b.args)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        return False
+    return True
+
+
+def open_in_browser(path: Path, quiet: bool = False) -> bool:
+    """Open `path` in a browser if one can be shown; otherwise one line saying how to open it.
+
+    Why not plain `webbrowser.open`: without a display it falls back to console browsers (lynx
+    would take the terminal) or runs xdg-open, which prints its own errors and still counts as
+    opened. Here $BROWSER is honoured as given; otherwise a launcher runs only where a window can
+    appear, with its output discarded, and a launcher that fails gives the same one line."""
+    import webbrowser
+
+    uri = Path(path).resolve().as_uri()
+    if os.environ.get("BROWSER"):
+        opened = webbrowser.open(uri)
+    elif not _gui_session():
         opened = False
+    else:
+        opened = _xdg_open(uri) if sys.platform.startswith("linux") else None
+        if opened is None:
+            opened = _window_browser(uri)
     if not opened:
-        say(f"no browser found to open the report: open {Path(path).resolve()} in one", quiet)
+        say(f"no browser to open the report here: open {Path(path).resolve()} in a browser "
+            "(copy the file to a machine that has one)", quiet)
+    return bool(opened)

@@ -37,7 +37,8 @@ def default_output(path_a, path_b) -> Path:
 @click.option("--shape", default="common", show_default=True, metavar="common|all|SHAPES",
               help="Input shapes to compare: those run in both captures, all, or one, e.g. '(1,128);(1,128)'.")
 @click.option("--no-html", is_flag=True, help="Print the comparison only; write no HTML page.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors (the HTML page is still written).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress or pointers: only the comparison itself and errors (the page is still written).")
 def compare(capture_a, capture_b, output, mode, shape, no_html, quiet):
     """Compare capture B against capture A: is B faster or slower, end to end and per subgraph?
 
@@ -53,6 +54,8 @@ def compare(capture_a, capture_b, output, mode, shape, no_html, quiet):
       trtprof compare reports/before reports/after --mode on -o before-after.html
     """
     cap_a, cap_b = common.load(capture_a, "A"), common.load(capture_b, "B")
+    out = None if no_html else common.output_path(output, default_output(capture_a, capture_b),
+                                                  [cap_a.path, cap_b.path])  # a bad -o fails before the work
     from trtprof.analysis import compare as analysis
     from trtprof.render import compare_text
 
@@ -62,14 +65,12 @@ def compare(capture_a, capture_b, output, mode, shape, no_html, quiet):
         if isinstance(e, common.TrtprofError):
             raise
         raise common.unexpected(f"cannot compare {capture_a} and {capture_b}", e) from None
-    if not quiet:
-        click.echo(compare_text.render(res, capture_a, capture_b, cap_a.meta, cap_b.meta))
+    click.echo(compare_text.render(res, capture_a, capture_b, cap_a.meta, cap_b.meta))  # the result: even with -q
     if no_html:
         return
     common.need_plotly("the HTML comparison (or use --no-html)")
     from trtprof.render import compare_html
 
-    out = common.output_path(output, default_output(capture_a, capture_b), [cap_a.path, cap_b.path])
     html = compare_html.render(res, cap_a, cap_b)
     path = common.write(out, lambda f: f.write(html))
     if not quiet:

@@ -24,7 +24,7 @@ def _writer(fmt: str, cap):
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="File to write, or a folder for the default name (default: trace.json / timeline.csv in "
                    "the capture folder).")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or pointers, only errors (the result is still written).")
 def export(capture_path, fmt, output, quiet):
     """Export CAPTURE (a capture folder) for a trace viewer or a spreadsheet.
 

@@ -10,7 +10,7 @@ from trtprof.errors import ExitCode
 @click.command("nsys-import", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("capture_path", metavar="CAPTURE", type=click.Path())
 @click.argument("report", required=False, type=click.Path())
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or pointers, only errors (the result is still written).")
 def nsys_import(capture_path, report, quiet):
     """Join an Nsight Systems report to CAPTURE: per row, the kernels it launched.
 

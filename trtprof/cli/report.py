@@ -11,7 +11,7 @@ from trtprof.cli import common
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="Report file, or a folder for report.html (default: CAPTURE/report.html).")
 @click.option("--open", "open_", is_flag=True, help="Open the report in the default browser.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or pointers, only errors (the result is still written).")
 def report(capture_path, output, open_, quiet):
     """Write the HTML report of a capture folder: one self-contained file that opens offline.
 

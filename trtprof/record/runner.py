@@ -2,15 +2,22 @@
 
 Why in-process (like pyinstrument and memray): the instrumentation patches classes in this
 interpreter, so the script must run here. Its SystemExit becomes our exit code; any other exception
-is summarised in one line with the place it came from, so the caller can still write the capture.
+is summarised in one line with the place it came from, and its traceback (trimmed to the script's
+own frames, as python prints it) is kept so the caller can write it beside the capture.
 """
 from __future__ import annotations
 
+import builtins
+import importlib.machinery
 import os
 import runpy
 import sys
 import traceback
+import types
 from dataclasses import dataclass
+
+_OWN = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep, os.path.abspath(runpy.__file__))
+_FROZEN_RUNPY = "<frozen runpy>"  # runpy's frames when the interpreter runs its frozen copy
 
 
 @dataclass
@@ -18,6 +25,7 @@ class RunResult:
     exit_code: int
     error: str | None = None  # one line: what went wrong and where
     interrupted: bool = False  # Ctrl-C or SIGTERM
+    traceback: str | None = None  # the full traceback, as python would have printed it
 
 
 class Terminated(BaseException):
@@ -57,20 +65,72 @@ def _syntax_error(e: SyntaxError, script: str) -> str:
     return f"{type(e).__name__}: {msg} (at {place})"
 
 
-def run(target: str, args: list[str], module: bool = False) -> RunResult:
-    """Run `target` (a path, or a module name if `module`) with `args`; never raises for its errors."""
-    saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
-    script = None
+def _full_traceback(e: BaseException) -> str:
+    """The traceback python would print for the script: trtprof's and runpy's frames above it cut."""
+    tb = e.__traceback__
+    while tb is not None and (tb.tb_frame.f_code.co_filename == _FROZEN_RUNPY
+                              or os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_OWN)):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(e), e, tb))
+
+
+def runs_as_path_entry(path: str) -> bool:
+    """A folder or a zip archive: python runs its `__main__.py` and puts it first on `sys.path`."""
+    import zipfile
+
+    return os.path.isdir(path) or (os.path.isfile(path) and zipfile.is_zipfile(path))
+
+
+def _exec_as_main(code, file: str, loader, spec=None) -> None:
+    """Run `code` as a fresh `__main__` (python's own globals for a script), restored afterwards.
+
+    Why not runpy.run_path: it sets `sys.argv[0]` and `__file__` from the path it is given, where
+    python keeps `argv[0]` as typed and makes `__file__` (and the traceback's file names) absolute."""
+    main = types.ModuleType("__main__")
+    main.__dict__.update(__file__=file, __cached__=None, __loader__=loader, __spec__=spec,
+                         __package__=None if spec is None else "", __builtins__=builtins)
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = main
     try:
+        exec(code, main.__dict__)
+    finally:
+        sys.modules["__main__"] = saved
+
+
+def _run_path(path: str) -> str:
+    """Run a script file, or a folder / zip archive's `__main__.py` (first on `sys.path`), like python."""
+    if runs_as_path_entry(path):
+        sys.path[0:1] = [path]
+        spec = importlib.machinery.PathFinder.find_spec("__main__", [path])
+        if spec is None or spec.loader is None:
+            raise ImportError(f"can't find '__main__' module in {path!r}")
+        _exec_as_main(spec.loader.get_code("__main__"), spec.origin, spec.loader, spec)
+        return spec.origin
+    sys.path[0:1] = [os.path.dirname(path)]
+    with open(path, "rb") as f:
+        source = f.read()
+    _exec_as_main(compile(source, path, "exec", dont_inherit=True), path,
+                  importlib.machinery.SourceFileLoader("__main__", path))
+    return path
+
+
+def run(target: str, args: list[str], module: bool = False) -> RunResult:
+    """Run `target` (a path, or a module name if `module`) with `args`; never raises for its errors.
+
+    A path runs like `python PATH`: `argv[0]` as typed, `__file__` absolute, `sys.path[0]` the
+    script's folder (a folder or zip with `__main__.py` is itself `sys.path[0]`). A module runs like
+    `python -m`: the current folder is `sys.path[0]`, and its parent packages are imported here,
+    while recording."""
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    path = os.path.abspath(target)
+    script = None if module else (os.path.join(path, "__main__.py") if runs_as_path_entry(path) else path)
+    try:
+        sys.argv = [target] + list(args)
         if module:
-            sys.argv = [target] + list(args)
             sys.path[0:1] = [os.getcwd()]
             runpy.run_module(target, run_name="__main__", alter_sys=True)
         else:
-            script = target
-            sys.argv = [target] + list(args)
-            sys.path[0:1] = [os.path.dirname(os.path.abspath(target))]
-            runpy.run_path(target, run_name="__main__")
+            _run_path(path)
         return RunResult(0)
     except SystemExit as e:
         code, msg = _exit_code(e.code)
@@ -80,14 +140,13 @@ def run(target: str, args: list[str], module: bool = False) -> RunResult:
     except (KeyboardInterrupt, Terminated) as e:
         kind = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else "terminated (SIGTERM)"
         return RunResult(130 if isinstance(e, KeyboardInterrupt) else 143, f"{kind} at {_origin(e, script)}",
-                         interrupted=True)
+                         interrupted=True, traceback=_full_traceback(e))
     except SyntaxError as e:  # the script (or a module it imports) does not compile
-        return RunResult(1, _syntax_error(e, script or target))
+        return RunResult(1, _syntax_error(e, script or target), traceback=_full_traceback(e))
     except BaseException as e:  # the script's own failure: summarise, keep going to write the capture
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
         what = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
-        return RunResult(1, f"{what} (at {_origin(e, script)})")
+        return RunResult(1, f"{what} (at {_origin(e, script)})", traceback=_full_traceback(e))
     finally:
         sys.argv = saved_argv
-        if saved_path0 is not None:
-            sys.path[0:1] = [saved_path0]
+        sys.path[:] = saved_path

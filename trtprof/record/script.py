@@ -9,6 +9,7 @@ writes).
 """
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import os
 import signal
@@ -31,21 +32,87 @@ class CaptureOutcome:
     capture: Capture | None
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    traceback: Path | None = None  # the script's full traceback, in the capture folder
+
+
+TRACEBACK = "traceback.txt"
+
+
+def exit_code_from(result: runner.RunResult) -> str:
+    """Whose exit code trtprof leaves with, for meta.json: the script's own (it exited, or raised: 1),
+    or trtprof's (130 / 143 after Ctrl-C / SIGTERM). A script may exit with 3-8 itself: this field
+    tells those apart from trtprof's own codes, which come with no capture at all."""
+    return "trtprof" if result.interrupted else "script"
+
+
+def _keep_traceback(folder: Path, text: str | None) -> Path | None:
+    """Write the script's traceback beside the timeline; a failure only loses this file."""
+    if not text:
+        return None
+    from trtprof import _files
+
+    path = folder / TRACEBACK
+    try:
+        with _files.atomic(path, "w") as f:
+            f.write(text)
+    except OSError:
+        return None
+    return path
+
+
+def find_module(name: str):
+    """The spec `python -m NAME` would run, found without importing anything.
+
+    `importlib.util.find_spec("a.b")` imports the package `a` to read its `__path__`: its code would
+    then run before the capture starts. Here the top-level name is looked up through every finder
+    (which imports nothing) and each submodule in its parent's search locations; a package resolves
+    to its `__main__`, as `python -m` does. Raises UsageError (NO_SCRIPT) with python's wording."""
+    parts = name.split(".")
+    if not all(p.isidentifier() for p in parts):
+        raise UsageError(f"no module named {name!r}", ExitCode.NO_SCRIPT)
+    try:
+        spec = importlib.util.find_spec(parts[0])
+        for i in range(1, len(parts)):
+            if spec is None or spec.submodule_search_locations is None:
+                spec = None
+                break
+            spec = importlib.machinery.PathFinder.find_spec(".".join(parts[:i + 1]),
+                                                            list(spec.submodule_search_locations))
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        raise UsageError(f"no module named {name!r}", ExitCode.NO_SCRIPT)
+    if spec.submodule_search_locations is not None:  # a package: python -m runs its __main__
+        main = importlib.machinery.PathFinder.find_spec(f"{name}.__main__", list(spec.submodule_search_locations))
+        if main is None:
+            raise UsageError(f"no module named {name + '.__main__'!r}: {name!r} is a package and cannot be run "
+                             "directly", ExitCode.NO_SCRIPT)
+    return spec
 
 
 def check_target(target: str, module: bool) -> str:
-    """The capture's name stem; raises UsageError for a script that is missing or unreadable."""
+    """The capture's name stem; raises UsageError for a script that is missing or unreadable.
+
+    A module is looked up with the current folder first on `sys.path`, as `python -m` (and the run)
+    will have it; a path may be a file, or a folder or zip archive with `__main__.py` (`python DIR`)."""
     if module:
+        saved = sys.path[:]
+        sys.path[0:1] = [os.getcwd()]
         try:
-            spec = importlib.util.find_spec(target)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None:
-            raise UsageError(f"no module named {target!r}", ExitCode.NO_SCRIPT)
+            find_module(target)
+        finally:
+            sys.path[:] = saved
         return target.rsplit(".", 1)[-1]
     p = Path(target)
     if not p.exists():
         raise UsageError(f"script not found: {target}", ExitCode.NO_SCRIPT)
+    if p.is_dir():
+        main = p / "__main__.py"
+        if not main.is_file():
+            raise UsageError(f"{target} is a folder without __main__.py: nothing to run", ExitCode.NO_SCRIPT)
+        if not os.access(main, os.R_OK):
+            raise UsageError(f"script not readable: {main}", ExitCode.NO_SCRIPT)
+        return p.resolve().name or "capture"
     if not p.is_file() or not os.access(p, os.R_OK):
         raise UsageError(f"script not readable: {target}", ExitCode.NO_SCRIPT)
     return p.stem
@@ -108,5 +175,7 @@ def capture_script(target: str, args: list[str], *, module: bool = False, out: s
         os._exit = real_exit
         signal.signal(signal.SIGTERM, old)
     status = "incomplete" if result.interrupted or result.error else "complete"
-    cap = session.stop(status=status, reason=result.error, exit_code=result.exit_code)
-    return CaptureOutcome(result.exit_code, cap, result.error, session.notes)
+    tb = _keep_traceback(session.folder, result.traceback)
+    extra = {"exit_code_from": exit_code_from(result), **({"traceback": TRACEBACK} if tb else {})}
+    cap = session.stop(status=status, reason=result.error, exit_code=result.exit_code, extra=extra)
+    return CaptureOutcome(result.exit_code, cap, result.error, session.notes, tb)

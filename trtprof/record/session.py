@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 import secrets
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from trtprof._version import __version__
 from trtprof.capture import environment
 from trtprof.capture.install import Instrumenter
 from trtprof.capture.options import CaptureOptions
+from trtprof.errors import ExitCode, TrtprofError, first_line
 from trtprof.timeline.store import Capture, CaptureWriter, load_capture
 
 DEFAULT_ROOT = "reports"
@@ -76,7 +79,17 @@ class Session:
         return self
 
     def instrument(self, model) -> bool:
-        return self.instrumenter.instrument(model)
+        """Hook a model compiled before the capture started, so its first call is recorded whole.
+
+        True when it is hooked (or already was). False when nothing can be recorded in this process
+        (no torch_tensorrt: `profile()` has warned). Raises TrtprofError (exit code USAGE) when
+        torch_tensorrt is there but `model` holds no Torch-TensorRT engine (an eager model, say)."""
+        if not self.instrumenter.classes:
+            return False
+        if self.instrumenter.instrument(model):
+            return True
+        raise TrtprofError(f"instrument(model): this {type(model).__name__} holds no Torch-TensorRT engine "
+                           "(pass the module torch_tensorrt.compile returned)", ExitCode.USAGE)
 
     def pause(self) -> None:
         """Stop recording (the hooks pass through) until `resume()`."""
@@ -85,8 +98,10 @@ class Session:
     def resume(self) -> None:
         self.instrumenter.resume()
 
-    def stop(self, *, status: str = "complete", reason: str | None = None, exit_code: int | None = None) -> Capture:
-        """Flush and write the capture folder; returns it loaded. Safe to call once after start()."""
+    def stop(self, *, status: str = "complete", reason: str | None = None, exit_code: int | None = None,
+             extra: dict | None = None) -> Capture:
+        """Flush and write the capture folder; returns it loaded. Safe to call once after start().
+        `extra`: more fields for meta.json (how the run ended, where its traceback is)."""
         inst = self.instrumenter
         try:
             inst.stop()
@@ -109,6 +124,7 @@ class Session:
             updates["incomplete_reason"] = reason
         if exit_code is not None:
             updates["exit_code"] = exit_code
+        updates.update(extra or {})
         folder = self.writer.close(**updates)
         self.capture = load_capture(folder)
         return self.capture
@@ -123,23 +139,57 @@ def _torch_tensorrt_version():
     return str(getattr(mod, "__version__", None)) if mod is not None else None
 
 
+_warned = False  # profile() warns about what it cannot record once per process, not per block
+
+
+class TrtprofWarning(UserWarning):
+    """What `trtprof.profile()` cannot record here (no CUDA, no torch_tensorrt): said once."""
+
+
+def api_words(text: str) -> str:
+    """A message of the layers below, which speak of CLI flags, in the API's words: `-o` becomes
+    `out=`, `--prealloc` becomes `prealloc=` (so a notebook user is told what to pass, not what to type)."""
+    text = re.sub(r"with -o\b", "with out=", text)
+    text = re.sub(r"--no-cpp-allocs\b", "cpp_allocs=False", text)
+    text = re.sub(r"--([a-z][a-z-]*)", lambda m: m.group(1).replace("-", "_") + "=", text)
+    return re.sub(r"(\w+)= \(\1=([^)]*)\)", r"\1=\2", text)  # "sample= (sample=N)" -> "sample=N"
+
+
+def _warn_once(notes: list[str]) -> None:
+    global _warned
+    if notes and not _warned:
+        _warned = True
+        warnings.warn("trtprof.profile() cannot record everything here: " + "; ".join(api_words(n) for n in notes),
+                      TrtprofWarning, stacklevel=4)
+
+
 @contextmanager
 def profile(out: str | os.PathLike | None = None, **kwargs):
     """Capture everything Torch-TensorRT runs inside the block::
 
         with trtprof.profile(out="reports/run1") as cap:
-            model(x)
+            cap.instrument(trt_model)  # optional, see Session.instrument
+            trt_model(x)
         cap.timeline  # the DataFrame (also in reports/run1/)
 
-    The yielded object gets `timeline`, `meta` and `path` once the block ends.
+    Keywords: the fields of CaptureOptions (prealloc=, level=, sample=, cpp_allocs=) and name=
+    (the default folder's stem). The yielded object gets `timeline`, `meta` and `path` once the
+    block ends. Without CUDA or torch_tensorrt the block runs, and a TrtprofWarning (once per
+    process) says what is not recorded. An exception in the block is recorded (meta.json's
+    incomplete_reason, with its message) and raised on.
     """
-    session = Session(out, name=kwargs.pop("name", "profile"), **kwargs).start()
+    try:
+        session = Session(out, name=kwargs.pop("name", "profile"), **kwargs).start()
+    except TrtprofError as e:
+        raise type(e)(api_words(str(e)), e.exit_code) from None
+    _warn_once(session.notes)
     result = _Pending(session)
     status, reason = "complete", None
     try:
         yield result
     except BaseException as e:
-        status, reason = "incomplete", f"{type(e).__name__} raised inside trtprof.profile()"
+        what = f"{type(e).__name__}: {first_line(e)}" if str(e).strip() else type(e).__name__
+        status, reason = "incomplete", f"{what} raised inside trtprof.profile()"
         raise
     finally:
         result._fill(session.stop(status=status, reason=reason))
@@ -155,6 +205,7 @@ class _Pending:
         self.path = session.folder
 
     def instrument(self, model) -> bool:
+        """See Session.instrument: True when hooked, False when nothing can be recorded here."""
         return self.session.instrument(model)
 
     def pause(self) -> None:
