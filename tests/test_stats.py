@@ -51,7 +51,7 @@ def test_saving_detected_with_ci_around_truth():
     c, = prealloc.compare_modes(lat_frame(rng_ms(rng, 1.2, 400), rng_ms(rng, 1.09, 400)))
     assert c.significant and c.saved_ms == pytest.approx(0.11, abs=0.02)
     assert c.ci_ms[0] < c.saved_ms < c.ci_ms[1] and c.ci_pct[0] < c.saved_pct < c.ci_pct[1]
-    assert re.fullmatch(r"pre-allocated outputs saved 0\.\d+ ms per inference \(\d %, CI \d+\u2013\d+ %\)", c.verdict), c.verdict
+    assert re.fullmatch(r"pre-allocated outputs saved 0\.\d+ ms per inference at the median \(\d %, CI \d+\u2013\d+ %\)", c.verdict), c.verdict
 
 
 def test_no_difference():
@@ -80,7 +80,7 @@ def test_slower_with_prealloc():
     rng = np.random.default_rng(7)
     c, = prealloc.compare_modes(lat_frame(rng_ms(rng, 1.0, 300), rng_ms(rng, 1.3, 300)))
     assert c.significant and c.saved_ms < 0
-    assert re.fullmatch(r"pre-allocated outputs cost 0\.\d\d ms more per inference \(\d+ %, CI \d+\u2013\d+ %\)", c.verdict)
+    assert re.fullmatch(r"pre-allocated outputs cost 0\.\d\d ms more per inference at the median \(\d+ %, CI \d+\u2013\d+ %\)", c.verdict)
 
 
 def test_same_seed_same_verdict():

@@ -17,22 +17,32 @@ SEED = 20240917
 MIN_N = 5  # values per side before a comparison means anything
 
 
-def bootstrap_median(x, n_boot: int = N_BOOT, rng: np.random.Generator | None = None) -> np.ndarray:
-    """`n_boot` bootstrap replicates of the median of `x` (same distribution as np.median of
-    resamples drawn with replacement), via order statistics of uniforms."""
+def bootstrap_quantile(x, q: float = 0.5, n_boot: int = N_BOOT, rng: np.random.Generator | None = None) -> np.ndarray:
+    """`n_boot` bootstrap replicates of the q-quantile of `x` (linear interpolation, numpy's and
+    pandas' default), via order statistics of uniforms: the quantile sits between the j-th and
+    (j+1)-th order statistics, j = floor((n - 1) q), so each replicate draws those two."""
     rng = np.random.default_rng(SEED) if rng is None else rng
     x = np.sort(np.asarray(x, dtype=float))
     n = len(x)
     if n == 0:
         return np.full(n_boot, np.nan)
-    k = (n + 1) // 2  # 1-based rank of the (lower) middle element
+    h = (n - 1) * float(q)
+    j = int(np.floor(h))
+    frac = h - j
+    k = j + 1  # 1-based rank of the lower order statistic
     u = rng.beta(k, n + 1 - k, n_boot)
     lo = np.minimum((n * u).astype(np.int64), n - 1)
-    if n % 2:
+    if frac <= 1e-12:
         return x[lo]
     u2 = u + (1.0 - u) * rng.beta(1, n - k, n_boot)  # the next order statistic
     hi = np.minimum((n * u2).astype(np.int64), n - 1)
-    return (x[lo] + x[hi]) / 2.0
+    return x[lo] + frac * (x[hi] - x[lo])
+
+
+def bootstrap_median(x, n_boot: int = N_BOOT, rng: np.random.Generator | None = None) -> np.ndarray:
+    """`n_boot` bootstrap replicates of the median of `x` (same distribution as np.median of
+    resamples drawn with replacement)."""
+    return bootstrap_quantile(x, 0.5, n_boot, rng)
 
 
 @dataclass
@@ -51,16 +61,17 @@ class Diff:
 
 
 def diff_medians(a, b, *, n_boot: int = N_BOOT, seed: int = SEED,
-                 min_n: int = MIN_N) -> Diff:
-    """B - A of the medians with a percentile-bootstrap 95 % CI, each side resampled on its own."""
+                 min_n: int = MIN_N, q: float = 0.5) -> Diff:
+    """B - A of the medians (or of the q-quantiles: q=0.9 for p90) with a percentile-bootstrap 95 %
+    CI, each side resampled on its own. The `median_*` fields then hold the quantiles."""
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     a, b = a[~np.isnan(a)], b[~np.isnan(b)]
     d = Diff(n_a=len(a), n_b=len(b))
     if len(a):
-        d.median_a = float(np.median(a))
+        d.median_a = float(np.quantile(a, q))
     if len(b):
-        d.median_b = float(np.median(b))
+        d.median_b = float(np.quantile(b, q))
     if len(a) and len(b):
         d.diff = d.median_b - d.median_a
         d.diff_pct = 100 * d.diff / d.median_a if d.median_a else float("nan")
@@ -68,7 +79,7 @@ def diff_medians(a, b, *, n_boot: int = N_BOOT, seed: int = SEED,
         return d
     d.enough = True
     rng = np.random.default_rng(seed)
-    ba, bb = bootstrap_median(a, n_boot, rng), bootstrap_median(b, n_boot, rng)
+    ba, bb = bootstrap_quantile(a, q, n_boot, rng), bootstrap_quantile(b, q, n_boot, rng)
     delta = bb - ba
     d.ci = (float(np.quantile(delta, 0.025)), float(np.quantile(delta, 0.975)))
     with np.errstate(divide="ignore", invalid="ignore"):

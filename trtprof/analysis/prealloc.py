@@ -1,7 +1,12 @@
-"""Pre-allocated outputs on vs off, per model: the medians, the saving with its 95 % CI, a verdict.
+"""Pre-allocated outputs on vs off, per model: the medians, the saving with its 95 % CI, the tail
+(p90, p99) with theirs, and a verdict that says when the tail goes the other way.
 
 Restricted to the input shape run most in both modes, so a shape mix that differs between the two
-modes does not pose as a pre-allocation effect (shape changes are reported on their own).
+modes does not pose as a pre-allocation effect (shape changes are reported on their own); the
+comparison says which shape it used, why, and which other shapes ran.
+
+Why the tail: a median saving can come with a worse p90 (breaks-cpp: median 0.86 ms better with
+pre-allocation on, p90 0.9 ms worse), and a user who serves at p90 must hear both.
 """
 from __future__ import annotations
 
@@ -26,7 +31,27 @@ class Comparison:
     ci_pct: tuple = (float("nan"), float("nan"))
     significant: bool = False
     shapes: list = field(default_factory=list)  # input shapes the comparison was restricted to
+    shape_note: str = ""  # why that shape, and the other shapes that ran
+    tails: list = field(default_factory=list)  # Tail per quantile (p90, p99)
     verdict: str = ""
+
+
+@dataclass
+class Tail:
+    """One quantile of latency with pre-allocated outputs off and on; saved = off - on (ms), its CI."""
+    q: float
+    off_ms: float
+    on_ms: float
+    saved_ms: float
+    ci_ms: tuple
+    significant: bool
+
+    @property
+    def label(self) -> str:
+        return f"p{round(self.q * 100)}"
+
+
+TAIL_QUANTILES = (0.9, 0.99)
 
 
 def compare_modes(lat: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED,
@@ -50,6 +75,7 @@ def compare_modes(lat: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED,
             shape = both.min(axis=1).idxmax()
             if len(counts) > 1:
                 c.shapes = [shape]
+                c.shape_note = _shape_note(counts, shape, min_n)
             m = m[m["input_shapes"] == shape] if not pd.isna(shape) else m[m["input_shapes"].isna()]
         off = m.loc[m["mode"] == "off", "latency_ns"].to_numpy(float) / 1e6
         on = m.loc[m["mode"] == "on", "latency_ns"].to_numpy(float) / 1e6
@@ -62,9 +88,55 @@ def compare_modes(lat: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED,
         c.saved_ms, c.saved_pct = -d.diff, -d.diff_pct
         c.ci_ms, c.ci_pct = (-d.ci[1], -d.ci[0]), (-d.ci_pct[1], -d.ci_pct[0])
         c.significant = d.significant
+        for q in TAIL_QUANTILES:
+            t = diff_medians(off, on, n_boot=n_boot, seed=seed, min_n=min_n, q=q)
+            c.tails.append(Tail(q, t.median_a, t.median_b, -t.diff, (-t.ci[1], -t.ci[0]), t.significant))
         c.verdict = verdict(c)
         res.append(c)
     return res
+
+
+def _shape_note(counts: pd.DataFrame, shape, min_n: int) -> str:
+    """Why the comparison uses `shape`, and what else ran (inferences off / on per shape)."""
+    def n(s):
+        return f"{int(counts.loc[s].get('off', 0))} off / {int(counts.loc[s].get('on', 0))} on"
+    others = [f"{s} ({n(s)})" for s in counts.index if s != shape]
+    return (f"compared on inputs {shape}, the input shape with the most inferences in both modes ({n(shape)}); "
+            f"the same shape on both sides keeps a shape mix from posing as a pre-allocation effect. "
+            f"Other shapes: {'; '.join(others)} (see the table by input shape; a shape needs at least "
+            f"{min_n} inferences per mode to be compared)")
+
+
+def tail_sentence(c: Comparison) -> str:
+    """The tail in one sentence (p90, p99: off vs on, difference and CI), and whether it goes the
+    other way from the median; '' without tails."""
+    if not c.tails:
+        return ""
+    parts, against = [], []
+    for t in c.tails:
+        if t.on_ms != t.on_ms:
+            continue
+        lo, hi = t.ci_ms
+        parts.append(f"{t.label} {t.off_ms:.3f} ms off vs {t.on_ms:.3f} ms on "
+                     f"(on {'saves' if t.saved_ms >= 0 else 'costs'} {fmt_ms(t.saved_ms)} ms, "
+                     f"95 % CI of the saving {lo:+.3f} to {hi:+.3f} ms{'' if t.significant else ', not significant'})")
+        if t.significant and c.significant and (t.saved_ms > 0) != (c.saved_ms > 0):
+            against.append(t.label)
+    if not parts:
+        return ""
+    text = "Tail: " + "; ".join(parts) + "."
+    if against:
+        text += (f" The tail goes the other way: at {' and '.join(against)} pre-allocated outputs "
+                 f"{'cost' if c.saved_ms > 0 else 'save'} time, while the median "
+                 f"{'improves' if c.saved_ms > 0 else 'gets worse'}.")
+    return text
+
+
+def tail_against(c: Comparison) -> list:
+    """The tails (Tail) that go significantly the other way from a significant median effect."""
+    if not c.significant:
+        return []
+    return [t for t in c.tails if t.significant and (t.saved_ms > 0) != (c.saved_ms > 0)]
 
 
 def _no_comparison(c: Comparison, min_n: int) -> str:
@@ -86,8 +158,18 @@ def verdict(c: Comparison) -> str:
         lo, hi = sorted(abs(v) for v in c.ci_pct)  # both bounds have the sign of the effect
         p, lo, hi = fmt_pcts(abs(c.saved_pct), lo, hi)
         if c.saved_ms > 0:
-            return f"pre-allocated outputs saved {fmt_ms(c.saved_ms)} ms per inference ({p} %, CI {lo}\u2013{hi} %){on}"
-        return f"pre-allocated outputs cost {fmt_ms(c.saved_ms)} ms more per inference ({p} %, CI {lo}\u2013{hi} %){on}"
+            text = (f"pre-allocated outputs saved {fmt_ms(c.saved_ms)} ms per inference at the median "
+                    f"({p} %, CI {lo}\u2013{hi} %){on}")
+        else:
+            text = (f"pre-allocated outputs cost {fmt_ms(c.saved_ms)} ms more per inference at the median "
+                    f"({p} %, CI {lo}\u2013{hi} %){on}")
+        against = tail_against(c)
+        if against:
+            t = against[0]
+            lo, hi = sorted(abs(v) for v in t.ci_ms)
+            text += (f"; but the tail goes the other way: {t.label} {t.on_ms:.3f} ms on vs {t.off_ms:.3f} ms off "
+                     f"({'+' if t.saved_ms < 0 else '-'}{fmt_ms(t.saved_ms)} ms, CI {lo:.3f}\u2013{hi:.3f} ms)")
+        return text
     lo, hi = fmt_pcts(*c.ci_pct)
     return (f"no significant difference between pre-allocated outputs on and off "
             f"(saved {c.saved_ms:+.3f} ms, CI {lo} to {hi} %){on}")

@@ -1,27 +1,26 @@
-"""Everything the report shows, computed once from a timeline (`analyse`), and the recommendations.
+"""Everything the report shows, computed once from a timeline (`analyse`); the recommendations are
+in `analysis.recommend`.
 
-Every threshold below is a rule for when a measured cost is worth a recommendation, never a result.
-Like HTA's analyzers, nothing here reads files or draws: the CLI loads, this analyses, the renderers
+What a CUDA-event bracket cannot tell is marked unknown here rather than guessed: the C++ runtime
+allocates inside the bracketed call, so without kernel data its allocations are neither hidden nor
+exposed but unknown, with the reason. Like HTA's analyzers, nothing here reads files or draws: the CLI loads, this analyses, the renderers
 draw.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from trtprof.analysis import overlap, shapes, subgraphs
+from trtprof.analysis.recommend import (BREAK_SHARE, MIN_GAIN_NS, PYTHON_SHARE, REC_COLUMNS,  # noqa: F401
+                                        SIGNIFICANT_SHARE, recommendations)
+from trtprof.analysis.streams import stream_names
 from trtprof.analysis.bootstrap import N_BOOT, SEED
 from trtprof.analysis.latency import inference_latency, latency_summary
 from trtprof.analysis.prealloc import compare_modes
-
-# A cost is worth a recommendation when it is at least this share of the median latency and at least
-# MIN_GAIN_NS in absolute terms (below a few microseconds, noise and the profiler dominate).
-SIGNIFICANT_SHARE = 0.02
-BREAK_SHARE = 0.05
-PYTHON_SHARE = 0.10
-MIN_GAIN_NS = 5_000
+from trtprof.timeline import schema
 
 
 @dataclass
@@ -32,7 +31,7 @@ class Results:
     by_mode: pd.DataFrame
     by_shape: pd.DataFrame
     comparisons: list
-    allocs: pd.DataFrame
+    allocs: pd.DataFrame  # overlap.alloc_overlap rows, plus runtime and realloc_cause
     exposure: pd.DataFrame
     gaps: pd.DataFrame
     gap_summary: pd.DataFrame
@@ -44,102 +43,105 @@ class Results:
     recommendations: pd.DataFrame
     gpu_times: bool
     busy_source: str | None = None  # what "GPU busy" is measured from: kernels | kernel spans | event brackets
+    transitions: pd.DataFrame = field(default_factory=pd.DataFrame)  # shapes.transitions
+    streams: dict = field(default_factory=dict)  # stream handle -> lane name (streams.stream_names)
+    overlap_caveat: str | None = None  # why hidden/exposed is unknown for some allocations
+    gap_reason: str = ""  # why there are no GPU idle gaps, when there are none
+    kernels: bool = False  # the timeline has kernel activity (kernel_* columns with values)
+    level: str | None = None  # recording level from the capture's metadata
 
 
-REC_COLUMNS = ["model", "action", "why", "gain_ms", "gain_pct", "basis"]
+CPP_CAVEAT = ("C++ runtime: its output allocations happen inside the execute_engine call that trtprof's "
+              "CUDA events bracket, so the bracket covers them whether the GPU computed or waited; without "
+              "kernel activity (CUPTI) the split into hidden and exposed is unknown")
 
 
-def recommendations(r: Results) -> pd.DataFrame:
-    """Actions worth taking, each with its measured or estimated gain per inference, largest first."""
-    recs = []
-    models = sorted(set(r.latency["model"].dropna()) | set(r.subgraphs["model"].dropna()))
-    for model in models:
-        lat = r.latency[(r.latency["model"] == model) & ~r.latency["excluded"]]
-        base_ns = float(lat["latency_ns"].median()) if len(lat) else float("nan")
+def has_kernels(df: pd.DataFrame) -> bool:
+    """True when the timeline carries kernel activity (the kernel_* columns, with values)."""
+    return "kernel_busy_ns" in df and bool(df["kernel_busy_ns"].notna().any())
 
-        def worth(gain_ns: float, share: float) -> bool:
-            return gain_ns >= MIN_GAIN_NS and (np.isnan(base_ns) or gain_ns >= share * base_ns)
 
-        def add(action, why, gain_ns, basis, gain_pct=None):
-            if gain_pct is None:
-                gain_pct = 100 * gain_ns / base_ns if base_ns == base_ns and base_ns else np.nan
-            recs.append({"model": model, "action": action, "why": why, "gain_ms": gain_ns / 1e6,
-                         "gain_pct": gain_pct, "basis": basis})
+def _overlap_known(df: pd.DataFrame, allocs: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """allocs with runtime and realloc_cause added; hidden/exposed set unknown (NaN) where a CUDA-event
+    bracket cannot tell: C++ runtime allocations in a process without kernel data."""
+    rt = df.loc[df["event"] == "alloc", ["seq", "runtime"]]
+    a = allocs.merge(rt, on="seq", how="left") if len(allocs) else allocs.assign(runtime=pd.Series(dtype=object))
+    a["realloc_cause"] = shapes.realloc_causes(df, a) if len(a) else pd.Series(dtype=object)
+    if not len(a):
+        return a, None
+    with_kernels = set()
+    if "kernel_busy_ns" in df:
+        k = df[df["event"].isin(overlap.GPU_EVENTS) & df["kernel_busy_ns"].notna()]
+        with_kernels = set(k["pid"].unique())
+    blind = (a["runtime"] == "cpp").fillna(False).to_numpy(bool) & ~a["pid"].isin(with_kernels).to_numpy(bool) \
+        & a["hidden_ns"].notna().to_numpy(bool)
+    if not blind.any():
+        return a, None
+    a.loc[blind, ["hidden_ns", "exposed_ns"]] = np.nan
+    return a, CPP_CAVEAT
 
-        comp = next((c for c in r.comparisons if c.model == model), None)
-        modes = set(lat["mode"])
-        if comp is not None and comp.significant:
-            if comp.saved_ms > 0:
-                add("Keep pre-allocated outputs on", f"measured: {comp.verdict}.", comp.saved_ms * 1e6,
-                    "measured (on vs off, 95 % CI)", comp.saved_pct)
-            else:
-                add("Turn pre-allocated outputs off", f"measured: {comp.verdict}.", -comp.saved_ms * 1e6,
-                    "measured (on vs off, 95 % CI)", -comp.saved_pct)
-        elif "on" not in modes and "off" in modes:
-            ex = r.exposure[(r.exposure["model"] == model) & (r.exposure["mode"] == "off")]
-            if r.gpu_times:
-                gain, basis = float(ex["exposed_ns_per_inference"].sum()), \
-                    "estimated: exposed allocation time per inference (upper bound)"
-            else:
-                gain, basis = float(ex["alloc_ns_per_inference"].sum()), \
-                    "upper bound: allocation host time (no GPU times in this capture)"
-            if worth(gain, SIGNIFICANT_SHARE):
-                add("Turn on pre-allocated outputs: torch_tensorrt.runtime.enable_pre_allocated_outputs(model)",
-                    f"output allocation keeps the GPU waiting {gain / 1e3:.1f} \u00b5s per inference; with "
-                    "pre-allocated outputs it happens after the enqueue, while the GPU runs.", gain, basis)
-        # shape changes with pre-allocation on
-        fq = r.frequency[(r.frequency["model"] == model) & (r.frequency["kind"] == "engine")]
-        pre_calls = float(fq["prealloc_calls"].sum()) if len(fq) else 0.0
-        if pre_calls:
-            share = float(fq["prealloc_changes"].sum()) / pre_calls
-            ch = r.changes[(r.changes["model"] == model) & r.changes["outputs_discarded"]]
-            n_on = int(((r.infs["model"] == model) & (r.infs["mode"] == "on") & ~r.infs["excluded"]).sum())
-            cost = ch["realloc_exposed_ns"].fillna(ch["realloc_ns"]).sum()
-            gain = float(cost) / max(n_on, 1)
-            if share > shapes.FREQUENT and worth(gain, SIGNIFICANT_SHARE):
-                add("Keep input shapes fixed (pad to a few sizes), or turn pre-allocated outputs off",
-                    f"input shapes changed on {share:.0%} of engine calls with pre-allocated outputs on; each "
-                    f"change threw the buffer away and allocated again before execution "
-                    f"({len(ch)} forced re-allocations).", gain,
-                    "estimated: forced re-allocation time per inference" +
-                    ("" if r.gpu_times else " (host time, no GPU times)"))
-        # graph breaks
-        for _, b in r.breaks[r.breaks["model"] == model].iterrows():
-            gain = float(b["break_cost_us_per_inference"]) * 1e3
-            if worth(gain, BREAK_SHARE):
-                add(f"Remove the graph break at {b['subgraph']} (ops PyTorch runs between engines)",
-                    f"the fallback takes {b['fallback_us']:.1f} \u00b5s and the GPU idles {b['gaps_us']:.1f} "
-                    "\u00b5s around it per inference; the tutorial says reducing graph breaks should be "
-                    "prioritized.", gain, "estimated: fallback time plus GPU gaps (upper bound)")
-        # GPU idle while Python runs
-        gs = r.gap_summary[(r.gap_summary["model"] == model) & r.gap_summary["mode"].isin(list(modes))]
-        if len(gs):
-            py = float(gs.groupby("mode")["python_ns_per_inference"].sum().min())
-            if worth(py, PYTHON_SHARE):
-                add("Cut Python overhead between engines (CUDA graphs: torch_tensorrt.runtime.enable_cudagraphs)",
-                    f"the GPU idles {py / 1e3:.1f} \u00b5s per inference while the host runs Python between "
-                    "subgraphs (no allocation, fallback or enqueue recorded then).", py,
-                    "estimated: GPU idle time with only Python on the host")
-    out = pd.DataFrame(recs, columns=REC_COLUMNS)
-    return out.sort_values("gain_ms", ascending=False, kind="stable").reset_index(drop=True)
+
+def _unknown_exposure(exposure: pd.DataFrame, allocs: pd.DataFrame, infs: pd.DataFrame) -> pd.DataFrame:
+    """Per-inference hidden/exposed set unknown (NaN) for the (model, subgraph, mode) groups whose
+    allocations have an unknown split (`_overlap_known`); groups that allocated nothing stay 0."""
+    unk = allocs[allocs["hidden_ns"].isna() & (allocs["inference"] >= 0)]
+    if exposure.empty or unk.empty:
+        return exposure
+    keys = unk.merge(infs[overlap.KEY + ["mode"]], on=overlap.KEY)[["model", "subgraph", "mode"]].drop_duplicates()
+    hit = exposure[["model", "subgraph", "mode"]].merge(keys.assign(_u=True), how="left")["_u"].fillna(False)
+    m = hit.to_numpy(bool) & (exposure["alloc_ns_per_inference"] > 0).to_numpy(bool)
+    out = exposure.copy()
+    out.loc[m, ["hidden_ns_per_inference", "exposed_ns_per_inference"]] = np.nan
+    return out
+
+
+def _level(meta: dict) -> str | None:
+    """The recording level from a capture's metadata (top level or its options), None if absent."""
+    opts = meta.get("options") if isinstance(meta.get("options"), dict) else {}
+    level = meta.get("level") or opts.get("level")
+    return str(level) if level else None
+
+
+def gap_reason(df: pd.DataFrame, gaps: pd.DataFrame, gpu_times: bool) -> str:
+    """Why the gap table is empty, from the data: no GPU times, one subgraph on the GPU per
+    inference, or GPU work that never left a hole between subgraphs."""
+    if len(gaps):
+        return ""
+    if not gpu_times:
+        return "no GPU times in this capture, so GPU idle gaps cannot be measured"
+    g = df[df["event"].isin(overlap.GPU_EVENTS) & df["gpu_start_ns"].notna() & (df["inference"] >= 0)]
+    per = g.groupby(overlap.KEY)["subgraph"].nunique()
+    if len(per) and int(per.max()) <= 1:
+        name = g["subgraph"].iloc[0]
+        return (f"each inference runs a single subgraph on the GPU ({name}: one engine, no graph break), so "
+                "there is no gap between subgraphs to measure")
+    return ("the GPU never idled between subgraphs: each subgraph's GPU work started before or as the "
+            "previous one ended")
 
 
 def analyse(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED, kernels: pd.DataFrame | None = None) -> Results:
     """Run every analysis once over a timeline (`kernels`: the capture's kernels.parquet, if any)."""
     infs = overlap.inferences(df)
     lat = inference_latency(df, infs)
-    allocs = overlap.alloc_overlap(df, kernels)
+    allocs, caveat = _overlap_known(df, overlap.alloc_overlap(df, kernels))
     gaps = overlap.gpu_gaps(df, infs)
+    gpu_times = overlap.has_gpu_times(df)
+    changes = shapes.shape_changes(df, allocs)
+    meta = df.attrs.get("trtprof") if isinstance(df.attrs.get("trtprof"), dict) else {}
     breaks = subgraphs.break_costs(df, gaps, infs)
     freq = shapes.change_frequency(df)
     r = Results(
         infs=infs, latency=lat, by_mode=latency_summary(lat, ("model", "mode")),
         by_shape=latency_summary(lat, ("model", "mode", "input_shapes")),
         comparisons=compare_modes(lat, n_boot, seed), allocs=allocs,
-        exposure=overlap.exposed_per_inference(df, allocs, infs), gaps=gaps,
-        gap_summary=overlap.gap_summary(gaps, infs), changes=shapes.shape_changes(df, allocs),
-        frequency=freq, shape_advice=shapes.advice(freq), breaks=breaks,
-        subgraphs=subgraphs.table(df, allocs, breaks, kinds=("engine", "fallback")), recommendations=pd.DataFrame(columns=REC_COLUMNS),
-        gpu_times=overlap.has_gpu_times(df), busy_source=overlap.busy_source(df, kernels))
+        exposure=schema.sort_subgraphs(_unknown_exposure(overlap.exposed_per_inference(df, allocs, infs), allocs, infs),
+                                       by=("model", "subgraph", "mode")),
+        gaps=gaps, gap_summary=schema.sort_subgraphs(overlap.gap_summary(gaps, infs), by=("model", "mode", "before", "after")),
+        changes=changes, frequency=freq, shape_advice=shapes.advice(freq), breaks=breaks,
+        subgraphs=subgraphs.table(df, allocs, breaks, kinds=("engine", "fallback")),
+        recommendations=pd.DataFrame(columns=REC_COLUMNS), gpu_times=gpu_times,
+        transitions=shapes.transitions(changes), streams=stream_names(df), overlap_caveat=caveat,
+        gap_reason=gap_reason(df, gaps, gpu_times), kernels=has_kernels(df),
+        level=_level(meta), busy_source=overlap.busy_source(df, kernels))
     r.recommendations = recommendations(r)
     return r

@@ -24,6 +24,9 @@ TUTORIAL_QUOTE = ("If shape is changed, pre-allocated buffer cannot be used for 
 # Share of a subgraph's calls with a new input shape above which we call shape changes "frequent":
 # then at least one forced re-allocation every ten calls, enough to eat a sizeable part of the saving.
 FREQUENT = 0.10
+# Share of calls that change and return to the shape before the last one above which a subgraph's
+# shapes "alternate every call" (A, B, A, B); a few misses (a warm-up call) do not hide the pattern.
+ALTERNATING = 0.9
 
 SUB = ["pid", "model", "subgraph"]
 CHANGE_COLUMNS = ["pid", "model", "inference", "subgraph", "kind", "call", "old_shapes", "new_shapes",
@@ -78,19 +81,28 @@ def shape_changes(df: pd.DataFrame, allocs: pd.DataFrame | None = None) -> pd.Da
 
 
 def change_frequency(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, subgraph): calls, calls with a new input shape, their share, distinct shapes, and
-    the same counts restricted to calls made with pre-allocated outputs on."""
+    """Per (model, subgraph): calls, calls with a new input shape, their share, distinct shapes, the
+    same counts restricted to calls made with pre-allocated outputs on, and whether the shapes
+    alternate (A, B, A, B: every call changes and goes back to the shape before the last one; the
+    runtime compares with the last shape only, so each such call throws the buffers away)."""
     cols = ["model", "subgraph", "kind", "calls", "changes", "share", "distinct_shapes", "prealloc_calls",
-            "prealloc_changes", "prealloc_share"]
+            "prealloc_changes", "prealloc_share", "alternating"]
     calls = _calls(df)
     if calls.empty:
         return pd.DataFrame(columns=cols)
     pre = calls["prealloc"].fillna(False).astype(bool).to_numpy()
-    calls = calls.assign(_pre=pre, _prech=pre & calls["changed"].to_numpy())
+    back2 = calls.groupby(SUB, sort=False)["input_shapes"].shift(2)
+    ret = (calls["changed"] & (back2 == calls["input_shapes"]).fillna(False)).to_numpy(bool)
+    calls = calls.assign(_pre=pre, _prech=pre & calls["changed"].to_numpy(), _ret=ret)
     out = calls.groupby(["model", "subgraph"], sort=False).agg(
         kind=("subgraph_kind", "first"), calls=("changed", "size"), changes=("changed", "sum"),
         distinct_shapes=("input_shapes", "nunique"), prealloc_calls=("_pre", "sum"),
-        prealloc_changes=("_prech", "sum")).reset_index()
+        prealloc_changes=("_prech", "sum"), _returns=("_ret", "sum")).reset_index()
+    # A, B, A, B: at least ALTERNATING of the calls that could change (all but the first) changed,
+    # and as many of those that could go back (all but the first two) went back
+    could = np.maximum(out["calls"] - 1, 1)
+    out["alternating"] = (out["calls"] >= 4) & (out["changes"] >= ALTERNATING * could) & \
+        (out["_returns"] >= ALTERNATING * np.maximum(out["calls"] - 2, 1))
     # the first call of a subgraph cannot change shape: share of the calls that could
     out["share"] = out["changes"] / np.maximum(out["calls"] - 1, 1)
     out["prealloc_share"] = np.where(out["prealloc_calls"] > 0,
@@ -114,3 +126,59 @@ def advice(freq: pd.DataFrame, threshold: float = FREQUENT) -> str | None:
     else:
         tail = "Pre-allocated outputs were off here; if you turn them on, each change will force a new allocation."
     return f"{head} {tail} The Torch-TensorRT tutorial: \u201c{TUTORIAL_QUOTE}.\u201d"
+
+
+# -- why outputs were allocated again before execution ---------------------------------------------------
+# A call with pre-allocated outputs on that still allocates before execution (`reallocated`) has one of
+# three causes, and only one of them is a shape change: the runtime re-creates its outputs when it has
+# no buffer yet (the first call after switching pre-allocation on), when the input shape differs from
+# the previous call's, or when the outputs it made are not its own to reuse (the caller keeps them).
+REALLOC_CAUSES = {
+    "switch": "first call after switching pre-allocated outputs on (no buffer yet)",
+    "shape": "input shape changed (buffer for the old shape thrown away)",
+    "unowned": "outputs not reusable (unowned: the caller keeps the previous ones)",
+}
+
+
+def realloc_causes(df: pd.DataFrame, allocs: pd.DataFrame) -> pd.Series:
+    """For each row of `allocs` (`overlap.alloc_overlap`), the cause of its re-allocation (a key of
+    REALLOC_CAUSES), or None for an allocation that is not one."""
+    out = pd.Series([None] * len(allocs), index=allocs.index, dtype=object)
+    re = allocs["reallocated"].fillna(False).astype(bool).to_numpy()
+    if not re.any():
+        return out
+    calls = df[(df["event"] == "call") & (df["subgraph_kind"] == "engine")].sort_values(SUB + ["call"], kind="stable")
+    prev = calls.groupby(SUB, sort=False)["prealloc"].shift(1).astype("boolean")
+    info = calls[SUB + ["call"]].assign(_prev_on=prev.fillna(False).astype(bool).to_numpy(),
+                                        _changed=calls["shape_changed"].astype("boolean").fillna(False)
+                                        .astype(bool).to_numpy()).drop_duplicates(SUB + ["call"])
+    a = allocs[SUB + ["call", "shape_changed", "exclude"]].merge(info, on=SUB + ["call"], how="left")
+    shape = a["shape_changed"].astype("boolean").fillna(False).to_numpy(bool) | a["_changed"].fillna(False).to_numpy(bool)
+    switch = ~a["_prev_on"].fillna(False).to_numpy(bool) | a["exclude"].astype("boolean").fillna(False).to_numpy(bool)
+    cause = np.where(shape, "shape", np.where(switch, "switch", "unowned"))
+    out[re] = cause[re]
+    return out
+
+
+TRANSITION_COLUMNS = ["model", "subgraph", "prealloc", "old_shapes", "new_shapes", "changes", "thrown_away",
+                      "realloc_us_median", "exposed_us_median", "discarded_bytes"]
+
+
+def transitions(changes: pd.DataFrame) -> pd.DataFrame:
+    """Shape changes grouped by transition (old -> new) per subgraph and pre-alloc mode: how often,
+    how many threw pre-allocated buffers away, the median cost of the new allocation. Pre-allocated
+    outputs on first (where a change costs), then subgraphs in natural order, frequent ones first."""
+    if changes.empty:
+        return pd.DataFrame(columns=TRANSITION_COLUMNS)
+    c = changes.assign(old_shapes=changes["old_shapes"].astype(object).where(changes["old_shapes"].notna(), "(none)"),
+                       new_shapes=changes["new_shapes"].astype(object).where(changes["new_shapes"].notna(), "(none)"))
+    g = c.groupby(["model", "subgraph", "prealloc", "old_shapes", "new_shapes"], sort=False, dropna=False)
+    out = g.agg(changes=("call", "size"), thrown_away=("outputs_discarded", "sum"),
+                realloc_us_median=("realloc_ns", "median"), exposed_us_median=("realloc_exposed_ns", "median"),
+                discarded_bytes=("discarded_bytes", "sum")).reset_index()
+    out["realloc_us_median"] /= 1e3
+    out["exposed_us_median"] = out["exposed_us_median"].astype(float) / 1e3
+    out["thrown_away"] = out["thrown_away"].astype(int)
+    out = out.assign(_off=(~out["prealloc"].astype(bool)).astype(int), _n=-out["changes"])
+    out = schema.sort_subgraphs(out, by=("_off", "model", "subgraph", "_n"))
+    return out[TRANSITION_COLUMNS]

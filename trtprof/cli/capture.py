@@ -125,7 +125,8 @@ def _under_nsys(target, args, options, module, output, quiet, nsys_args, no_repo
 def _report(cap, quiet: bool) -> None:
     """Write report.html next to the timeline; a failure is a note, never the script's exit code."""
     if cap.timeline.empty:
-        common.say("the capture holds no rows, so no report.html was made", quiet)
+        if not quiet:  # a fact about the output, not an error: no "trtprof:" prefix
+            click.echo("no report.html: the capture holds no rows", err=True)
         return
     try:
         path = common.write_report(cap)

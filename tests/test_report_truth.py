@@ -1,0 +1,201 @@
+"""Issue 18, the analysis side: every figure the report and the summary print says what it is, on
+the committed H100 captures (reports/cases) and on timelines built by hand.
+
+Each test names the misleading output it would have caught."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synthetic import frame, timeline
+from trtprof.analysis import bootstrap, overlap, prealloc, shapes, subgraphs
+from trtprof.analysis import report as analysis
+from trtprof.analysis.streams import stream_names
+from trtprof.render import summary_text
+from trtprof.timeline import schema
+from trtprof.timeline.store import load_capture
+
+CASES = Path(__file__).resolve().parent.parent / "reports" / "cases"
+_cache: dict = {}
+
+
+def case(name):
+    """(timeline, Results) of a committed capture, analysed once per test session."""
+    if name not in _cache:
+        df = load_capture(CASES / name).timeline
+        _cache[name] = (df, analysis.analyse(df, n_boot=1000))
+    return _cache[name]
+
+
+# -- tables and summary --------------------------------------------------------------------------------------
+def test_allocation_counts_cover_the_excluded_first_call():
+    """small-python's only after-enqueue allocation is in the first call after the switch (exclude):
+    the summary printed "alloc post 0"."""
+    df, r = case("small-python")
+    post = df[(df["event"] == "alloc") & (df["alloc_phase"] == "after_enqueue")]
+    assert len(post) == 1 and bool(post["exclude"].iloc[0])
+    row = r.subgraphs.set_index("subgraph").loc["_run_on_acc_0"]
+    assert row["allocs_after_enqueue"] == 1 and row["allocs"] == int((df["event"] == "alloc").sum())
+    text = summary_text.render(r.subgraphs)
+    line = next(line for line in text.splitlines() if "_run_on_acc_0" in line)
+    cells = line.split()
+    assert cells[7] == "1", line  # alloc post
+    assert "counts cover every call" in text
+
+
+def test_natural_subgraph_order_in_every_table():
+    _, r = case("breaks-cpp")
+    for name, t in [("exposure", r.exposure), ("frequency", r.frequency), ("subgraphs", r.subgraphs),
+                    ("transitions", r.transitions)]:
+        if t.empty:
+            continue
+        names = list(dict.fromkeys(t["subgraph"]))
+        assert names == sorted(names, key=schema.natural_key), name
+    assert list(dict.fromkeys(r.exposure["subgraph"]))[:3] == ["_run_on_acc_0", "_run_on_acc_2", "_run_on_acc_4"]
+
+
+# -- re-allocations by cause ---------------------------------------------------------------------------------
+def test_reallocation_causes_on_the_committed_captures():
+    """breaks-cpp was said to have 234 'shape change' re-allocations; no shape changed there."""
+    _, r = case("breaks-cpp")
+    causes = r.allocs["realloc_cause"].dropna()
+    assert len(causes) and set(causes) == {"switch"}
+    _, r = case("shapes-python")
+    assert set(r.allocs["realloc_cause"].dropna()) == {"shape"}
+
+
+def test_unowned_outputs_cause_by_hand():
+    rows = [dict(event="call", call=0, inference=0, prealloc=True, host=(0, 10)),
+            dict(event="call", call=1, inference=1, prealloc=True, reallocated=True, host=(20, 30)),
+            dict(event="alloc", call=1, inference=1, prealloc=True, reallocated=True, alloc_phase="before_exec",
+                 host=(21, 25)),
+            dict(event="call", call=2, inference=2, prealloc=True, reallocated=True, shape_changed=True,
+                 input_shapes="(2,2)", host=(40, 50)),
+            dict(event="alloc", call=2, inference=2, prealloc=True, reallocated=True, shape_changed=True,
+                 alloc_phase="before_exec", host=(41, 45))]
+    df = frame(rows)
+    a = overlap.alloc_overlap(df)
+    assert shapes.realloc_causes(df, a).tolist() == ["unowned", "shape"]
+
+
+# -- GPU brackets and what they cannot tell ------------------------------------------------------------------
+def test_cpp_allocations_are_unknown_without_kernel_data():
+    """small-cpp showed 100 % hidden: the bracket covers the C++ runtime's own allocation."""
+    df, r = case("small-cpp")
+    assert r.overlap_caveat and "unknown" in r.overlap_caveat and not r.kernels
+    off = r.exposure[(r.exposure["mode"] == "off")]
+    assert off["hidden_ns_per_inference"].isna().all() and off["alloc_ns_per_inference"].gt(0).all()
+    assert r.subgraphs["hidden_ms_total"].isna().all()
+    with_k = df.assign(kernel_busy_ns=pd.array([1000] * len(df), dtype="Int64"))
+    rk = analysis.analyse(with_k, n_boot=100)
+    assert rk.overlap_caveat is None and rk.kernels and rk.allocs["hidden_ns"].notna().any()
+
+
+def test_python_runtime_allocations_keep_their_split():
+    _, r = case("small-python")
+    assert r.overlap_caveat is None and r.exposure["exposed_ns_per_inference"].notna().all()
+
+
+def test_stream_names_say_the_role():
+    df, r = case("small-python")
+    names = set(r.streams.values())
+    assert names == {"default stream (caller)", "engine pool 1"}
+    rows = [dict(event="inference", subgraph="m", subgraph_kind="model", stream=0x50, host=(0, 100), gpu=(1, 90)),
+            dict(event="exec", stream=0x60, host=(1, 10), gpu=(5, 50)),
+            dict(event="fallback", subgraph="_run_on_gpu_1", subgraph_kind="fallback", stream=0x70,
+                 host=(10, 20), gpu=(50, 60)),
+            dict(event="exec", subgraph="_run_on_acc_2", stream=0, host=(20, 30), gpu=(60, 80))]
+    assert stream_names(frame(rows)) == {0x50: "caller stream", 0x60: "engine pool 1", 0x70: "user stream 1",
+                                         0: "default stream"}
+
+
+def test_no_gap_reason_is_the_real_one():
+    """'no GPU times, or the GPU never idled' on a capture with one engine and GPU times."""
+    _, r = case("small-python")
+    assert r.gaps.empty and "single subgraph" in r.gap_reason
+    r2 = analysis.analyse(timeline(30, gpu=False), n_boot=50)
+    assert "no GPU times" in r2.gap_reason
+    _, r3 = case("breaks-cpp")
+    assert len(r3.gaps) and r3.gap_reason == ""
+
+
+# -- shape changes ---------------------------------------------------------------------------------------
+def test_shape_changes_grouped_by_transition_prealloc_first():
+    """shapes-python listed 'the first 100 of 1857 rows', all from the pre-allocation-off part."""
+    _, r = case("shapes-python")
+    t = r.transitions
+    assert len(t) <= 12 and int(t["changes"].sum()) == len(r.changes)
+    assert bool(t["prealloc"].iloc[0]) and t["prealloc"].is_monotonic_decreasing
+    on = t[t["prealloc"]]
+    assert (on["thrown_away"] == on["changes"]).all() and (t.loc[~t["prealloc"], "thrown_away"] == 0).all()
+    f = r.frequency.set_index("subgraph")
+    assert f["alternating"].all()
+    steady = shapes.change_frequency(timeline(40, shapes=["(8,128)"] * 20 + ["(4,128)"] * 20))
+    assert not steady["alternating"].any()
+
+
+def test_headline_says_why_one_shape_and_shows_the_others():
+    _, r = case("shapes-python")
+    c = r.comparisons[0]
+    assert c.shapes and "the input shape with the most inferences in both modes" in c.shape_note
+    other = {"(1,128);(1,128)", "(1,96);(1,96)"} - set(c.shapes)
+    assert other and all(s in c.shape_note for s in other)
+
+
+# -- verdicts and gains ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("q", [0.9, 0.99])
+def test_quantile_bootstrap_matches_resampling(q):
+    x = np.random.default_rng(1).lognormal(0, 0.5, 60)
+    fast = bootstrap.bootstrap_quantile(x, q, 40_000, np.random.default_rng(2))
+    idx = np.random.default_rng(3).integers(0, len(x), (40_000, len(x)))
+    slow = np.quantile(x[idx], q, axis=1)
+    for p in (0.05, 0.5, 0.95):
+        assert np.quantile(fast, p) == pytest.approx(np.quantile(slow, p), rel=0.04)
+
+
+def test_verdict_reports_a_tail_that_goes_the_other_way():
+    """breaks-cpp said 'keep pre-allocated outputs on' while p90 is worse with it on (6.616 vs 5.741)."""
+    _, r = case("breaks-cpp")
+    c = r.comparisons[0]
+    p90 = next(t for t in c.tails if t.label == "p90")
+    assert p90.on_ms == pytest.approx(6.616, abs=0.01) and p90.off_ms == pytest.approx(5.741, abs=0.01)
+    assert p90.significant and p90.saved_ms < 0 and c.saved_ms > 0
+    assert "the tail goes the other way" in c.verdict and "p90" in c.verdict
+    keep = r.recommendations[r.recommendations["action"] == "Keep pre-allocated outputs on"]
+    assert "tail goes the other way" in keep["why"].iloc[0]
+    assert [t.label for t in c.tails] == ["p90", "p99"]
+
+
+def test_estimates_are_bounded_and_show_their_arithmetic():
+    """'remove the graph break: 1.589 ms, 141 % of the median latency'."""
+    df = timeline(120, seed=4, alloc_us=400.0)
+    fb = df["event"] == "fallback"
+    df.loc[fb, "gpu_end_ns"] = df.loc[fb, "gpu_start_ns"] + 50_000_000  # a fallback 50 ms on the GPU
+    r = analysis.analyse(df, n_boot=100)
+    assert len(r.recommendations)
+    for rec in r.recommendations.itertuples():
+        assert rec.arithmetic and ("=" in rec.arithmetic)
+        if not rec.measured:
+            assert rec.gain_pct <= 100 + 1e-9, rec
+            assert rec.basis.startswith(("estimated", "upper bound")), rec.basis
+    brk = r.recommendations[r.recommendations["action"].str.startswith("Remove the graph break")]
+    assert len(brk) and "capped at the median latency" in brk["arithmetic"].iloc[0]
+
+
+def test_cuda_graphs_estimate_says_trtprof_hooks_are_included():
+    """breaks-cpp: 'Python in between' holds trtprof's hooks; the estimate did not say so."""
+    _, r = case("breaks-cpp")
+    cg = r.recommendations[r.recommendations["action"].str.contains("CUDA graphs")]
+    assert len(cg) and "trtprof's own hook time at level not recorded" in cg["why"].iloc[0]
+    df = case("breaks-cpp")[0].copy()
+    df.attrs["trtprof"] = {"options": {"level": "minimal"}}
+    r2 = analysis.analyse(df, n_boot=100)
+    cg2 = r2.recommendations[r2.recommendations["action"].str.contains("CUDA graphs")]
+    assert "hook time at level minimal" in cg2["why"].iloc[0] and "profiler hooks included" in cg2["basis"].iloc[0]
+
+
+def test_subgraph_table_is_the_one_the_summary_prints():
+    df, r = case("breaks-cpp")
+    t = subgraphs.table(df, r.allocs, r.breaks, kinds=("engine", "fallback"))
+    pd.testing.assert_frame_equal(t, r.subgraphs)

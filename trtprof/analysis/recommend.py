@@ -1,0 +1,142 @@
+"""Recommendations: actions worth taking, each with its gain per inference, how it was obtained and
+the arithmetic behind it, largest first.
+
+Why so explicit: a gain is either measured (both alternatives ran: on vs off, with a CI) or an
+estimate from what the capture shows (exposed allocation, a fallback and the GPU idle around it,
+Python between engines). An estimate is bounded by what the action could save at most, never more
+than the whole inference (the median latency), and its text says it is an estimate and shows the
+sum it came from, so a reader can check it instead of trusting a percentage.
+
+Every threshold is a rule for when a measured cost is worth a recommendation, never a result.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from trtprof.analysis import shapes
+from trtprof.analysis.bootstrap import fmt_ms
+from trtprof.analysis.prealloc import tail_against, tail_sentence
+
+if TYPE_CHECKING:
+    from trtprof.analysis.report import Results
+
+# A cost is worth a recommendation when it is at least this share of the median latency and at least
+# MIN_GAIN_NS in absolute terms (below a few microseconds, noise and the profiler dominate).
+SIGNIFICANT_SHARE = 0.02
+BREAK_SHARE = 0.05
+PYTHON_SHARE = 0.10
+MIN_GAIN_NS = 5_000
+
+REC_COLUMNS = ["model", "action", "why", "gain_ms", "gain_pct", "basis", "measured", "arithmetic"]
+
+
+def _us(ns: float) -> str:
+    return f"{ns / 1e3:.1f} \u00b5s"
+
+
+def hook_note(level) -> str:
+    """What trtprof's own hooks add to "Python between subgraphs", with the recording level."""
+    lv = f"level {level}" if level else "level not recorded (full, before levels existed)"
+    return (f"includes trtprof's own hook time at {lv}: the hooks run on the host between subgraphs, so "
+            "without trtprof this gap is smaller (record at --level minimal to see how much)")
+
+
+def recommendations(r: Results) -> pd.DataFrame:
+    """Actions worth taking, each with its measured or estimated gain per inference, largest first."""
+    recs = []
+    models = sorted(set(r.latency["model"].dropna()) | set(r.subgraphs["model"].dropna()))
+    for model in models:
+        lat = r.latency[(r.latency["model"] == model) & ~r.latency["excluded"]]
+        base_ns = float(lat["latency_ns"].median()) if len(lat) else float("nan")
+
+        def worth(gain_ns: float, share: float) -> bool:
+            return gain_ns >= MIN_GAIN_NS and (np.isnan(base_ns) or gain_ns >= share * base_ns)
+
+        def add(action, why, gain_ns, basis, arithmetic, gain_pct=None, measured=False):
+            if not measured and base_ns == base_ns and gain_ns > base_ns:
+                arithmetic += (f"; capped at the median latency {fmt_ms(base_ns / 1e6)} ms: no action saves more "
+                               "than the whole inference")
+                gain_ns = base_ns
+            if gain_pct is None:
+                gain_pct = 100 * gain_ns / base_ns if base_ns == base_ns and base_ns else np.nan
+            recs.append({"model": model, "action": action, "why": why, "gain_ms": gain_ns / 1e6,
+                         "gain_pct": gain_pct, "basis": basis, "measured": measured, "arithmetic": arithmetic})
+
+        comp = next((c for c in r.comparisons if c.model == model), None)
+        modes = set(lat["mode"])
+        if comp is not None and comp.significant:
+            arith = (f"median off {comp.median_off_ms:.3f} ms \u2212 median on {comp.median_on_ms:.3f} ms = "
+                     f"{comp.saved_ms:+.3f} ms ({comp.n_off} and {comp.n_on} inferences"
+                     + (f", inputs {comp.shapes[0]}" if comp.shapes else "") + ")")
+            why = f"measured: {comp.verdict}."
+            if tail_against(comp):
+                why += " " + tail_sentence(comp)
+            if comp.saved_ms > 0:
+                add("Keep pre-allocated outputs on", why, comp.saved_ms * 1e6,
+                    "measured (on vs off, median, 95 % CI)", arith, comp.saved_pct, measured=True)
+            else:
+                add("Turn pre-allocated outputs off", why, -comp.saved_ms * 1e6,
+                    "measured (on vs off, median, 95 % CI)", arith, -comp.saved_pct, measured=True)
+        elif "on" not in modes and "off" in modes:
+            ex = r.exposure[(r.exposure["model"] == model) & (r.exposure["mode"] == "off")]
+            exposed = ex["exposed_ns_per_inference"]
+            if r.gpu_times and exposed.notna().all() and len(ex):
+                gain = float(exposed.sum())
+                basis = "estimated: exposed allocation time per inference (upper bound)"
+                arith = " + ".join(f"{_us(v)} ({s})" for s, v in zip(ex["subgraph"], exposed) if v > 0) or "0"
+                arith = f"exposed allocation per inference: {arith} = {_us(gain)}"
+            else:
+                gain = float(ex["alloc_ns_per_inference"].sum())
+                why_host = "no GPU times in this capture" if not r.gpu_times else (r.overlap_caveat or "overlap unknown")
+                basis = f"upper bound: allocation host time ({why_host})"
+                arith = f"allocation host time per inference, all subgraphs: {_us(gain)}"
+            if worth(gain, SIGNIFICANT_SHARE):
+                add("Turn on pre-allocated outputs: torch_tensorrt.runtime.enable_pre_allocated_outputs(model)",
+                    f"output allocation keeps the GPU waiting up to {gain / 1e3:.1f} \u00b5s per inference; with "
+                    "pre-allocated outputs it happens after the enqueue, while the GPU runs.", gain, basis, arith)
+        # shape changes with pre-allocation on
+        fq = r.frequency[(r.frequency["model"] == model) & (r.frequency["kind"] == "engine")]
+        pre_calls = float(fq["prealloc_calls"].sum()) if len(fq) else 0.0
+        if pre_calls:
+            share = float(fq["prealloc_changes"].sum()) / pre_calls
+            ch = r.changes[(r.changes["model"] == model) & r.changes["outputs_discarded"]]
+            n_on = int(((r.infs["model"] == model) & (r.infs["mode"] == "on") & ~r.infs["excluded"]).sum())
+            cost = float(ch["realloc_exposed_ns"].fillna(ch["realloc_ns"]).sum())
+            gain = cost / max(n_on, 1)
+            if share > shapes.FREQUENT and worth(gain, SIGNIFICANT_SHARE):
+                add("Keep input shapes fixed (pad to a few sizes), or turn pre-allocated outputs off",
+                    f"input shapes changed on {share:.0%} of engine calls with pre-allocated outputs on; each "
+                    f"change threw the buffer away and allocated again before execution "
+                    f"({len(ch)} forced re-allocations).", gain,
+                    "estimated: forced re-allocation time per inference" +
+                    ("" if r.gpu_times else " (host time, no GPU times)"),
+                    f"{len(ch)} re-allocations, {_us(cost)} exposed (host time where unknown) in total, "
+                    f"/ {n_on} inferences with pre-allocated outputs on = {_us(gain)} per inference")
+        # graph breaks
+        for _, b in r.breaks[r.breaks["model"] == model].iterrows():
+            gain = float(b["break_cost_us_per_inference"]) * 1e3
+            if worth(gain, BREAK_SHARE):
+                add(f"Remove the graph break at {b['subgraph']} (ops PyTorch runs between engines)",
+                    f"the fallback takes {b['fallback_us']:.1f} \u00b5s and the GPU idles {b['gaps_us']:.1f} "
+                    "\u00b5s around it per inference; the tutorial says reducing graph breaks should be "
+                    "prioritized.", gain, "estimated: fallback time plus GPU gaps (upper bound: the ops still "
+                    "run, in an engine)",
+                    f"fallback {b['fallback_us']:.1f} \u00b5s + GPU idle before and after it {b['gaps_us']:.1f} "
+                    f"\u00b5s = {gain / 1e3:.1f} \u00b5s per inference (mean over {int(b['inferences'])} inferences)")
+        # GPU idle while Python runs
+        gs = r.gap_summary[(r.gap_summary["model"] == model) & r.gap_summary["mode"].isin(list(modes))]
+        if len(gs):
+            per_mode = gs.groupby("mode")["python_ns_per_inference"].sum()
+            py, mode = float(per_mode.min()), str(per_mode.idxmin())
+            if worth(py, PYTHON_SHARE):
+                add("Cut Python overhead between engines (CUDA graphs: torch_tensorrt.runtime.enable_cudagraphs)",
+                    f"the GPU idles {py / 1e3:.1f} \u00b5s per inference while the host runs Python between "
+                    "subgraphs (no allocation, fallback or enqueue recorded then); this " + hook_note(r.level) + ".",
+                    py, "estimated: GPU idle time with only Python on the host (upper bound, profiler hooks included)",
+                    f"sum over the {len(gs[gs['mode'] == mode])} gaps between subgraphs of the GPU idle time with only "
+                    f"Python on the host = {_us(py)} per inference (pre-alloc {mode}, the mode with the least)")
+    out = pd.DataFrame(recs, columns=REC_COLUMNS)
+    return out.sort_values("gain_ms", ascending=False, kind="stable").reset_index(drop=True)
