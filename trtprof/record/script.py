@@ -51,7 +51,17 @@ def check_target(target: str, module: bool) -> str:
     return p.stem
 
 
+_CAPTURING_PID = [None]  # the process whose script the SIGTERM handler below belongs to
+
+
 def _raise_terminated(signum, frame):
+    """SIGTERM in the captured script: unwind like Ctrl-C so the capture is written. A forked child
+    (a multiprocessing worker being terminated) inherits the handler: there SIGTERM does what it
+    would have done without trtprof."""
+    if os.getpid() != _CAPTURING_PID[0]:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     raise runner.Terminated()
 
 
@@ -99,6 +109,7 @@ def capture_script(target: str, args: list[str], *, module: bool = False, out: s
     if rows:
         session.instrumenter.batch = rows
     session.start()  # CaptureError (BAD_OUTPUT) when the folder cannot be written
+    _CAPTURING_PID[0] = os.getpid()
     old = signal.signal(signal.SIGTERM, _raise_terminated)
     real_exit = os._exit
     os._exit = _finishing_exit(session, real_exit)
@@ -109,4 +120,9 @@ def capture_script(target: str, args: list[str], *, module: bool = False, out: s
         signal.signal(signal.SIGTERM, old)
     status = "incomplete" if result.interrupted or result.error else "complete"
     cap = session.stop(status=status, reason=result.error, exit_code=result.exit_code)
-    return CaptureOutcome(result.exit_code, cap, result.error, session.notes)
+    if cap is None:  # a forked child that ran on to the end of the script: the capture is the parent's
+        return CaptureOutcome(result.exit_code, None)
+    code = result.exit_code
+    if session.interrupted_by is not None:  # Ctrl-C / SIGTERM while the folder was finished: it is whole
+        code = 130 if session.interrupted_by == signal.SIGINT else 143
+    return CaptureOutcome(code, cap, result.error, session.notes)
