@@ -35,6 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from trtprof import _files
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -202,9 +204,8 @@ def to_table(records, seq=None) -> pa.Table:
 def write(folder, records, seq=None) -> Path:
     """kernels.parquet in a capture folder (written beside, then renamed: never half a file)."""
     path = Path(folder) / FILE
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(to_table(records, seq), tmp)
-    tmp.replace(path)
+    with _files.atomic_path(path) as tmp:  # an exclusive random temporary: never through a planted link
+        pq.write_table(to_table(records, seq), tmp)
     return path
 
 
