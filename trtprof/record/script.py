@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trtprof.capture.options import CaptureOptions
-from trtprof.errors import ExitCode, UsageError
+from trtprof.errors import ExitCode, UsageError, clean
 from trtprof.record import runner
 from trtprof.record.session import Session
 from trtprof.timeline.store import Capture
@@ -91,8 +91,8 @@ def _finishing_exit(session: Session, real_exit):
                 where = f"{os.path.relpath(f.f_code.co_filename)}:{f.f_lineno}"
                 cap = session.stop(status="incomplete", reason=f"the script called os._exit({code}) at {where}",
                                    exit_code=code)
-                print(f"trtprof: the script called os._exit({code}) at {where}; capture written (incomplete): "
-                      f"{cap.path}/ ({len(cap.timeline)} rows)", file=sys.stderr, flush=True)
+                print(clean(f"trtprof: the script called os._exit({code}) at {where}; capture written (incomplete): "
+                            f"{cap.path}/ ({len(cap.timeline)} rows)"), file=sys.stderr, flush=True)
             except BaseException:  # noqa: BLE001 - exiting anyway; the spill keeps what was written
                 pass
         real_exit(code)
