@@ -30,12 +30,22 @@ def gtid(pid: int, tid: int) -> int:
     return (pid << 24) | tid
 
 
+def _session_start(df) -> int:
+    """nsys's session start in UTC, consistent with the capture's clock anchor when the timeline
+    carries its metadata (as a real run's is: the wall clocks then agree with the fitted offset)."""
+    anchor = (getattr(df, "attrs", {}).get("trtprof") or {}).get("clock_anchor")
+    if isinstance(anchor, dict) and {"time_ns", "perf_counter_ns"} <= set(anchor):
+        return OFFSET + int(anchor["time_ns"]) - int(anchor["perf_counter_ns"])
+    return 1_700_000_000_000_000_000
+
+
 def build(path, df: pd.DataFrame, *, pid: int = 4242, tids: dict | None = None, keep=None, jitter_ns: int = 0,
           seed: int = 0, enum: bool = True, domain: str = "trtprof") -> Path:
     """Write an export of `df`'s run: an NVTX range per row (C++ runtime: exec only, as trtprof pushes),
     one launch API call and one kernel per exec/fallback row. `keep`: boolean mask of rows whose range
     was recorded; `jitter_ns`: random timing noise (another run)."""
     rng = np.random.default_rng(seed)
+    session_start = _session_start(df)
     df = df.sort_values(["host_start_ns", "seq"]).reset_index(drop=True)
     names = range_names(df)
     has_range = ~((df["runtime"] == "cpp") & df["event"].isin(["call", "alloc"]))
@@ -67,7 +77,7 @@ def build(path, df: pd.DataFrame, *, pid: int = 4242, tids: dict | None = None, 
                 (t0, domain, g0))
     con.execute("INSERT INTO NVTX_EVENTS (start, eventType, text, globalTid, domainId) VALUES (?, 75, 'other', ?, 2)",
                 (t0, g0))
-    con.execute("INSERT INTO TARGET_INFO_SESSION_START_TIME VALUES (?, '', '')", (1_700_000_000_000_000_000,))
+    con.execute("INSERT INTO TARGET_INFO_SESSION_START_TIME VALUES (?, '', '')", (session_start,))
     nvtx, api, kern = [], [], []
     corr = 1000
     for i, r in df.iterrows():

@@ -256,3 +256,59 @@ def test_the_corpus_covers_both_outcomes():
     assert _load_folder({"meta.json": META, "timeline.parquet": PARQUET[: len(PARQUET) // 2]}) is None
     with pytest.raises(CaptureError):
         trtprof.load_capture("/nonexistent/trtprof/capture")
+
+
+# -- the nsys reader -----------------------------------------------------------------------------------
+def _nsys_export() -> bytes:
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    import nsys_synth
+    from test_nsys import _cpu_like
+    with tempfile.TemporaryDirectory() as d:
+        return nsys_synth.build(Path(d) / "s.sqlite", _cpu_like(4)).read_bytes()
+
+
+NSYS = _nsys_export()
+NSYS_DAMAGE = [  # SQL-level damage a foreign or edited export can hold
+    "DROP TABLE StringIds", "DELETE FROM ENUM_NSYS_EVENT_TYPE", "UPDATE NVTX_EVENTS SET start = NULL",
+    "UPDATE NVTX_EVENTS SET end = 'x'", "UPDATE NVTX_EVENTS SET globalTid = -1",
+    "ALTER TABLE CUPTI_ACTIVITY_KIND_KERNEL RENAME TO K", "UPDATE CUPTI_ACTIVITY_KIND_RUNTIME SET correlationId = 1e300",
+    "DROP TABLE NVTX_EVENTS", "UPDATE NVTX_EVENTS SET text = NULL, textId = 999999",
+]
+
+
+def _read_nsys(data: bytes, sql=()):
+    """read_sqlite on `data` (after `sql`): an NsysTrace or an NsysError, nothing else."""
+    import sqlite3
+
+    from trtprof.errors import NsysError
+    from trtprof.nsys import reader
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "r.sqlite"
+        p.write_bytes(data)
+        if sql:
+            con = sqlite3.connect(p)
+            for s in sql:
+                try:
+                    con.execute(s)
+                except sqlite3.Error:
+                    pass
+            con.commit()
+            con.close()
+        try:
+            return reader.read_sqlite(p)
+        except NsysError as e:
+            assert "\n" not in str(e)
+            return None
+
+
+@SETTINGS
+@given(_damage(NSYS))
+def test_damaged_nsys_export_is_an_nsys_error_or_reads(data):
+    _read_nsys(data)
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(NSYS_DAMAGE), max_size=3, unique=True))
+def test_edited_nsys_export_is_an_nsys_error_or_reads(sql):
+    _read_nsys(NSYS, sql)

@@ -117,6 +117,8 @@ def _emit(rec, frame: CallFrame, host) -> None:
     base[_PRE], base[_CHANGED] = frame.prealloc, frame.changed
     if frame.flipped:
         base[_EXCL], base[_NOTE] = True, FLIP_NOTE
+    if frame.raised is not None:
+        base[_EXCL], base[_NOTE] = True, state.raised_note(frame.raised)
     ex = frame.exec
     stream = ex[4].cuda_stream if ex is not None and ex[4] is not None else None
     r = base.copy()
@@ -196,6 +198,9 @@ def run_python(ins, frame: CallFrame, fn, *args):
     try:
         out = fn(*args)
         return out
+    except BaseException as e:
+        frame.raised = type(e).__name__
+        raise
     finally:
         frame.t1 = now()
         ins.marks.pop()
@@ -263,6 +268,9 @@ def run_cpp(ins, frame: CallFrame, fn, *args):
     try:
         out = fn(*args)
         return out
+    except BaseException as e:
+        frame.raised = type(e).__name__
+        raise
     finally:
         frame.t1 = t1 = now()
         ins.marks.pop()

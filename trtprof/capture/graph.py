@@ -228,6 +228,10 @@ def _model_post(module, args, out):
         return
     ins.stacks.last_end = None
     frame.out_shapes = state.output_shapes(out)
+    if out is None:  # the hook is always called; on an exception with no result, from torch's except block
+        exc = sys.exc_info()[1]
+        if exc is not None:
+            frame.raised = type(exc).__name__
     evs = (frame.ev0, frame.ev1) if frame.ev1 is not None else ()
     ins.rec.defer(_emit_inference, frame, evs, evs)
     if not ins.stacks.inferences:
@@ -288,6 +292,8 @@ def _emit_inference(rec, frame, host) -> None:
     r[_INF] = frame.index
     if frame.exclude:
         r[_EXCL], r[_NOTE] = True, FLIP_NOTE
+    if frame.raised is not None:
+        r[_EXCL], r[_NOTE] = True, state.raised_note(frame.raised)
     rec.row(r)
 
 

@@ -21,6 +21,11 @@ START_LOCK = threading.Lock()
 FLIP_NOTE = "first call after pre-allocated outputs were switched: left out of statistics"
 
 
+def raised_note(kind: str) -> str:
+    """The note of a range whose call raised: its times are not those of a finished inference."""
+    return f"the call raised {kind}: left out of statistics"
+
+
 @dataclass(eq=False)
 class ModelInfo:
     label: str
@@ -75,7 +80,7 @@ class RangeFrame:
     span of the subgraph ranges inside it (`gs`/`ge`), filled in as they are emitted, before it."""
 
     __slots__ = ("module", "info", "index", "shapes", "ev0", "t0", "ev1", "t1", "stream", "exclude",
-                 "out_shapes", "thread", "model", "inference", "changed", "parent", "gs", "ge")
+                 "out_shapes", "thread", "model", "inference", "changed", "parent", "gs", "ge", "raised")
 
     def __init__(self, module, info, index, shapes):
         self.module, self.info, self.index, self.shapes = module, info, index, shapes
@@ -86,6 +91,7 @@ class RangeFrame:
         self.thread = threading.get_ident()
         self.parent = None  # the inference this range is in (full level: it takes its GPU span)
         self.gs = self.ge = None  # GPU span, filled from the subgraph ranges as they are emitted
+        self.raised = None  # the exception type's name when the call raised
 
 
 class CallFrame:
@@ -93,7 +99,7 @@ class CallFrame:
 
     __slots__ = ("module", "info", "call", "prealloc", "enqueued", "allocs", "exec", "shapes", "changed",
                  "expect_after", "model", "inference", "t0", "t1", "out_shapes", "flipped", "thread", "groups",
-                 "parent", "ready", "output_allocator")
+                 "parent", "ready", "output_allocator", "raised")
 
     def __init__(self, module, info, call, prealloc, shapes):
         self.module, self.info, self.call, self.prealloc, self.shapes = module, info, call, prealloc, shapes
@@ -110,6 +116,7 @@ class CallFrame:
         self.exec = None
         self.groups = None  # C++ runtime: allocation groups from the allocator log
         self.ready = True  # False while its allocator entries wait for the next harvest
+        self.raised = None  # the exception type's name when the call raised
         self.parent = None
         self.t0 = self.t1 = 0
         self.out_shapes = ()

@@ -74,6 +74,8 @@ def capture(module, output, quiet, prealloc, cpp_allocs, level, sample, kernels,
     command = common.typed_command()
     common.say(f"capturing {'-m ' if module else ''}{target} {' '.join(args)}".rstrip(), quiet)
     res = script.capture_script(target, list(args), module=module, out=output, options=options, command=command)
+    if res.capture is None:  # a forked child of the script: it records and says nothing
+        sys.exit(res.exit_code)
     if res.notes:
         common.say("could not record everything: " + "; ".join(res.notes), quiet)
     if res.error:
@@ -84,9 +86,9 @@ def capture(module, output, quiet, prealloc, cpp_allocs, level, sample, kernels,
         from trtprof.analysis import subgraphs
         from trtprof.render import summary_text
 
-        click.echo(summary_text.render(subgraphs.table(cap.timeline)), err=True)
+        common.echo(summary_text.render(subgraphs.table(cap.timeline)), err=True)
         status = "" if cap.complete else " (incomplete)"
-        click.echo(f"capture written{status}: {common.clean(cap.path)}/ ({len(cap.timeline)} rows); "
+        common.echo(f"capture written{status}: {common.clean(cap.path)}/ ({len(cap.timeline)} rows); "
                    f"load it with trtprof.load({str(cap.path)!r})", err=True)
     if not no_report:
         _report(cap, quiet)
@@ -112,7 +114,7 @@ def _under_nsys(target, args, options, module, output, quiet, nsys_args, no_repo
             common.say(f"nsys report written ({rep}) but not imported: {e}")
         else:
             if not quiet:
-                click.echo(nsys_text.render(res), err=True)
+                common.echo(nsys_text.render(res), err=True)
     if not no_report:
         try:
             cap = load_capture(folder)
@@ -137,4 +139,4 @@ def _report(cap, quiet: bool) -> None:
         common.say(f"could not write the report: {type(e).__name__}: {e}; try trtprof report {cap.path}")
         return
     if not quiet:
-        click.echo(f"report written: {path}, {common.open_hint(path)}", err=True)
+        common.echo(f"report written: {path}, {common.open_hint(path)}", err=True)

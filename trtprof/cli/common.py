@@ -17,7 +17,8 @@ from trtprof.errors import EmptyCaptureError, ExitCode, MissingDependency, Trtpr
 
 # files of a capture folder an output must never replace
 OWN_FILES = ("meta.json", "timeline.parquet", "timeline.arrows", "nsys.parquet", "nsys.json", ".capturing",
-             "traceback.txt")
+             "traceback.txt", "kernels.parquet")
+OWN_SUFFIXES = (".nsys-rep", ".sqlite")  # the nsys report and its export
 
 
 class Group(click.Group):
@@ -29,12 +30,21 @@ class Group(click.Group):
         except TrtprofError as e:
             say(str(e))
             sys.exit(e.exit_code)
+        except KeyboardInterrupt:  # after the capture is written (it holds Ctrl-C while finishing)
+            say("interrupted")
+            sys.exit(ExitCode.INTERRUPTED)
 
 
 def say(msg: str, quiet: bool = False) -> None:
     """One line on stderr, prefixed and escaped (a path or a name may hold control characters)."""
     if not quiet:
         click.echo(f"trtprof: {clean(msg)}", err=True)
+
+
+def echo(text: str, err: bool = False) -> None:
+    """Print `text` (a table, a pointer) with every line escaped by `clean`: the one way the commands
+    print, so an engine name, a path or a stored reason can never clear the screen or reverse a line."""
+    click.echo("\n".join(clean(line) for line in str(text).split("\n")), err=err)
 
 
 def unexpected(what: str, e: Exception, code: int = ExitCode.BAD_CAPTURE) -> TrtprofError:
@@ -84,7 +94,8 @@ def output_path(output, default: Path, capture_folders=()) -> Path:
     except OSError as e:
         raise TrtprofError(f"cannot write {p}: {e.strerror or e}", ExitCode.BAD_OUTPUT) from None
     for folder in capture_folders:
-        if folder is not None and p.name in OWN_FILES and _same(parent, Path(folder)):
+        own = p.name in OWN_FILES or p.suffix in OWN_SUFFIXES
+        if folder is not None and own and _same(parent, Path(folder)):
             raise TrtprofError(f"refusing to write {p}: it is part of the capture in {folder}", ExitCode.BAD_OUTPUT)
     return p
 

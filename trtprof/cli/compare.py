@@ -27,8 +27,8 @@ def default_output(path_a, path_b) -> Path:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("capture_a", metavar="CAPTURE_A", type=click.Path())
-@click.argument("capture_b", metavar="CAPTURE_B", type=click.Path())
+@click.argument("capture_a", metavar="CAPTURE_A", type=click.Path(readable=False))
+@click.argument("capture_b", metavar="CAPTURE_B", type=click.Path(readable=False))
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="HTML file, or a folder for the default name (default: compare-<A>-vs-<B>.html in the "
                    "current directory).")
@@ -65,7 +65,7 @@ def compare(capture_a, capture_b, output, mode, shape, no_html, quiet):
         if isinstance(e, common.TrtprofError):
             raise
         raise common.unexpected(f"cannot compare {capture_a} and {capture_b}", e) from None
-    click.echo(compare_text.render(res, capture_a, capture_b, cap_a.meta, cap_b.meta))  # the result: even with -q
+    common.echo(compare_text.render(res, capture_a, capture_b, cap_a.meta, cap_b.meta))  # the result: even with -q
     if no_html:
         return
     common.need_plotly("the HTML comparison (or use --no-html)")
@@ -74,4 +74,4 @@ def compare(capture_a, capture_b, output, mode, shape, no_html, quiet):
     html = compare_html.render(res, cap_a, cap_b)
     path = common.write(out, lambda f: f.write(html))
     if not quiet:
-        click.echo(f"comparison written: {path}, {common.open_hint(path)}", err=True)
+        common.echo(f"comparison written: {path}, {common.open_hint(path)}", err=True)

@@ -45,6 +45,6 @@ def export(capture_path, fmt, output, quiet):
         common.say(f"note: the capture is {cap.meta.get('status', 'incomplete')}: "
                    f"{cap.meta.get('incomplete_reason') or cap.meta.get('reason') or 'it may lack its last rows'}")
     if fmt == "perfetto":
-        click.echo(f"trace written: {out} — open it at {OPEN_HINT}", err=True)
+        common.echo(f"trace written: {out} — open it at {OPEN_HINT}", err=True)
     else:
-        click.echo(f"timeline written: {out} ({len(cap.timeline)} rows)", err=True)
+        common.echo(f"timeline written: {out} ({len(cap.timeline)} rows)", err=True)

@@ -8,8 +8,8 @@ from trtprof.errors import ExitCode
 
 
 @click.command("nsys-import", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("capture_path", metavar="CAPTURE", type=click.Path())
-@click.argument("report", required=False, type=click.Path())
+@click.argument("capture_path", metavar="CAPTURE", type=click.Path(readable=False))
+@click.argument("report", required=False, type=click.Path(readable=False))
 @click.option("-q", "--quiet", is_flag=True, help="No progress or pointers, only errors (the result is still written).")
 def nsys_import(capture_path, report, quiet):
     """Join an Nsight Systems report to CAPTURE: per row, the kernels it launched.
@@ -38,4 +38,4 @@ def nsys_import(capture_path, report, quiet):
         raise common.unexpected(f"cannot import {report or 'the report in ' + str(capture_path)}", e,
                                 ExitCode.NO_NSYS) from None
     if not quiet:
-        click.echo(nsys_text.render(res), err=True)
+        common.echo(nsys_text.render(res), err=True)

@@ -7,7 +7,7 @@ from trtprof.cli import common
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("capture_path", metavar="CAPTURE", type=click.Path())
+@click.argument("capture_path", metavar="CAPTURE", type=click.Path(readable=False))
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="Report file, or a folder for report.html (default: CAPTURE/report.html).")
 @click.option("--open", "open_", is_flag=True, help="Open the report in the default browser.")
@@ -29,6 +29,6 @@ def report(capture_path, output, open_, quiet):
     path = common.write_report(cap, output)
     if not quiet:
         status = "" if cap.complete else " (from an incomplete capture)"
-        click.echo(f"report written{status}: {path}, {common.open_hint(path)}", err=True)
+        common.echo(f"report written{status}: {path}, {common.open_hint(path)}", err=True)
     if open_:
         common.open_in_browser(path, quiet)

@@ -56,7 +56,9 @@ def _sqlite_for(report: Path, folder: Path) -> Path:
     if report.suffix not in (".nsys-rep", ".qdrep"):
         return report  # read_sqlite says what it is not
     out = folder / (report.stem + ".sqlite")
-    if out.is_file() and out.stat().st_mtime >= report.stat().st_mtime:
+    if out.is_symlink():  # planted: nsys would write through it; the export is ours to make
+        out.unlink()
+    elif out.is_file() and out.stat().st_mtime >= report.stat().st_mtime:
         return out
     return reader.export_sqlite(report, out)
 

@@ -285,8 +285,18 @@ def join(df: pd.DataFrame, trace: NsysTrace, meta: dict | None = None) -> Join:
     out["nsys_match"] = out["nsys_match"].astype("string")
     out = out.sort_values("seq").reset_index(drop=True)
     summary = _summary(df, trace, pid, capture_pid, chosen, rows, clock, start_d, end_d, align, out)
-    summary["clock"]["utc_check_us"] = _utc_check(trace, meta, clock)
+    summary["clock"]["utc_check_us"] = check = _utc_check(trace, meta, clock)
+    if check is not None and abs(check) > MAX_UTC_DISAGREEMENT_US:
+        raise NsysError(f"the clock fit to {trace.path.name} is implausible: it puts the report "
+                        f"{check / 1e6:+.3f} s away from where the two wall clocks put it (nsys session start, "
+                        "the capture's clock anchor; they agree within microseconds on a real run): "
+                        "is the report of the same run, or were its times altered?")
     return Join(out, summary, clock, list(trace.notes))
+
+
+# The fitted offset against the one implied by the wall clocks: a few microseconds on real runs
+# (reports/bench/nsys_accuracy.json); a second is far beyond any clock step NTP makes in a run.
+MAX_UTC_DISAGREEMENT_US = 1_000_000.0
 
 
 def _utc_check(trace: NsysTrace, meta: dict, clock: Clock) -> float | None:

@@ -17,6 +17,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,11 @@ from trtprof.timeline.nvtx import DOMAIN
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 EXPORT_TIMEOUT_S = int(os.environ.get("TRTPROF_NSYS_EXPORT_TIMEOUT", "900"))
+# Reading an export is bounded in time: a foreign or hostile database (a recursive view named
+# NVTX_EVENTS) would otherwise keep a query running forever. SQLite calls the progress handler every
+# _PROGRESS_STEPS virtual-machine steps; past the deadline it interrupts the query.
+READ_TIMEOUT_S = float(os.environ.get("TRTPROF_NSYS_READ_TIMEOUT", "300"))
+_PROGRESS_STEPS = 100_000
 
 # ENUM_NSYS_EVENT_TYPE ids, used when an export lacks that enum table (they have been stable for years)
 _EVENT_TYPES = {"NvtxPushPopRange": 59, "NvtxDomainCreate": 75}
@@ -92,9 +98,12 @@ def _connect(path: Path) -> sqlite3.Connection:
     if head != SQLITE_MAGIC:
         raise NsysError(f"{path} is not an SQLite file (make one with `nsys export --type sqlite`)")
     try:
-        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as e:
         raise NsysError(f"cannot open {path}: {e}") from None
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    con.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
+    return con
 
 
 def _tables(con) -> set[str]:
@@ -125,8 +134,16 @@ def read_sqlite(path: str | os.PathLike, domain: str = DOMAIN) -> NsysTrace:
     con = _connect(path)
     try:
         return _read(con, path, domain)
+    except sqlite3.OperationalError as e:
+        if "interrupt" not in str(e):
+            raise NsysError(f"{path} is not a readable nsys export ({str(e).splitlines()[0][:200]})") from None
+        raise NsysError(f"reading {path} took more than {READ_TIMEOUT_S:g} s (a recursive view, or not an "
+                        "nsys export; TRTPROF_NSYS_READ_TIMEOUT sets the limit)") from None
     except sqlite3.Error as e:  # a damaged or foreign database
         raise NsysError(f"{path} is not a readable nsys export ({str(e).splitlines()[0][:200]})") from None
+    except (ValueError, TypeError, OverflowError, KeyError) as e:  # values of the wrong type (an edited export)
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise NsysError(f"{path} is not a readable nsys export ({msg})") from None
     finally:
         con.close()
 

@@ -4,6 +4,11 @@ Why in-process (like pyinstrument and memray): the instrumentation patches class
 interpreter, so the script must run here. Its SystemExit becomes our exit code; any other exception
 is summarised in one line with the place it came from, and its traceback (trimmed to the script's
 own frames, as python prints it) is kept so the caller can write it beside the capture.
+
+Why the standard streams are restored afterwards: a script may close or replace sys.stdout /
+sys.stderr (or close fd 1 / 2); trtprof's summary, its one-line errors and its exit code must not
+depend on that. The original file descriptors are duplicated before the script runs and put back
+(with working stream objects) after it.
 """
 from __future__ import annotations
 
@@ -65,6 +70,40 @@ def _syntax_error(e: SyntaxError, script: str) -> str:
     return f"{type(e).__name__}: {msg} (at {place})"
 
 
+class _Streams:
+    """sys.stdout / sys.stderr and dups of fds 1 and 2, to put back whatever the script did to them."""
+
+    def __init__(self):
+        self.objects = (sys.stdout, sys.stderr)
+        self.fds = []
+        for fd in (1, 2):
+            try:
+                self.fds.append(os.dup(fd))
+            except OSError:
+                self.fds.append(None)
+
+    def restore(self) -> None:
+        """The saved stream objects when they still work on their original fds; otherwise a new
+        stream on the dup. The dup is never copied back onto fd 1 / 2: a file object the script
+        opened may own that number now and would close it when collected."""
+        for fd, dup, saved, name in zip((1, 2), self.fds, self.objects, ("stdout", "stderr")):
+            try:
+                same = dup is not None and os.path.sameopenfile(fd, dup)
+            except OSError:  # the script closed it
+                same = False
+            stream = saved
+            if same:
+                os.close(dup)
+                try:
+                    stream.flush()
+                except (AttributeError, OSError, ValueError):  # closed, or broken, by the script
+                    same = False
+                    dup = os.dup(fd)
+            if not same and dup is not None:
+                stream = open(dup, "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+            setattr(sys, name, stream)
+
+
 def _full_traceback(e: BaseException) -> str:
     """The traceback python would print for the script: trtprof's and runpy's frames above it cut."""
     tb = e.__traceback__
@@ -122,6 +161,7 @@ def run(target: str, args: list[str], module: bool = False) -> RunResult:
     `python -m`: the current folder is `sys.path[0]`, and its parent packages are imported here,
     while recording."""
     saved_argv, saved_path = sys.argv[:], sys.path[:]
+    streams = _Streams()
     path = os.path.abspath(target)
     script = None if module else (os.path.join(path, "__main__.py") if runs_as_path_entry(path) else path)
     try:
@@ -148,5 +188,6 @@ def run(target: str, args: list[str], module: bool = False) -> RunResult:
         what = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
         return RunResult(1, f"{what} (at {_origin(e, script)})", traceback=_full_traceback(e))
     finally:
+        streams.restore()
         sys.argv = saved_argv
         sys.path[:] = saved_path

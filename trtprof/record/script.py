@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trtprof.capture.options import CaptureOptions
-from trtprof.errors import ExitCode, UsageError
+from trtprof.errors import ExitCode, UsageError, clean
 from trtprof.record import runner
 from trtprof.record.session import Session
 from trtprof.timeline.store import Capture
@@ -118,7 +118,17 @@ def check_target(target: str, module: bool) -> str:
     return p.stem
 
 
+_CAPTURING_PID = [None]  # the process whose script the SIGTERM handler below belongs to
+
+
 def _raise_terminated(signum, frame):
+    """SIGTERM in the captured script: unwind like Ctrl-C so the capture is written. A forked child
+    (a multiprocessing worker being terminated) inherits the handler: there SIGTERM does what it
+    would have done without trtprof."""
+    if os.getpid() != _CAPTURING_PID[0]:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     raise runner.Terminated()
 
 
@@ -148,8 +158,8 @@ def _finishing_exit(session: Session, real_exit):
                 where = f"{os.path.relpath(f.f_code.co_filename)}:{f.f_lineno}"
                 cap = session.stop(status="incomplete", reason=f"the script called os._exit({code}) at {where}",
                                    exit_code=code)
-                print(f"trtprof: the script called os._exit({code}) at {where}; capture written (incomplete): "
-                      f"{cap.path}/ ({len(cap.timeline)} rows)", file=sys.stderr, flush=True)
+                print(clean(f"trtprof: the script called os._exit({code}) at {where}; capture written (incomplete): "
+                            f"{cap.path}/ ({len(cap.timeline)} rows)"), file=sys.stderr, flush=True)
             except BaseException:  # noqa: BLE001 - exiting anyway; the spill keeps what was written
                 pass
         real_exit(code)
@@ -166,6 +176,7 @@ def capture_script(target: str, args: list[str], *, module: bool = False, out: s
     if rows:
         session.instrumenter.batch = rows
     session.start()  # CaptureError (BAD_OUTPUT) when the folder cannot be written
+    _CAPTURING_PID[0] = os.getpid()
     old = signal.signal(signal.SIGTERM, _raise_terminated)
     real_exit = os._exit
     os._exit = _finishing_exit(session, real_exit)
@@ -178,4 +189,9 @@ def capture_script(target: str, args: list[str], *, module: bool = False, out: s
     tb = _keep_traceback(session.folder, result.traceback)
     extra = {"exit_code_from": exit_code_from(result), **({"traceback": TRACEBACK} if tb else {})}
     cap = session.stop(status=status, reason=result.error, exit_code=result.exit_code, extra=extra)
-    return CaptureOutcome(result.exit_code, cap, result.error, session.notes, tb)
+    if cap is None:  # a forked child that ran on to the end of the script: the capture is the parent's
+        return CaptureOutcome(result.exit_code, None)
+    code = result.exit_code
+    if session.interrupted_by is not None:  # Ctrl-C / SIGTERM while the folder was finished: it is whole
+        code = 130 if session.interrupted_by == signal.SIGINT else 143
+    return CaptureOutcome(code, cap, result.error, session.notes, tb)

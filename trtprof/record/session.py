@@ -10,7 +10,9 @@ import datetime as _dt
 import os
 import re
 import secrets
+import signal
 import sys
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -45,13 +47,15 @@ class Session:
         """`options` (a CaptureOptions), or its fields as keywords (prealloc=, level=, sample=, ...);
         `run`: how the capture was started (script, module), recorded in meta.json."""
         self.options = options if options is not None else CaptureOptions(**choices)
-        self.folder = Path(out) if out else default_folder(name)
+        self.folder = Path(os.path.abspath(out if out else default_folder(name)))
         self.run = run or {}
         self.command = command if command is not None else list(sys.argv)
         self.instrumenter = Instrumenter(self._write, self.options, kernel_sink=self._write_kernels)
         self.writer: CaptureWriter | None = None
         self.capture: Capture | None = None
         self._t0 = 0.0
+        self.pid = os.getpid()
+        self.interrupted_by: int | None = None  # a signal that arrived while the folder was finished
 
     def _write(self, records):
         self.writer.write(records)
@@ -71,11 +75,21 @@ class Session:
             "clock": "perf_counter_ns (CLOCK_MONOTONIC)",
             "clock_anchor": {"perf_counter_ns": time.perf_counter_ns(), "time_ns": time.time_ns()},
         }
-        self.writer = CaptureWriter(self.folder, meta)  # raises CaptureError before anything runs
+        self.instrumenter.claim()  # a nested / concurrent capture is refused before the folder exists
+        try:
+            self.writer = CaptureWriter(self.folder, meta)  # raises CaptureError before anything runs
+        except BaseException:
+            self.instrumenter.release()
+            raise
+        self.pid = os.getpid()
         if self.options.sample > 1:  # kernel activity ran around recorded inferences only
             self.writer.kernel_watch = lambda rows: rows["inference"].astype("Int64").fillna(-1) >= 0
         self._t0 = time.perf_counter()
-        self.instrumenter.start()
+        try:
+            self.instrumenter.start()
+        except BaseException:
+            self.writer.close(status="incomplete", incomplete_reason="the instrumentation could not start")
+            raise
         return self
 
     def instrument(self, model) -> bool:
@@ -99,14 +113,24 @@ class Session:
         self.instrumenter.resume()
 
     def stop(self, *, status: str = "complete", reason: str | None = None, exit_code: int | None = None,
-             extra: dict | None = None) -> Capture:
+             extra: dict | None = None) -> Capture | None:
         """Flush and write the capture folder; returns it loaded. Safe to call once after start().
-        `extra`: more fields for meta.json (how the run ended, where its traceback is)."""
+        `extra`: more fields for meta.json (how the run ended, where its traceback is). In a forked
+        child it does nothing and returns None: the folder is the parent's."""
+        if os.getpid() != self.pid:
+            return None
+        with _signals_held(self):
+            return self._stop(status, reason, exit_code, extra)
+
+    def _stop(self, status, reason, exit_code, extra=None) -> Capture:
         inst = self.instrumenter
         try:
             inst.stop()
         except Exception as e:  # GPU gone, etc.: keep what was written, say why
             status, reason = "incomplete", reason or f"flushing failed: {type(e).__name__}: {e}"
+        if inst.stopped_reason:  # a write failed while recording: what is on disk is kept
+            status = "incomplete"
+            reason = f"{reason}; {inst.stopped_reason}" if reason else inst.stopped_reason
         updates = {
             "status": status,
             "duration_s": round(time.perf_counter() - self._t0, 3),
@@ -164,6 +188,28 @@ def _warn_once(notes: list[str]) -> None:
 
 
 @contextmanager
+def _signals_held(session: Session):
+    """Hold SIGINT and SIGTERM while the folder is finished (main thread only: elsewhere Python
+    cannot set handlers); the first one that arrives is kept in `session.interrupted_by`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def hold(signum, frame):
+        if session.interrupted_by is None:
+            session.interrupted_by = signum
+
+    saved = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            saved[sig] = signal.signal(sig, hold)
+        yield
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
 def profile(out: str | os.PathLike | None = None, **kwargs):
     """Capture everything Torch-TensorRT runs inside the block::
 
@@ -192,7 +238,11 @@ def profile(out: str | os.PathLike | None = None, **kwargs):
         status, reason = "incomplete", f"{what} raised inside trtprof.profile()"
         raise
     finally:
-        result._fill(session.stop(status=status, reason=reason))
+        cap = session.stop(status=status, reason=reason)
+        if cap is not None:  # None in a forked child: the capture is the parent's
+            result._fill(cap)
+        if session.interrupted_by is not None:  # Ctrl-C while finishing: delivered now it is written
+            signal.raise_signal(session.interrupted_by)
 
 
 class _Pending:

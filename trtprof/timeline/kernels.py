@@ -35,6 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from trtprof import _files
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -201,10 +203,8 @@ def to_table(records, seq=None) -> pa.Table:
 
 def write(folder, records, seq=None) -> Path:
     """kernels.parquet in a capture folder (an exclusive temporary, then renamed: never half a file)."""
-    from trtprof import _files
-
     path = Path(folder) / FILE
-    with _files.atomic_path(path) as tmp:
+    with _files.atomic_path(path) as tmp:  # an exclusive random temporary: never through a planted link
         pq.write_table(to_table(records, seq), tmp, compression="zstd")
     return path
 

@@ -101,7 +101,9 @@ class CaptureWriter:
                                    ExitCode.BAD_OUTPUT)
             self.meta = dict(meta, schema_version=schema.SCHEMA_VERSION, status="running")
             _write_json(self.folder / META, self.meta)
-            self._sink = pa.OSFile(str(self.folder / SPILL), "wb")
+            # created exclusively and without following links: a planted timeline.arrows link is refused
+            fd = os.open(self.folder / SPILL, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o666)
+            self._sink = pa.PythonFile(os.fdopen(fd, "wb", buffering=0), mode="w")  # unbuffered, like OSFile
             self._stream = pa.ipc.new_stream(self._sink, schema.ARROW_SCHEMA)
         except BaseException as e:
             (self.folder / LOCK).unlink(missing_ok=True)
@@ -126,6 +128,7 @@ class CaptureWriter:
         self._kstream.write_table(kernels.to_table(records))
         self._ksink.flush()
         self.kernel_records += len(records["start_ns"])
+        self.meta_error = None  # why meta.json could not be finished, if it could not
 
     def write(self, records: list[list]) -> None:
         """Append a batch of raw records; flushed to disk at once so a crash keeps it."""
@@ -152,18 +155,30 @@ class CaptureWriter:
         spill, final = self.folder / SPILL, self.folder / TIMELINE
         fill = self._attribute_kernels(spill)
         try:
-            self.meta["rows"] = _spill_to_parquet(spill, final, fill)
-        except (pa.ArrowException, OSError) as e:
-            self.meta.update(status="incomplete", rows=self.rows,
-                             incomplete_reason=f"the parquet timeline could not be written ({_first_line(e)}); "
-                                               f"the rows are in {SPILL}")
-            _write_json(self.folder / META, self.meta)
-        else:
-            _write_json(self.folder / META, self.meta)
-            spill.unlink()
-            (self.folder / KERNEL_SPILL).unlink(missing_ok=True)
-        (self.folder / LOCK).unlink(missing_ok=True)
+            try:
+                self.meta["rows"] = _spill_to_parquet(spill, final, fill)
+            except (pa.ArrowException, OSError) as e:
+                self.meta.update(status="incomplete", rows=self.rows,
+                                 incomplete_reason=f"the parquet timeline could not be written ({_first_line(e)}); "
+                                                   f"the rows are in {SPILL}")
+                self._write_meta()
+            else:
+                if self._write_meta():
+                    spill.unlink(missing_ok=True)
+                    (self.folder / KERNEL_SPILL).unlink(missing_ok=True)
+        finally:
+            (self.folder / LOCK).unlink(missing_ok=True)
         return self.folder
+
+    def _write_meta(self) -> bool:
+        """meta.json, atomically; False when the disk refuses it (the old one stays, and says
+        "running", which the loader reports as incomplete)."""
+        try:
+            _write_json(self.folder / META, self.meta)
+            return True
+        except OSError as e:
+            self.meta_error = _first_line(e)
+            return False
 
     def _attribute_kernels(self, spill: Path):
         """Attribute the spilled kernel records to the rows (kernels.parquet is written here); returns
@@ -243,8 +258,22 @@ def _spill_to_parquet(spill: Path, final: Path, fill=None) -> int:
     return rows
 
 
-def _iter_spill(path: Path):
-    """Every complete batch of an IPC stream, even one cut off mid-write (a crash)."""
+def _iter_spill(path: Path, strict: bool = False):
+    """Every complete batch of an IPC stream, even one cut off mid-write (a crash).
+
+    `strict` (loading): a spill that cannot be opened, or whose stream does not even begin with a
+    schema, is not a trtprof spill (CaptureError, exit 5), except an empty file: a process killed
+    before its writer started. A stream cut off after its schema keeps what was read."""
+    if strict:
+        try:
+            with pa.OSFile(str(path), "rb") as f:
+                if f.size() == 0:
+                    return
+                pa.ipc.open_stream(f)
+        except (pa.ArrowException, OSError) as e:
+            what = f"cannot read {path}: {e.strerror}" if isinstance(e, OSError) and e.strerror else \
+                f"{path} is not a readable Arrow stream ({_first_line(e)})"
+            raise CaptureError(what) from None
     try:
         with pa.OSFile(str(path), "rb") as f, pa.ipc.open_stream(f) as reader:
             while True:
@@ -259,7 +288,7 @@ def _iter_spill(path: Path):
 
 def _read_spill(path: Path) -> pa.Table:
     """The spill stream as one table (for loading: the DataFrame holds it all anyway)."""
-    batches = list(_iter_spill(path))
+    batches = list(_iter_spill(path, strict=True))
     if not batches:
         return schema.ARROW_SCHEMA.empty_table()
     return pa.Table.from_batches(batches)
@@ -293,6 +322,8 @@ def load_capture(path: str | os.PathLike) -> Capture:
     elif has_spill:
         try:
             table = _read_spill(folder / SPILL)
+        except CaptureError:
+            raise
         except Exception as e:  # noqa: BLE001
             raise CaptureError(f"{folder / SPILL} is not a readable Arrow stream ({_first_line(e)})") from None
     else:
@@ -332,8 +363,13 @@ def _load_meta(folder: Path) -> dict:
     try:
         if not p.is_file():
             raise CaptureError(f"{folder} has no {META}: not a trtprof capture")
-        meta = json.loads(p.read_bytes())
-    except (ValueError, OSError, RecursionError) as e:  # bad JSON or UTF-8, unreadable, absurdly nested
+        data = p.read_bytes()
+    except OSError as e:  # permissions, a folder of that name: not a question of JSON
+        raise CaptureError(f"cannot read {p}: {e.strerror or _first_line(e)}") from None
+    try:
+        # NaN / Infinity are not JSON: read as null, so no consumer (export, report) meets them
+        meta = json.loads(data, parse_constant=lambda _: None)
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, absurdly nested
         raise CaptureError(f"{p} is not valid JSON ({_first_line(e)})") from None
     if not isinstance(meta, dict) or "schema_version" not in meta:
         raise CaptureError(f"{p} is not trtprof metadata")
