@@ -4,7 +4,7 @@
 
 Writes summary.txt into each capture folder (per-subgraph summary, latency by mode and by shape, the
 pre-allocation verdict with its 95 % bootstrap CI, exposed allocation per inference, shape-change
-frequency) and prints one Markdown table row per capture for the README.
+frequency) and prints one Markdown table row per capture for docs/measurements.md.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ reaches the console, hostile names stay text; a screenshot is kept for people to
 
 Skipped without chromium on a developer machine; in CI (CI=true) chromium is required, and
 scripts/test.sh installs it. The screenshot goes to build/report-screenshot.png (TRTPROF_UPDATE_DOCS=1
-also writes docs/report.png, the one the README shows).
+also writes docs/report.png, the one docs/report.md shows).
 """
 import os
 import re

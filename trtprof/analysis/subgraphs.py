@@ -2,7 +2,7 @@
 report both show.
 
 One implementation on purpose: the terminal summary printed at the end of `trtprof capture` and the
-report's table used to compute their medians over different rows. The rules come from the timeline
+report's table must compute their medians over the same rows, or they disagree. The rules come from the timeline
 contract: calls are counted on `schema.call_rows` (every call, excluded ones too), times are taken
 over the calls that are kept (`schema.kept`: excluded calls are left out of timing statistics only),
 GPU times over `schema.timed_rows`. Allocation counts cover every allocation; allocation times, like

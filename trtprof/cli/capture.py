@@ -59,7 +59,7 @@ def capture(module, output, quiet, prealloc, cpp_allocs, level, sample, kernels,
     \b
     Example:
       trtprof capture examples/bert_prealloc.py --python-runtime
-      trtprof capture -o reports/bert -m mypkg.infer --batch 8
+      trtprof capture -o reports/infer -m examples.infer --batch 8
       trtprof capture --prealloc alternate:100 examples/bert_prealloc.py
       trtprof capture --level minimal --sample 10 examples/bert_prealloc.py
       trtprof capture --nsys examples/bert_prealloc.py
@@ -88,7 +88,8 @@ def capture(module, output, quiet, prealloc, cpp_allocs, level, sample, kernels,
 
         common.echo(summary_text.render(subgraphs.table(cap.timeline)), err=True)
         status = "" if cap.complete else " (incomplete)"
-        common.echo(f"capture written{status}: {common.clean(cap.path)}/ ({len(cap.timeline)} rows); "
+        rows = f"{len(cap.timeline)} rows" + (", so no report" if cap.timeline.empty and not no_report else "")
+        common.echo(f"capture written{status}: {common.clean(cap.path)}/ ({rows}); "
                    f"load it with trtprof.load({str(cap.path)!r})", err=True)
     if not no_report:
         _report(cap, quiet)
@@ -127,9 +128,7 @@ def _under_nsys(target, args, options, module, output, quiet, nsys_args, no_repo
 def _report(cap, quiet: bool) -> None:
     """Write report.html next to the timeline; a failure is a note, never the script's exit code."""
     if cap.timeline.empty:
-        if not quiet:  # a fact about the output, not an error: no "trtprof:" prefix
-            click.echo("no report.html: the capture holds no rows", err=True)
-        return
+        return  # "capture written: ... (0 rows, so no report)" said it
     try:
         path = common.write_report(cap)
     except common.TrtprofError as e:

@@ -23,9 +23,9 @@ def nsys_import(capture_path, report, quiet):
 
     \b
     Example:
-      nsys profile -t cuda,nvtx -o run python -m trtprof capture -o reports/bert job.py
-      trtprof nsys-import reports/bert run.nsys-rep
-      trtprof nsys-import reports/bert            # after trtprof capture --nsys
+      nsys profile -t cuda,nvtx -o run trtprof capture -o reports/run job.py
+      trtprof nsys-import reports/run run.nsys-rep
+      trtprof nsys-import reports/run             # after trtprof capture --nsys
     """
     from trtprof.nsys import importer
     from trtprof.render import nsys_text

@@ -19,7 +19,7 @@ from trtprof.errors import NsysError
 NSYS_PARQUET = "nsys.parquet"
 NSYS_JSON = "nsys.json"
 
-# extra per-row columns of nsys.parquet: name -> (arrow type, meaning); the README lists them
+# extra per-row columns of nsys.parquet: name -> (arrow type, meaning); docs/recording.md lists them
 COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "seq": (pa.int64(), "the timeline row (`seq`) these values belong to"),
     "nsys_match": (pa.string(), "nvtx: joined to its NVTX range; window: no range of its own (C++ runtime call "
