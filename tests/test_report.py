@@ -13,7 +13,7 @@ from trtprof.errors import ExitCode
 from trtprof.analysis import report as analysis_report
 from trtprof.cli import main
 from trtprof.timeline.store import CaptureWriter, load_capture
-from trtprof.render import figures
+from trtprof.render import figures, timeline_fig
 from report_helpers import EmptyCaptureError, render, write_report
 
 EVIL = ["<script>alert(1)</script>", "\"'><img src=x onerror=alert(1)>"]
@@ -253,7 +253,7 @@ def test_python_lane_is_the_rest_of_the_inference():
                   dict(event="alloc", host=(10, 20)), dict(event="exec", host=(18, 30)),
                   dict(event="fallback", subgraph="_run_on_gpu_1", subgraph_kind="fallback", host=(50, 60)),
                   dict(event="call", inference=1, host=(200, 260)), dict(event="exec", inference=1, host=(210, 260))])
-    py = figures.python_intervals(rows)
+    py = timeline_fig.python_intervals(rows)
     assert py[["inference", "start_ns", "end_ns"]].values.tolist() == [[0, 0, 10], [0, 30, 50], [0, 60, 100],
                                                                          [1, 200, 210]]
 

@@ -13,6 +13,8 @@ import shlex
 
 import pandas as pd
 
+from trtprof.render.figures import Fig
+
 MAX_TABLE_ROWS = 200
 
 
@@ -81,7 +83,7 @@ class Figures:
     def __call__(self, fig) -> str:
         import plotly.io as pio
 
-        js = pio.to_json(fig, validate=False, engine="json")
+        js = pio.to_json(fig.to_dict() if isinstance(fig, Fig) else fig, validate=False, engine="json")
         js = js.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
         self.n += 1
         return (f'<div class="trtprof-fig" id="fig{self.n}"></div>\n'

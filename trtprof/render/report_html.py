@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from trtprof._version import __version__
 from trtprof.analysis import shapes as shape_analysis
 from trtprof.analysis import report as analysis
-from trtprof.render import figures
+from trtprof.render import figures, timeline_fig
 from trtprof.render.nsys_html import section as nsys_section
 from trtprof.render.page import Figures, command, document, e, ms, nbytes, num as _num, pct, table, us
 
@@ -116,17 +116,22 @@ def _recommendations(r: Results) -> str:
 
 
 def _timeline(cap: Capture, r: Results, fig) -> str:
-    win, centre, why = figures.choose_window(cap.timeline, r.infs, r.changes, r.latency)
+    win, centre, why = timeline_fig.choose_window(cap.timeline, r.infs, r.changes, r.latency)
+    gpu = ("kernel spans (first kernel start to last kernel end) drawn solid over faint CUDA-event "
+           "brackets" if r.kernels else "CUDA-event brackets, which include the GPU waiting for the host "
+           "(no kernel activity was recorded)")
     parts = ["<h2 id='timeline'>3. Timeline</h2>",
              '<p class="muted">One host-clock axis. Host lanes: the inference call, output allocations (red: '
-             "before execution, on the critical path; green: after the enqueue, for the next call, overlapping "
-             "the GPU; purple: forced re-allocation because the input shape changed), enqueues, PyTorch "
-             "fallbacks, and Python in between (host time inside the inference not covered by those). GPU lanes: one per CUDA stream, engines in blue and fallback kernels in orange; grey: the "
-             "GPU idle between subgraphs. An allocation is hidden where a GPU bar lies under it.</p>"]
+             "before execution, on the critical path; green: after the enqueue, for the next call; a "
+             "re-allocation with pre-allocated outputs on has its own colour per cause: the first call after "
+             "switching on, an input shape change, or outputs the caller kept), enqueues, PyTorch fallbacks, "
+             "and Python in between (host time inside the inference not covered by those). GPU lanes: one per "
+             f"CUDA stream, named by its role; engines in blue, fallbacks in orange, as {e(gpu)}; grey: the GPU "
+             "idle between subgraphs.</p>"]
     if win.empty:
         parts.append('<p class="muted">no inference recorded: nothing to draw</p>')
     else:
-        parts.append(fig(figures.timeline_figure(cap.timeline, win, centre, why, r.allocs, r.gaps)))
+        parts.append(fig(timeline_fig.timeline_figure(cap.timeline, win, centre, why, r.allocs, r.gaps, r.streams)))
     return "".join(parts)
 
 
