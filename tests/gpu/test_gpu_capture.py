@@ -134,11 +134,15 @@ def _check_prealloc(df, plan):
         prev_on = row.inference > 0 and plan[row.inference - 1]["prealloc"]
         expect = plan[row.inference]["prealloc"] and prev_on and row.inference not in changed
         assert used == expect, row.to_dict()
-    # a shape change with pre-allocation on throws the buffers away: a fresh allocation before exec
+    # a shape change with pre-allocation on throws the buffers away: a fresh allocation before exec,
+    # and the call still pre-allocates for the next one after its enqueue: two passes, two rows
     for i in changed:
         if plan[i]["prealloc"]:
             rows = calls[calls.inference == i]
             assert rows.reallocated.astype(bool).all()
+            for sub in rows.subgraph:
+                phases = sorted(allocs[(allocs.inference == i) & (allocs.subgraph == sub)].alloc_phase)
+                assert phases == ["after_enqueue", "before_exec"], (i, sub, phases)
 
 
 @pytest.mark.parametrize("runtime", ["cpp", "python"])
@@ -179,8 +183,9 @@ def test_cpp_allocations_inside_calls(captured):
 
 
 def test_exported_program_reported(tmp_path):
-    """A saved and re-loaded program calls execute_engine as a function: reported, not missed.
-    torch_tensorrt.save runs while the capture is active (tracing must pass through the hooks)."""
+    """A saved and re-loaded program calls execute_engine from its graph, with no runtime module: the
+    op path records its engine call like the live module's. torch_tensorrt.save runs while the
+    capture is active (tracing must pass through the hooks)."""
     import torch
     import torch_tensorrt
 
@@ -193,8 +198,11 @@ def test_exported_program_reported(tmp_path):
         loaded = torch_tensorrt.load(str(tmp_path / "m.ep")).module()
         y = loaded(x)
         assert (y.float() - model(x).float()).abs().max().item() < 5e-2
-    assert (cap.timeline.event == "exec").sum() == 1  # the compiled module's call only
-    assert any("execute_engine directly" in n for n in cap.meta["notes"]), cap.meta["notes"]
+    ex = cap.timeline[cap.timeline.event == "exec"]
+    assert len(ex) == 2, (cap.meta.get("notes"), cap.timeline[["event", "model", "subgraph"]].to_string())
+    assert set(ex.subgraph) == {"_run_on_acc_0"}
+    assert "op" in cap.meta["capture_path"]
+    assert not any("not adopted" in n for n in cap.meta["notes"]), cap.meta["notes"]
 
 
 def test_kernels_on_every_timed_row(captured):
