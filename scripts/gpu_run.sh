@@ -2,7 +2,7 @@
 # One device session's work, in order of importance, each step time-boxed; everything ends up in
 # OUT/gpu-results.tar.gz (the device returns at most 8 files).
 #   source .trtbundle/activate.sh && bash scripts/gpu_run.sh "$OUT" [steps...]
-# steps: probe tests python-only kernel-acc bench-kernels bert bench bench-broken hooks nsys nsys-acc profile cases (default: tests bert bench nsys)
+# steps: probe tests python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken hooks nsys nsys-acc profile cases (default: tests bert bench nsys)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$1; shift
@@ -50,10 +50,11 @@ for s in $steps; do
   bench-kernels)
     log "bench kernels"; timeout 300 python3 bench/bench_overhead.py --runtime cpp --toggle --blocks 16 \
       --toggle-configs trtprof,trtprof-nokernels,trtprof-s10,trtprof-nokernels-s10 --modes none,trtprof,trtprof-s10,torch.profiler \
-      --nsys --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-kernels.txt"
-    log "bench kernels broken"; timeout 300 python3 bench/bench_overhead.py --runtime cpp --graph-breaks --toggle --blocks 8 \
+      --nsys --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-kernels.txt";;
+  bench-kernels-broken)
+    log "bench kernels broken"; timeout ${BKB_TIMEOUT:-300} python3 bench/bench_overhead.py --runtime cpp --graph-breaks --toggle --blocks ${BKB_BLOCKS:-8} \
       --toggle-configs trtprof,trtprof-nokernels,trtprof-s10,trtprof-nokernels-s10 --modes none,trtprof,trtprof-s10,torch.profiler \
-      --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-kernels-broken.txt";;
+      --nsys --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-kernels-broken.txt";;
   nsys-acc)
     log "nsys accuracy"; timeout 590 python3 bench/nsys_accuracy.py --out "$w/nsys-acc" --timeout 280 2>&1 | quiet > "$w/nsys-accuracy.txt"
     log "nsys accuracy rc=${PIPESTATUS[0]}"; find "$w/nsys-acc" \( -name '*.sqlite' -o -name '*.nsys-rep' \) -delete;;

@@ -26,6 +26,6 @@ step rows python3 -c "
 import sys, trtprof
 c = trtprof.load_capture(sys.argv[1])
 print('capture_path', c.meta.get('capture_path'), 'torch_tensorrt', c.meta.get('torch_tensorrt'))
-print(c.timeline.groupby(['kind', 'subgraph'], dropna=False).size().to_string())
+print(c.timeline.groupby(['event', 'subgraph'], dropna=False).size().to_string())
 print('notes', c.meta.get('notes'))" "$out/python-only-cap"
 tail -c 6000 "$log"

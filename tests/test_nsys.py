@@ -460,3 +460,36 @@ def test_full_report_includes_the_section(real_sqlite, capture_copy):
     importer.import_report(capture_copy, real_sqlite)
     page = render(trtprof.load_capture(capture_copy), n_boot=50)
     assert "Nsight Systems: CUDA event brackets against kernels" in page
+
+
+def test_report_takes_kernels_from_the_import(real_sqlite, capture_copy):
+    """Without kernel activity of its own, the report draws nsys's kernel spans and measures hidden vs
+    exposed against them; rows that have their own kernel data keep it."""
+    pytest.importorskip("plotly")
+    from report_helpers import render
+    from trtprof.analysis.report import analyse
+
+    importer.import_report(capture_copy, real_sqlite)
+    cap = trtprof.load_capture(capture_copy)
+    view = importer.report_view(cap)
+    assert cap.timeline["kernel_first_ns"].isna().all()
+    seen, n = importer.with_nsys_kernels(cap, view)
+    rows = view.rows.set_index("seq")
+    gpu = seen.timeline[seen.timeline["event"].isin(["exec", "fallback"])]
+    filled = gpu[gpu["kernel_first_ns"].notna()]
+    assert n == len(filled) == view.filled > 0
+    got = rows.loc[filled["seq"].to_numpy()]
+    assert (filled["kernel_first_ns"].to_numpy() == got["nsys_gpu_start_ns"].to_numpy()).all()
+    assert (filled["kernel_busy_ns"].to_numpy() == got["nsys_busy_ns"].to_numpy()).all()
+    assert (filled["kernel_busy_ns"] <= filled["kernel_last_ns"] - filled["kernel_first_ns"]).all()
+    assert cap.timeline["kernel_first_ns"].isna().all()  # the loaded capture itself is not changed
+    assert analyse(seen.timeline, n_boot=20).busy_source == "kernel spans"
+    page = render(cap, n_boot=20)
+    assert "kernel spans from the Nsight Systems import" in page and f"{n} calls" in page
+    # a row with kernel data of its own keeps it
+    own = cap.timeline.copy()
+    i = own.index[own["seq"] == filled["seq"].iat[0]][0]
+    own.loc[i, ["kernel_first_ns", "kernel_last_ns", "kernel_busy_ns", "kernel_count"]] = [1, 2, 1, 1]
+    again, m = importer.with_nsys_kernels(type(cap)(timeline=own, meta=cap.meta, path=cap.path), view)
+    assert m == n - 1 and again.timeline.loc[i, "kernel_first_ns"] == 1
+    assert importer.with_nsys_kernels(cap, None) == (cap, 0)

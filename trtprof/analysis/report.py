@@ -119,15 +119,18 @@ def gap_reason(df: pd.DataFrame, gaps: pd.DataFrame, gpu_times: bool) -> str:
             "previous one ended")
 
 
-def analyse(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED, kernels: pd.DataFrame | None = None) -> Results:
-    """Run every analysis once over a timeline (`kernels`: the capture's kernels.parquet, if any)."""
+def analyse(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED, kernels: pd.DataFrame | None = None,
+            meta: dict | None = None) -> Results:
+    """Run every analysis once over a timeline (`kernels`: the capture's kernels.parquet, if any;
+    `meta`: its meta.json, else `df.attrs['trtprof']` as `trtprof.load` sets it)."""
     infs = overlap.inferences(df)
     lat = inference_latency(df, infs)
     allocs, caveat = _overlap_known(df, overlap.alloc_overlap(df, kernels))
     gaps = overlap.gpu_gaps(df, infs)
     gpu_times = overlap.has_gpu_times(df)
     changes = shapes.shape_changes(df, allocs)
-    meta = df.attrs.get("trtprof") if isinstance(df.attrs.get("trtprof"), dict) else {}
+    if meta is None:
+        meta = df.attrs.get("trtprof") if isinstance(df.attrs.get("trtprof"), dict) else {}
     breaks = subgraphs.break_costs(df, gaps, infs)
     freq = shapes.change_frequency(df)
     r = Results(

@@ -152,13 +152,14 @@ def write_report(cap, output=None) -> Path:
     """Analyse the capture, render its report, write it (default: report.html in the capture folder)."""
     need_plotly("HTML reports")
     from trtprof.analysis.report import analyse
-    from trtprof.nsys.importer import report_view
+    from trtprof.nsys.importer import report_inputs
     from trtprof.render import report_html
 
     default = (Path(cap.path) if cap.path else Path.cwd()) / report_html.REPORT
     path = output_path(output, default, [cap.path])
     try:
-        html = report_html.render(cap, analyse(cap.timeline, kernels=cap.kernels), report_view(cap))
+        seen, view = report_inputs(cap)
+        html = report_html.render(seen, analyse(seen.timeline, kernels=cap.kernels, meta=cap.meta), view)
     except TrtprofError:
         raise
     except Exception as e:  # noqa: BLE001 - a capture the analysis cannot make sense of

@@ -92,6 +92,8 @@ class ReportView:
     comparison: pd.DataFrame | None
     summary: dict
     error: str | None = None
+    rows: pd.DataFrame | None = None  # nsys.parquet, keyed by seq
+    filled: int = 0  # GPU rows whose kernel columns the report took from nsys (see `with_nsys_kernels`)
 
 
 def report_view(cap) -> ReportView | None:
@@ -106,4 +108,40 @@ def report_view(cap) -> ReportView | None:
     if got is None:
         return None
     rows, summary = got
-    return ReportView(analysis.compare(cap.timeline, rows), summary)
+    return ReportView(analysis.compare(cap.timeline, rows), summary, rows=rows)
+
+
+# kernel column <- nsys column: nsys's busy and span cover the row's kernels and copies
+_FROM_NSYS = {"kernel_count": "nsys_kernel_count", "kernel_first_ns": "nsys_gpu_start_ns",
+              "kernel_last_ns": "nsys_gpu_end_ns", "kernel_busy_ns": "nsys_busy_ns"}
+
+
+def with_nsys_kernels(cap, view: ReportView | None):
+    """The capture as the report should see it: engine and fallback rows that have no kernel activity
+    of their own (no cupti-python, or CUPTI taken by nsys) get their kernel span and busy time from
+    the nsys import, so the timeline draws nsys's kernels beside trtprof's allocation rows (the C++
+    runtime's allocations come from the caching allocator's log and have no NVTX range of their own)
+    and hidden vs exposed is computed against them. Returns (capture, rows filled); the capture is
+    unchanged when there is nothing to fill."""
+    import dataclasses
+
+    if view is None or view.rows is None or view.rows.empty:
+        return cap, 0
+    df = cap.timeline
+    nsys = view.rows.set_index("seq")
+    gpu = df["event"].isin(["exec", "fallback"]) & df["kernel_first_ns"].isna()
+    seq = df.loc[gpu, "seq"]
+    have = seq[seq.isin(nsys.index[nsys["nsys_gpu_start_ns"].notna() & nsys["nsys_gpu_end_ns"].notna()])]
+    if have.empty:
+        return cap, 0
+    out = df.copy()
+    for col, src in _FROM_NSYS.items():
+        out.loc[have.index, col] = nsys.loc[have.to_numpy(), src].to_numpy()
+    view.filled = len(have)
+    return dataclasses.replace(cap, timeline=out), len(have)
+
+
+def report_inputs(cap):
+    """(the capture as the report sees it, its nsys view): the one way the CLI and tests prepare a report."""
+    view = report_view(cap)
+    return with_nsys_kernels(cap, view)[0], view

@@ -115,11 +115,16 @@ def _recommendations(r: Results) -> str:
     return "".join(parts)
 
 
-def _timeline(cap: Capture, r: Results, fig) -> str:
+def _timeline(cap: Capture, r: Results, fig, nsys=None) -> str:
     win, centre, why = timeline_fig.choose_window(cap.timeline, r.infs, r.changes, r.latency)
-    gpu = ("kernel spans (first kernel start to last kernel end) drawn solid over faint CUDA-event "
-           "brackets" if r.kernels else "CUDA-event brackets, which include the GPU waiting for the host "
-           "(no kernel activity was recorded)")
+    filled = getattr(nsys, "filled", 0)
+    if filled:
+        gpu = (f"kernel spans from the Nsight Systems import (first kernel or copy start to last end, "
+               f"{filled} calls) drawn solid over faint CUDA-event brackets")
+    elif r.kernels:
+        gpu = "kernel spans (first kernel start to last kernel end) drawn solid over faint CUDA-event brackets"
+    else:
+        gpu = "CUDA-event brackets, which include the GPU waiting for the host (no kernel activity was recorded)"
     parts = ["<h2 id='timeline'>3. Timeline</h2>",
              '<p class="muted">One host-clock axis. Host lanes: the inference call, output allocations (red: '
              "before execution, on the critical path; green: after the enqueue, for the next call; a "
@@ -135,12 +140,15 @@ def _timeline(cap: Capture, r: Results, fig) -> str:
     return "".join(parts)
 
 
-def _overlap(r: Results, fig) -> str:
+def _overlap(r: Results, fig, nsys=None) -> str:
+    busy = _BUSY.get(r.busy_source, "nothing (no GPU times)")
+    if getattr(nsys, "filled", 0) and r.busy_source == "kernel spans":
+        busy = "each call's kernel span from the Nsight Systems import (first kernel or copy start to last end)"
     parts = ["<h2 id='overlap'>5. Does allocation overlap GPU execution?</h2>",
              '<p class="muted">For every output allocation, the part of its host time during which the GPU was '
              "busy with any engine or fallback (hidden: free) and the part during which it was idle (exposed: "
              "the GPU waited). Per subgraph and mode, averaged over the inferences of that mode.</p>",
-             f'<p class="muted">GPU busy measured from: <b>{e(_BUSY.get(r.busy_source, "nothing (no GPU times)"))}</b>.</p>']
+             f'<p class="muted">GPU busy measured from: <b>{e(busy)}</b>.</p>']
     if not r.gpu_times:
         parts.append('<p class="card warn">No GPU times: hidden and exposed time cannot be measured. Allocation '
                      "host time per inference:</p>")
@@ -237,8 +245,8 @@ def render(cap: Capture, r: Results, nsys=None) -> str:
     """The report as one HTML string: `r` is `analysis.report.analyse(cap.timeline)`, `nsys` the
     capture's nsys import as `nsys.store.ReportView` (or None)."""
     fig = Figures()
-    body = "".join([_header(cap, r), _headline(r, fig), _recommendations(r), _timeline(cap, r, fig),
-                    _latency(r, fig), _overlap(r, fig), _shapes(r), _subgraphs(r),
+    body = "".join([_header(cap, r), _headline(r, fig), _recommendations(r), _timeline(cap, r, fig, nsys),
+                    _latency(r, fig), _overlap(r, fig, nsys), _shapes(r), _subgraphs(r),
                     nsys_section(nsys), _footer(cap)])
     title = f"trtprof report \u2014 {cap.path.name if cap.path else 'capture'}"
     return document(title, body, fig.n, failed="this report")

@@ -354,7 +354,8 @@ def load_capture(path: str | os.PathLike) -> Capture:
         df = schema.to_frame(table)
     except Exception as e:  # noqa: BLE001 - e.g. a null in an int64 column
         raise CaptureError(f"{folder} has a timeline of the wrong types ({_first_line(e)})") from None
-    df.attrs["trtprof"] = meta
+    # meta is not put in df.attrs here: pandas deep-copies attrs on every operation (a third of a
+    # report's analysis time); `load()`, the DataFrame API, attaches it for users.
     return Capture(timeline=df, meta=meta, path=folder)
 
 
@@ -387,4 +388,6 @@ def _short(value, n: int = 40) -> str:
 
 def load(path: str | os.PathLike) -> pd.DataFrame:
     """The timeline DataFrame of a capture folder; its metadata is in `df.attrs['trtprof']`."""
-    return load_capture(path).timeline
+    cap = load_capture(path)
+    cap.timeline.attrs["trtprof"] = cap.meta
+    return cap.timeline
