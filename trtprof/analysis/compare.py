@@ -80,6 +80,7 @@ class CaptureDiff:
     latency_a: pd.DataFrame  # the selected inferences' latencies (latency.inference_latency rows)
     latency_b: pd.DataFrame
     warnings: list = field(default_factory=list)
+    partition: list = field(default_factory=list)  # how the partitions differ, one phrase per model (empty: same)
     environment: pd.DataFrame | None = None  # key, a, b for the keys that differ
 
     @property
@@ -162,12 +163,13 @@ def _by_shape(a: pd.DataFrame, b: pd.DataFrame, n_boot: int, seed: int, min_n: i
     for s in sorted(set(ka) | set(kb)):
         d = diff_medians(a.loc[(ka == s).to_numpy(), "latency_ns"] / 1e6, b.loc[(kb == s).to_numpy(), "latency_ns"] / 1e6,
                          n_boot=n_boot, seed=seed, min_n=min_n)
-        rows.append([s, d.n_a, d.n_b, d.median_a, d.median_b, d.diff, d.diff_pct, *d.ci_pct, d.significant])
-    return pd.DataFrame(rows, columns=BY_SHAPE_COLUMNS)
+        rows.append([s, d.n_a, d.n_b, d.median_a, d.median_b, d.diff, d.diff_pct, *d.ci_pct,
+                     d.significant if d.enough else pd.NA])
+    return pd.DataFrame(rows, columns=BY_SHAPE_COLUMNS).astype({"significant": "boolean"})
 
 
 # -- per subgraph -------------------------------------------------------------------------------------
-SUBGRAPH_COLUMNS = ["model", "subgraph", "kind", "status", "runtime_a", "runtime_b", "calls_a", "calls_b",
+SUBGRAPH_COLUMNS = ["model", "subgraph", "kind", "kind_a", "kind_b", "status", "runtime_a", "runtime_b", "calls_a", "calls_b",
                     "calls_per_inf_a", "calls_per_inf_b"]
 for _m in ("gpu", "host"):
     SUBGRAPH_COLUMNS += [f"{_m}_us_a", f"{_m}_us_b", f"{_m}_diff_us", f"{_m}_diff_pct", f"{_m}_ci_lo_pct",
@@ -224,6 +226,8 @@ def subgraph_diff(df_a: pd.DataFrame, df_b: pd.DataFrame, chosen_a: pd.DataFrame
                   min_n: int = MIN_N) -> pd.DataFrame:
     """One row per (model, subgraph) in either capture: calls, median GPU and host time per call with
     B - A and its CI, allocations per inference; status both / appeared (B only) / disappeared (A only).
+    `kind` is A's kind where A ran the subgraph, else B's; kind_a / kind_b are each side's (None: absent).
+    A significance is NA where no CI could be computed (the row is in one capture only, or too few calls).
 
     Per-inference figures divide by the compared inferences of the model (rows outside any inference
     have no inference to divide by: NaN for the model "")."""
@@ -234,6 +238,7 @@ def subgraph_diff(df_a: pd.DataFrame, df_b: pd.DataFrame, chosen_a: pd.DataFrame
         ia = sa["info"].loc[key] if key in sa["info"].index else None
         ib = sb["info"].loc[key] if key in sb["info"].index else None
         r = {"model": key[0], "subgraph": key[1], "kind": (ia if ia is not None else ib)["kind"],
+             "kind_a": ia["kind"] if ia is not None else None, "kind_b": ib["kind"] if ib is not None else None,
              "status": "both" if ia is not None and ib is not None else "disappeared" if ib is None else "appeared",
              "runtime_a": ia["runtime"] if ia is not None else None,
              "runtime_b": ib["runtime"] if ib is not None else None,
@@ -244,7 +249,7 @@ def subgraph_diff(df_a: pd.DataFrame, df_b: pd.DataFrame, chosen_a: pd.DataFrame
             d = diff_medians(_values(sa[m], key), _values(sb[m], key), n_boot=n_boot, seed=seed, min_n=min_n)
             r.update({f"{m}_us_a": d.median_a, f"{m}_us_b": d.median_b, f"{m}_diff_us": d.diff,
                       f"{m}_diff_pct": d.diff_pct, f"{m}_ci_lo_pct": d.ci_pct[0], f"{m}_ci_hi_pct": d.ci_pct[1],
-                      f"{m}_significant": d.significant})
+                      f"{m}_significant": d.significant if d.enough else pd.NA})
         for side, s, n in (("a", sa, na), ("b", sb, nb)):
             al = s["alloc"].loc[key] if key in s["alloc"].index else None
             present = (ia if side == "a" else ib) is not None
@@ -252,9 +257,48 @@ def subgraph_diff(df_a: pd.DataFrame, df_b: pd.DataFrame, chosen_a: pd.DataFrame
                 r[f"{col}_{side}"] = (float(al[src]) if al is not None else 0.0) / n if present else np.nan
         out.append(r)
     res = pd.DataFrame(out, columns=SUBGRAPH_COLUMNS)
+    for m in ("gpu", "host"):
+        res[f"{m}_significant"] = res[f"{m}_significant"].astype("boolean")
     if res.empty:
         return res
     return schema.sort_subgraphs(res)
+
+
+# -- partitions ---------------------------------------------------------------------------------------
+def _names(names, limit: int = 5) -> str:
+    names = list(names)
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _per_inf(subs: pd.DataFrame, side: str, kind: str) -> float:
+    return float(subs.loc[subs[f"kind_{side}"] == kind, f"calls_per_inf_{side}"].sum())
+
+
+def partition_diff(subs: pd.DataFrame, models) -> list[str]:
+    """How the partition of each model run in both captures differs, one phrase per model that
+    differs: subgraph names only in A or only in B, a name whose kind changed (engine / fallback), and
+    engine and fallback calls per compared inference. Empty when every model's partition is the same."""
+    out = []
+    for model in models:
+        s = subs[subs["model"] == model]
+        parts = []
+        for status, side in (("disappeared", "only in A"), ("appeared", "only in B")):
+            names = s.loc[s["status"] == status, "subgraph"]
+            if len(names):
+                parts.append(f"subgraphs {side}: {_names(names)}")
+        both = s[s["status"] == "both"]
+        kinds = both[both["kind_a"] != both["kind_b"]]
+        if len(kinds):
+            parts.append("kind changed: " + _names(f"{n} ({a} \u2192 {b})" for n, a, b in
+                                                   zip(kinds["subgraph"], kinds["kind_a"], kinds["kind_b"])))
+        for kind in ("engine", "fallback"):
+            na, nb = _per_inf(s, "a", kind), _per_inf(s, "b", kind)
+            if round(na, 2) != round(nb, 2):
+                parts.append(f"{kind} calls per inference {na:.3g} \u2192 {nb:.3g}")
+        if parts:
+            out.append(f"{model}: " + "; ".join(parts))
+    return out
 
 
 # -- the whole comparison -----------------------------------------------------------------------------
@@ -282,6 +326,11 @@ def compare_timelines(df_a: pd.DataFrame, df_b: pd.DataFrame, *, mode: str = "al
     res = CaptureDiff(selection=sel, models=models, subgraphs=subs, models_only_a=sorted(ma - mb),
                       models_only_b=sorted(mb - ma), gpu_times_a=ga, gpu_times_b=gb,
                       latency_a=chosen_a.reset_index(drop=True), latency_b=chosen_b.reset_index(drop=True))
+    res.partition = partition_diff(subs, sorted(ma & mb))
+    if res.partition:
+        res.warnings.append("the captures have different partitions (" + " | ".join(res.partition) + "): "
+                            "subgraphs are matched by name, so compare per-subgraph rows with care; the "
+                            "end-to-end difference includes the change of partition")
     if ga != gb:
         res.warnings.append(f"only {'A' if ga else 'B'} has GPU times: its latencies include GPU completion, the "
                             "other's are host times only, so the end-to-end difference is not like for like")

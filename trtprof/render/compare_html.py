@@ -35,7 +35,10 @@ def _pct(v) -> str:
 
 
 def _flag(v) -> str:
-    return "yes" if v is True or v == 1 else "no"
+    """yes / no, or "-" where no significance applies (a row in one capture only, too few values)."""
+    if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+        return "-"
+    return "yes" if bool(v) else "no"
 
 
 # -- figures ----------------------------------------------------------------------------------------------
@@ -132,7 +135,7 @@ def _end_to_end(res: CaptureDiff, fig) -> str:
         d = m.latency
         rows.append({"model": m.model, "input_shapes": "all compared", "n_a": d.n_a, "n_b": d.n_b,
                      "median_a_ms": d.median_a, "median_b_ms": d.median_b, "diff_ms": d.diff, "diff_pct": d.diff_pct,
-                     "ci_lo_pct": d.ci_pct[0], "ci_hi_pct": d.ci_pct[1], "significant": d.significant})
+                     "ci_lo_pct": d.ci_pct[0], "ci_hi_pct": d.ci_pct[1], "significant": d.significant if d.enough else None})
         if len(m.by_shape) > 1:
             rows += [dict(r, model=m.model) for r in m.by_shape.to_dict("records")]
     cols = [("model", "model", None), ("input_shapes", "input shapes", None), ("n_a", "inferences A", str),
