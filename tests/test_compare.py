@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from synthetic import frame, hostile, timeline, write_capture
 from test_report import ALLOWED_TAGS, _one_line_error, check_page, figure_scripts
-from trtprof.errors import ExitCode
+from trtprof.errors import ExitCode, UsageError
 from trtprof.analysis import compare
 from trtprof.cli import main
 from trtprof.cli.compare import default_output
@@ -197,7 +197,8 @@ def test_mode_mix_that_differs_is_warned_about():
     a = engines(n, seed=12, prealloc=np.zeros(n, bool))
     b = engines(n, seed=13, prealloc=np.ones(n, bool))
     assert any("different proportions" in w for w in compare.compare_timelines(a, b).warnings)
-    assert not compare.compare_timelines(a, b, mode="off").models[0].latency.enough
+    with pytest.raises(UsageError, match=r"--mode off: B has no inference with pre-allocated outputs off"):
+        compare.compare_timelines(a, b, mode="off")
 
 
 def test_only_common_input_shapes_are_compared_by_default():
@@ -353,8 +354,8 @@ def test_cli_prints_the_comparison_and_writes_the_page(pair, tmp_path, monkeypat
     assert "_run_on_acc_0" in res.stdout and len(res.stdout.splitlines()) < 50
     assert "comparison written: compare-run1-vs-run2.html" in res.stderr
     assert (tmp_path / "compare-run1-vs-run2.html").stat().st_size > 3_000_000
-    res = cli(*pair, "--no-html", "--mode", "on")  # no inference ran with pre-allocated outputs on
-    assert res.exit_code == 0 and "comparison written" not in res.stderr and "too few inferences" in res.stdout
+    res = cli(*pair, "--no-html")
+    assert res.exit_code == 0 and "comparison written" not in res.stderr and "B is " in res.stdout
 
 
 def test_help_has_an_example():
@@ -366,6 +367,40 @@ def test_help_has_an_example():
 def test_default_output_name():
     assert default_output("reports/cases/small-cpp", "reports/x/") == Path("compare-small-cpp-vs-x.html")
     assert default_output("a b/<c>", "d/timeline.parquet") == Path("compare-_c_-vs-d.html")
+
+
+def test_a_mode_one_capture_never_ran_is_a_usage_error(tmp_path):
+    n = 60
+    off = write_capture(engines(n, seed=30, prealloc=np.zeros(n, bool)), tmp_path / "off")
+    mixed = write_capture(engines(n, seed=31, prealloc=np.arange(n) >= n // 2), tmp_path / "mixed")
+    res = cli(off, mixed, "--mode", "on", "--no-html")
+    _one_line_error(res, ExitCode.USAGE)
+    assert "--mode on: A has no inference with pre-allocated outputs on" in res.output
+    assert "A: off (60); B: off (30), on (30)" in res.output and "appeared" not in res.output
+    res = cli(mixed, off, "--mode", "on", "--no-html")
+    _one_line_error(res, ExitCode.USAGE)
+    assert "--mode on: B has no" in res.output
+    both = cli(off, off, "--mode", "on", "--no-html")
+    _one_line_error(both, ExitCode.USAGE)
+    assert "A and B have no inference" in both.output
+    assert cli(off, mixed, "--mode", "off", "--no-html").exit_code == 0
+
+
+def test_a_shape_neither_capture_ran_is_a_usage_error(tmp_path):
+    n = 60
+    shapes = [f"(1,{8 * (i % 9 + 1)})" for i in range(n)]  # nine shapes in A
+    fa = write_capture(engines(n, seed=32, shapes=shapes), tmp_path / "a")
+    fb = write_capture(engines(n, seed=33, shapes=["(1,8)"] * n), tmp_path / "b")
+    res = cli(fa, fb, "--shape", "(2,8)", "--no-html")
+    _one_line_error(res, ExitCode.USAGE)
+    out = res.output
+    assert "--shape (2,8): no compared inference ran with this input shape" in out
+    assert "in A: (1,8) (7), (1,16) (7)," in out and "and 3 more" in out and "in B: (1,8) (60)" in out
+    ok = cli(fa, fb, "--shape", "(1, 16)", "--no-html")  # in A only, spaces ignored: compared, and says why not
+    assert ok.exit_code == 0 and "too few inferences" in ok.stdout and "input shapes (1,16)" in ok.stdout
+    evil = cli(fa, fb, "--shape", "\x1b[2J<b>", "--no-html")
+    _one_line_error(evil, ExitCode.USAGE)
+    assert "\x1b" not in evil.output and "\\x1b[2J<b>" in evil.output
 
 
 def test_cli_errors_are_one_line(pair, tmp_path):
@@ -466,7 +501,11 @@ def test_any_pair_of_timelines_compares_and_renders(a, b, mode):
     from trtprof.timeline.store import Capture
     from trtprof.render import compare_html
 
-    res = compare.compare_timelines(a, b, mode=mode, n_boot=50)
+    try:
+        res = compare.compare_timelines(a, b, mode=mode, n_boot=50)
+    except UsageError as e:  # a mode one of them never ran: said in one line
+        assert mode != "all" and str(e).startswith(f"--mode {mode}: ") and "\n" not in str(e)
+        return
     assert set(res.subgraphs["status"]) <= {"both", "appeared", "disappeared"}
     assert len(res.subgraphs) == len(res.subgraphs[["model", "subgraph"]].drop_duplicates())
     for m in res.models:

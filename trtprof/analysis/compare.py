@@ -25,6 +25,7 @@ import pandas as pd
 from trtprof.analysis import overlap
 from trtprof.analysis.bootstrap import MIN_N, N_BOOT, SEED, Diff, diff_medians, fmt_ms, fmt_pcts
 from trtprof.analysis.latency import dur, inference_latency
+from trtprof.errors import UsageError
 from trtprof.timeline import schema
 
 if TYPE_CHECKING:  # the container only: analysis never depends on the store
@@ -102,15 +103,44 @@ def _shape_key(s: pd.Series) -> pd.Series:
     return s.astype(object).where(s.notna(), "(unknown)").astype(str)
 
 
+def _counts(keys: pd.Series, limit: int = 6, width: int = 60) -> str:
+    """'off 59, on 20': each value and how often, the most frequent first, at most `limit` of them."""
+    vc = keys.value_counts()
+    if vc.empty:
+        return "none"
+    items = [f"{k if len(k) <= width else k[:width - 1] + chr(0x2026)} ({n})" for k, n in vc.head(limit).items()]
+    return ", ".join(items) + (f" and {len(vc) - limit} more" if len(vc) > limit else "")
+
+
+def _check_mode(lat_a: pd.DataFrame, lat_b: pd.DataFrame, mode: str) -> None:
+    """--mode on / off where a capture has no inference in that mode compares nothing: a usage error
+    that says which modes each capture has."""
+    if mode == "all":
+        return
+    missing = [side for side, lat in (("A", lat_a), ("B", lat_b)) if not (_select(lat, mode)["mode"] == mode).any()]
+    if missing:
+        have = "; ".join(f"{side}: {_counts(_select(lat, 'all')['mode'].astype(str))}"
+                         for side, lat in (("A", lat_a), ("B", lat_b)))
+        raise UsageError(f"--mode {mode}: {' and '.join(missing)} ha{'s' if len(missing) == 1 else 've'} no "
+                         f"inference with pre-allocated outputs {mode} (modes of the included inferences, "
+                         f"{have}); use --mode all or the mode both captures ran")
+
+
+def _nospace(s: str) -> str:
+    return "".join(str(s).split())
+
+
 def select(lat_a: pd.DataFrame, lat_b: pd.DataFrame, mode: str = "all",
            shape: str = SHAPES_COMMON) -> tuple[pd.DataFrame, pd.DataFrame, Selection]:
     """The inferences of each side that are compared, and the Selection that says which.
 
     shape: "common" (input shapes run in both captures), "all" (no restriction), or one shape
-    string such as "(1,128);(1,128)".
+    string such as "(1,128);(1,128)" (spaces ignored). A mode or a shape that no compared inference
+    of either capture ran with is a UsageError naming those that did.
     """
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    _check_mode(lat_a, lat_b, mode)
     a, b = _select(lat_a, mode), _select(lat_b, mode)
     sel = Selection(mode=mode, shape=shape)
     ka, kb = _shape_key(a["input_shapes"]), _shape_key(b["input_shapes"])
@@ -122,8 +152,11 @@ def select(lat_a: pd.DataFrame, lat_b: pd.DataFrame, mode: str = "all",
         if keep is not None:
             sel.shapes = sorted(keep)
     else:
-        keep = {shape}
-        sel.shapes = [shape]
+        keep = {k for k in set(ka) | set(kb) if _nospace(k) == _nospace(shape)}
+        if not keep:
+            raise UsageError(f"--shape {shape}: no compared inference ran with this input shape; shapes "
+                             f"(inferences) in A: {_counts(ka)}; in B: {_counts(kb)}")
+        sel.shapes = sorted(keep)
     if keep is not None:
         ma, mb = ka.isin(keep), kb.isin(keep)
         sel.dropped_shapes_a, sel.dropped_shapes_b = int((~ma).sum()), int((~mb).sum())
