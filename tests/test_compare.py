@@ -335,6 +335,20 @@ def test_page_shows_verdict_tables_and_figures(tmp_path):
     assert figures.esc("_run_on_acc_0") in " ".join(figure_scripts(text))
 
 
+def test_every_table_scrolls_in_its_own_box(tmp_path):
+    """The subgraph table is wider than the page: every table sits in an overflow-x:auto box."""
+    fa = write_capture(engines(40, {"_run_on_acc_0": 100.0, "_run_on_acc_2": 50.0}, seed=24), tmp_path / "a")
+    fb = write_capture(engines(40, {"_run_on_acc_0": 90.0, "_run_on_acc_4": 50.0}, seed=25), tmp_path / "b",
+                       {"environment": {"gpu": "H200"}})
+    out = tmp_path / "c.html"
+    assert cli(fa, fb, "-o", out, "--quiet").exit_code == 0
+    page = out.read_text()
+    assert ".scroll{overflow-x:auto}" in page
+    n = page.count("<table")
+    assert n == 5  # sides, end to end, subgraphs, allocations, environment
+    assert page.count('<div class="scroll"><table>') == page.count("</table></div>") == n
+
+
 # -- CLI ------------------------------------------------------------------------------------------------
 def cli(*args):
     return CliRunner().invoke(main, ["compare", *map(str, args)])
