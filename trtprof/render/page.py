@@ -80,10 +80,10 @@ class Figures:
     def __init__(self):
         self.n = 0
 
-    def __call__(self, fig) -> str:
+    def __call__(self, fig: Fig) -> str:
         import plotly.io as pio
 
-        js = pio.to_json(fig.to_dict() if isinstance(fig, Fig) else fig, validate=False, engine="json")
+        js = pio.to_json(fig.to_dict(), validate=False, engine="json")
         js = js.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
         self.n += 1
         return (f'<div class="trtprof-fig" id="fig{self.n}"></div>\n'
