@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from trtprof.analysis import overlap
+from trtprof.analysis.partition import partition_diff
 from trtprof.analysis.bootstrap import MIN_N, N_BOOT, SEED, Diff, diff_medians, fmt_ms, fmt_pcts
 from trtprof.analysis.latency import dur, inference_latency
 from trtprof.errors import UsageError
@@ -295,43 +296,6 @@ def subgraph_diff(df_a: pd.DataFrame, df_b: pd.DataFrame, chosen_a: pd.DataFrame
     if res.empty:
         return res
     return schema.sort_subgraphs(res)
-
-
-# -- partitions ---------------------------------------------------------------------------------------
-def _names(names, limit: int = 5) -> str:
-    names = list(names)
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
-def _per_inf(subs: pd.DataFrame, side: str, kind: str) -> float:
-    return float(subs.loc[subs[f"kind_{side}"] == kind, f"calls_per_inf_{side}"].sum())
-
-
-def partition_diff(subs: pd.DataFrame, models) -> list[str]:
-    """How the partition of each model run in both captures differs, one phrase per model that
-    differs: subgraph names only in A or only in B, a name whose kind changed (engine / fallback), and
-    engine and fallback calls per compared inference. Empty when every model's partition is the same."""
-    out = []
-    for model in models:
-        s = subs[subs["model"] == model]
-        parts = []
-        for status, side in (("disappeared", "only in A"), ("appeared", "only in B")):
-            names = s.loc[s["status"] == status, "subgraph"]
-            if len(names):
-                parts.append(f"subgraphs {side}: {_names(names)}")
-        both = s[s["status"] == "both"]
-        kinds = both[both["kind_a"] != both["kind_b"]]
-        if len(kinds):
-            parts.append("kind changed: " + _names(f"{n} ({a} \u2192 {b})" for n, a, b in
-                                                   zip(kinds["subgraph"], kinds["kind_a"], kinds["kind_b"])))
-        for kind in ("engine", "fallback"):
-            na, nb = _per_inf(s, "a", kind), _per_inf(s, "b", kind)
-            if round(na, 2) != round(nb, 2):
-                parts.append(f"{kind} calls per inference {na:.3g} \u2192 {nb:.3g}")
-        if parts:
-            out.append(f"{model}: " + "; ".join(parts))
-    return out
 
 
 # -- the whole comparison -----------------------------------------------------------------------------
