@@ -50,6 +50,7 @@ def main() -> int:
         "trtprof report --help": [py, "-m", "trtprof", "report", "--help"],
         "trtprof report": [py, "-m", "trtprof", "report", a.capture, "-q", "-o", str(tmp / "r.html")],
         "trtprof compare --no-html": [py, "-m", "trtprof", "compare", a.capture, a.capture, "--no-html"],
+        "trtprof compare": [py, "-m", "trtprof", "compare", a.capture, a.capture, "-q", "-o", str(tmp / "c.html")],
         "trtprof export": [py, "-m", "trtprof", "export", a.capture, "-q", "-o", str(tmp / "t.json")],
     }
     res = {"machine": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),

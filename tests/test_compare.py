@@ -10,12 +10,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from synthetic import frame, hostile, timeline, write_capture
 from test_report import ALLOWED_TAGS, _one_line_error, check_page, figure_scripts
-from trtprof.errors import ExitCode
+from trtprof.errors import ExitCode, UsageError
 from trtprof.analysis import compare
 from trtprof.cli import main
 from trtprof.cli.compare import default_output
@@ -130,13 +131,44 @@ def test_appeared_and_disappeared_subgraphs():
     assert status == {"_run_on_acc_0": "both", "_run_on_gpu_1": "disappeared", "_run_on_acc_2": "disappeared",
                       "_run_on_acc_4": "appeared"}
     gone = res.subgraphs.set_index("subgraph").loc["_run_on_acc_2"]
-    assert gone["calls_b"] == 0 and np.isnan(gone["gpu_us_b"]) and not gone["gpu_significant"]
+    assert gone["calls_b"] == 0 and np.isnan(gone["gpu_us_b"]) and gone["gpu_significant"] is pd.NA
     text = compare_text.render(res, "a", "b")
     assert "Subgraphs appeared in B (not in A): _run_on_acc_4" in text
     assert "disappeared (in A, not in B): _run_on_gpu_1, _run_on_acc_2" in text
     other = compare.compare_timelines(a, engines(50, seed=9, model="other"))
     assert other.models == [] and other.models_only_a == ["m"] and other.models_only_b == ["other"]
     assert "no model ran in both captures" in other.verdict
+
+
+def _table_rows(page: str) -> list[list[str]]:
+    return [[html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)]
+            for r in re.findall(r"<tr>(.*?)</tr>", page, re.S)]
+
+
+def test_significance_does_not_apply_to_rows_in_one_capture():
+    """A subgraph in one capture only has no difference to test: "-" (not "no") in the data, the page
+    and the terminal."""
+    from trtprof.render import compare_html
+    from trtprof.timeline.store import Capture
+
+    a = engines(50, {"_run_on_acc_0": 100.0, "_run_on_acc_2": 100.0}, seed=7)
+    b = engines(50, {"_run_on_acc_0": 100.0, "_run_on_acc_4": 150.0}, seed=8)
+    res = compare.compare_timelines(a, b)
+    s = res.subgraphs.set_index("subgraph")
+    for name in ("_run_on_acc_2", "_run_on_acc_4"):
+        assert s.loc[name, "gpu_significant"] is pd.NA and s.loc[name, "host_significant"] is pd.NA
+    assert s.loc["_run_on_acc_0", "gpu_significant"] in (True, False)
+    page = compare_html.render(res, Capture(a, {"status": "complete"}), Capture(b, {"status": "complete"}))
+    head = page.split("id='subgraphs'")[1].split("</thead>")[0]
+    sig = [i for i, h in enumerate(re.findall(r"<th>(.*?)</th>", head)) if h == "significant"]
+    assert len(sig) == 2
+    rows = {r[1]: r for r in _table_rows(page.split("id='subgraphs'")[1].split("</table>")[0]) if len(r) > 1}
+    assert [rows["_run_on_acc_2"][i] for i in sig] == [rows["_run_on_acc_4"][i] for i in sig] == ["-", "-"]
+    assert {rows["_run_on_acc_0"][i] for i in sig} <= {"yes", "no"}
+    text = compare_text.render(res, "a", "b")
+    for name, status in (("_run_on_acc_2", "gone"), ("_run_on_acc_4", "new")):
+        cells = next(x for x in text.splitlines() if x.strip().startswith(name)).split()
+        assert cells[2] == status and "no" not in cells and not any("*" in c for c in cells)
 
 
 def test_mode_selection_and_excluded_inferences():
@@ -165,7 +197,8 @@ def test_mode_mix_that_differs_is_warned_about():
     a = engines(n, seed=12, prealloc=np.zeros(n, bool))
     b = engines(n, seed=13, prealloc=np.ones(n, bool))
     assert any("different proportions" in w for w in compare.compare_timelines(a, b).warnings)
-    assert not compare.compare_timelines(a, b, mode="off").models[0].latency.enough
+    with pytest.raises(UsageError, match=r"--mode off: B has no inference with pre-allocated outputs off"):
+        compare.compare_timelines(a, b, mode="off")
 
 
 def test_only_common_input_shapes_are_compared_by_default():
@@ -182,6 +215,60 @@ def test_only_common_input_shapes_are_compared_by_default():
     assert set(every.models[0].by_shape["input_shapes"]) == {"(1,128)", "(1,96)"}
     one = compare.compare_timelines(a, b, shape="(1,96)")
     assert one.models[0].latency.n_b == 0 and "too few inferences" in one.verdict
+
+
+def _partition_warnings(res):
+    return [w for w in res.warnings if "different partitions" in w]
+
+
+def test_same_partition_gives_no_partition_warning(tmp_path):
+    res = compare.compare_timelines(timeline(80, seed=1), timeline(80, seed=2))
+    assert res.partition == [] and _partition_warnings(res) == []
+    text = compare_text.render(res, "a", "b")
+    assert "partition" not in text
+
+
+@pytest.mark.parametrize("change, phrase", [
+    (dict(engines=("_run_on_acc_0", "_run_on_acc_3")),
+     "model0: subgraphs only in A: _run_on_acc_2; subgraphs only in B: _run_on_acc_3"),
+    (dict(engines=("_run_on_acc_0", "_run_on_gpu_1"), fallback="_run_on_acc_2"),
+     "model0: kind changed: _run_on_gpu_1 (fallback \u2192 engine), _run_on_acc_2 (engine \u2192 fallback)"),
+    # 39 of the 79 compared inferences (inference 40, the first after the switch, is left out)
+    ("half the fallbacks", "model0: fallback calls per inference 1 \u2192 0.494"),
+])
+def test_different_partitions_are_warned_about_in_text_and_page(change, phrase, tmp_path):
+    a = timeline(80, seed=1)
+    if change == "half the fallbacks":  # same names and kinds; the fallback runs in every other inference
+        b = timeline(80, seed=2)
+        b = b[~((b["subgraph_kind"] == "fallback") & (b["inference"] % 2 == 1))].reset_index(drop=True)
+    else:
+        b = timeline(80, seed=2, **change)
+    res = compare.compare_timelines(a, b)
+    assert res.partition == [phrase]
+    (warning,) = _partition_warnings(res)
+    assert phrase in warning and "matched by name" in warning
+    text = compare_text.render(res, "a", "b")
+    assert "warning: the captures have different partitions" in text
+    fa, fb = write_capture(a, tmp_path / "a"), write_capture(b, tmp_path / "b")
+    out = tmp_path / "c.html"
+    r = cli(fa, fb, "-o", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "warning: the captures have different partitions" in r.stdout
+    assert f'<div class="card warn">{html.escape(warning)}</div>' in out.read_text()
+
+
+def test_partition_warning_escapes_hostile_names(tmp_path):
+    a = hostile(40)
+    b = hostile(40)
+    b["subgraph"] = b["subgraph"].where(b["subgraph_kind"] != "fallback", "<i>\x1b[2Jnew</i>")
+    res = compare.compare_timelines(a, b)
+    assert res.partition and "<i>\x1b[2Jnew</i>" in res.partition[0]
+    text = compare_text.render(res, "a", "b")
+    assert "\x1b" not in text and "\\x1b[2Jnew" in text
+    fa, fb = write_capture(a, tmp_path / "a"), write_capture(b, tmp_path / "b")
+    assert cli(fa, fb, "-o", tmp_path / "c.html", "--quiet").exit_code == 0
+    page = (tmp_path / "c.html").read_text()
+    assert "<i>" not in page and "&lt;i&gt;" in page
 
 
 def test_runtime_and_gpu_time_differences_are_warned_about():
@@ -248,6 +335,20 @@ def test_page_shows_verdict_tables_and_figures(tmp_path):
     assert figures.esc("_run_on_acc_0") in " ".join(figure_scripts(text))
 
 
+def test_every_table_scrolls_in_its_own_box(tmp_path):
+    """The subgraph table is wider than the page: every table sits in an overflow-x:auto box."""
+    fa = write_capture(engines(40, {"_run_on_acc_0": 100.0, "_run_on_acc_2": 50.0}, seed=24), tmp_path / "a")
+    fb = write_capture(engines(40, {"_run_on_acc_0": 90.0, "_run_on_acc_4": 50.0}, seed=25), tmp_path / "b",
+                       {"environment": {"gpu": "H200"}})
+    out = tmp_path / "c.html"
+    assert cli(fa, fb, "-o", out, "--quiet").exit_code == 0
+    page = out.read_text()
+    assert ".scroll{overflow-x:auto}" in page
+    n = page.count("<table")
+    assert n == 5  # sides, end to end, subgraphs, allocations, environment
+    assert page.count('<div class="scroll"><table>') == page.count("</table></div>") == n
+
+
 # -- CLI ------------------------------------------------------------------------------------------------
 def cli(*args):
     return CliRunner().invoke(main, ["compare", *map(str, args)])
@@ -267,8 +368,8 @@ def test_cli_prints_the_comparison_and_writes_the_page(pair, tmp_path, monkeypat
     assert "_run_on_acc_0" in res.stdout and len(res.stdout.splitlines()) < 50
     assert "comparison written: compare-run1-vs-run2.html" in res.stderr
     assert (tmp_path / "compare-run1-vs-run2.html").stat().st_size > 3_000_000
-    res = cli(*pair, "--no-html", "--mode", "on")  # no inference ran with pre-allocated outputs on
-    assert res.exit_code == 0 and "comparison written" not in res.stderr and "too few inferences" in res.stdout
+    res = cli(*pair, "--no-html")
+    assert res.exit_code == 0 and "comparison written" not in res.stderr and "B is " in res.stdout
 
 
 def test_help_has_an_example():
@@ -280,6 +381,40 @@ def test_help_has_an_example():
 def test_default_output_name():
     assert default_output("reports/cases/small-cpp", "reports/x/") == Path("compare-small-cpp-vs-x.html")
     assert default_output("a b/<c>", "d/timeline.parquet") == Path("compare-_c_-vs-d.html")
+
+
+def test_a_mode_one_capture_never_ran_is_a_usage_error(tmp_path):
+    n = 60
+    off = write_capture(engines(n, seed=30, prealloc=np.zeros(n, bool)), tmp_path / "off")
+    mixed = write_capture(engines(n, seed=31, prealloc=np.arange(n) >= n // 2), tmp_path / "mixed")
+    res = cli(off, mixed, "--mode", "on", "--no-html")
+    _one_line_error(res, ExitCode.USAGE)
+    assert "--mode on: A has no inference with pre-allocated outputs on" in res.output
+    assert "A: off (60); B: off (30), on (30)" in res.output and "appeared" not in res.output
+    res = cli(mixed, off, "--mode", "on", "--no-html")
+    _one_line_error(res, ExitCode.USAGE)
+    assert "--mode on: B has no" in res.output
+    both = cli(off, off, "--mode", "on", "--no-html")
+    _one_line_error(both, ExitCode.USAGE)
+    assert "A and B have no inference" in both.output
+    assert cli(off, mixed, "--mode", "off", "--no-html").exit_code == 0
+
+
+def test_a_shape_neither_capture_ran_is_a_usage_error(tmp_path):
+    n = 60
+    shapes = [f"(1,{8 * (i % 9 + 1)})" for i in range(n)]  # nine shapes in A
+    fa = write_capture(engines(n, seed=32, shapes=shapes), tmp_path / "a")
+    fb = write_capture(engines(n, seed=33, shapes=["(1,8)"] * n), tmp_path / "b")
+    res = cli(fa, fb, "--shape", "(2,8)", "--no-html")
+    _one_line_error(res, ExitCode.USAGE)
+    out = res.output
+    assert "--shape (2,8): no compared inference ran with this input shape" in out
+    assert "in A: (1,8) (7), (1,16) (7)," in out and "and 3 more" in out and "in B: (1,8) (60)" in out
+    ok = cli(fa, fb, "--shape", "(1, 16)", "--no-html")  # in A only, spaces ignored: compared, and says why not
+    assert ok.exit_code == 0 and "too few inferences" in ok.stdout and "input shapes (1,16)" in ok.stdout
+    evil = cli(fa, fb, "--shape", "\x1b[2J<b>", "--no-html")
+    _one_line_error(evil, ExitCode.USAGE)
+    assert "\x1b" not in evil.output and "\\x1b[2J<b>" in evil.output
 
 
 def test_cli_errors_are_one_line(pair, tmp_path):
@@ -380,7 +515,11 @@ def test_any_pair_of_timelines_compares_and_renders(a, b, mode):
     from trtprof.timeline.store import Capture
     from trtprof.render import compare_html
 
-    res = compare.compare_timelines(a, b, mode=mode, n_boot=50)
+    try:
+        res = compare.compare_timelines(a, b, mode=mode, n_boot=50)
+    except UsageError as e:  # a mode one of them never ran: said in one line
+        assert mode != "all" and str(e).startswith(f"--mode {mode}: ") and "\n" not in str(e)
+        return
     assert set(res.subgraphs["status"]) <= {"both", "appeared", "disappeared"}
     assert len(res.subgraphs) == len(res.subgraphs[["model", "subgraph"]].drop_duplicates())
     for m in res.models:

@@ -168,3 +168,35 @@ def test_timeline_of_a_synthetic_capture_is_valid(tmp_path):
     _, figs = _all_figures(load_capture(tmp_path / "c"))
     for fig in figs.values():
         go.Figure(fig.to_dict())
+
+
+def _compare_figures(a, b):
+    from trtprof.analysis import compare
+    from trtprof.render import compare_html
+
+    res = compare.compare_timelines(a, b, n_boot=50)
+    return res, {"latency": compare_html.latency_figure(res), "subgraphs": compare_html.subgraph_figure(res.subgraphs)}
+
+
+@pytest.mark.parametrize("pair", [("small-python", "small-cpp"), ("breaks-cpp", "breaks-python"),
+                                  ("shapes-cpp", "shapes-cpp")])
+def test_every_compare_figure_is_valid_plotly(pair):
+    a, b = (load_capture(CASES / c).timeline for c in pair)
+    _, figs = _compare_figures(a, b)
+    for fig in figs.values():
+        assert fig.data
+        go.Figure(fig.to_dict())
+
+
+def test_compare_figures_of_a_synthetic_pair_are_valid_and_mark_zero():
+    res, figs = _compare_figures(timeline(80, seed=1), timeline(80, seed=2, engines=("_run_on_acc_0", "_run_on_acc_3")))
+    for fig in figs.values():
+        go.Figure(fig.to_dict())
+    sub = figs["subgraphs"]
+    assert [t["name"] for t in sub.data] == ["GPU time per call", "host time per call"]
+    assert list(sub.data[0]["y"]) == ["_run_on_acc_0", "_run_on_gpu_1"]  # the subgraphs in both only
+    (zero,) = sub.layout["shapes"]
+    assert zero["x0"] == zero["x1"] == 0 and zero["yref"] == "y domain"
+    lat = figs["latency"]
+    assert [t["name"].split(" (")[0] for t in lat.data] == ["A", "B"]
+    assert sum(lat.data[0]["y"]) == len(res.latency_a) and sum(lat.data[1]["y"]) == len(res.latency_b)

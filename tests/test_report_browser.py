@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from synthetic import hostile, timeline
+from synthetic import hostile, timeline, write_capture
 from trtprof.timeline.store import Capture
 from report_helpers import write_report
 
@@ -111,3 +111,38 @@ def test_hostile_names_are_drawn_as_text(tmp_path):
     assert dom.count(shown) > path.read_text().count(shown)
     assert EVIL not in dom
     assert "alert(1)</script>" not in dom
+
+
+WIDTH_PROBE = ("<script>window.addEventListener('load', function () { setTimeout(function () {"
+               "document.body.setAttribute('data-widths', document.documentElement.scrollWidth + ',' + "
+               "window.innerWidth); }, 300); });</script>")
+
+
+def widths(path: Path, tmp: Path, window: int) -> tuple[int, int]:
+    """(document.scrollWidth, viewport width) of the page at `path` in a window `window` px wide, read
+    from a copy of the page that writes them into the DOM once loaded."""
+    probe = tmp / f"width-{window}.html"
+    probe.write_text(path.read_text().replace("</body>", WIDTH_PROBE + "</body>"))
+    res = chromium(probe.as_uri(), tmp, f"--window-size={window},900", "--dump-dom")
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = re.search(r'data-widths="(\d+),(\d+)"', res.stdout)
+    assert got, "the width probe did not run"
+    return int(got.group(1)), int(got.group(2))
+
+
+def test_compare_page_never_scrolls_sideways(tmp_path):
+    """Wide tables scroll inside their own box, long names wrap: the page itself is never wider than
+    the window, even with a 300-character subgraph name and command."""
+    from click.testing import CliRunner
+
+    from trtprof.cli import main
+
+    long = "_run_on_acc_" + "x" * 300
+    fa = write_capture(timeline(60, engines=(long, "_run_on_acc_2")), tmp_path / "a",
+                       {"command": ["python", "/" + "y" * 300 + ".py"]})
+    fb = write_capture(timeline(60), tmp_path / "b")
+    out = tmp_path / "c.html"
+    assert CliRunner().invoke(main, ["compare", str(fa), str(fb), "-o", str(out), "-q"]).exit_code == 0
+    for window in (1280, 800):
+        scroll, viewport = widths(out, tmp_path, window)
+        assert viewport == window and scroll <= viewport, (window, scroll)

@@ -23,8 +23,10 @@ import numpy as np
 import pandas as pd
 
 from trtprof.analysis import overlap
+from trtprof.analysis.partition import partition_diff
 from trtprof.analysis.bootstrap import MIN_N, N_BOOT, SEED, Diff, diff_medians, fmt_ms, fmt_pcts
 from trtprof.analysis.latency import dur, inference_latency
+from trtprof.errors import UsageError
 from trtprof.timeline import schema
 
 if TYPE_CHECKING:  # the container only: analysis never depends on the store
@@ -80,6 +82,7 @@ class CaptureDiff:
     latency_a: pd.DataFrame  # the selected inferences' latencies (latency.inference_latency rows)
     latency_b: pd.DataFrame
     warnings: list = field(default_factory=list)
+    partition: list = field(default_factory=list)  # how the partitions differ, one phrase per model (empty: same)
     environment: pd.DataFrame | None = None  # key, a, b for the keys that differ
 
     @property
@@ -101,15 +104,44 @@ def _shape_key(s: pd.Series) -> pd.Series:
     return s.astype(object).where(s.notna(), "(unknown)").astype(str)
 
 
+def _counts(keys: pd.Series, limit: int = 6, width: int = 60) -> str:
+    """'off 59, on 20': each value and how often, the most frequent first, at most `limit` of them."""
+    vc = keys.value_counts()
+    if vc.empty:
+        return "none"
+    items = [f"{k if len(k) <= width else k[:width - 1] + chr(0x2026)} ({n})" for k, n in vc.head(limit).items()]
+    return ", ".join(items) + (f" and {len(vc) - limit} more" if len(vc) > limit else "")
+
+
+def _check_mode(lat_a: pd.DataFrame, lat_b: pd.DataFrame, mode: str) -> None:
+    """--mode on / off where a capture has no inference in that mode compares nothing: a usage error
+    that says which modes each capture has."""
+    if mode == "all":
+        return
+    missing = [side for side, lat in (("A", lat_a), ("B", lat_b)) if not (_select(lat, mode)["mode"] == mode).any()]
+    if missing:
+        have = "; ".join(f"{side}: {_counts(_select(lat, 'all')['mode'].astype(str))}"
+                         for side, lat in (("A", lat_a), ("B", lat_b)))
+        raise UsageError(f"--mode {mode}: {' and '.join(missing)} ha{'s' if len(missing) == 1 else 've'} no "
+                         f"inference with pre-allocated outputs {mode} (modes of the included inferences, "
+                         f"{have}); use --mode all or the mode both captures ran")
+
+
+def _nospace(s: str) -> str:
+    return "".join(str(s).split())
+
+
 def select(lat_a: pd.DataFrame, lat_b: pd.DataFrame, mode: str = "all",
            shape: str = SHAPES_COMMON) -> tuple[pd.DataFrame, pd.DataFrame, Selection]:
     """The inferences of each side that are compared, and the Selection that says which.
 
     shape: "common" (input shapes run in both captures), "all" (no restriction), or one shape
-    string such as "(1,128);(1,128)".
+    string such as "(1,128);(1,128)" (spaces ignored). A mode or a shape that no compared inference
+    of either capture ran with is a UsageError naming those that did.
     """
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    _check_mode(lat_a, lat_b, mode)
     a, b = _select(lat_a, mode), _select(lat_b, mode)
     sel = Selection(mode=mode, shape=shape)
     ka, kb = _shape_key(a["input_shapes"]), _shape_key(b["input_shapes"])
@@ -121,8 +153,11 @@ def select(lat_a: pd.DataFrame, lat_b: pd.DataFrame, mode: str = "all",
         if keep is not None:
             sel.shapes = sorted(keep)
     else:
-        keep = {shape}
-        sel.shapes = [shape]
+        keep = {k for k in set(ka) | set(kb) if _nospace(k) == _nospace(shape)}
+        if not keep:
+            raise UsageError(f"--shape {shape}: no compared inference ran with this input shape; shapes "
+                             f"(inferences) in A: {_counts(ka)}; in B: {_counts(kb)}")
+        sel.shapes = sorted(keep)
     if keep is not None:
         ma, mb = ka.isin(keep), kb.isin(keep)
         sel.dropped_shapes_a, sel.dropped_shapes_b = int((~ma).sum()), int((~mb).sum())
@@ -162,12 +197,13 @@ def _by_shape(a: pd.DataFrame, b: pd.DataFrame, n_boot: int, seed: int, min_n: i
     for s in sorted(set(ka) | set(kb)):
         d = diff_medians(a.loc[(ka == s).to_numpy(), "latency_ns"] / 1e6, b.loc[(kb == s).to_numpy(), "latency_ns"] / 1e6,
                          n_boot=n_boot, seed=seed, min_n=min_n)
-        rows.append([s, d.n_a, d.n_b, d.median_a, d.median_b, d.diff, d.diff_pct, *d.ci_pct, d.significant])
-    return pd.DataFrame(rows, columns=BY_SHAPE_COLUMNS)
+        rows.append([s, d.n_a, d.n_b, d.median_a, d.median_b, d.diff, d.diff_pct, *d.ci_pct,
+                     d.significant if d.enough else pd.NA])
+    return pd.DataFrame(rows, columns=BY_SHAPE_COLUMNS).astype({"significant": "boolean"})
 
 
 # -- per subgraph -------------------------------------------------------------------------------------
-SUBGRAPH_COLUMNS = ["model", "subgraph", "kind", "status", "runtime_a", "runtime_b", "calls_a", "calls_b",
+SUBGRAPH_COLUMNS = ["model", "subgraph", "kind", "kind_a", "kind_b", "status", "runtime_a", "runtime_b", "calls_a", "calls_b",
                     "calls_per_inf_a", "calls_per_inf_b"]
 for _m in ("gpu", "host"):
     SUBGRAPH_COLUMNS += [f"{_m}_us_a", f"{_m}_us_b", f"{_m}_diff_us", f"{_m}_diff_pct", f"{_m}_ci_lo_pct",
@@ -224,6 +260,8 @@ def subgraph_diff(df_a: pd.DataFrame, df_b: pd.DataFrame, chosen_a: pd.DataFrame
                   min_n: int = MIN_N) -> pd.DataFrame:
     """One row per (model, subgraph) in either capture: calls, median GPU and host time per call with
     B - A and its CI, allocations per inference; status both / appeared (B only) / disappeared (A only).
+    `kind` is A's kind where A ran the subgraph, else B's; kind_a / kind_b are each side's (None: absent).
+    A significance is NA where no CI could be computed (the row is in one capture only, or too few calls).
 
     Per-inference figures divide by the compared inferences of the model (rows outside any inference
     have no inference to divide by: NaN for the model "")."""
@@ -234,6 +272,7 @@ def subgraph_diff(df_a: pd.DataFrame, df_b: pd.DataFrame, chosen_a: pd.DataFrame
         ia = sa["info"].loc[key] if key in sa["info"].index else None
         ib = sb["info"].loc[key] if key in sb["info"].index else None
         r = {"model": key[0], "subgraph": key[1], "kind": (ia if ia is not None else ib)["kind"],
+             "kind_a": ia["kind"] if ia is not None else None, "kind_b": ib["kind"] if ib is not None else None,
              "status": "both" if ia is not None and ib is not None else "disappeared" if ib is None else "appeared",
              "runtime_a": ia["runtime"] if ia is not None else None,
              "runtime_b": ib["runtime"] if ib is not None else None,
@@ -244,7 +283,7 @@ def subgraph_diff(df_a: pd.DataFrame, df_b: pd.DataFrame, chosen_a: pd.DataFrame
             d = diff_medians(_values(sa[m], key), _values(sb[m], key), n_boot=n_boot, seed=seed, min_n=min_n)
             r.update({f"{m}_us_a": d.median_a, f"{m}_us_b": d.median_b, f"{m}_diff_us": d.diff,
                       f"{m}_diff_pct": d.diff_pct, f"{m}_ci_lo_pct": d.ci_pct[0], f"{m}_ci_hi_pct": d.ci_pct[1],
-                      f"{m}_significant": d.significant})
+                      f"{m}_significant": d.significant if d.enough else pd.NA})
         for side, s, n in (("a", sa, na), ("b", sb, nb)):
             al = s["alloc"].loc[key] if key in s["alloc"].index else None
             present = (ia if side == "a" else ib) is not None
@@ -252,6 +291,8 @@ def subgraph_diff(df_a: pd.DataFrame, df_b: pd.DataFrame, chosen_a: pd.DataFrame
                 r[f"{col}_{side}"] = (float(al[src]) if al is not None else 0.0) / n if present else np.nan
         out.append(r)
     res = pd.DataFrame(out, columns=SUBGRAPH_COLUMNS)
+    for m in ("gpu", "host"):
+        res[f"{m}_significant"] = res[f"{m}_significant"].astype("boolean")
     if res.empty:
         return res
     return schema.sort_subgraphs(res)
@@ -282,6 +323,11 @@ def compare_timelines(df_a: pd.DataFrame, df_b: pd.DataFrame, *, mode: str = "al
     res = CaptureDiff(selection=sel, models=models, subgraphs=subs, models_only_a=sorted(ma - mb),
                       models_only_b=sorted(mb - ma), gpu_times_a=ga, gpu_times_b=gb,
                       latency_a=chosen_a.reset_index(drop=True), latency_b=chosen_b.reset_index(drop=True))
+    res.partition = partition_diff(subs, sorted(ma & mb))
+    if res.partition:
+        res.warnings.append("the captures have different partitions (" + " | ".join(res.partition) + "): "
+                            "subgraphs are matched by name, so compare per-subgraph rows with care; the "
+                            "end-to-end difference includes the change of partition")
     if ga != gb:
         res.warnings.append(f"only {'A' if ga else 'B'} has GPU times: its latencies include GPU completion, the "
                             "other's are host times only, so the end-to-end difference is not like for like")

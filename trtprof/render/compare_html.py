@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from trtprof._version import __version__
 from trtprof.render import figures
+from trtprof.render.figures import Fig
 from trtprof.render.page import Figures, command as _command, document, e, ms, nbytes, num as _num, table
 
 if TYPE_CHECKING:
@@ -35,13 +35,16 @@ def _pct(v) -> str:
 
 
 def _flag(v) -> str:
-    return "yes" if v is True or v == 1 else "no"
+    """yes / no, or "-" where no significance applies (a row in one capture only, too few values)."""
+    if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+        return "-"
+    return "yes" if bool(v) else "no"
 
 
-# -- figures ----------------------------------------------------------------------------------------------
-def latency_figure(res: CaptureDiff) -> go.Figure:
+# -- figures (plain plotly.js data, render/figures.py says why) --------------------------------------------
+def latency_figure(res: CaptureDiff) -> Fig:
     """Latency per inference of the compared inferences, A and B overlaid (numpy-binned)."""
-    fig = go.Figure()
+    fig = Fig()
     va = res.latency_a["latency_ns"].to_numpy(float) / 1e6
     vb = res.latency_b["latency_ns"].to_numpy(float) / 1e6
     both = np.r_[va, vb]
@@ -53,35 +56,35 @@ def latency_figure(res: CaptureDiff) -> go.Figure:
             if not len(v):
                 continue
             counts, _ = np.histogram(np.clip(v, lo, hi), edges)
-            fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), opacity=0.6,
-                                 name=f"{side} ({len(v)}, median {np.median(v):.3f} ms)",
-                                 marker={"color": COLORS[side]}))
+            figures.bar(fig, x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), opacity=0.6,
+                        name=f"{side} ({len(v)}, median {np.median(v):.3f} ms)", marker={"color": COLORS[side]})
     figures.layout(fig, "Latency per inference, compared inferences (the last bin holds the slowest 0.5 %)",
-                    barmode="overlay")
-    fig.update_xaxes(title="latency, ms (call until host and GPU are done)")
-    fig.update_yaxes(title="inferences")
+                   barmode="overlay")
+    fig.axis("xaxis", title={"text": "latency, ms (call until host and GPU are done)"})
+    fig.axis("yaxis", title={"text": "inferences"})
     return fig
 
 
-def subgraph_figure(subs: pd.DataFrame) -> go.Figure:
+def subgraph_figure(subs: pd.DataFrame) -> Fig:
     """B - A per subgraph in % of A with its 95 % CI, GPU and host time per call: what moved, and how surely."""
     d = subs[subs["status"] == "both"]
     names = figures.esc_all(d["subgraph"] if d["model"].nunique() <= 1 else d["model"] + "/" + d["subgraph"])
-    fig = go.Figure()
+    fig = Fig()
     for m, label, color in (("gpu", "GPU time per call", "#1f77b4"), ("host", "host time per call", "#7f7f7f")):
         x = d[f"{m}_diff_pct"].to_numpy(float)
         if not np.isfinite(x).any():
             continue
         lo, hi = d[f"{m}_ci_lo_pct"].to_numpy(float), d[f"{m}_ci_hi_pct"].to_numpy(float)
-        fig.add_trace(go.Scatter(x=x, y=names, mode="markers", name=label, marker={"color": color, "size": 8},
-                                 error_x={"type": "data", "symmetric": False, "array": np.nan_to_num(hi - x),
-                                          "arrayminus": np.nan_to_num(x - lo)},
-                                 hovertemplate="%{y}: %{x:+.1f} %<extra>" + label + "</extra>"))
+        fig.add("scatter", x=x, y=names, mode="markers", name=label, marker={"color": color, "size": 8},
+                error_x={"type": "data", "symmetric": False, "array": np.nan_to_num(hi - x),
+                         "arrayminus": np.nan_to_num(x - lo)},
+                hovertemplate="%{y}: %{x:+.1f} %<extra>" + label + "</extra>")
     figures.layout(fig, "Per subgraph: B \u2212 A in % of A, with 95 % CI (left of 0: B faster)",
-                    height=max(300, 120 + 22 * len(d)))
-    fig.add_vline(x=0, line={"color": "#444", "width": 1})
-    fig.update_xaxes(title="B \u2212 A, % of A's median")
-    fig.update_yaxes(autorange="reversed", type="category")
+                   height=max(300, 120 + 22 * len(d)))
+    fig.layout["shapes"] = [{"type": "line", "x0": 0, "x1": 0, "xref": "x", "y0": 0, "y1": 1, "yref": "y domain",
+                             "line": {"color": "#444", "width": 1}}]
+    fig.axis("xaxis", title={"text": "B \u2212 A, % of A's median"})
+    fig.axis("yaxis", autorange="reversed", type="category")
     return fig
 
 
@@ -132,7 +135,7 @@ def _end_to_end(res: CaptureDiff, fig) -> str:
         d = m.latency
         rows.append({"model": m.model, "input_shapes": "all compared", "n_a": d.n_a, "n_b": d.n_b,
                      "median_a_ms": d.median_a, "median_b_ms": d.median_b, "diff_ms": d.diff, "diff_pct": d.diff_pct,
-                     "ci_lo_pct": d.ci_pct[0], "ci_hi_pct": d.ci_pct[1], "significant": d.significant})
+                     "ci_lo_pct": d.ci_pct[0], "ci_hi_pct": d.ci_pct[1], "significant": d.significant if d.enough else None})
         if len(m.by_shape) > 1:
             rows += [dict(r, model=m.model) for r in m.by_shape.to_dict("records")]
     cols = [("model", "model", None), ("input_shapes", "input shapes", None), ("n_a", "inferences A", str),

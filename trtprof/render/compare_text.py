@@ -45,7 +45,7 @@ def pct_ci(d, lo, hi, significant) -> str:
         return "-"
     f = ".0f" if max(abs(lo), abs(hi)) >= 10 else ".1f"
     ci = f" [{_n(lo, f)},{_n(hi, f)}]" if lo == lo else ""
-    return f"{d:+.1f}%{ci}{'*' if significant else ''}"
+    return f"{d:+.1f}%{ci}{'*' if significant is not None and significant is not pd.NA and bool(significant) else ''}"
 
 
 def _side_line(label: str, path, lat: pd.DataFrame, meta: dict | None) -> str:

@@ -5,7 +5,8 @@ Why plain data and not `plotly.graph_objects`: a figure here is what plotly.js d
 deep-copies every array on the way in, which cost 0.8 s of a 1.7 s `trtprof report` on a 620-row
 capture (bench/cli_latency.py). `plotly.io` still serialises the figures (numpy-aware) and
 plotly.js, inlined in the page, draws them; tests/test_figures.py passes every figure through
-`graph_objects` validation, so a misspelt property still fails a test instead of vanishing.
+`graph_objects` validation, so a misspelt property still fails a test instead of vanishing. The
+compare page (render/compare_html.py) builds its figures the same way.
 
 Every figure has a bounded number of points whatever the capture size: the timeline draws a window
 of inferences (render/timeline_fig.py), latency over the run is bucketed, histograms are binned with
@@ -73,21 +74,14 @@ TEMPLATE = {"layout": {"colorway": ["#636efa", "#EF553B", "#00cc96", "#ab63fa", 
                        "xaxis": dict(_GRID, title={"standoff": 15}), "yaxis": dict(_GRID, title={"standoff": 15})}}
 
 
-def layout(fig, title: str, height: int = 360, **kw):
+def layout(fig: Fig, title: str, height: int = 360, **kw) -> Fig:
     """Title, size, the house template and the legend placed above the plot, right under the title, so
-    it never covers axis labels (rotated category labels included). Works on a `Fig` and, for pages
-    still built with `graph_objects`, on a `go.Figure`."""
-    props = dict(title={"text": title, "x": 0.01, "y": 0.98, "yanchor": "top"}, height=height,
-                 template=TEMPLATE, margin={"l": 10, "r": 10, "t": 90, "b": 40},
-                 legend={"orientation": "h", "x": 0, "y": 1.0, "xanchor": "left", "yanchor": "bottom"}, **kw)
-    if isinstance(fig, Fig):
-        fig.layout.update(props)
-        fig.axis("yaxis", automargin=True)
-        fig.axis("xaxis", automargin=True)
-    else:
-        fig.update_layout(**props)
-        fig.update_yaxes(automargin=True)
-        fig.update_xaxes(automargin=True)
+    it never covers axis labels (rotated category labels included)."""
+    fig.layout.update(title={"text": title, "x": 0.01, "y": 0.98, "yanchor": "top"}, height=height,
+                      template=TEMPLATE, margin={"l": 10, "r": 10, "t": 90, "b": 40},
+                      legend={"orientation": "h", "x": 0, "y": 1.0, "xanchor": "left", "yanchor": "bottom"}, **kw)
+    fig.axis("yaxis", automargin=True)
+    fig.axis("xaxis", automargin=True)
     return fig
 
 

@@ -80,10 +80,10 @@ class Figures:
     def __init__(self):
         self.n = 0
 
-    def __call__(self, fig) -> str:
+    def __call__(self, fig: Fig) -> str:
         import plotly.io as pio
 
-        js = pio.to_json(fig.to_dict() if isinstance(fig, Fig) else fig, validate=False, engine="json")
+        js = pio.to_json(fig.to_dict(), validate=False, engine="json")
         js = js.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
         self.n += 1
         return (f'<div class="trtprof-fig" id="fig{self.n}"></div>\n'
@@ -107,7 +107,7 @@ function trtprofPlot(id, fig) {
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#222;background:#fafafa}
-main{max-width:1200px;margin:0 auto;padding:16px 24px 64px}
+main{max-width:1200px;margin:0 auto;padding:16px 24px 64px;overflow-wrap:break-word}
 h1{font-size:1.6em;margin:.4em 0 .1em} h2{font-size:1.25em;margin:1.6em 0 .4em;border-bottom:1px solid #ddd}
 .muted{color:#666;font-size:.92em} .verdict{font-size:1.35em;font-weight:600;margin:.5em 0}
 .card{background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:10px 14px;margin:10px 0}
