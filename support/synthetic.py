@@ -207,12 +207,12 @@ def write_capture(df: pd.DataFrame, folder, meta: dict | None = None):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from trtprof.timeline.schema import ARROW_SCHEMA, SCHEMA_VERSION
+    from trtprof.timeline.schema import ARROW_SCHEMA, RULES, SCHEMA_VERSION
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pandas(df, schema=ARROW_SCHEMA, preserve_index=False), folder / "timeline.parquet")
-    full = {"schema_version": SCHEMA_VERSION, "status": "complete", "rows": len(df)}
+    full = {"schema_version": SCHEMA_VERSION, "rules": list(RULES), "status": "complete", "rows": len(df)}
     full.update(meta or {})
     (folder / "meta.json").write_text(json.dumps(full))
     return folder

@@ -289,3 +289,19 @@ def test_capture_writes_the_report_unless_told_not_to(tmp_path, fake_env):
     r = subprocess.run([sys.executable, "-m", "trtprof", "capture", "-o", str(tmp_path / "c"), str(empty)],
                        cwd=tmp_path, env=fake_env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "report written" not in r.stderr and not (tmp_path / "c" / "report.html").exists()
+
+
+def test_old_capture_report_notes_the_clamped_gpu_starts(tmp_path):
+    df = timeline(40, seed=3)
+    ex = df.index[df["event"] == "exec"][::3]
+    df.loc[ex, "gpu_start_ns"] = df.loc[ex, "host_start_ns"] - 500  # as schema-1 captures hold them
+    folder = write_capture(df, tmp_path / "cap", {"schema_version": 1, "notes": ["a note <b>from</b> the run"]})
+    cap = load_capture(folder)
+    assert (cap.timeline["gpu_start_ns"] >= cap.timeline["host_start_ns"]).all()
+    text = render(cap, n_boot=50)
+    notes = text[text.index("<h2 id='notes'>"):]
+    assert f"<li>{len(ex)} GPU start times clamped to the enqueue time" in notes
+    assert "older trtprof (timeline schema 1)" in notes
+    assert "a note &lt;b&gt;from&lt;/b&gt; the run" in notes  # the capture's own notes stay, escaped
+    fresh = render(load_capture(write_capture(timeline(40, seed=3), tmp_path / "new")), n_boot=50)
+    assert "GPU start times clamped" not in fresh

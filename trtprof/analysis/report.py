@@ -21,6 +21,7 @@ from trtprof.analysis.bootstrap import N_BOOT, SEED
 from trtprof.analysis.latency import inference_latency, latency_summary
 from trtprof.analysis.prealloc import compare_modes
 from trtprof.timeline import schema
+from trtprof.timeline.store import repair_notes
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Results:
     gap_reason: str = ""  # why there are no GPU idle gaps, when there are none
     kernels: bool = False  # the timeline has kernel activity (kernel_* columns with values)
     level: str | None = None  # recording level from the capture's metadata
+    data_notes: list = field(default_factory=list)  # what the loader changed to keep the row rules
 
 
 CPP_CAVEAT = ("C++ runtime: its output allocations happen inside the execute_engine call that trtprof's "
@@ -142,6 +144,6 @@ def analyse(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED, kernels: p
         recommendations=pd.DataFrame(columns=REC_COLUMNS), gpu_times=gpu_times,
         transitions=shapes.transitions(changes), streams=stream_names(df), overlap_caveat=caveat,
         gap_reason=gap_reason(df, gaps, gpu_times), kernels=has_kernels(df),
-        level=_level(meta), busy_source=overlap.busy_source(df, kernels))
+        level=_level(meta), data_notes=repair_notes(meta), busy_source=overlap.busy_source(df, kernels))
     r.recommendations = recommendations(r)
     return r
