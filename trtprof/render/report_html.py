@@ -167,8 +167,7 @@ def _overlap(r: Results, fig) -> str:
                                 ("alloc_ns_per_inference", "allocating", us), ("fallback_ns_per_inference", "fallback", us),
                                 ("enqueue_ns_per_inference", "enqueue", us), ("python_ns_per_inference", "Python", us)]))
     else:
-        parts.append('<p class="muted">no GPU idle gaps measured (no GPU times, or the GPU never idled '
-                     "between subgraphs)</p>")
+        parts.append(f'<p class="muted" id="gap-reason">No GPU idle gaps to show: {e(r.gap_reason)}.</p>')
     return "".join(parts)
 
 
