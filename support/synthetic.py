@@ -27,7 +27,8 @@ def timeline(n: int = 200, *, prealloc=None, shapes=None, gpu: bool = True, seed
              model: str = "model0", engines=("_run_on_acc_0", "_run_on_acc_2"),
              fallback: str = "_run_on_gpu_1", pid: int = 4242, t0: int = 10**12,
              alloc_us: float = 40.0, noise: float = 0.12, exclude_flip: bool = True) -> pd.DataFrame:
-    """A timeline of `n` inferences of engine -> fallback -> engine.
+    """A timeline of `n` inferences of engine -> fallback -> engine (more engines: `engines` and a
+    tuple of fallbacks, one between each two engines).
 
     prealloc: bool per inference (default: off for the first half, on for the second);
     shapes: input shape string per inference (default "(8,128)" throughout).
@@ -59,14 +60,20 @@ def timeline(n: int = 200, *, prealloc=None, shapes=None, gpu: bool = True, seed
     inf_gpu_start = z.copy()
     order = 0
     out_bytes = (batch * 128 * 768 * 2).astype(np.int64)
-    stages = [(engines[0], 60.0), ("FALLBACK", 20.0), (engines[1], 90.0)]
+    fallbacks = (fallback,) if isinstance(fallback, str) else tuple(fallback)
+    stages = []  # engine, fallback, engine, ...: fallbacks between the engines (all when there are enough)
+    for i, eng in enumerate(engines):
+        stages.append((eng, 60.0 if i % 2 == 0 else 90.0))
+        if i < min(len(fallbacks), len(engines) - 1):
+            stages.append((fallbacks[i], None))
     for k, (name, gpu_us) in enumerate(stages):
-        if name == "FALLBACK":
+        if gpu_us is None:
+            gpu_us = 20.0
             fs = t
             launch = d(35)
             g0 = np.maximum(fs, gpu_free)
             g1 = np.maximum(gpu_free, fs + d(10)) + (d(gpu_us) * batch / 8).astype(np.int64)
-            add(order, "fallback", fallback, "fallback", "torch", fs, fs + launch, g0, g1,
+            add(order, "fallback", name, "fallback", "torch", fs, fs + launch, g0, g1,
                 stream=0, shape_changed=changed)
             order += 1
             gpu_free = g1
@@ -207,12 +214,12 @@ def write_capture(df: pd.DataFrame, folder, meta: dict | None = None):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from trtprof.timeline.schema import ARROW_SCHEMA, SCHEMA_VERSION
+    from trtprof.timeline.schema import ARROW_SCHEMA, RULES, SCHEMA_VERSION
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pandas(df, schema=ARROW_SCHEMA, preserve_index=False), folder / "timeline.parquet")
-    full = {"schema_version": SCHEMA_VERSION, "status": "complete", "rows": len(df)}
+    full = {"schema_version": SCHEMA_VERSION, "rules": list(RULES), "status": "complete", "rows": len(df)}
     full.update(meta or {})
     (folder / "meta.json").write_text(json.dumps(full))
     return folder

@@ -115,6 +115,9 @@ def test_any_valid_timeline_round_trips(rows):
         w.close()
         back = trtprof.load(Path(d) / "c")
     back.attrs = {}
+    fixed = schema.enforce_rules(df)  # the loader keeps the row rules: rows breaking one come back repaired
+    assert (back["gpu_start_ns"] >= back["host_start_ns"]).fillna(True).all()
+    assert fixed.get("gpu_start_not_before_host_start", 0) == int((_frame(rows)["gpu_start_ns"] < df["host_start_ns"]).fillna(False).sum())
     pd.testing.assert_frame_equal(back, df)
 
 

@@ -289,3 +289,39 @@ def test_capture_writes_the_report_unless_told_not_to(tmp_path, fake_env):
     r = subprocess.run([sys.executable, "-m", "trtprof", "capture", "-o", str(tmp_path / "c"), str(empty)],
                        cwd=tmp_path, env=fake_env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "report written" not in r.stderr and not (tmp_path / "c" / "report.html").exists()
+
+
+def test_old_capture_report_notes_the_clamped_gpu_starts(tmp_path):
+    df = timeline(40, seed=3)
+    ex = df.index[df["event"] == "exec"][::3]
+    df.loc[ex, "gpu_start_ns"] = df.loc[ex, "host_start_ns"] - 500  # as schema-1 captures hold them
+    folder = write_capture(df, tmp_path / "cap", {"schema_version": 1, "notes": ["a note <b>from</b> the run"]})
+    cap = load_capture(folder)
+    assert (cap.timeline["gpu_start_ns"] >= cap.timeline["host_start_ns"]).all()
+    text = render(cap, n_boot=50)
+    notes = text[text.index("<h2 id='notes'>"):]
+    assert f"<li>{len(ex)} GPU start times clamped to the enqueue time" in notes
+    assert "older trtprof (timeline schema 1)" in notes
+    assert "a note &lt;b&gt;from&lt;/b&gt; the run" in notes  # the capture's own notes stay, escaped
+    fresh = render(load_capture(write_capture(timeline(40, seed=3), tmp_path / "new")), n_boot=50)
+    assert "GPU start times clamped" not in fresh
+
+
+@pytest.mark.parametrize("case_name", ["no GPU", "single", "one timed", "excluded", "never idled", "minimal"])
+def test_gap_section_prints_the_analysis_reason(case_name):
+    from test_report_truth import GAP_CASES
+    from synthetic import frame
+
+    rows, reason = GAP_CASES[case_name]
+    rows = [dict(r, subgraph=r["subgraph"].replace("_run_on_gpu_1", "<i>_run_on_gpu_1")) if "subgraph" in r else r
+            for r in rows]
+    reason = reason.replace("_run_on_gpu_1", "<i>_run_on_gpu_1")
+    from trtprof.timeline.store import Capture
+    df = frame(rows)
+    text = render(Capture(timeline=df, meta={"status": "complete"}), n_boot=20)
+    r = analysis_report.analyse(df, n_boot=20)
+    m = re.search(r'<p class="muted" id="gap-reason">No GPU idle gaps to show: (.*?)\.</p>', text)
+    assert m, "the gap section does not say why it is empty"
+    assert m.group(1) == html.escape(r.gap_reason) and reason in html.unescape(m.group(1))
+    assert "<i>" not in m.group(1) and ("&lt;i&gt;" in m.group(1)) == (case_name == "one timed")  # escaped
+    assert "no GPU idle gaps measured" not in text

@@ -4,6 +4,12 @@ reaches the console, hostile names stay text; a screenshot is kept for people to
 Skipped without chromium on a developer machine; in CI (CI=true) chromium is required, and
 scripts/test.sh installs it. The screenshot goes to build/report-screenshot.png (TRTPROF_UPDATE_DOCS=1
 also writes docs/report.png, the one docs/report.md shows).
+
+Each report kind (tests/report_kinds.py: one engine, a graph-broken model with >10 subgraphs, kernel
+activity, an nsys import) is loaded once with a script that writes what the page shows into the DOM:
+every figure drawn, a legend entry per drawn trace and re-allocation cause, the latency-over-run axis
+set by the steady state, subgraphs and stream lanes in natural order, no horizontal overflow; one
+screenshot per kind goes to build/screenshots/<kind>.png.
 """
 import os
 import re
@@ -15,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from synthetic import hostile, timeline, write_capture
-from trtprof.timeline.store import Capture
+from trtprof.timeline.store import Capture, load_capture
 from report_helpers import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,3 +152,133 @@ def test_compare_page_never_scrolls_sideways(tmp_path):
     for window in (1280, 800):
         scroll, viewport = widths(out, tmp_path, window)
         assert viewport == window and scroll <= viewport, (window, scroll)
+
+
+# -- every report kind, checked in the page the browser built ------------------------------------------------
+# Appended to a copy of the report: once every figure has drawn (or after 15 s of virtual time), it
+# writes what the page shows into <pre id="trtprof-check"> as JSON, which --dump-dom returns.
+CHECK_JS = """
+<script>
+(function () {
+  function cats(ax) { return ax && ax._categories ? ax._categories.slice() : []; }
+  function report() {
+    var figs = Array.prototype.map.call(document.querySelectorAll("div.trtprof-fig"), function (d) {
+      var fl = d._fullLayout || {};
+      var traces = (d.data || []).filter(function (t) {
+        return t.showlegend !== false && t.name && ((t.x && t.x.length) || (t.y && t.y.length)); });
+      return {id: d.id, svgs: d.querySelectorAll(".main-svg").length,
+              title: fl.title ? fl.title.text : "",
+              legend: Array.prototype.map.call(d.querySelectorAll(".legendtext"), function (n) { return n.textContent; }),
+              traces: traces.map(function (t) { return t.name; }),
+              yrange: fl.yaxis && fl.yaxis.range ? fl.yaxis.range : null,
+              categories: [cats(fl.xaxis), cats(fl.yaxis)]};
+    });
+    var cells = Array.prototype.map.call(document.querySelectorAll("#subgraphs ~ div.scroll td"), function (c) {
+      return c.textContent; });
+    var out = document.createElement("pre");
+    out.id = "trtprof-check";
+    out.hidden = true;
+    out.textContent = JSON.stringify({figures: figs, table: cells, errors: window.trtprofErrors,
+      scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth});
+    document.body.appendChild(out);
+  }
+  var waited = 0;
+  function poll() {
+    var figs = document.querySelectorAll("div.trtprof-fig");
+    var done = Array.prototype.every.call(figs, function (d) { return d.querySelector(".main-svg"); });
+    if (done || waited > 15000) { report(); } else { waited += 100; setTimeout(poll, 100); }
+  }
+  window.addEventListener("load", function () { setTimeout(poll, 0); });
+})();
+</script>"""
+WIDTH = 1280
+SUBGRAPH = re.compile(r"_run_on_[a-z]+_\d+")
+
+
+def page_facts(report: Path, tmp: Path, shot: Path) -> dict:
+    """Load a copy of `report` with CHECK_JS (one chromium launch, which also takes the screenshot)."""
+    import html
+    import json
+
+    check = tmp / "check.html"
+    check.write_text(report.read_text().replace("</body>", CHECK_JS + "</body>"))
+    res = chromium(check.as_uri(), tmp, f"--window-size={WIDTH},1700", f"--screenshot={shot}", "--dump-dom")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert console(res.stderr) == []
+    m = re.search(r'<pre id="trtprof-check" hidden="">(.*?)</pre>', res.stdout, re.S)
+    assert m, "the check script did not run"
+    return json.loads(html.unescape(m.group(1)))
+
+
+@pytest.fixture(scope="module")
+def kinds(tmp_path_factory):
+    """Each report kind's capture folder and its report, written once for the checks below."""
+    from report_kinds import KINDS
+
+    out = {}
+    for kind, build in KINDS.items():
+        folder = build(tmp_path_factory.mktemp(kind) / "cap")
+        out[kind] = (folder, write_report(load_capture(folder)))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["single", "broken", "kernels", "nsys"])
+def test_each_report_kind_renders_in_the_browser(kind, kinds, tmp_path):
+    from trtprof.analysis.report import analyse
+    from trtprof.render.figures import latency_range
+    from trtprof.timeline.schema import natural_key
+
+    folder, report = kinds[kind]
+    shots = ROOT / "build" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    facts = page_facts(report, tmp_path, shots / f"{kind}.png")
+    assert (shots / f"{kind}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cap = load_capture(folder)
+    r = analyse(cap.timeline, kernels=cap.kernels)
+    figs = facts["figures"]
+    n = int(re.search(r'<meta name="trtprof-figures" content="(\d+)">', report.read_text()).group(1))
+    assert len(figs) == n >= 4 and facts["errors"] == []
+    assert all(f["svgs"] >= 2 for f in figs), [f["id"] for f in figs if f["svgs"] < 2]  # main + overlay svg
+    for f in figs:  # every named trace with data has its legend entry
+        assert set(f["traces"]) <= set(f["legend"]), (f["title"], set(f["traces"]) - set(f["legend"]))
+    # re-allocation causes: a legend entry for each cause the drawn window has, and some cause drawn
+    timeline = next(f for f in figs if f["title"].startswith("Timeline"))
+    causes = {t for t in timeline["traces"] if t.startswith("re-allocation: ")}
+    assert causes == {t for t in timeline["legend"] if t.startswith("re-allocation: ")}
+    if r.allocs["realloc_cause"].notna().any():
+        assert causes, "the data has re-allocations but the timeline legend has no cause"
+    # latency over the run: the axis is the steady state's, not the warm-up maximum's
+    over = next(f for f in figs if f["title"].startswith("Latency over the run"))
+    lo, hi = latency_range(r.latency)
+    assert over["yrange"] == pytest.approx([lo, hi], rel=1e-6)
+    worst = r.latency["latency_ns"].max() / 1e6
+    if kind == "single":  # a real GPU run: its warm-up is far slower than the steady state
+        assert worst > 1.5 * hi
+    assert over["yrange"][1] <= max(hi, worst) and (worst <= hi or over["yrange"][1] < worst)
+    # subgraphs in natural order: in the per-subgraph table and on every categorical axis
+    names = [c for c in facts["table"] if c.startswith("_run_on_")]
+    if kind == "broken":
+        assert names.index("_run_on_acc_2") < names.index("_run_on_acc_10") < names.index("_run_on_acc_22")
+        assert names.index("_run_on_gpu_3") < names.index("_run_on_gpu_11")
+    both = 0  # axes listing _run_on_acc_2 and _run_on_acc_10 in one context
+    for axis in (a for f in figs for a in f["categories"]):  # per context (mode), first names in order
+        runs = {}
+        for c in map(str, axis):
+            found = SUBGRAPH.findall(c)
+            if found:
+                runs.setdefault(SUBGRAPH.sub("", c), []).append(found[0])
+        for first in runs.values():
+            assert first == sorted(first, key=natural_key), first
+            both += {"_run_on_acc_2", "_run_on_acc_10"} <= set(first)
+    if kind == "broken":
+        assert both, "no figure axis lists both _run_on_acc_2 and _run_on_acc_10"
+    pools = [int(m.group(1)) for c in timeline["categories"][1] if (m := re.search(r"engine pool (\d+)", str(c)))]
+    assert pools == sorted(pools, reverse=True)  # lanes listed top-down: engine pool 2 above engine pool 10
+    if kind == "broken":
+        assert {2, 10} <= set(pools)
+    # no horizontal overflow at a laptop's width
+    assert facts["innerWidth"] == WIDTH and facts["scrollWidth"] <= facts["innerWidth"]
+    if kind == "nsys":
+        assert "Nsight Systems" in report.read_text()
+    if kind == "kernels":
+        assert cap.kernels is not None and len(cap.kernels) and r.busy_source == "kernels"

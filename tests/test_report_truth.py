@@ -120,6 +120,60 @@ def test_no_gap_reason_is_the_real_one():
     assert len(r3.gaps) and r3.gap_reason == ""
 
 
+def _inference(i, parts, gpu=True, exclude=None, t=0):
+    """Rows of inference `i` starting at host time t: its inference row and, per (event, subgraph, gpu
+    interval or None), a subgraph row; GPU intervals are offsets from t."""
+    rows = [dict(event="inference", subgraph="m", subgraph_kind="model", runtime="torch", inference=i, call=i,
+                 host=(t, t + 1000), exclude=exclude, **({"gpu": (t + 1, t + 990)} if gpu else {}))]
+    for k, (ev, sub, g) in enumerate(parts):
+        kind = "fallback" if ev == "fallback" else "engine"
+        row = dict(event=ev, subgraph=sub, subgraph_kind=kind, runtime="torch" if ev == "fallback" else "python",
+                   inference=i, call=i, host=(t + 10 + 100 * k, t + 60 + 100 * k), exclude=exclude)
+        if g is not None:
+            row["gpu"] = (t + g[0], t + g[1])
+        rows.append(row)
+    return rows
+
+
+TWO = [("exec", "_run_on_acc_0", (20, 100)), ("fallback", "_run_on_gpu_1", (150, 200)),
+       ("exec", "_run_on_acc_2", (260, 300))]
+GAP_CASES = {
+    "minimal": (_inference(0, [(ev, sub, None) for ev, sub, _ in TWO]), "recording level minimal"),
+    "no GPU": (_inference(0, [(ev, sub, None) for ev, sub, _ in TWO], gpu=False), "no GPU times in this capture"),
+    "no inference": ([dict(event="exec", inference=-1, host=(0, 50), gpu=(10, 40)),
+                      dict(event="exec", subgraph="_run_on_acc_2", inference=-1, host=(60, 90), gpu=(70, 80))],
+                     "no top-level inference was recorded"),
+    "outside": (_inference(0, [(ev, sub, None) for ev, sub, _ in TWO])[1:] + [
+        dict(event="inference", subgraph="m", subgraph_kind="model", runtime="torch", host=(0, 1000)),
+        dict(event="exec", inference=-1, host=(2000, 2050), gpu=(2010, 2040))],
+        "only outside inferences"),
+    "empty": (_inference(0, [(ev, sub, (50 * k, 50 * k)) for k, (ev, sub, _) in enumerate(TWO)]), "is empty"),
+    "single": (_inference(0, TWO[:1]) + _inference(1, TWO[:1], t=2000), "single subgraph on the GPU (_run_on_acc_0"),
+    "one timed": (_inference(0, [TWO[0], ("fallback", "_run_on_gpu_1", None)]),
+                  "only _run_on_acc_0 has GPU times in each inference; _run_on_gpu_1 has none"),
+    "excluded": (_inference(0, TWO, exclude=True) + _inference(1, [(e, s, (50 * k, 50 * k + 50)) for k, (e, s, _)
+                                                                   in enumerate(TWO)], t=2000),
+                 "only in inferences left out of the statistics (2 gaps"),
+    "never idled": (_inference(0, [(e, s, (50 * k, 50 * k + 60)) for k, (e, s, _) in enumerate(TWO)]),
+                    "the GPU never idled between subgraphs"),
+}
+
+
+@pytest.mark.parametrize("case_name", list(GAP_CASES))
+def test_every_empty_gap_table_says_why(case_name):
+    rows, reason = GAP_CASES[case_name]
+    r = analysis.analyse(frame(rows), n_boot=20)
+    assert r.gap_summary.empty
+    assert reason in r.gap_reason, r.gap_reason
+    others = [v for k, (_, v) in GAP_CASES.items() if k != case_name]
+    assert not [o for o in others if o in r.gap_reason], r.gap_reason  # one reason, not a list of maybes
+
+
+def test_measured_gaps_have_no_reason():
+    r = analysis.analyse(frame(_inference(0, TWO)), n_boot=20)
+    assert len(r.gap_summary) == 2 and r.gap_reason == ""
+
+
 # -- shape changes ---------------------------------------------------------------------------------------
 def test_shape_changes_grouped_by_transition_prealloc_first():
     """shapes-python listed 'the first 100 of 1857 rows', all from the pre-allocation-off part."""

@@ -84,3 +84,70 @@ def test_readme_documents_the_schema():
     from pathlib import Path
     readme = (Path(__file__).resolve().parent.parent / "docs" / "schema.md").read_text()
     assert schema.markdown_table() in readme
+    assert schema.rules_markdown() in readme
+    assert f"now {schema.SCHEMA_VERSION})" in readme
+
+
+# -- row rules: captures say which they keep; older ones are repaired on load ------------------------------
+def _early_capture(folder, version, declare=False):
+    """A capture written by the recorder's writer, then made to look older: meta says `version` and
+    rows 1, 4 and 7 have their GPU start before their host start (what schema-1 captures hold)."""
+    w = CaptureWriter(folder, {"command": ["x"]})
+    w.write([_rec(i, gpu_start_ns=10 * i - 3 if i in (1, 4, 7) else 10 * i + 1) for i in range(10)])
+    w.close()
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["rules"] == list(schema.RULES) and meta["schema_version"] == schema.SCHEMA_VERSION
+    meta["schema_version"] = version
+    if not declare:
+        meta.pop("rules")
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_old_capture_is_clamped_and_says_so(tmp_path, version):
+    cap = store.load_capture(_early_capture(tmp_path / "c", version))
+    df = cap.timeline
+    assert (df["gpu_start_ns"] >= df["host_start_ns"]).all()
+    assert df["gpu_start_ns"].tolist() == [10 * i if i in (1, 4, 7) else 10 * i + 1 for i in range(10)]
+    assert df["gpu_end_ns"].tolist() == [10 * i + 9 for i in range(10)]  # only the start is the rule's
+    assert cap.meta["repairs"] == {"gpu_start_not_before_host_start": {"rows": 3, "declared": False}}
+    (note,) = store.repair_notes(cap.meta)
+    assert note.startswith("3 GPU start times clamped to the enqueue time") and "older trtprof" in note
+    assert f"schema {version}" in note
+
+
+def test_new_capture_declares_its_rules_and_needs_no_repair(tmp_path):
+    w = CaptureWriter(tmp_path / "c", {"command": ["x"]})
+    w.write([_rec(i) for i in range(5)])
+    w.close()
+    cap = store.load_capture(tmp_path / "c")
+    assert cap.meta["rules"] == list(schema.RULES) and "repairs" not in cap.meta
+    assert store.repair_notes(cap.meta) == []
+
+
+def test_broken_declared_rule_is_still_enforced_and_named(tmp_path):
+    cap = store.load_capture(_early_capture(tmp_path / "c", schema.SCHEMA_VERSION, declare=True))
+    assert (cap.timeline["gpu_start_ns"] >= cap.timeline["host_start_ns"]).all()
+    assert cap.meta["repairs"]["gpu_start_not_before_host_start"] == {"rows": 3, "declared": True}
+    (note,) = store.repair_notes(cap.meta)
+    assert "older" not in note and "says its recorder never writes" in note
+
+
+def test_planted_repairs_in_meta_mean_nothing(tmp_path):
+    w = CaptureWriter(tmp_path / "c", {"command": ["x"], "repairs": {"gpu_start_not_before_host_start":
+                                                                      {"rows": 99, "declared": False}}})
+    w.write([_rec(i) for i in range(3)])
+    w.close()
+    cap = store.load_capture(tmp_path / "c")
+    assert "repairs" not in cap.meta and store.repair_notes(cap.meta) == []
+
+
+def test_committed_schema_1_captures_load_clamped():
+    from pathlib import Path
+    folder = Path(__file__).resolve().parent.parent / "reports" / "cases" / "small-python"
+    cap = store.load_capture(folder)
+    df = cap.timeline
+    assert cap.meta["schema_version"] == 1
+    assert not (df["gpu_start_ns"] < df["host_start_ns"]).fillna(False).any()
+    assert cap.meta["repairs"]["gpu_start_not_before_host_start"]["rows"] > 0

@@ -21,6 +21,7 @@ from trtprof.analysis.bootstrap import N_BOOT, SEED
 from trtprof.analysis.latency import inference_latency, latency_summary
 from trtprof.analysis.prealloc import compare_modes
 from trtprof.timeline import schema
+from trtprof.timeline.store import repair_notes
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Results:
     gap_reason: str = ""  # why there are no GPU idle gaps, when there are none
     kernels: bool = False  # the timeline has kernel activity (kernel_* columns with values)
     level: str | None = None  # recording level from the capture's metadata
+    data_notes: list = field(default_factory=list)  # what the loader changed to keep the row rules
 
 
 CPP_CAVEAT = ("C++ runtime: its output allocations happen inside the execute_engine call that trtprof's "
@@ -102,19 +104,47 @@ def _level(meta: dict) -> str | None:
     return str(level) if level else None
 
 
-def gap_reason(df: pd.DataFrame, gaps: pd.DataFrame, gpu_times: bool) -> str:
-    """Why the gap table is empty, from the data: no GPU times, one subgraph on the GPU per
-    inference, or GPU work that never left a hole between subgraphs."""
-    if len(gaps):
+def gap_reason(df: pd.DataFrame, gaps: pd.DataFrame, gpu_times: bool, summary: pd.DataFrame | None = None) -> str:
+    """Why the gap table (`summary`, the per-transition means; `gaps` when not given) is empty, from
+    the data; "" when it is not. In order: GPU times only per inference (level minimal); no GPU times
+    at all; no inference recorded; subgraph GPU times only
+    outside inferences; empty GPU intervals; one subgraph per inference (no graph break); several
+    subgraphs but GPU times on only one of them; gaps only in inferences left out of the statistics;
+    GPU work of each subgraph starting before or as the previous one ended."""
+    shown = gaps if summary is None else summary
+    if len(shown):
         return ""
     if not gpu_times:
-        return "no GPU times in this capture, so GPU idle gaps cannot be measured"
-    g = df[df["event"].isin(overlap.GPU_EVENTS) & df["gpu_start_ns"].notna() & (df["inference"] >= 0)]
+        inf = df[df["event"] == "inference"]
+        if (inf["gpu_start_ns"].notna() & inf["gpu_end_ns"].notna()).any():
+            return ("GPU times were recorded only around each inference (recording level minimal), not per "
+                    "subgraph, so the gaps between subgraphs cannot be measured")
+        return ("no GPU times in this capture (recorded without CUDA, or CUDA events failed), so GPU idle gaps "
+                "cannot be measured")
+    inside = df[df["inference"] >= 0]
+    if not len(inside) or not (inside["event"] == "inference").any():
+        return ("no top-level inference was recorded (the engines ran outside a compiled model's call), and gaps "
+                "are measured inside an inference")
+    g, gs, ge = overlap.gpu_windows(inside)
+    if not len(g):
+        return "GPU times were recorded only outside inferences, so there is no inference to look for gaps in"
+    g = g[ge > gs]
+    if not len(g):
+        return "every GPU interval inside an inference is empty (its end is not after its start), so no gap can be measured"
     per = g.groupby(overlap.KEY)["subgraph"].nunique()
-    if len(per) and int(per.max()) <= 1:
-        name = g["subgraph"].iloc[0]
-        return (f"each inference runs a single subgraph on the GPU ({name}: one engine, no graph break), so "
+    subs = schema.natural_order(inside.loc[inside["event"].isin(overlap.GPU_EVENTS), "subgraph"])
+    timed = schema.natural_order(g["subgraph"])
+    if int(per.max()) <= 1 and len(subs) <= 1:
+        return (f"each inference runs a single subgraph on the GPU ({timed[0]}: one engine, no graph break), so "
                 "there is no gap between subgraphs to measure")
+    if int(per.max()) <= 1:
+        untimed = [s for s in subs if s not in timed]
+        return (f"only {', '.join(timed)} has GPU times in each inference; "
+                f"{', '.join(untimed) or 'the other subgraphs'} ha{'s' if len(untimed) == 1 else 've'} none, so "
+                "the gaps between subgraphs cannot be measured")
+    if len(gaps):
+        return (f"the GPU idled between subgraphs only in inferences left out of the statistics ({len(gaps):,} "
+                "gaps, e.g. the first inference after pre-allocated outputs were switched on)")
     return ("the GPU never idled between subgraphs: each subgraph's GPU work started before or as the "
             "previous one ended")
 
@@ -132,6 +162,7 @@ def analyse(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED, kernels: p
     if meta is None:
         meta = df.attrs.get("trtprof") if isinstance(df.attrs.get("trtprof"), dict) else {}
     breaks = subgraphs.break_costs(df, gaps, infs)
+    gap_sum = schema.sort_subgraphs(overlap.gap_summary(gaps, infs), by=("model", "mode", "before", "after"))
     freq = shapes.change_frequency(df)
     r = Results(
         infs=infs, latency=lat, by_mode=latency_summary(lat, ("model", "mode")),
@@ -139,12 +170,12 @@ def analyse(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED, kernels: p
         comparisons=compare_modes(lat, n_boot, seed), allocs=allocs,
         exposure=schema.sort_subgraphs(_unknown_exposure(overlap.exposed_per_inference(df, allocs, infs), allocs, infs),
                                        by=("model", "subgraph", "mode")),
-        gaps=gaps, gap_summary=schema.sort_subgraphs(overlap.gap_summary(gaps, infs), by=("model", "mode", "before", "after")),
+        gaps=gaps, gap_summary=gap_sum,
         changes=changes, frequency=freq, shape_advice=shapes.advice(freq), breaks=breaks,
         subgraphs=subgraphs.table(df, allocs, breaks, kinds=("engine", "fallback")),
         recommendations=pd.DataFrame(columns=REC_COLUMNS), gpu_times=gpu_times,
         transitions=shapes.transitions(changes), streams=stream_names(df), overlap_caveat=caveat,
-        gap_reason=gap_reason(df, gaps, gpu_times), kernels=has_kernels(df),
-        level=_level(meta), busy_source=overlap.busy_source(df, kernels))
+        gap_reason=gap_reason(df, gaps, gpu_times, gap_sum), kernels=has_kernels(df),
+        level=_level(meta), data_notes=repair_notes(meta), busy_source=overlap.busy_source(df, kernels))
     r.recommendations = recommendations(r)
     return r

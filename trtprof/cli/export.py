@@ -9,10 +9,16 @@ OPEN_HINT = "ui.perfetto.dev (Open trace file) or chrome://tracing"
 FORMATS = {"perfetto": "trace.json", "csv": "timeline.csv"}  # format -> default file in the capture folder
 
 
-def _writer(fmt: str, cap):
+def _writer(fmt: str, cap, dropped: dict):
+    """The function writing the file; `dropped` receives the flows the trace left out (perfetto)."""
     if fmt == "perfetto":
-        from trtprof.render.perfetto import write_trace
-        return lambda f: write_trace(cap.timeline, f, cap.meta)
+        from trtprof.render.perfetto import build_trace, to_json
+
+        def write(f):
+            trace = build_trace(cap.timeline, cap.meta)
+            dropped.update(trace["otherData"]["flows_left_out_backwards"])
+            f.write(to_json(trace))
+        return write
     from trtprof.render.tabular import write_csv
     return lambda f: write_csv(cap.timeline, f)
 
@@ -38,9 +44,17 @@ def export(capture_path, fmt, output, quiet):
     """
     cap = common.load(capture_path)
     out = common.output_path(output, cap.path / FORMATS[fmt], [cap.path])
-    common.write(out, _writer(fmt, cap))
+    dropped: dict[str, int] = {}
+    common.write(out, _writer(fmt, cap, dropped))
     if quiet:
         return
+    from trtprof.timeline.store import repair_notes
+
+    for note in repair_notes(cap.meta):
+        common.say(f"note: {note}")
+    for name, n in dropped.items():
+        common.say(f"note: {n:,} '{name}' arrow{'s' if n != 1 else ''} left out: {'they' if n != 1 else 'it'} "
+                   "would finish before starting")
     if not cap.complete:
         common.say(f"note: the capture is {cap.meta.get('status', 'incomplete')}: "
                    f"{cap.meta.get('incomplete_reason') or cap.meta.get('reason') or 'it may lack its last rows'}")

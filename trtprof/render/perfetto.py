@@ -7,7 +7,8 @@ call (flow arrows). Layout:
 * host lanes: one process per pid, one thread track per Python thread, a complete event ("X") per range;
 * GPU lanes: a synthetic "GPU" process, one track per CUDA stream, a complete event per GPU interval;
 * flows ("s" -> "f", `"bp": "e"`): enqueue (exec host slice) -> its GPU slice, and after_enqueue
-  allocation -> the call that uses the buffers it made;
+  allocation -> the call that uses the buffers it made; a flow's finish is never before its start (one
+  that would be is left out and counted in otherData "flows_left_out_backwards");
 * shape changes: instant events ("i", thread scope) at the start of the call whose inputs changed.
 
 Viewers stack the slices of one track by nesting, so a slice that partially overlaps another on its
@@ -65,14 +66,25 @@ def _tracks(spans: list[tuple[int, int, int]]) -> tuple[list[int], list[int]]:
     return sub, parent
 
 
-def _inner_point(start: int, end: int, children: list[tuple[int, int]]) -> int:
-    """A ns inside [start, end] but strictly inside no child, so a flow bound there binds to this slice."""
-    cursor = start
-    for c0, c1 in sorted(children):
-        if c0 - cursor >= 2:
-            return cursor + 1
-        cursor = max(cursor, c1)
-    return cursor + 1 if end - cursor >= 2 else start
+def _inner_point(start: int, end: int, children: list[tuple[int, int]], not_before: int | None = None) -> int | None:
+    """A ns inside [start, end] but strictly inside no child, so a flow bound there binds to this slice.
+    With `not_before`: the earliest such ns at or after it, None when the slice has none."""
+    if not_before is None:
+        cursor = start
+        for c0, c1 in sorted(children):
+            if c0 - cursor >= 2:
+                return cursor + 1
+            cursor = max(cursor, c1)
+        return cursor + 1 if end - cursor >= 2 else start
+    if not_before > end:
+        return None
+    if not_before <= start:
+        return _inner_point(start, end, children)
+    t = not_before
+    for c0, c1 in sorted(children):  # inside a child: move to its end, which no child holds but the next's start
+        if c0 <= t < c1:
+            t = c1
+    return t if t < end else None
 
 
 class _Builder:
@@ -85,6 +97,7 @@ class _Builder:
         self.spans: dict[int, tuple[tuple[int, int], list]] = {}  # id(event) -> (ns span, children spans)
         self.other: list[dict] = []  # flows and instants
         self.next_tid = self.flow_id = 0
+        self.dropped: dict[str, int] = {}  # flow name -> arrows left out because they would go backwards
 
     def us(self, ns: int) -> float:
         return round((ns - self.t0) / 1000, 3)
@@ -128,12 +141,20 @@ class _Builder:
         self.meta.append({"name": kind, "ph": "M", "pid": pid, "tid": tid, "args": args})
 
     def flow(self, name: str, src: dict, dst: dict) -> None:
-        """An arrow from slice `src` to slice `dst`, each end bound inside its slice, outside its children."""
+        """An arrow from slice `src` to slice `dst`, each end bound inside its slice, outside its children.
+        The finish is never before the start: where `dst` ends before `src` begins (a GPU start
+        before its enqueue, in a timeline the loader did not clamp), the arrow is left out and counted."""
+        (s0, e0), k0 = self.spans[id(src)]
+        (s1, e1), k1 = self.spans[id(dst)]
+        t0 = _inner_point(s0, e0, k0)
+        t1 = _inner_point(s1, e1, k1, not_before=t0)
+        if t1 is None:
+            self.dropped[name] = self.dropped.get(name, 0) + 1
+            return
         self.flow_id += 1
-        for ph, sl in (("s", src), ("f", dst)):
-            (s, e), kids = self.spans[id(sl)]
+        for ph, sl, t in (("s", src, t0), ("f", dst, t1)):
             ev = {"name": name, "cat": "flow", "ph": ph, "id": self.flow_id, "pid": sl["pid"], "tid": sl["tid"],
-                  "ts": self.us(_inner_point(s, e, kids))}
+                  "ts": self.us(t)}
             if ph == "f":
                 ev["bp"] = "e"
             self.other.append(ev)
@@ -177,7 +198,7 @@ def build_trace(df: pd.DataFrame, meta: dict | None = None) -> dict:
     return {"traceEvents": b.events(),
             "otherData": {"trtprof": json.loads(json.dumps(meta or {}, default=str)), "time_origin_ns": b.t0,
                           "clock": "host CLOCK_MONOTONIC; ts in us from time_origin_ns",
-                          "gpu_ranges_with_one_time": half_timed}}
+                          "gpu_ranges_with_one_time": half_timed, "flows_left_out_backwards": b.dropped}}
 
 
 def _stream_name(handle: int | None) -> str:
@@ -268,8 +289,8 @@ def check_nesting(trace: dict) -> list[str]:
 
 
 def check_flows(trace: dict) -> list[str]:
-    """Flow problems, one line each: a start without exactly one finish (or the reverse), a finish not
-    bound to its enclosing slice, an end outside every slice of its track."""
+    """Flow problems, one line each: a start without exactly one finish (or the reverse), a finish
+    before its start, a finish not bound to its enclosing slice, an end outside every slice of its track."""
     slices = defaultdict(list)
     for ev in trace["traceEvents"]:
         if ev.get("ph") == "X":
@@ -285,6 +306,8 @@ def check_flows(trace: dict) -> list[str]:
             problems.append(f"flow {fid}: {len(e['s'])} start(s) and {len(e['f'])} finish(es)")
             continue
         (s,), (f,) = e["s"], e["f"]
+        if _ns(f["ts"]) < _ns(s["ts"]):
+            problems.append(f"flow {fid}: finishes at {f['ts']}us, before it starts at {s['ts']}us")
         if (s["name"], s.get("cat")) != (f["name"], f.get("cat")):
             problems.append(f"flow {fid}: start and finish differ in name or category")
         if f.get("bp") != "e":

@@ -16,6 +16,7 @@ from trtprof.analysis.overlap import KEY
 from trtprof.analysis.shapes import REALLOC_CAUSES
 from trtprof.analysis.streams import name_of
 from trtprof.render.figures import COLORS, GAP_LABEL, Fig, bar, esc, esc_all, layout
+from trtprof.timeline.schema import natural_key
 
 WINDOW = 50  # inferences drawn on the timeline
 SHOWN = 4  # inferences visible before zooming out
@@ -153,7 +154,7 @@ def _gpu(fig: Fig, rows: pd.DataFrame, streams: dict, t0: int, lanes: list[str])
         kern = rows[rows["event"].isin(["exec", "fallback"]) & rows["kernel_first_ns"].notna()
                     & rows["kernel_last_ns"].notna()]
     lane_of = {h: f"GPU \u00b7 {name_of(streams, h)}" for h in pd.unique(pd.concat([gpu["stream"], kern["stream"]]))}
-    for name in sorted(set(lane_of.values())):
+    for name in sorted(set(lane_of.values()), key=natural_key):  # engine pool 2 before engine pool 10
         lanes.append(name)
     what = {"exec": "engine", "fallback": "fallback"}
     has_kernels = len(kern) > 0

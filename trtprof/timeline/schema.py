@@ -17,8 +17,18 @@ import pyarrow as pa
 
 from trtprof.timeline.columns import ADDED_IN, CALL_EVENT, FIELDS, NOT_NULL, SPEC, TIMED_EVENT  # noqa: F401
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # 1: before the kernel columns (added as nulls on load)
+SCHEMA_VERSION = 3
+# 1: before the kernel columns (added as nulls on load); 2: before meta.json listed the row rules
+READABLE_VERSIONS = (1, 2, 3)
+
+# Row rules the recorder keeps, by name; a capture lists those it kept in meta.json "rules" (schema 3).
+# The loader enforces each on every capture, the same way the recorder does, and counts the rows it
+# changed (meta "repairs"): older captures were taken before some rules existed.
+RULES = {
+    "gpu_start_not_before_host_start": "gpu_start_ns >= host_start_ns where both are set: the GPU cannot "
+                                       "start a call before the host enqueued it (an earlier GPU start is "
+                                       "set to host_start_ns)",
+}
 
 _ARROW = {"int": pa.int64(), "str": pa.string(), "bool": pa.bool_()}
 _PANDAS = {("int", False): "int64", ("int", True): "Int64", ("str", False): "string", ("str", True): "string",
@@ -62,6 +72,21 @@ def markdown_table() -> str:
     lines = ["| column | type | meaning |", "|---|---|---|"]
     lines += [f"| `{n}` | {d} | {desc} |" for n, (_, d, desc) in COLUMNS.items()]
     return "\n".join(lines)
+
+
+def rules_markdown() -> str:
+    """The row rules as a Markdown list, for docs/schema.md (a test keeps it in sync)."""
+    return "\n".join(f"- `{name}`: {text}" for name, text in RULES.items())
+
+
+def enforce_rules(df: pd.DataFrame) -> dict[str, int]:
+    """Apply every row rule to `df` in place; returns rows changed per rule (only rules that changed some)."""
+    gs, hs = df["gpu_start_ns"], df["host_start_ns"]
+    early = (gs < hs).fillna(False).to_numpy(bool)
+    if early.any():
+        df.loc[early, "gpu_start_ns"] = hs[early].astype(df["gpu_start_ns"].dtype)
+    counts = {"gpu_start_not_before_host_start": int(early.sum())}
+    return {k: v for k, v in counts.items() if v}
 
 
 # -- row rules ---------------------------------------------------------------------------------------------

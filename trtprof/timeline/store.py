@@ -99,7 +99,7 @@ class CaptureWriter:
             if any(p.name in (META, TIMELINE, SPILL) for p in self.folder.iterdir()):
                 raise CaptureError(f"{self.folder} already holds a capture; choose another folder with -o",
                                    ExitCode.BAD_OUTPUT)
-            self.meta = dict(meta, schema_version=schema.SCHEMA_VERSION, status="running")
+            self.meta = dict(meta, schema_version=schema.SCHEMA_VERSION, rules=list(schema.RULES), status="running")
             _write_json(self.folder / META, self.meta)
             # created exclusively and without following links: a planted timeline.arrows link is refused
             fd = os.open(self.folder / SPILL, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o666)
@@ -354,9 +354,36 @@ def load_capture(path: str | os.PathLike) -> Capture:
         df = schema.to_frame(table)
     except Exception as e:  # noqa: BLE001 - e.g. a null in an int64 column
         raise CaptureError(f"{folder} has a timeline of the wrong types ({_first_line(e)})") from None
+    _repair(df, meta)
     # meta is not put in df.attrs here: pandas deep-copies attrs on every operation (a third of a
     # report's analysis time); `load()`, the DataFrame API, attaches it for users.
     return Capture(timeline=df, meta=meta, path=folder)
+
+
+def _repair(df: pd.DataFrame, meta: dict) -> None:
+    """Enforce the row rules (`schema.RULES`) on a loaded timeline. What was changed goes in
+    meta["repairs"]: rule -> {"rows": n, "declared": whether the capture said it kept the rule}
+    (a capture that did not was taken with an older trtprof)."""
+    fixed = schema.enforce_rules(df)
+    declared = meta.get("rules") if meta["schema_version"] >= 3 and isinstance(meta.get("rules"), list) else []
+    if fixed:
+        meta["repairs"] = {k: {"rows": n, "declared": k in declared} for k, n in fixed.items()}
+    else:
+        meta.pop("repairs", None)  # only the loader writes it: a stale or planted one means nothing
+
+
+def repair_notes(meta: dict) -> list[str]:
+    """One sentence per rule the loader had to enforce (meta["repairs"], written by `_repair`)."""
+    repairs = meta.get("repairs") if isinstance(meta.get("repairs"), dict) else {}
+    fix = repairs.get("gpu_start_not_before_host_start")
+    if not isinstance(fix, dict) or not isinstance(fix.get("rows"), int) or fix["rows"] <= 0:
+        return []
+    n = fix["rows"]
+    what = f"{n:,} GPU start time{'s' if n != 1 else ''} clamped to the enqueue time (the host start of the call)"
+    if fix.get("declared"):
+        return [what + ": they were earlier, which the capture says its recorder never writes"]
+    return [what + f": taken with an older trtprof (timeline schema {meta.get('schema_version')}), whose recorder "
+                   "let a start event shared with the previous call stand for the start of this one"]
 
 
 def _load_meta(folder: Path) -> dict:
