@@ -17,7 +17,7 @@ for s in $steps; do
   probe)
     log probe; timeout 180 python3 scripts/probe_cupti.py --out "$w/probe_cupti.json" > "$w/probe.txt" 2>&1; log "probe rc=$?";;
   tests)
-    log tests; BERT_RUNTIMES= timeout 300 bash scripts/gpu_tests.sh "$w/tests" 2>&1 | quiet > "$w/tests.txt"; log "tests rc=${PIPESTATUS[0]}";;
+    log tests; BERT_RUNTIMES= timeout ${TESTS_TIMEOUT:-300} bash scripts/gpu_tests.sh "$w/tests" 2>&1 | quiet > "$w/tests.txt"; log "tests rc=${PIPESTATUS[0]}";;
   python-only)
     log python-only; bash scripts/try_python_only.sh .tt213/torch_tensorrt_rtx-2.13.0-py.tgz "$w/python-only" > /dev/null 2>&1
     log "python-only rc=$?"; rm -f "$w"/python-only/python-only-cap/*.arrows;;

@@ -2,6 +2,7 @@
 # On the GPU machine (after `source .trtbundle/activate.sh`): run the GPU tests, then capture the
 # tutorial's BERT on both runtimes. Results and logs go to OUTDIR (default $OUT, else /tmp/trtprof-gpu).
 #   source .trtbundle/activate.sh && bash scripts/gpu_tests.sh [OUTDIR]
+# GPU_PYTEST_ARGS replaces the test selection (node ids, -o faulthandler_timeout=N for a hang's stacks).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/trtprof-gpu}}
@@ -17,7 +18,7 @@ for m in ("pandas", "pyarrow", "click", "plotly", "nvtx", "pytest", "transformer
 print("gpu", torch.cuda.get_device_name(0), "torch", torch.__version__)
 PY
 rc=0
-python3 -m pytest -m gpu -q -p no:cacheprovider tests/gpu 2>&1 | tee "$out/gpu_tests.log" || rc=1
+python3 -m pytest -m gpu -q -p no:cacheprovider ${GPU_PYTEST_ARGS:-tests/gpu} 2>&1 | tee "$out/gpu_tests.log" || rc=1
 [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 for rt in ${BERT_RUNTIMES-python cpp}; do
   flag=""; [ "$rt" = python ] && flag="--python-runtime"
