@@ -4,7 +4,8 @@ stacks (faulthandler) and, where gdb is installed, its native stacks written nex
 
     source .trtbundle/activate.sh && python3 scripts/probe_save.py --out DIR [--timeout 90] [VARIANT ...]
 
-Variants: plain (no trtprof), cupti (cupti-python kernel activity with buffer callbacks, no trtprof),
+Variants: plain (no trtprof), cupti (cupti-python kernel and memcpy activity with buffer callbacks,
+no trtprof), cupti-sub (the same with a callback-API subscriber held), cupti-memset (with memset),
 nokernels (trtprof.profile(kernels=False)), trtprof (trtprof.profile()), after (compile and save
 before trtprof.profile(), load and run inside it).
 """
@@ -20,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-VARIANTS = ("plain", "cupti", "nokernels", "trtprof", "after")
+VARIANTS = ("plain", "cupti", "cupti-sub", "cupti-memset", "nokernels", "trtprof", "after")
 
 
 def child(variant: str, work: Path) -> None:
@@ -37,12 +38,16 @@ def child(variant: str, work: Path) -> None:
     model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU()).eval().cuda().half()
     x = torch.randn(4, 64, device="cuda", dtype=torch.half)
     ctx = contextlib.nullcontext()
-    if variant == "cupti":
+    if variant.startswith("cupti"):
         from cupti import cupti
         got = []
         cupti.activity_register_callbacks(lambda: (8 << 20, 0), lambda recs: got.extend(recs))
         cupti.activity_enable(cupti.ActivityKind.CONCURRENT_KERNEL)
         cupti.activity_enable(cupti.ActivityKind.MEMCPY)
+        if variant == "cupti-sub":
+            t["subscriber"] = repr(cupti.subscribe(lambda *a: None, None))
+        if variant == "cupti-memset":
+            cupti.activity_enable(cupti.ActivityKind.MEMSET)
     elif variant in ("nokernels", "trtprof"):
         ctx = trtprof.profile(out=work / "cap", kernels=variant == "trtprof")
     if variant == "after":
@@ -64,7 +69,7 @@ def child(variant: str, work: Path) -> None:
         torch.cuda.synchronize()
         t["load_run_s"] = time.perf_counter() - s
         t["max_err"] = float((y.float() - model(x).float()).abs().max())
-    if variant == "cupti":
+    if variant.startswith("cupti"):
         cupti.activity_flush_all(1)
         t["cupti_records"] = len(got)
     print("RESULT " + json.dumps(t), flush=True)

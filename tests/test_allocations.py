@@ -39,23 +39,24 @@ def test_nothing_allocated():
 
 
 def test_uncovered_exported_graph_is_reported():
-    from trtprof.capture import graph
+    from trtprof.capture import op_graphs
     from trtprof.capture.state import Instrumentation
     from trtprof.capture.recorder import Recorder
     from trtprof.capture.marks import Marks
 
     def execute_engine(x):  # stands for torch.ops.tensorrt.execute_engine in an exported graph
         return x
+    execute_engine._name = "tensorrt::execute_engine"  # as on the op's OpOverload
 
     ins = Instrumentation(Recorder(lambda r: None, None, Marks(False)), {})
-    before = graph.uncovered_graphs(ins)
+    before = op_graphs.uncovered(ins)
     g = torch.fx.Graph()
     x = g.placeholder("x")
     g.output(g.call_function(execute_engine, (x,)))
     gm = torch.fx.GraphModule(torch.nn.Module(), g)
-    assert graph.uncovered_graphs(ins) == before + 1
+    assert op_graphs.uncovered(ins) == before + 1
     ins.models[gm] = None  # a hooked model is covered
-    assert graph.uncovered_graphs(ins) == before
+    assert op_graphs.uncovered(ins) == before
 
 
 class _Memory:

@@ -302,25 +302,3 @@ def _emit_fallback(rec, frame, host) -> None:
     r[_INF], r[_CHANGED] = frame.inference, frame.changed
     span(frame, r[_GS], r[_GE])
     rec.row(r)
-
-
-def uncovered_graphs(ins) -> int:
-    """GraphModules alive now that call `tensorrt.execute_engine` as a function and were not hooked.
-
-    Such graphs come from saved/exported programs (`torch_tensorrt.save` then `load(...).module()`):
-    no runtime module runs, so nothing above records them; we say so instead of missing them silently.
-    """
-    import gc
-
-    count = 0
-    gm = torch.fx.GraphModule
-    for obj in gc.get_objects():
-        # type(), not isinstance(): some objects warn when asked for __class__
-        if issubclass(type(obj), gm) and obj not in ins.models:
-            try:
-                nodes = obj.graph.nodes
-            except Exception:
-                continue
-            if any(n.op == "call_function" and "execute_engine" in str(n.target) for n in nodes):
-                count += 1
-    return count

@@ -27,7 +27,7 @@ import os
 import sys
 import threading
 
-from trtprof.capture import engines, graph, state
+from trtprof.capture import engines, graph, op_graphs, state
 from trtprof.capture.allocations import AllocatorLog
 from trtprof.capture.events import GpuClock, watch_captures
 from trtprof.capture.marks import Marks
@@ -307,8 +307,7 @@ class Instrumenter:
                 if ins.alloc_log.dropped:
                     self.notes.append("the allocator log overflowed between harvests: some C++ runtime "
                                       "allocations are missing")
-            from trtprof.capture.graph import uncovered_graphs
-            n = uncovered_graphs(ins)
+            n = op_graphs.uncovered(ins) if self.op is not None else 0
             if n:
                 self.notes.append(f"{n} live graph(s) call torch.ops.tensorrt.execute_engine directly (an "
                                   "exported program) and were not adopted (pass one to trtprof.instrument() "

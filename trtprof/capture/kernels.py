@@ -1,4 +1,4 @@
-"""Kernel, memcpy and memset activity from CUPTI (through cupti-python), on trtprof's host clock.
+"""Kernel and memcpy activity from CUPTI (through cupti-python), on trtprof's host clock.
 
 Why CUPTI: CUDA events around a call bracket the engine's work *and* the time the GPU waits for the
 host (BERT on the H200: events 1889 us per call, kernels busy 474 us). CUPTI's activity API gives each
@@ -23,7 +23,10 @@ from __future__ import annotations
 import threading
 import time
 
-KINDS = ("kernel", "memcpy", "memset")
+# MEMSET is not among the default kinds: enabled, it hung TensorRT-RTX engine deserialization
+# (torch_tensorrt.save, and load, never returned; H200, torch_tensorrt 2.11, scripts/probe_save.py),
+# while kernel and memcpy activity alone did not. KernelActivity(kinds=...) still takes it.
+KINDS = ("kernel", "memcpy")
 _KIND_ENUM = {"kernel": "CONCURRENT_KERNEL", "memcpy": "MEMCPY", "memset": "MEMSET"}
 FIELDS = ("kind", "name", "start_ns", "end_ns", "stream", "correlation", "device")
 _NEEDED = ("activity_register_callbacks", "activity_enable", "activity_disable", "activity_flush_all",

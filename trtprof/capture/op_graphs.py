@@ -191,19 +191,27 @@ def restore(entries: list) -> None:
     entries.clear()
 
 
-def scan(ins) -> int:
-    """Adopt the live GraphModules that call the op (programs loaded before the capture began).
-    An ExportedProgram's own `graph_module` is left alone: it takes the lifted weights as inputs and
-    is not what runs (`.module()` makes a runnable copy, adopted as it is made)."""
+def runnable_graphs(ins) -> list:
+    """The live GraphModules that call the op and are not yet the capture's: an ExportedProgram's
+    own `graph_module` is left out, because it takes the lifted weights as inputs and is not what runs
+    (`.module()` makes a runnable copy, adopted as it is made; torch_tensorrt.save leaves such
+    programs alive)."""
     import gc
 
     gm_type, ep_type = torch.fx.GraphModule, getattr(torch.export, "ExportedProgram", ())
     objs = gc.get_objects()
     # type(), not isinstance(): some objects warn when asked for __class__
     lifted = {id(o.graph_module) for o in objs if ep_type and issubclass(type(o), ep_type)}
-    count = 0
-    for obj in objs:
-        if issubclass(type(obj), gm_type) and id(obj) not in lifted and obj not in ins.models \
-                and engine_nodes(obj):
-            count += adopt(ins, obj) is not None
-    return count
+    return [o for o in objs if issubclass(type(o), gm_type) and id(o) not in lifted
+            and o not in ins.models and engine_nodes(o)]
+
+
+def scan(ins) -> int:
+    """Adopt the runnable graphs alive now (programs loaded before the capture began)."""
+    return sum(adopt(ins, gm) is not None for gm in runnable_graphs(ins))
+
+
+def uncovered(ins) -> int:
+    """Runnable graphs still not adopted when the capture stops (made other than through
+    `.module()`): their engine calls were not recorded, which the capture's notes say."""
+    return len(runnable_graphs(ins))

@@ -38,7 +38,7 @@ def _check_prealloc(ctx, param, value):
               help="Record 1 inference in N, plus every inference whose input shapes change and the one "
                    "after it; the others run with (almost) no overhead (docs/recording.md).")
 @click.option("--kernels/--no-kernels", default=True, show_default=True,
-              help="Record every kernel, memcpy and memset the GPU ran (CUPTI, needs cupti-python), so each "
+              help="Record every kernel and memcpy the GPU ran (CUPTI, needs cupti-python), so each "
                    "row gets its kernels' busy time and span; off by itself under nsys or torch.profiler.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html (the HTML report) into the capture folder.")
 @click.option("--nsys", is_flag=True, help="Run the capture under Nsight Systems (nsys profile -t cuda,nvtx); "

@@ -47,7 +47,7 @@ SPEC: dict[str, tuple[str, bool, str]] = {
     "kernel_first_ns": ("int", True, "start of the row's first kernel, ns on the host clock"),
     "kernel_last_ns": ("int", True, "end of the row's last kernel, ns on the host clock (kernel span = last - first)"),
     "kernel_busy_ns": ("int", True, "GPU busy with the row's kernels: length of the union of their intervals"),
-    "copy_count": ("int", True, "memcpy and memset operations that started inside the row's GPU window"),
+    "copy_count": ("int", True, "memcpy operations that started inside the row's GPU window (memsets are not recorded in process)"),
     "copy_ns": ("int", True, "length of the union of those copies' intervals"),
 }
 # columns a capture of an older schema version lacks; the loader adds them as nulls
