@@ -200,3 +200,55 @@ def test_module_classes_path_still_selectable(tmp_path, monkeypatch):
         _run(m, cap)
     assert cap.meta["capture_path"] == "module-classes"
     assert (cap.timeline.event == "exec").sum() == 14
+
+
+@pytest.mark.parametrize("unowned", [False, True])
+def test_loaded_graph_final_engine_owning_its_outputs(tmp_path, unowned):
+    """A loaded graph's final engine that owns its output buffers (the saved engine does not keep
+    the compiler's unowned flag) returns the same buffers every call with pre-allocation on: no
+    allocation row after the first pre-allocated calls, and a note naming it (the final engine
+    only); an unowned one allocates after every enqueue and gets no note. Python TRTEngine of
+    2.13 PYTHON_ONLY, whose allocations the hooks see on the CPU."""
+    import torch_tensorrt
+    with torch_tensorrt._fake.playing("2.13", python_only=True):
+        ep = _exported("python")
+        with trtprof.profile(out=tmp_path / "c") as cap:
+            gm = ep.module()
+            for e in _engines(gm):
+                e.set_output_tensors_as_unowned(unowned)
+            _run(gm)
+    notes = [n for n in cap.meta["notes"] if "owns its output buffers" in n]
+    df = cap.timeline
+    late = df[(df.event == "alloc") & (df.subgraph == "_run_on_acc_2") & (df.inference == 3)]
+    if unowned:
+        assert notes == [] and list(late.alloc_phase) == ["after_enqueue"]
+    else:
+        assert len(notes) == 1 and notes[0].startswith("_run_on_acc_2:") and "_run_on_acc_0" not in notes[0]
+        assert late.empty
+
+
+def test_graphs_left_by_export_of_a_recorded_module_not_reported(tmp_path):
+    """torch_tensorrt's exporter puts the live module's own engine object in the graph it builds
+    (v2.11.0 `_exporter.py` `inline_trt_modules`): such a graph, left alive by save and never run,
+    is not reported as missed; the same graph with an engine the capture does not know is."""
+    from trtprof.capture import op_graphs
+
+    def graph_with(engine):
+        root = torch.nn.Module()
+        root._run_on_acc_0_engine = engine
+        g = torch.fx.Graph()
+        x = g.placeholder("x")
+        e = g.get_attr("_run_on_acc_0_engine")
+        g.output(g.call_function(torch.ops.tensorrt.execute_engine.default, ([x], e)))
+        return torch.fx.GraphModule(root, g)
+
+    live, other = _model("cpp"), _model("cpp")
+    with trtprof.profile(out=tmp_path / "c") as cap:
+        live(torch.randn(2, 8))
+        before = op_graphs.uncovered(state.ACTIVE)
+        left = graph_with(live._run_on_acc_0.engine)
+        assert op_graphs.uncovered(state.ACTIVE) == before
+        stray = graph_with(other._run_on_acc_0.engine)
+        assert op_graphs.uncovered(state.ACTIVE) == before + 1
+        del stray
+    assert left is not None

@@ -43,12 +43,27 @@ def both(tmp_path_factory):
 
 
 def test_loaded_program_has_the_live_module_rows(both):
+    """Same rows, but for one thing the runtime really does differently: the compiler marks the final
+    engine's outputs unowned (new buffers after every enqueue), the saved engine does not keep that
+    flag, so the loaded graph's final engine reuses its one pre-allocated buffer and allocates nothing
+    in a steady pre-allocated call (v2.11.0 `execute_engine.cpp`; measured on the H200). Those
+    after-enqueue rows are live only, and the loaded capture says why."""
     (live, ls), (loaded, ds) = both
     assert ls["schedule"] == ds["schedule"] and ds["mode"] == "loaded"
     assert "op" in loaded.meta["capture_path"], loaded.meta["capture_path"]
     a, b = _rows(live.timeline), _rows(loaded.timeline)
     missing, extra = sorted(set(a) - set(b)), sorted(set(b) - set(a))
-    assert a == b, f"live only: {missing[:8]}\nloaded only: {extra[:8]}"
+    assert not extra, f"loaded only: {extra[:8]}"
+    df = live.timeline
+    calls = df[(df.event == "call") & (df.subgraph == "_run_on_acc_2")].sort_values("call")
+    prev_pre = calls.prealloc.shift(fill_value=False).astype(bool)
+    steady = calls[calls.prealloc.astype(bool) & prev_pre & ~calls.shape_changed.astype(bool)].call
+    want = sorted(r for r in a if r[1] == "_run_on_acc_2" and r[3] == "alloc" and r[7] == "after_enqueue"
+                  and int(r[4]) in set(steady))
+    assert len(steady) >= 2 and missing == want, f"live only: {missing[:8]}\nexpected: {want[:8]}"
+    assert any(n.startswith("_run_on_acc_2: a loaded graph returns") for n in loaded.meta["notes"]), \
+        loaded.meta["notes"]
+    assert not any("owns its output buffers" in n for n in live.meta["notes"])
 
 
 def test_loaded_program_has_an_inference_row_per_call_with_gpu_times(both):

@@ -312,6 +312,14 @@ class Instrumenter:
                 self.notes.append(f"{n} live graph(s) call torch.ops.tensorrt.execute_engine directly (an "
                                   "exported program) and were not adopted (pass one to trtprof.instrument() "
                                   "before running it): their engine calls are not recorded")
+            owned = op_graphs.owned_returns(ins) if self.op is not None else []
+            if owned:
+                self.notes.append(
+                    f"{', '.join(owned)}: a loaded graph returns this engine's outputs, but the engine owns "
+                    "its output buffers (are_output_tensors_unowned() is False: the compiler sets it on a "
+                    "graph's final engines and the saved engine does not keep it). With pre-allocated "
+                    "outputs on, every call returns the same buffers, so a call overwrites what the "
+                    "previous one returned, and no allocation is recorded after its enqueue")
             self.capture_path = self._ran(ins)
             self._gpu_notes(ins.rec)
             self._restore()

@@ -114,6 +114,15 @@ def _attr_name(node) -> str | None:
     return None
 
 
+def _reaches_output(node) -> bool:
+    """Whether an engine node's outputs (directly or through getitem) are the graph's outputs."""
+    users = list(node.users)
+    for u in users:
+        if u.op == "output" or u.target is operator.getitem and any(v.op == "output" for v in u.users):
+            return True
+    return False
+
+
 def _acc_number(node):
     m = _ACC.search(_attr_name(node) or "")
     return int(m.group(1)) if m else None
@@ -151,6 +160,7 @@ def adopt(ins, gm) -> ModelInfo | None:
             sub = SubgraphInfo(name, "engine", ops.kind_of(ins, engine), model)
             sub.requires_oa = ops.requires_output_allocator(engine)
             sub.reread = True
+            sub.returns_output = _reaches_output(n)
             model.children.append((engine, ops.register(ins, engine, sub)))
         saved.append((n, n.target))
         n.target = ops.call
@@ -192,23 +202,52 @@ def restore(entries: list) -> None:
 
 
 def runnable_graphs(ins) -> list:
-    """The live GraphModules that call the op and are not yet the capture's: an ExportedProgram's
-    own `graph_module` is left out, because it takes the lifted weights as inputs and is not what runs
-    (`.module()` makes a runnable copy, adopted as it is made; torch_tensorrt.save leaves such
-    programs alive)."""
+    """The live GraphModules that call the op and are not yet the capture's. Left out: an
+    ExportedProgram's own `graph_module` (it takes the lifted weights as inputs and is not what runs;
+    `.module()` makes a runnable copy, adopted as it is made), and graphs whose every engine is one
+    the capture already records through its runtime module (what torch.export and
+    torch_tensorrt.save leave alive: the exporter puts the live module's own engine object in the
+    graph, v2.11.0 `_exporter.py` `inline_trt_modules`)."""
     import gc
 
     gm_type, ep_type = torch.fx.GraphModule, getattr(torch.export, "ExportedProgram", ())
     objs = gc.get_objects()
     # type(), not isinstance(): some objects warn when asked for __class__
     lifted = {id(o.graph_module) for o in objs if ep_type and issubclass(type(o), ep_type)}
-    return [o for o in objs if issubclass(type(o), gm_type) and id(o) not in lifted
-            and o not in ins.models and engine_nodes(o)]
+    out = []
+    for o in objs:
+        if issubclass(type(o), gm_type) and id(o) not in lifted and o not in ins.models:
+            nodes = engine_nodes(o)
+            if nodes and not all(_known(ins, o, n) for n in nodes):
+                out.append(o)
+    return out
+
+
+def _known(ins, gm, node) -> bool:
+    try:
+        engine = _engine_of(gm, node)
+    except Exception:
+        return False
+    info = ins.by_id.get(id(engine)) if engine is not None else None
+    # a live runtime module's engine: found through its module (a model), not a loaded graph's
+    return info is not None and info.model is not None and not info.reread
 
 
 def scan(ins) -> int:
     """Adopt the runnable graphs alive now (programs loaded before the capture began)."""
     return sum(adopt(ins, gm) is not None for gm in runnable_graphs(ins))
+
+
+def owned_returns(ins) -> list[str]:
+    """Engines of adopted graphs, called in this capture, whose outputs leave the graph in buffers
+    the engine owns."""
+    names = []
+    for _, _, _, model in ins.op.graphs if ins.op is not None else ():
+        for engine, sub in model.children:  # read now: a user may set the flag after loading
+            if sub.kind == "engine" and sub.calls and sub.returns_output and \
+                    ops.outputs_unowned(engine) is False:
+                names.append(sub.name)
+    return list(dict.fromkeys(names))
 
 
 def uncovered(ins) -> int:

@@ -125,6 +125,25 @@ def requires_output_allocator(engine, module=None) -> bool:
         return False
 
 
+def outputs_unowned(engine, module=None) -> bool | None:
+    """Whether the runtime makes new output buffers after every call (`output_tensors_are_unowned`),
+    None when it cannot be read. Why it matters: with pre-allocation on, an engine that owns its
+    buffers returns the same ones every call (v2.11.0-v2.13.0 `execute_engine.cpp`: new buffers after
+    the enqueue only when none exist, the shapes changed, or they are unowned); the compiler marks the
+    engines whose outputs leave the graph, and the flag is not in the serialized engine info."""
+    for obj in (module, engine):
+        if obj is None:
+            continue
+        try:
+            getter = getattr(obj, "are_output_tensors_unowned", None)
+            v = getter() if callable(getter) else getattr(obj, "output_tensors_are_unowned", None)
+        except Exception:
+            continue
+        if isinstance(v, bool):
+            return v
+    return None
+
+
 def kind_of(ins, engine) -> str:
     """python: a Python TRTEngine (its class gets the Python hooks); cpp: anything else (TorchBind)."""
     op = ins.op

@@ -71,6 +71,8 @@ class SubgraphInfo:
     requires_oa: bool = False
     oa: bool = False
     reread: bool = False  # no runtime module (loaded graph): modes are set on the engine, read every call
+    # a loaded graph's engine whose outputs leave the graph (op_graphs.owned_returns)
+    returns_output: bool = False
 
 
 class RangeFrame:
