@@ -63,7 +63,7 @@ def test_every_readme_command_runs_as_written(scratch):
         assert "Traceback" not in r.stderr, f"{cmd}\n{r.stderr}"
         if cmd.startswith("bash examples/demo.sh"):  # a CPU machine: the committed GPU capture is shown
             line = [x for x in r.stderr.splitlines() if "committed GPU capture" in x]
-            assert len(line) == 1 and "NVIDIA H100 80GB HBM3, 2026-11-24" in line[0], r.stderr
+            assert len(line) == 1 and "NVIDIA H200, 2026-12-04" in line[0], r.stderr
             assert (folder / "reports" / "example-gpu-small-python.html").stat().st_size > 100_000
             assert "could not record everything" in r.stderr
     assert (folder / "reports" / "infer" / "meta.json").is_file()

@@ -166,7 +166,10 @@ CHECK_JS = """
       var fl = d._fullLayout || {};
       var traces = (d.data || []).filter(function (t) {
         return t.showlegend !== false && t.name && ((t.x && t.x.length) || (t.y && t.y.length)); });
+      function box(sel) { var n = d.querySelector(sel); if (!n) { return null; }
+        var r = n.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }
       return {id: d.id, svgs: d.querySelectorAll(".main-svg").length,
+              titleBox: box(".gtitle"), legendBox: box(".legend"),
               title: fl.title ? fl.title.text : "",
               legend: Array.prototype.map.call(d.querySelectorAll(".legendtext"), function (n) { return n.textContent; }),
               traces: traces.map(function (t) { return t.name; }),
@@ -241,6 +244,10 @@ def test_each_report_kind_renders_in_the_browser(kind, kinds, tmp_path):
     assert all(f["svgs"] >= 2 for f in figs), [f["id"] for f in figs if f["svgs"] < 2]  # main + overlay svg
     for f in figs:  # every named trace with data has its legend entry
         assert set(f["traces"]) <= set(f["legend"]), (f["title"], set(f["traces"]) - set(f["legend"]))
+    for f in figs:  # a legend never runs into its figure's title
+        t, g = f["titleBox"], f["legendBox"]
+        if t and g:
+            assert g[1] >= t[3] - 1 or g[0] >= t[2] or g[2] <= t[0], (f["title"], t, g)
     # re-allocation causes: a legend entry for each cause the drawn window has, and some cause drawn
     timeline = next(f for f in figs if f["title"].startswith("Timeline"))
     causes = {t for t in timeline["traces"] if t.startswith("re-allocation: ")}

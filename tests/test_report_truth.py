@@ -20,6 +20,12 @@ CASES = Path(__file__).resolve().parent.parent / "reports" / "cases"
 _cache: dict = {}
 
 
+def without_kernels(df):
+    """A committed capture as one taken without CUPTI: no kernel columns."""
+    cols = [c for c in df.columns if c.startswith("kernel_")]
+    return df.assign(**{c: pd.array([pd.NA] * len(df), dtype=df[c].dtype) for c in cols})
+
+
 def case(name):
     """(timeline, Results) of a committed capture, analysed once per test session."""
     if name not in _cache:
@@ -40,7 +46,7 @@ def test_allocation_counts_cover_the_excluded_first_call():
     text = summary_text.render(r.subgraphs)
     line = next(line for line in text.splitlines() if "_run_on_acc_0" in line)
     cells = line.split()
-    assert cells[7] == "1", line  # alloc post
+    assert cells[-5] == "1", line  # alloc post (columns from the right: post, prealloc'd, fresh, shape chg, bound)
     assert "counts cover every call" in text
 
 
@@ -81,8 +87,10 @@ def test_unowned_outputs_cause_by_hand():
 
 # -- GPU brackets and what they cannot tell ------------------------------------------------------------------
 def test_cpp_allocations_are_unknown_without_kernel_data():
-    """small-cpp showed 100 % hidden: the bracket covers the C++ runtime's own allocation."""
-    df, r = case("small-cpp")
+    """small-cpp (kernel columns taken out, as a capture without CUPTI has them) showed 100 % hidden:
+    the bracket covers the C++ runtime's own allocation."""
+    df = without_kernels(case("small-cpp")[0])
+    r = analysis.analyse(df, n_boot=1000)
     assert r.overlap_caveat and "unknown" in r.overlap_caveat and not r.kernels
     off = r.exposure[(r.exposure["mode"] == "off")]
     assert off["hidden_ns_per_inference"].isna().all() and off["alloc_ns_per_inference"].gt(0).all()
@@ -209,11 +217,22 @@ def test_quantile_bootstrap_matches_resampling(q):
 
 
 def test_verdict_reports_a_tail_that_goes_the_other_way():
-    """breaks-cpp said 'keep pre-allocated outputs on' while p90 is worse with it on (6.616 vs 5.741)."""
-    _, r = case("breaks-cpp")
+    """breaks-cpp (H100) said 'keep pre-allocated outputs on' while p90 was worse with it on: here the
+    breaks-cpp capture's inferences with pre-allocation on get their slowest 30 % made 3 ms slower,
+    past every inference with it off, so the median still favours 'on' and p90 goes the other way."""
+    df, _ = case("breaks-cpp")
+    infs = overlap.inferences(df)
+    on = infs[(infs["mode"] == "on") & ~infs["excluded"]]
+    rows = df[(df.event == "inference") & df.inference.isin(on.inference)]
+    took = rows.host_end_ns - rows.host_start_ns
+    worst = took[took >= took.quantile(0.7)].index
+    df = df.copy()
+    for c in ("host_end_ns", "gpu_end_ns"):  # 3 ms more: past every inference with it off
+        df.loc[worst, c] = df.loc[worst, c] + 3_000_000
+    r = analysis.analyse(df, n_boot=1000)
     c = r.comparisons[0]
     p90 = next(t for t in c.tails if t.label == "p90")
-    assert p90.on_ms == pytest.approx(6.616, abs=0.01) and p90.off_ms == pytest.approx(5.741, abs=0.01)
+    assert p90.on_ms > p90.off_ms
     assert p90.significant and p90.saved_ms < 0 and c.saved_ms > 0
     assert "the tail goes the other way" in c.verdict and "p90" in c.verdict
     keep = r.recommendations[r.recommendations["action"] == "Keep pre-allocated outputs on"]

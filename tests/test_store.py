@@ -143,11 +143,33 @@ def test_planted_repairs_in_meta_mean_nothing(tmp_path):
     assert "repairs" not in cap.meta and store.repair_notes(cap.meta) == []
 
 
-def test_committed_schema_1_captures_load_clamped():
+def test_schema_1_captures_load_clamped(tmp_path):
+    """A capture from before the recorder clamped GPU starts (schema 1, no rules in its meta; the
+    H100 captures once committed under reports/cases had GPU starts up to microseconds before the
+    enqueue): made here from a committed H200 capture by undoing the clamp, it loads clamped."""
+    import json
+    import shutil
     from pathlib import Path
-    folder = Path(__file__).resolve().parent.parent / "reports" / "cases" / "small-python"
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = Path(__file__).resolve().parent.parent / "reports" / "cases" / "small-python"
+    folder = tmp_path / "old"
+    shutil.copytree(src, folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["schema_version"] = 1
+    meta.pop("rules", None)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    t = pq.read_table(folder / "timeline.parquet")
+    gs = t.column("gpu_start_ns").to_numpy(zero_copy_only=False)
+    hs = t.column("host_start_ns").to_numpy()
+    early = pa.array([g - 2_000 if g == g and g is not None else None for g in gs.tolist()], pa.int64())
+    t = t.set_column(t.schema.get_field_index("gpu_start_ns"), "gpu_start_ns", early)
+    pq.write_table(t, folder / "timeline.parquet")
+    before = int(sum(1 for g, h in zip(early.to_pylist(), hs) if g is not None and g < h))
     cap = store.load_capture(folder)
     df = cap.timeline
-    assert cap.meta["schema_version"] == 1
+    assert cap.meta["schema_version"] == 1 and before > 0
     assert not (df["gpu_start_ns"] < df["host_start_ns"]).fillna(False).any()
-    assert cap.meta["repairs"]["gpu_start_not_before_host_start"]["rows"] > 0
+    assert cap.meta["repairs"]["gpu_start_not_before_host_start"] == {"rows": before, "declared": False}

@@ -50,6 +50,9 @@ class ModelInfo:
         return [module for module, sub in self.children if sub.kind == "engine"]
 
 
+KERNEL_FLUSH_NS = 100_000_000  # how often kernel records are taken from CUPTI at a safe point
+
+
 @dataclass(eq=False)
 class SubgraphInfo:
     name: str
@@ -239,9 +242,14 @@ class Instrumentation:
                 len(pending) >= 512 or time.perf_counter_ns() - pending[0].t1 > 1_000_000_000):
             self.harvest(self)
         self.rec.safe_point()
-        if self.kernels is not None and time.perf_counter_ns() - self._kernel_flush > 1_000_000_000:
+        if self.kernels is not None and time.perf_counter_ns() - self._kernel_flush > KERNEL_FLUSH_NS:
+            # forced, here, outside every range: CUPTI hands the records over in this thread now,
+            # before its 8 MB buffer fills (about 290 inferences of BERT's 138 kernels); a full
+            # buffer is handed over on CUPTI's own thread, whose Python callback then holds the GIL
+            # inside whatever inference is running (0.4-1.0 s stalls in the H200 captures of
+            # reports/cases, 2026-12-04). Also keeps memory bounded on long runs.
+            self.kernel_sink(self.kernels.flush(forced=True))
             self._kernel_flush = time.perf_counter_ns()
-            self.kernel_sink(self.kernels.flush(forced=False))  # bounded memory on long runs
 
     def attrs(self, info, event: str, detail: str = ""):
         key = (event, detail)

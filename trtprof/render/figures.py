@@ -74,11 +74,24 @@ TEMPLATE = {"layout": {"colorway": ["#636efa", "#EF553B", "#00cc96", "#ab63fa", 
                        "xaxis": dict(_GRID, title={"standoff": 15}), "yaxis": dict(_GRID, title={"standoff": 15})}}
 
 
+def legend_rows(fig: Fig, width: int = 1180) -> int:
+    """How many rows the horizontal legend of `fig` (traces added so far) takes at about `width` px:
+    entries sit in columns as wide as the longest name (plotly's horizontal legend, about 6 px a
+    character at the house font size, plus the symbol)."""
+    names = list(dict.fromkeys(t["name"] for t in fig.data if t.get("name") and t.get("showlegend", True)))
+    if not names:
+        return 0
+    per_row = max(1, width // (6 * max(len(n) for n in names) + 50))
+    return -(-len(names) // per_row)
+
+
 def layout(fig: Fig, title: str, height: int = 360, **kw) -> Fig:
     """Title, size, the house template and the legend placed above the plot, right under the title, so
-    it never covers axis labels (rotated category labels included)."""
-    fig.layout.update(title={"text": title, "x": 0.01, "y": 0.98, "yanchor": "top"}, height=height,
-                      template=TEMPLATE, margin={"l": 10, "r": 10, "t": 90, "b": 40},
+    it never covers axis labels (rotated category labels included). Called after the traces are
+    added: the top margin grows with the legend's rows, so a long legend never runs into the title."""
+    top = max(90, 48 + (16 if "<br>" in title else 0) + 21 * legend_rows(fig))
+    fig.layout.update(title={"text": title, "x": 0.01, "y": 0.98, "yanchor": "top"}, height=height + top - 90,
+                      template=TEMPLATE, margin={"l": 10, "r": 10, "t": top, "b": 40},
                       legend={"orientation": "h", "x": 0, "y": 1.0, "xanchor": "left", "yanchor": "bottom"}, **kw)
     fig.axis("yaxis", automargin=True)
     fig.axis("xaxis", automargin=True)
@@ -113,12 +126,14 @@ def latency_histogram(lat: pd.DataFrame) -> Fig:
 
 def latency_range(lat: pd.DataFrame) -> tuple[float, float] | None:
     """The y range (ms) of "latency over the run": the steady state, not the warm-up. Set by the
-    included inferences (0.1 % to 99.9 % quantiles, padded) so a first inference 20x slower does not
-    flatten the rest; None when nothing is included."""
+    included inferences (0.1 % to 99.9 % quantiles, the top at most 3x the 99th percentile, padded) so
+    a first inference 20x slower, or a rare stall of the process, does not flatten the rest (those sit
+    on the top edge as triangles); None when nothing is included."""
     v = lat.loc[~lat["excluded"], "latency_ns"].to_numpy(float) / 1e6
     if not len(v):
         return None
-    lo, hi = np.quantile(v, [0.001, 0.999])
+    lo, hi, p99 = np.quantile(v, [0.001, 0.999, 0.99])
+    hi = min(hi, 3 * p99)
     pad = max(0.08 * (hi - lo), 0.02 * hi, 1e-3)
     return max(0.0, lo - pad), hi + pad
 

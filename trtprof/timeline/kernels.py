@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trtprof import _files
+from trtprof.timeline.schema import parquet_options
 
 import numpy as np
 import pandas as pd
@@ -205,7 +206,8 @@ def write(folder, records, seq=None) -> Path:
     """kernels.parquet in a capture folder (an exclusive temporary, then renamed: never half a file)."""
     path = Path(folder) / FILE
     with _files.atomic_path(path) as tmp:  # an exclusive random temporary: never through a planted link
-        pq.write_table(to_table(records, seq), tmp, compression="zstd")
+        table = to_table(records, seq)
+        pq.write_table(table, tmp, **parquet_options(table.schema))
     return path
 
 

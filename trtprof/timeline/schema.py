@@ -40,6 +40,16 @@ ARROW_SCHEMA = pa.schema([pa.field(n, t) for n, (t, _, _) in COLUMNS.items()])
 DTYPES = {n: d for n, (_, d, _) in COLUMNS.items()}
 
 
+def parquet_options(arrow_schema: pa.Schema) -> dict:
+    """How every trtprof parquet file is written: zstd, and integer columns delta-encoded without a
+    dictionary. Why: nanosecond timestamps and sequence numbers are most of a capture's bytes, and
+    they grow nearly monotonically, which delta encoding stores in a few bits each (the committed
+    H200 captures came out about 40 % smaller); readers need nothing new (plain parquet)."""
+    ints = [f.name for f in arrow_schema if pa.types.is_integer(f.type)]
+    return {"compression": "zstd", "use_dictionary": [f.name for f in arrow_schema if f.name not in ints],
+            "column_encoding": {n: "DELTA_BINARY_PACKED" for n in ints}}
+
+
 def records_to_table(records: list) -> pa.Table:
     """Raw capture records -> Arrow table of the timeline schema (strict: wrong types raise). A record
     may stop before the columns a later schema version added (ADDED_IN): those are null."""

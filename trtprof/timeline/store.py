@@ -245,7 +245,8 @@ def _spill_to_parquet(spill: Path, final: Path, fill=None) -> int:
     10 M rows); this holds one row group.
     """
     rows, buf, n = 0, [], 0
-    with _files.atomic_path(final) as tmp, pq.ParquetWriter(tmp, schema.ARROW_SCHEMA, compression="zstd") as out:
+    with _files.atomic_path(final) as tmp, pq.ParquetWriter(tmp, schema.ARROW_SCHEMA,
+                                                              **schema.parquet_options(schema.ARROW_SCHEMA)) as out:
         for batch in _iter_spill(spill):
             buf.append(fill(batch) if fill is not None else batch)
             n += batch.num_rows
