@@ -5,6 +5,7 @@ capture` over a real torch model on the stand-in runtime, stepping together thro
 after every inference; rank 1 sleeps inside a fallback on every fourth inference, so the straggler
 is known: which rank, at which inference, and by how much.
 """
+import dataclasses
 import json
 import os
 import subprocess
@@ -109,6 +110,11 @@ def test_straggler_view_finds_the_slow_rank(run):
         assert st.at[i, "slowest_rank"] == 1 and st.at[i, "spread_ms"] > SLEEP_MS / 2, st.loc[i]
         # on one clock the two ranks left the same barrier: rank 1 finished about the sleep later
         assert SLEEP_MS / 2 < st.at[i, "finish_skew_ms"] < st.at[i, "spread_ms"] + SLEEP_MS, st.loc[i]
+    # one clock: no rank started inference i+1 before both had ended inference i (they met in between)
+    order = analysis.lockstep_check(ranks)
+    assert order["pairs"] >= 2 * (N - 2) and order["violations"] == 0, order
+    skewed = dataclasses.replace(ranks, offsets={0: 0, 1: 5 * SLEEP_MS * 10**6})  # a clock 100 ms off
+    assert analysis.lockstep_check(skewed)["violations"] > 0
     # the merged numbers are each rank's own
     for rank, cap in ranks.captures.items():
         from trtprof.analysis.latency import inference_latency, latency_summary

@@ -131,3 +131,29 @@ def analyse_ranks(ranks, n_boot: int = report.N_BOOT) -> RankResults:
         notes.append("only one rank could be read: no straggler view")
     return RankResults(per_rank=per, latency=latency_by_rank(per), straggler=st, summary=straggler_summary(st),
                        subgraphs=sub, notes=notes)
+
+
+def lockstep_check(ranks) -> dict:
+    """For a run whose ranks meet after every inference (a barrier, an all-reduce): no rank can start
+    inference i+1 before every rank ended inference i, so on a correct common clock every such start
+    is after every such end. Returns the pairs checked, the violations, and `min_margin_ns`: the
+    smallest start-after-end on the common clock (negative: the worst violation, the clock error it
+    shows or a run that does not step together; positive: how tight the check was)."""
+    ends = {r: _ends(shifted(c.timeline, ranks.offsets.get(r, 0))) for r, c in ranks.captures.items()}
+    starts = {}
+    for r, c in ranks.captures.items():
+        rows = shifted(c.timeline, ranks.offsets.get(r, 0))
+        rows = rows[(rows["event"] == "inference") & (rows["inference"] >= 0)]
+        starts[r] = rows.groupby(["model", "inference"])["host_start_ns"].min()
+    last_end = pd.concat([e.assign(rank=r) for r, e in ends.items()]).groupby(["model", "inference"])["end_ns"]
+    end_max, n_ranks = last_end.max(), last_end.size()
+    checked, bad, margin = 0, 0, float("inf")
+    for s in starts.values():
+        nxt = s.rename(lambda i: i - 1, level="inference")  # the start of i+1, indexed by i
+        both = pd.concat([nxt.rename("start"), end_max.rename("end"), n_ranks.rename("n")], axis=1, join="inner")
+        both = both[both["n"] == len(ranks.captures)]
+        after = (both["start"] - both["end"]).to_numpy(float)
+        checked += len(both)
+        bad += int((after < 0).sum())
+        margin = min(margin, float(after.min())) if len(after) else margin
+    return {"pairs": checked, "violations": bad, "min_margin_ns": margin if checked else None}
