@@ -316,3 +316,26 @@ def test_folder_of_ranks_detection(tmp_path):
     assert list(rank_layout.rank_folders(tmp_path)) == [0] and rank_layout.is_ranks(tmp_path)
     (tmp_path / "meta.json").write_text("{}")
     assert not rank_layout.is_ranks(tmp_path)
+
+
+@pytest.mark.fake_trt
+def test_merged_report_renders_in_the_browser(run, tmp_path):
+    from test_report_browser import BROWSER, IN_CI, page_facts
+
+    if BROWSER is None:  # as test_report_browser: required in CI, skipped elsewhere
+        if IN_CI:
+            pytest.fail("CI=true but no chromium on PATH", pytrace=False)
+        pytest.skip("chromium is not installed (it is required in CI)")
+    _, _, out, r = run
+    assert r.returncode == 0, r.stderr[-3000:]
+    shots = ROOT / "build" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    facts = page_facts(out / "report.html", tmp_path, shots / "ranks.png")
+    figs = facts["figures"]
+    assert len(figs) == 3 and facts["errors"] == [] and all(f["svgs"] >= 2 for f in figs)
+    assert facts["scrollWidth"] <= facts["innerWidth"]
+    timeline = next(f for f in figs if f["title"].startswith("Timeline of 2 ranks"))
+    lanes = timeline["categories"][1]
+    assert any(c.startswith("rank 0 \u00b7 host") for c in lanes) and any(c.startswith("rank 1 \u00b7 host") for c in lanes)
+    assert len(timeline["legend"]) == len(set(timeline["legend"]))  # one legend entry per kind, not per rank
+    assert set(timeline["traces"]) <= set(timeline["legend"])
