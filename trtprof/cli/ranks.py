@@ -46,7 +46,7 @@ def write_report(ranks, output=None, res=None) -> Path:
                               [ranks.root, *(c.path for c in ranks.captures.values())])
     res = _analyse(ranks) if res is None else res
     try:
-        html = ranks_html.render(ranks, res)
+        html = ranks_html.render(ranks, res, path.parent.resolve())
     except Exception as e:  # noqa: BLE001
         raise common.unexpected(f"cannot render the report of {ranks.root}", e) from None
     return common.write(path, lambda f: f.write(html))
