@@ -2,7 +2,8 @@
 # One device session's work, in order of importance, each step time-boxed; everything ends up in
 # OUT/gpu-results.tar.gz (the device returns at most 8 files).
 #   source .trtbundle/activate.sh && bash scripts/gpu_run.sh "$OUT" [steps...]
-# steps: probe tests python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken hooks nsys nsys-acc profile cases (default: tests bert bench nsys)
+# steps: probe tests python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken hooks nsys nsys-acc profile cases
+#        ranks (two ranks sharing one GPU) ranks2 (one rank per GPU, on nvidia-h200-x2) (default: tests bert bench nsys)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$1; shift
@@ -62,6 +63,22 @@ for s in $steps; do
     IFS=';' read -ra configs <<< "${PROFILE_CONFIGS:---runtime cpp;--runtime python;--runtime cpp --graph-breaks --level minimal}"
     for a in "${configs[@]}"; do
       log "profile $a"; timeout 150 python3 bench/profile_capture.py $a 2>&1 | quiet >> "$w/profile.txt"
+    done;;
+  ranks|ranks2)
+    # the tutorial's BERT under torchrun, one capture per rank into one folder, the merged report, the
+    # Perfetto trace and the checks of issue 24 (devices, straggler against latencies, one clock)
+    sync=gloo; [ "$s" = ranks2 ] && sync=nccl
+    export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+    nvidia-smi -L > "$w/$s.txt" 2>&1
+    for rt in cpp python; do
+      flag=""; [ "$rt" = python ] && flag="--python-runtime"
+      log "$s $rt"; timeout ${RANKS_TIMEOUT:-300} python3 -m torch.distributed.run --standalone --nproc-per-node 2 \
+        -m trtprof capture -o "$w/$s-$rt" examples/ranks_bert.py --sync $sync --iters ${RANKS_ITERS:-200} $flag \
+        2>&1 | quiet >> "$w/$s.txt"; log "$s $rt rc=${PIPESTATUS[0]}"
+      python3 -m trtprof export "$w/$s-$rt" -o "$w/$s-$rt/trace.json" >> "$w/$s.txt" 2>&1
+      python3 -m trtprof compare "$w/$s-$rt/rank0" "$w/$s-$rt/rank1" --no-html >> "$w/$s.txt" 2>&1
+      python3 scripts/check_ranks.py "$w/$s-$rt" --out "$w/$s-$rt/checks.json" > /dev/null 2>> "$w/$s.txt"
+      grep -A3 '"lockstep"' "$w/$s-$rt/checks.json" >> "$w/$s.txt" 2>/dev/null
     done;;
   nsys)
     if command -v nsys >/dev/null; then

@@ -37,7 +37,8 @@ def test_the_readme_marks_what_it_skips():
     commands = readme_commands((ROOT / "README.md").read_text())
     assert ITSELF in " ".join(commands) and "bash examples/demo.sh" in " ".join(commands)
     skipped = [c for c in commands if c.endswith(SKIP)]
-    assert skipped and all("--nsys" in c or "nsys-import" in c or "bert_cases" in c for c in skipped)
+    assert skipped and all("--nsys" in c or "nsys-import" in c or "bert_cases" in c or "reports/ranks" in c
+                             for c in skipped)
     assert len(runnable(commands)) >= 6
 
 
@@ -67,4 +68,5 @@ def test_every_readme_command_runs_as_written(scratch):
             assert (folder / "reports" / "example-gpu-small-python.html").stat().st_size > 100_000
             assert "could not record everything" in r.stderr
     assert (folder / "reports" / "infer" / "meta.json").is_file()
+    assert all((folder / "reports" / "ranks" / f"rank{r}" / "meta.json").is_file() for r in (0, 1))  # torchrun
     assert (folder / "reports" / "small-cpp.csv").is_file() and (folder / "reports" / "small-cpp.html").is_file()

@@ -1,13 +1,14 @@
 """`trtprof capture`: parse options, run the script under a capture, print the summary and where it went."""
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from trtprof.capture.options import LEVELS, CaptureOptions
 from trtprof.capture.prealloc import Policy
-from trtprof.cli import common
+from trtprof.cli import common, ranks
 
 
 def _check_prealloc(ctx, param, value):
@@ -56,6 +57,10 @@ def capture(module, output, quiet, prealloc, cpp_allocs, level, sample, kernels,
     says whose it was). The capture folder holds timeline.parquet (one row per range), meta.json and,
     if the script raised, traceback.txt.
 
+    As the program a launcher starts (torchrun, python -m torch_tensorrt.distributed.run, mpirun,
+    srun) with more than one rank, each rank writes its own capture DIR/rank<N> into the folder
+    given with -o, and the last rank to finish writes the merged report DIR/report.html.
+
     \b
     Example:
       trtprof capture examples/bert_prealloc.py --python-runtime
@@ -63,17 +68,28 @@ def capture(module, output, quiet, prealloc, cpp_allocs, level, sample, kernels,
       trtprof capture --prealloc alternate:100 examples/bert_prealloc.py
       trtprof capture --level minimal --sample 10 examples/bert_prealloc.py
       trtprof capture --nsys examples/bert_prealloc.py
+      torchrun --nproc-per-node 2 -m trtprof capture -o reports/ranks examples/infer.py
     """
     options = CaptureOptions(prealloc=prealloc, cpp_allocs=cpp_allocs, level=level, sample=sample,
                              kernels=kernels and not (nsys or nsys_args))  # nsys holds CUPTI
     output = common.output_folder(output)
+    rank, output, root = _place(target, module, output)
     if nsys or nsys_args:
-        sys.exit(_under_nsys(target, list(args), options, module, output, quiet, nsys_args, no_report))
+        if root is not None:  # the child capture under nsys writes this rank's folder as it is
+            from trtprof.record.ranks import CLAIMED_ENV
+
+            os.environ[CLAIMED_ENV] = str(output)
+        code = _under_nsys(target, list(args), options, module, output, quiet, nsys_args, no_report)
+        if root is not None:
+            ranks.after_capture(root, rank, quiet, no_report)
+        sys.exit(code)
     from trtprof.record import script
 
     command = common.typed_command()
-    common.say(f"capturing {'-m ' if module else ''}{target} {' '.join(args)}".rstrip(), quiet)
-    res = script.capture_script(target, list(args), module=module, out=output, options=options, command=command)
+    place = f" as rank {rank['rank']} of {rank['world_size']}" if root is not None else ""
+    common.say(f"capturing {'-m ' if module else ''}{target} {' '.join(args)}".rstrip() + place, quiet)
+    res = script.capture_script(target, list(args), module=module, out=output, options=options, command=command,
+                                rank=rank)
     if res.capture is None:  # a forked child of the script: it records and says nothing
         sys.exit(res.exit_code)
     if res.notes:
@@ -82,21 +98,41 @@ def capture(module, output, quiet, prealloc, cpp_allocs, level, sample, kernels,
         where = f"; full traceback in {res.traceback}" if res.traceback else ""
         common.say(f"the script stopped: {res.error}{where}")
     cap = res.capture
-    if not quiet:
+    if not quiet and root is None:  # a rank's table comes with every other rank's, from the last one
         from trtprof.analysis import subgraphs
         from trtprof.render import summary_text
 
         common.echo(summary_text.render(subgraphs.table(cap.timeline)), err=True)
+    if not quiet:
         status = "" if cap.complete else " (incomplete)"
         rows = f"{len(cap.timeline)} rows" + (", so no report" if cap.timeline.empty and not no_report else "")
         common.echo(f"capture written{status}: {common.clean(cap.path)}/ ({rows}); "
                    f"load it with trtprof.load({str(cap.path)!r})", err=True)
     if not no_report:
-        _report(cap, quiet)
+        _report(cap, quiet or root is not None)
+    if root is not None:
+        ranks.after_capture(root, rank, quiet, no_report)
     if 2 <= res.exit_code <= 8 and not res.error:
         common.say(f"the script exited with {res.exit_code}, its own code (passed through; trtprof's "
                    "own errors write no capture)", quiet)
     sys.exit(res.exit_code)
+
+
+def _place(target, module, output):
+    """(rank, folder, DIR): under a launcher that started several ranks, this rank's new folder
+    DIR/rank<N> (claimed, or refused in one line, after the target is checked); otherwise the
+    folder as given and DIR None. `rank` is the launcher's word on this process, or None."""
+    from trtprof.capture.ranks import from_environment
+    from trtprof.record import ranks as record_ranks
+
+    rank = from_environment()
+    if not record_ranks.is_distributed(rank) or record_ranks.claimed_folder(output):
+        return rank, output, None
+    from trtprof.record import script
+
+    script.check_target(target, module)
+    folder = record_ranks.claim(output, rank)
+    return rank, folder, folder.parent
 
 
 def _under_nsys(target, args, options, module, output, quiet, nsys_args, no_report) -> int:

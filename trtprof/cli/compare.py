@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from trtprof.cli import common
+from trtprof.cli import common, ranks
 
 MODES = ("all", "on", "off")  # analysis.compare.MODES (a test keeps them equal; no pandas for --help)
 
@@ -47,12 +47,23 @@ def compare(capture_a, capture_b, output, mode, shape, no_html, quiet):
     GPU and host time per call with their CIs, allocations per inference, and the subgraphs that
     appeared or disappeared. Negative differences mean B is faster. Inferences marked excluded (the
     first after a pre-alloc mode flip) are left out. Writes the same as a self-contained HTML page.
+    Folders of ranks are compared rank by rank (rank N of A against rank N of B), then merged (every
+    rank's inferences together); the page shows the merged comparison.
 
     \b
     Example:
       trtprof compare reports/cases/small-cpp reports/cases/small-python
       trtprof compare reports/before reports/after --mode on -o before-after.html
+      trtprof compare reports/ranks-before reports/ranks-after --no-html
     """
+    if ranks.is_ranks(capture_a) or ranks.is_ranks(capture_b):  # folders of ranks: rank by rank, then merged
+        out = None if no_html else common.output_path(output, default_output(capture_a, capture_b),
+                                                      [capture_a, capture_b])
+        text, (res, cap_a, cap_b) = ranks.compare(capture_a, capture_b, mode, shape)
+        common.echo(text)
+        if not no_html:
+            _page(res, cap_a, cap_b, out, quiet)
+        return
     cap_a, cap_b = common.load(capture_a, "A"), common.load(capture_b, "B")
     out = None if no_html else common.output_path(output, default_output(capture_a, capture_b),
                                                   [cap_a.path, cap_b.path])  # a bad -o fails before the work
@@ -68,6 +79,10 @@ def compare(capture_a, capture_b, output, mode, shape, no_html, quiet):
     common.echo(compare_text.render(res, capture_a, capture_b, cap_a.meta, cap_b.meta))  # the result: even with -q
     if no_html:
         return
+    _page(res, cap_a, cap_b, out, quiet)
+
+
+def _page(res, cap_a, cap_b, out, quiet) -> None:
     common.need_plotly("the HTML comparison (or use --no-html)")
     from trtprof.render import compare_html
 

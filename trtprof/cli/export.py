@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from trtprof.cli import common
+from trtprof.cli import common, ranks
 
 OPEN_HINT = "ui.perfetto.dev (Open trace file) or chrome://tracing"
 FORMATS = {"perfetto": "trace.json", "csv": "timeline.csv"}  # format -> default file in the capture folder
@@ -36,12 +36,18 @@ def export(capture_path, fmt, output, quiet):
 
     The perfetto format shows host threads and GPU streams as lanes, arrows from each enqueue to its
     GPU execution and from each pre-allocation to the call that uses it, and shape changes as marks.
+    A folder of ranks gives one trace with a process per rank (pid = rank) on one clock, or one CSV
+    with a rank column.
 
     \b
     Example:
       trtprof export reports/cases/small-cpp
       trtprof export reports/cases/small-cpp --format csv -o small.csv
+      trtprof export reports/ranks -o ranks-trace.json
     """
+    if ranks.is_ranks(capture_path):  # a folder of ranks: one trace, a process per rank
+        ranks.export(capture_path, fmt, output, quiet, FORMATS)
+        return
     cap = common.load(capture_path)
     out = common.output_path(output, cap.path / FORMATS[fmt], [cap.path])
     dropped: dict[str, int] = {}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from trtprof.cli import common
+from trtprof.cli import common, ranks
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,14 +17,22 @@ def report(capture_path, output, open_, quiet):
 
     It shows latency with pre-allocated outputs on and off (with a 95 % confidence interval), a
     timeline of host and GPU work, how much output allocation overlapped GPU execution, input shape
-    changes, a per-subgraph table and recommendations. Nothing from the capture is executed.
+    changes, a per-subgraph table and recommendations. Nothing from the capture is executed. On a
+    folder of ranks (`torchrun ... trtprof capture -o DIR`): one report of every rank, with the
+    straggler at each inference and one timeline.
 
     \b
     Example:
       trtprof report reports/cases/small-cpp
       trtprof report reports/cases/small-cpp -o small.html --open
+      trtprof report reports/ranks      # a folder of ranks: DIR/report.html
     """
     common.need_plotly("HTML reports")
+    if ranks.is_ranks(capture_path):  # DIR/rank0, DIR/rank1, ...: one merged report
+        path = ranks.report(capture_path, output, quiet)
+        if open_:
+            common.open_in_browser(path, quiet)
+        return
     cap = common.load(capture_path)
     path = common.write_report(cap, output)
     if not quiet:

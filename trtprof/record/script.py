@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trtprof.capture import ranks
 from trtprof.capture.options import CaptureOptions
 from trtprof.errors import ExitCode, UsageError, clean
 from trtprof.record import runner
@@ -167,11 +168,15 @@ def _finishing_exit(session: Session, real_exit):
 
 
 def capture_script(target: str, args: list[str], *, module: bool = False, out: str | None = None,
-                   options: CaptureOptions | None = None, command: list[str] | None = None) -> CaptureOutcome:
-    """Run `target` under a capture; TrtprofError (one line, its exit code) before anything ran."""
+                   options: CaptureOptions | None = None, command: list[str] | None = None,
+                   rank: dict | None = None) -> CaptureOutcome:
+    """Run `target` under a capture; TrtprofError (one line, its exit code) before anything ran.
+    `rank`: this process's place under a launcher (`capture.ranks.from_environment`), kept in
+    meta.json with a clock reference from the start and the CUDA device it ran on at the end."""
     stem = check_target(target, module)
+    start = {"rank": {**rank, "clock": ranks.clock_reference()}} if rank else None
     session = Session(out, name=stem, options=options or CaptureOptions(), command=command,
-                      run={"module": module, "output": out})
+                      run={"module": module, "output": out}, meta=start)
     rows = _batch_rows()
     if rows:
         session.instrumenter.batch = rows
@@ -188,6 +193,8 @@ def capture_script(target: str, args: list[str], *, module: bool = False, out: s
     status = "incomplete" if result.interrupted or result.error else "complete"
     tb = _keep_traceback(session.folder, result.traceback)
     extra = {"exit_code_from": exit_code_from(result), **({"traceback": TRACEBACK} if tb else {})}
+    if start:
+        extra["rank"] = {**start["rank"], "device": ranks.device()}
     cap = session.stop(status=status, reason=result.error, exit_code=result.exit_code, extra=extra)
     if cap is None:  # a forked child that ran on to the end of the script: the capture is the parent's
         return CaptureOutcome(result.exit_code, None)

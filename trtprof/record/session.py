@@ -43,12 +43,14 @@ class Session:
 
     def __init__(self, out: str | os.PathLike | None = None, *, name: str = "capture",
                  options: CaptureOptions | None = None, command: list[str] | None = None,
-                 run: dict | None = None, **choices):
+                 run: dict | None = None, meta: dict | None = None, **choices):
         """`options` (a CaptureOptions), or its fields as keywords (prealloc=, level=, sample=, ...);
-        `run`: how the capture was started (script, module), recorded in meta.json."""
+        `run`: how the capture was started (script, module), recorded in meta.json; `meta`: more
+        fields for meta.json from the start (a rank's place, so even a killed rank says which it was)."""
         self.options = options if options is not None else CaptureOptions(**choices)
         self.folder = Path(os.path.abspath(out if out else default_folder(name)))
         self.run = run or {}
+        self.extra_meta = dict(meta or {})
         self.command = command if command is not None else list(sys.argv)
         self.instrumenter = Instrumenter(self._write, self.options, kernel_sink=self._write_kernels)
         self.writer: CaptureWriter | None = None
@@ -74,6 +76,7 @@ class Session:
             "pid": os.getpid(),
             "clock": "perf_counter_ns (CLOCK_MONOTONIC)",
             "clock_anchor": {"perf_counter_ns": time.perf_counter_ns(), "time_ns": time.time_ns()},
+            **self.extra_meta,
         }
         self.instrumenter.claim()  # a nested / concurrent capture is refused before the folder exists
         try:

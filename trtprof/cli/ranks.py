@@ -1,0 +1,152 @@
+"""The commands on a folder of ranks (DIR/rank0, DIR/rank1, ... as `torchrun ... trtprof capture -o DIR`
+writes it): wiring only, like `common` (load, analyse, render, write); the logic is in
+`timeline.ranks`, `analysis.ranks` and the `render.ranks_*` modules. Heavy imports stay inside the
+functions, so `--help` never loads pandas.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from trtprof.cli import common
+from trtprof.timeline.rank_layout import is_ranks  # noqa: F401 - the commands ask it first
+
+
+def load(path, label: str = ""):
+    """The ranks of `path` (timeline.ranks.Ranks); one of them at least must hold rows."""
+    from trtprof.timeline.ranks import load_ranks
+
+    prefix = f"{label}: " if label else ""
+    try:
+        ranks = load_ranks(path)
+    except common.TrtprofError as e:
+        raise type(e)(prefix + str(e), e.exit_code) from None
+    if all(c.timeline.empty for c in ranks.captures.values()):
+        raise common.EmptyCaptureError(f"{prefix}no rank in {ranks.root} holds rows: nothing ran under "
+                                       "Torch-TensorRT while it recorded")
+    return ranks
+
+
+def _analyse(ranks):
+    from trtprof.analysis.ranks import analyse_ranks
+
+    try:
+        return analyse_ranks(ranks)
+    except common.TrtprofError:
+        raise
+    except Exception as e:  # noqa: BLE001 - ranks the analysis cannot make sense of: one line
+        raise common.unexpected(f"cannot analyse {ranks.root}", e) from None
+
+
+def write_report(ranks, output=None, res=None) -> Path:
+    """The merged report (default DIR/report.html); returns where it went."""
+    common.need_plotly("HTML reports")
+    from trtprof.render import ranks_html
+
+    path = common.output_path(output, ranks.root / ranks_html.REPORT,
+                              [ranks.root, *(c.path for c in ranks.captures.values())])
+    res = _analyse(ranks) if res is None else res
+    try:
+        html = ranks_html.render(ranks, res, path.parent.resolve())
+    except Exception as e:  # noqa: BLE001
+        raise common.unexpected(f"cannot render the report of {ranks.root}", e) from None
+    return common.write(path, lambda f: f.write(html))
+
+
+def report(path, output, quiet: bool):
+    """`trtprof report DIR`: the per-rank lines and the straggler line on stderr, the page written."""
+    from trtprof.render import ranks_text
+
+    ranks = load(path)
+    res = _analyse(ranks)
+    out = write_report(ranks, output, res)
+    if not quiet:
+        common.echo(ranks_text.render(ranks, res, subgraphs=False), err=True)
+        common.echo(f"report written{'' if ranks.complete else ' (some ranks incomplete)'}: {out}, "
+                    f"{common.open_hint(out)}", err=True)
+    return out
+
+
+def after_capture(root: Path, info: dict, quiet: bool, no_report: bool) -> None:
+    """Once this rank is written: the last rank to finish prints every rank's summary and the
+    straggler line and writes the merged report; the others say where they are."""
+    from trtprof.record import ranks as record_ranks
+
+    rank, world = info["rank"], info["world_size"]
+    if not record_ranks.merge_turn(root, world, rank):
+        common.say(f"rank {rank} of {world} written into {root}; the last rank to finish writes the merged "
+                   f"report (or run: trtprof report {root})", quiet)
+        return
+    from trtprof.render import ranks_text
+
+    try:
+        ranks = load(root)
+        res = _analyse(ranks)
+        if not quiet:
+            common.echo(ranks_text.render(ranks, res), err=True)
+        if not no_report:
+            out = write_report(ranks, None, res)
+            if not quiet:
+                common.echo(f"merged report of {len(ranks.captures)} ranks written: {out}, {common.open_hint(out)}",
+                            err=True)
+    except common.TrtprofError as e:  # the captures are written: a failed merge is a note
+        common.say(f"merged report not written: {e}; try trtprof report {root}", quiet)
+
+
+def export(path, fmt: str, output, quiet: bool, formats: dict) -> Path:
+    """`trtprof export DIR`: one Perfetto trace (a process per rank), or one CSV with a rank column."""
+    ranks = load(path)
+    out = common.output_path(output, ranks.root / formats[fmt], [ranks.root, *(c.path for c in ranks.captures.values())])
+    if fmt == "perfetto":
+        from trtprof.render import perfetto, ranks_perfetto
+
+        common.write(out, lambda f: f.write(perfetto.to_json(ranks_perfetto.build_trace(ranks))))
+    else:
+        from trtprof.render.tabular import write_csv
+        from trtprof.timeline.ranks import merged
+
+        common.write(out, lambda f: write_csv(merged(ranks), f))
+    if not quiet:
+        for n in ranks.notes:
+            common.say(f"note: {n}")
+        what = "trace (one process per rank)" if fmt == "perfetto" else "timeline (a rank column first)"
+        common.echo(f"{what} of {len(ranks.captures)} ranks written: {out}", err=True)
+    return out
+
+
+def compare(path_a, path_b, mode: str, shape: str):
+    """Rank by rank where both are folders of ranks, then the whole runs merged. Returns the text and
+    the merged (CaptureDiff, Capture A, Capture B) for the HTML page."""
+    from trtprof.analysis import compare as analysis
+    from trtprof.render import compare_text
+    from trtprof.timeline.ranks import merged_capture
+
+    ra = load(path_a, "A") if is_ranks(path_a) else None
+    rb = load(path_b, "B") if is_ranks(path_b) else None
+    cap_a = merged_capture(ra) if ra else common.load(path_a, "A")
+    cap_b = merged_capture(rb) if rb else common.load(path_b, "B")
+    blocks = []
+    if ra and rb:
+        both = [r for r in ra.captures if r in rb.captures]
+        for r in both:
+            res = _run(analysis.compare_captures, ra.captures[r], rb.captures[r], mode, shape, path_a, path_b)
+            blocks.append(f"== rank {r} ==\n" + compare_text.render(res, ra.captures[r].path, rb.captures[r].path,
+                                                                   ra.captures[r].meta, rb.captures[r].meta))
+        only = sorted(set(ra.captures) ^ set(rb.captures))
+        if only:
+            blocks.append(f"ranks in one run only (not compared rank by rank): {', '.join(map(str, only))}")
+    else:
+        blocks.append("one side is a single capture: the runs are compared merged only (rank by rank needs two "
+                      "folders of ranks)")
+    res = _run(analysis.compare_captures, cap_a, cap_b, mode, shape, path_a, path_b)
+    label = "all ranks merged" if ra or rb else "merged"
+    blocks.append(f"== {label} ==\n" + compare_text.render(res, path_a, path_b, cap_a.meta, cap_b.meta))
+    return "\n\n".join(blocks), (res, cap_a, cap_b)
+
+
+def _run(fn, a, b, mode, shape, path_a, path_b):
+    try:
+        return fn(a, b, mode=mode, shape=shape)
+    except common.TrtprofError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise common.unexpected(f"cannot compare {path_a} and {path_b}", e) from None
