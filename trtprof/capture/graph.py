@@ -121,9 +121,8 @@ def _wrapper(orig, pre, post):
 def _model_wrapper(orig, info: ModelInfo):
     """A compiled model's forward, with sampling's common case inline: an inference that is not a
     multiple of `sample`, with the previous inference's input shapes (real tensors: nothing is
-    tracing), is run muted without any further call (`Instrumentation.sampled` decides the rest)."""
-    recorded = _wrapper(orig, _model_pre, _model_post)
-
+    tracing), is run muted without any further call (`Instrumentation.sampled` decides the rest).
+    A recorded inference calls the two hooks from here (no further wrapper frame)."""
     def forward(self, *args, **kwargs):
         ins = state.ACTIVE
         if ins is None:
@@ -145,7 +144,13 @@ def _model_wrapper(orig, info: ModelInfo):
                     return orig(self, *args, **kwargs)
                 finally:
                     st.muted = 0
-        return recorded(self, *args, **kwargs)
+        _model_pre(self, args)
+        out = None
+        try:
+            out = orig(self, *args, **kwargs)
+            return out
+        finally:
+            _model_post(self, args, out)
     return forward
 
 
