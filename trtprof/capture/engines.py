@@ -113,7 +113,7 @@ def _emit(rec, frame: CallFrame, host) -> None:
     info = frame.info
     groups = frame.groups
     allocs = frame.allocs if groups is None else [(g.phase, g.start_ns, g.end_ns, None, g.bytes, g) for g in groups]
-    allocated_before = any(a[0] == "before_exec" for a in allocs)
+    allocated_before = bool(allocs) and any(a[0] == "before_exec" for a in allocs)
     realloc = frame.prealloc and allocated_before
     known = info.runtime == "python" or groups is not None
     outputs = ("preallocated" if frame.prealloc and not allocated_before else "new") if known else None

@@ -25,6 +25,7 @@ from trtprof.capture.recorder import now
 from trtprof.capture.state import FLIP_NOTE, ModelInfo, RangeFrame, SubgraphInfo, is_tracing, shapes_of
 
 FALLBACK_PREFIX = "_run_on_gpu"
+_INFERENCE, _FALLBACK = ("inference", ""), ("fallback", "")  # keys of NVTX attributes in info.attrs
 
 
 def _find_parent(child: torch.nn.Module, depth: int = 16):
@@ -220,7 +221,8 @@ def _model_pre(module, args):
     st.last_end = None
     if ins.sample > 1 and ins.kernels is not None and not st.inferences:
         ins.kernels.resume()  # kernel activity only around recorded inferences (before the range opens)
-    _open(ins, st.inferences, module, info, shapes, ins.attrs(info, "inference"), ins.inference_gpu)
+    _open(ins, st.inferences, module, info, shapes, info.attrs.get(_INFERENCE) or ins.attrs(info, "inference"),
+          ins.inference_gpu)
 
 
 def _model_post(module, args, out):
@@ -254,7 +256,8 @@ def _fallback_pre(module, args):
     info = ins.by_id.get(id(module))
     if info is None:
         return
-    _open(ins, ins.stacks.fallbacks, module, info, shapes_of(args), ins.attrs(info, "fallback"), ins.range_gpu)
+    _open(ins, ins.stacks.fallbacks, module, info, shapes_of(args),
+          info.attrs.get(_FALLBACK) or ins.attrs(info, "fallback"), ins.range_gpu)
 
 
 def _fallback_post(module, args, out):
