@@ -3,7 +3,9 @@
     python3 bench/bench_hooks.py [--out reports/bench]
 
 The floor a recorded range cannot go below: CUDA event record cost (torch.cuda.Event.record on a
-given stream and on the current one), event query, NVTX push/pop, and torch.cuda.current_stream().
+given stream and on the current one), event query, NVTX push/pop, and torch.cuda.current_stream();
+and what trtprof's hot path calls instead: GpuClock.record (a pooled event through the C-level
+record, then recycled) and GpuClock.current_stream (the raw stream handle, cached).
 Medians over many repetitions; one run. The hooks' own cost per inference, with the real runtime, is
 what bench_overhead.py (paired on/off) and profile_capture.py (where it goes) measure.
 """
@@ -12,9 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # trtprof from this tree
 
 def cuda_costs(n: int = 20000) -> dict:
     import torch
@@ -48,6 +52,20 @@ def cuda_costs(n: int = 20000) -> dict:
         out["nvtx_domain"] = type(d).__name__
     except ImportError:
         out["nvtx_push_pop_us"] = None
+    # what the hot path really calls: GpuClock.record (pooled event, the C-level record) and
+    # GpuClock.current_stream (the raw handle, torch.cuda.current_stream() only for a new stream)
+    from trtprof.capture.events import GpuClock
+    clock = GpuClock(torch)
+    clock.anchor()
+    cs = clock.current_stream()
+
+    def rec(i):
+        clock.recycle(clock.record(cs))
+    out["gpuclock_record_recycle_us"] = statistics.median(per_call(rec) for _ in range(3))
+    torch.cuda.synchronize()
+    out["gpuclock_current_stream_us"] = statistics.median(per_call(lambda i: clock.current_stream()) for _ in range(3))
+    t = time.perf_counter_ns
+    out["perf_counter_ns_us"] = statistics.median(per_call(lambda i: t()) for _ in range(3))
     out["gpu"] = torch.cuda.get_device_name(0)
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
 

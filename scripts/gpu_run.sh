@@ -2,7 +2,7 @@
 # One device session's work, in order of importance, each step time-boxed; everything ends up in
 # OUT/gpu-results.tar.gz (the device returns at most 8 files).
 #   source .trtbundle/activate.sh && bash scripts/gpu_run.sh "$OUT" [steps...]
-# steps: probe tests python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken hooks nsys nsys-acc profile cases
+# steps: probe tests python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken goal hooks nsys nsys-acc profile cases
 #        ranks (two ranks sharing one GPU) ranks2 (one rank per GPU, on nvidia-h200-x2) (default: tests bert bench nsys)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +34,12 @@ for s in $steps; do
   bench-broken)
     log "bench broken"; timeout 400 python3 bench/bench_overhead.py --runtime cpp --graph-breaks --toggle --blocks 20 \
       --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-broken.txt";;
+  goal)  # issue 22: full level, every inference recorded, paired against no tool; ~8 minutes on the H200
+    for c in "cpp 1000 100" "python 1000 100" "cpp 600 150 --graph-breaks" "python 600 150 --graph-breaks"; do
+      set -- $c
+      log "goal $*"; timeout "$3" python3 bench/bench_overhead.py --goal --runtime "$1" --pairs "$2" ${4:-} \
+        --out "$w/bench" 2>&1 | quiet | tail -60 > "$w/goal-$1${4:+-broken}.txt"; log "goal $1 ${4:-} rc=${PIPESTATUS[0]}"
+    done;;
   hooks)
     log hooks; timeout 200 python3 bench/bench_hooks.py --out "$w/bench" 2>&1 | quiet > "$w/bench-hooks.txt";;
   cases)

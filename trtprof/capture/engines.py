@@ -16,10 +16,15 @@ point (`_emit`, run by the recorder's drain), so the call itself pays for as lit
 """
 from __future__ import annotations
 
+import operator
+
 from trtprof.capture import events, graph, records as R, state
 from trtprof.capture.recorder import now
 from trtprof.capture.allocations import group_call
 from trtprof.capture.state import FLIP_NOTE, CallFrame, is_tracing, output_shapes, shapes_of
+
+_NBYTES = operator.attrgetter("nbytes")
+_EXEC, _CALL_KEY = ("exec", ""), ("call", "")  # keys of an engine's NVTX attributes in SubgraphInfo.attrs
 
 (_THREAD, _INF, _CALL, _T0, _T1, _GS, _GE, _STREAM, _IN, _SHAPES, _BYTES, _PRE, _PHASE, _OUTS, _CHANGED,
  _REALLOC, _SEG, _EXCL, _NOTE) = (R.INDEX[k] for k in (
@@ -51,7 +56,7 @@ class ContextProxy:
             return ctx.execute_async_v3(*args, **kwargs)
         gpu = ins.range_gpu
         stream = getattr(mod, "_engine_stream", None) if gpu else None
-        ins.marks.push(ins.attrs(frame.info, "exec"))
+        ins.marks.push(frame.info.attrs.get(_EXEC) or ins.attrs(frame.info, "exec"))
         t0 = now()
         ev0 = gpu.record(stream) if gpu else None
         try:
@@ -108,7 +113,7 @@ def _emit(rec, frame: CallFrame, host) -> None:
     info = frame.info
     groups = frame.groups
     allocs = frame.allocs if groups is None else [(g.phase, g.start_ns, g.end_ns, None, g.bytes, g) for g in groups]
-    allocated_before = any(a[0] == "before_exec" for a in allocs)
+    allocated_before = bool(allocs) and any(a[0] == "before_exec" for a in allocs)
     realloc = frame.prealloc and allocated_before
     known = info.runtime == "python" or groups is not None
     outputs = ("preallocated" if frame.prealloc and not allocated_before else "new") if known else None
@@ -192,7 +197,7 @@ def run_python(ins, frame: CallFrame, fn, *args):
     """Run an engine call whose allocations and enqueue are Python (hooked inside): time it, emit
     later. Shared by the Python runtime module and the op path's Python `TRTEngine`."""
     ins.stacks.last_end = None  # its events are on the engine stream: nothing to share
-    ins.marks.push(ins.attrs(frame.info, "call"))
+    ins.marks.push(frame.info.attrs.get(_CALL_KEY) or ins.attrs(frame.info, "call"))
     frame.t0 = now()
     out = None
     try:
@@ -224,8 +229,8 @@ def python_create_outputs(orig):
         finally:
             t1 = now()
             ins.marks.pop()
-        if ins.level == "full":
-            frame.allocs.append((phase, t0, t1, shapes_of(outs), sum(o.numel() * o.element_size() for o in outs)))
+        if ins.level == "full":  # nbytes: numel * element_size, read in C (no generator frame)
+            frame.allocs.append((phase, t0, t1, shapes_of(outs), sum(map(_NBYTES, outs))))
         else:
             frame.allocs.append((phase, t0, t1, None, None))
         return outs
@@ -256,7 +261,7 @@ def run_cpp(ins, frame: CallFrame, fn, *args):
     if log is not None and not log.active:
         log.start()
     gpu = ins.range_gpu
-    ins.marks.push(ins.attrs(info, "exec"))
+    ins.marks.push(info.attrs.get(_EXEC) or ins.attrs(info, "exec"))
     frame.t0 = t0 = now()  # with the NVTX push; the events below are part of the range
     if gpu:
         stream = gpu.current_stream()

@@ -195,7 +195,8 @@ def end_event(ins, frame, stream, ev1) -> bool:
     """After a subgraph range on the caller stream ended: offer its end event to the next range.
     Returns whether it was offered (then this range does not own it: the taker does, or nobody
     and the event is simply freed)."""
-    parent = adopt(ins, frame)
+    inf = ins.stacks.inferences  # adopt(), inline: this runs at the end of every subgraph range
+    parent = frame.parent = inf[-1] if inf else None
     if parent is not None and parent.info.shareable:
         ins.stacks.last_end = (stream, ev1)
         return True

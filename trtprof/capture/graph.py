@@ -25,6 +25,7 @@ from trtprof.capture.recorder import now
 from trtprof.capture.state import FLIP_NOTE, ModelInfo, RangeFrame, SubgraphInfo, is_tracing, shapes_of
 
 FALLBACK_PREFIX = "_run_on_gpu"
+_INFERENCE, _FALLBACK = ("inference", ""), ("fallback", "")  # keys of NVTX attributes in info.attrs
 
 
 def _find_parent(child: torch.nn.Module, depth: int = 16):
@@ -121,9 +122,8 @@ def _wrapper(orig, pre, post):
 def _model_wrapper(orig, info: ModelInfo):
     """A compiled model's forward, with sampling's common case inline: an inference that is not a
     multiple of `sample`, with the previous inference's input shapes (real tensors: nothing is
-    tracing), is run muted without any further call (`Instrumentation.sampled` decides the rest)."""
-    recorded = _wrapper(orig, _model_pre, _model_post)
-
+    tracing), is run muted without any further call (`Instrumentation.sampled` decides the rest).
+    A recorded inference calls the two hooks from here (no further wrapper frame)."""
     def forward(self, *args, **kwargs):
         ins = state.ACTIVE
         if ins is None:
@@ -145,7 +145,13 @@ def _model_wrapper(orig, info: ModelInfo):
                     return orig(self, *args, **kwargs)
                 finally:
                     st.muted = 0
-        return recorded(self, *args, **kwargs)
+        _model_pre(self, args)
+        out = None
+        try:
+            out = orig(self, *args, **kwargs)
+            return out
+        finally:
+            _model_post(self, args, out)
     return forward
 
 
@@ -215,7 +221,8 @@ def _model_pre(module, args):
     st.last_end = None
     if ins.sample > 1 and ins.kernels is not None and not st.inferences:
         ins.kernels.resume()  # kernel activity only around recorded inferences (before the range opens)
-    _open(ins, st.inferences, module, info, shapes, ins.attrs(info, "inference"), ins.inference_gpu)
+    _open(ins, st.inferences, module, info, shapes, info.attrs.get(_INFERENCE) or ins.attrs(info, "inference"),
+          ins.inference_gpu)
 
 
 def _model_post(module, args, out):
@@ -249,7 +256,8 @@ def _fallback_pre(module, args):
     info = ins.by_id.get(id(module))
     if info is None:
         return
-    _open(ins, ins.stacks.fallbacks, module, info, shapes_of(args), ins.attrs(info, "fallback"), ins.range_gpu)
+    _open(ins, ins.stacks.fallbacks, module, info, shapes_of(args),
+          info.attrs.get(_FALLBACK) or ins.attrs(info, "fallback"), ins.range_gpu)
 
 
 def _fallback_post(module, args, out):

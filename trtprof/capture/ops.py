@@ -72,7 +72,9 @@ def call(inputs, engine):
         frame = engines._begin(ins, engine, info, inputs, bool(engine.use_pre_allocated_outputs))
         frame.output_allocator = info.requires_oa or bool(engine.use_output_allocator_outputs)
         return engines.run_python(ins, frame, real, inputs, engine)
-    prealloc = _cpp_modes(engine, info)
+    prealloc = info.mode  # _cpp_modes' cache, read here: one frame less per call
+    if prealloc is None or info.reread or not info.calls & 63:
+        prealloc = _cpp_modes(engine, info)
     frame = engines._begin(ins, engine, info, inputs, prealloc)
     frame.output_allocator = info.requires_oa or info.oa
     return engines.run_cpp(ins, frame, real, inputs, engine)

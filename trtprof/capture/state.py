@@ -6,6 +6,7 @@ global read and pass straight through.
 """
 from __future__ import annotations
 
+import operator
 import threading
 import time
 import weakref
@@ -314,25 +315,30 @@ def cpp_mode(module, info: SubgraphInfo) -> bool:
     return mode
 
 
+_TENSOR, _PARAMETER = torch.Tensor, torch.nn.Parameter
+_is_compiling = torch.compiler.is_compiling  # the function dynamo folds to True while it traces
+_SHAPE = operator.attrgetter("shape")  # map(_SHAPE, ...): no Python frame per tensor (the hot path)
+
+
 def is_tracing(args) -> bool:
     """True while torch.compile / torch.export trace the module (fake tensors): never record then."""
-    if torch.compiler.is_compiling():
+    if _is_compiling():
         return True
     for a in args:
-        if isinstance(a, torch.Tensor):
-            return type(a) is not torch.Tensor and not isinstance(a, torch.nn.Parameter)
+        if isinstance(a, _TENSOR):
+            return type(a) is not _TENSOR and not isinstance(a, _PARAMETER)
     return False
 
 
 def shapes_of(tensors) -> tuple:
     try:
-        return tuple([t.shape for t in tensors])
+        return tuple(map(_SHAPE, tensors))
     except AttributeError:  # a non-tensor input (a Python scalar): keep the tensors' shapes only
-        return tuple([t.shape for t in tensors if isinstance(t, torch.Tensor)])
+        return tuple([t.shape for t in tensors if isinstance(t, _TENSOR)])
 
 
 def output_shapes(out) -> tuple:
-    if isinstance(out, torch.Tensor):
+    if isinstance(out, _TENSOR):
         return (out.shape,)
     if isinstance(out, (list, tuple)):
         return shapes_of(out)

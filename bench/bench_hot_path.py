@@ -1,0 +1,252 @@
+"""The hooks' own Python cost per recorded inference on the CPU, with the stand-in Torch-TensorRT.
+
+    python3 bench/bench_hot_path.py [--pairs 4000] [--models small,broken] [--runtimes cpp,python]
+    python3 bench/bench_hot_path.py --profile small-cpp      # cProfile: extra own time per function
+    python3 bench/bench_hot_path.py --frames [--tree DIR]    # Python frames recording adds per inference
+
+Why a CPU stand-in: the hot path's cost on the GPU host is Python frames, attribute reads and dict
+lookups; the CPU runs the same code against tests/fake_trt (the runtime classes) and pure-Python
+CUDA events (tests/gpu_doubles.py through the real GpuClock), so a change to the hot path can be
+measured without the device. What it cannot show: the cost of the real CUDA calls (event record
+~3 us, torch.cuda.current_stream() ~7.5 us on the H100 host: bench_hooks.py measures those there).
+
+Design: one capture per model at the full level, every inference recorded (no sampling), switched
+on and off at every inference in a random order within each pair (as bench_overhead.py --toggle),
+so drift and the other tenants of the machine cancel within a pair. Reported per model: the medians
+of both arms and of the paired differences in CPU time (the cost per inference, and per row), and
+trtprof's own inference latency (its inference rows, wall clock) paired with the 'off' inference.
+Models: `small` = acc_0 -> gpu_1 -> acc_2 (2 engines, 1 fallback); `broken` = 13 engines and 12
+fallbacks in a chain, the graph-broken BERT's structure. Runtimes: `cpp` (the op path, a TorchBind
+engine's stand-in) and `python` (2.11's PythonTorchTensorRTModule, module-class hooks).
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _setup(tree=None):
+    """The stand-in torch_tensorrt and the real GpuClock over pure-Python events; `tree`: a folder
+    holding another version of the trtprof package (before/after a change, e.g. `git archive`)."""
+    sys.path[:0] = [str(tree or ROOT), str(ROOT / "tests" / "fake_trt"), str(ROOT / "tests")]
+    import torch
+    import torch_tensorrt  # noqa: F401  (the stand-in)
+    from gpu_doubles import Graph, fake_torch
+    from trtprof.capture import install
+    from trtprof.capture.events import GpuClock
+
+    install.GpuClock = lambda t: GpuClock(fake_torch())
+    torch.cuda.is_available = lambda: True
+    torch.cuda.CUDAGraph = Graph
+    return torch
+
+
+def chain(runtime: str, engines: int, width: int = 8):
+    """acc_0 -> gpu_1 -> acc_2 -> ... : `engines` engines with a fallback between each two."""
+    import torch
+    import torch.fx
+    import torch_tensorrt.dynamo.runtime as rt
+
+    class Sigmoid(torch.nn.Module):
+        def forward(self, x):
+            return torch.sigmoid(x)
+
+    def engine(name):
+        fn = torch.nn.Linear(width, width)
+        return rt.PythonTorchTensorRTModule(fn, name) if runtime == "python" else rt.TorchTensorRTModule(fn, name)
+
+    torch.manual_seed(0)
+    mods, g = {}, torch.fx.Graph()
+    v = g.placeholder("x")
+    for i in range(2 * engines - 1):
+        name = f"_run_on_acc_{i}" if i % 2 == 0 else f"_run_on_gpu_{i}"
+        mods[name] = engine(name) if i % 2 == 0 else torch.fx.symbolic_trace(Sigmoid())
+        v = g.call_module(name, (v,))
+    g.output(v)
+    return torch.fx.GraphModule(mods, g)
+
+
+MODELS = {"small": 2, "broken": 13}
+
+
+def measure(torch, model, pairs: int, tmp: Path, label: str) -> dict:
+    """Each inference timed on two clocks: this thread's CPU time (what the hooks cost, with the
+    other tenants' load left out: on this shared 2-core machine wall-clock medians of the same code
+    moved by 2x between runs) and the wall clock (what trtprof's own inference rows are measured
+    with, so its own latency is compared with the wall time of the 'off' inference of the same pair)."""
+    import trtprof
+
+    x = torch.randn(4, 8)
+    s = trtprof.Session(tmp / label, level="full", sample=1, cpp_allocs=False, kernels=False).start()
+    s.instrument(model)
+    rnd = random.Random(0)
+    cpu, wall = {"on": [], "off": []}, {"on": [], "off": []}
+    tc, tw = time.thread_time_ns, time.perf_counter_ns
+    warm = 200
+    try:
+        with torch.no_grad():
+            for _ in range(warm):  # warm-up: caches, the pool of events, the anchor
+                model(x)
+            for _ in range(pairs):
+                for arm in (("on", "off") if rnd.random() < 0.5 else ("off", "on")):
+                    (s.resume if arm == "on" else s.pause)()
+                    c0, w0 = tc(), tw()
+                    model(x)
+                    w1, c1 = tw(), tc()
+                    cpu[arm].append(c1 - c0)
+                    wall[arm].append(w1 - w0)
+                s.resume()
+    finally:
+        s.resume()
+        cap = s.stop()
+    df = cap.timeline
+    # paused inferences are not counted: the 'on' inference of pair k is inference warm + k
+    inf = df[(df.event == "inference") & (df.inference >= warm)].sort_values("inference")
+    rows = int((df.inference == warm).sum())
+    mine = (inf.host_end_ns - inf.host_start_ns).tolist()
+    assert len(mine) == pairs, (len(mine), pairs)
+
+    def med(v):
+        return round(statistics.median(v) / 1000, 2)
+
+    d_cpu = [a - b for a, b in zip(cpu["on"], cpu["off"])]
+    d_own = [a - b for a, b in zip(mine, wall["off"])]
+    off_cpu, off_wall = statistics.median(cpu["off"]), statistics.median(wall["off"])
+    return {"pairs": pairs, "rows_per_inference": rows,
+            "cpu_off_us": med(cpu["off"]), "cpu_on_us": med(cpu["on"]),
+            "cpu_paired_diff_us": med(d_cpu), "cpu_paired_ratio": round(1 + statistics.median(d_cpu) / off_cpu, 3),
+            "cpu_per_row_us": round(statistics.median(d_cpu) / rows / 1000, 2),
+            "wall_off_us": med(wall["off"]), "wall_on_us": med(wall["on"]),
+            "wall_paired_diff_us": med([a - b for a, b in zip(wall["on"], wall["off"])]),
+            "own_inference_us": med(mine), "own_minus_off_paired_us": med(d_own),
+            "own_ratio": round(1 + statistics.median(d_own) / off_wall, 3)}
+
+
+def build(name: str):
+    model, runtime = name.split("-")
+    return chain(runtime, MODELS[model])
+
+
+def profile(torch, name: str, iters: int, top: int) -> None:
+    """Extra own time per inference by function (on minus off), under cProfile."""
+    import trtprof
+    from trtprof.capture import state
+
+    model = build(name)
+    x = torch.randn(4, 8)
+
+    def run():
+        pr = cProfile.Profile()
+        pr.enable()
+        for _ in range(iters):
+            model(x)
+        pr.disable()
+        return {f"{k[0].rsplit('/', 2)[-1]}:{k[1]}({k[2]})": (v[0], v[2]) for k, v in pstats.Stats(pr).stats.items()}
+
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        s = trtprof.Session(Path(tmp) / "p", level="full", cpp_allocs=False, kernels=False).start()
+        s.instrument(model)
+        for _ in range(200):
+            model(x)
+        ins, state.ACTIVE = state.ACTIVE, None
+        off = run()
+        state.ACTIVE = ins
+        on = run()
+        s.stop()
+    rows = sorted((((on.get(k, (0, 0))[1] - off.get(k, (0, 0))[1]) / iters * 1e6,
+                    (on.get(k, (0, 0))[0] - off.get(k, (0, 0))[0]) / iters, k) for k in set(on) | set(off)),
+                  reverse=True)
+    print(f"{name}: extra own time {sum(r[0] for r in rows):.1f} us/inference, "
+          f"{sum(r[1] for r in rows):.0f} extra calls (under cProfile)")
+    for dt, dc, k in rows[:top]:
+        print(f"  {dt:9.2f} us  {dc:7.1f} calls  {k}")
+
+
+def frames(torch, name: str, iters: int = 200) -> dict:
+    """Python frames per inference that recording adds (sys.setprofile 'call' events, on minus off),
+    in the hooks (inside the ranges) and in the batched work (drain, rows, writes): a count, so the
+    machine's load cannot move it."""
+    import trtprof
+    from trtprof.capture import state
+
+    model = build(name)
+    x = torch.randn(4, 8)
+    counts = {"off": 0, "on": 0}
+    arm = ["off"]
+
+    def prof(frame, event, arg):
+        if event == "call":
+            counts[arm[0]] += 1
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        s = trtprof.Session(Path(tmp) / "f", level="full", cpp_allocs=False, kernels=False).start()
+        s.instrument(model)
+        for _ in range(200):
+            model(x)
+        ins = state.ACTIVE
+        for a in ("off", "on"):
+            state.ACTIVE = ins if a == "on" else None
+            arm[0] = a
+            sys.setprofile(prof)
+            for _ in range(iters):
+                model(x)
+            sys.setprofile(None)
+        state.ACTIVE = ins
+        s.stop()
+    return {"frames_per_inference": round((counts["on"] - counts["off"]) / iters, 1)}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pairs", type=int, default=4000)
+    p.add_argument("--models", default="small,broken")
+    p.add_argument("--runtimes", default="cpp,python")
+    p.add_argument("--profile", metavar="MODEL-RUNTIME", help="cProfile one model instead (small-cpp, broken-python ...)")
+    p.add_argument("--frames", action="store_true", help="count the Python frames recording adds per inference")
+    p.add_argument("--iters", type=int, default=3000, help="inferences per arm under --profile")
+    p.add_argument("--top", type=int, default=25)
+    p.add_argument("--out", default=None, help="file for the JSON result")
+    p.add_argument("--tree", default=None, help="measure the trtprof package in this folder instead "
+                   "(e.g. an earlier commit: git archive COMMIT trtprof | tar -x -C DIR)")
+    args = p.parse_args()
+    torch = _setup(args.tree)
+    import torch_tensorrt
+    torch_tensorrt._fake.use("2.11")
+    if args.profile:
+        profile(torch, args.profile, args.iters, args.top)
+        return
+    if args.frames:
+        for m in args.models.split(","):
+            for rt in args.runtimes.split(","):
+                print(f"{m}-{rt}", frames(torch, f"{m}-{rt}"))
+        return
+    import os
+    res = {"machine": f"cpu ({os.cpu_count()} cores), stand-in torch_tensorrt", "python": sys.version.split()[0],
+           "torch": torch.__version__, "trtprof": str(Path(sys.modules["trtprof"].__file__).parent.parent),
+           "date": time.strftime("%Y-%m-%d"), "level": "full", "sample": 1,
+           "results": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in args.models.split(","):
+            for rt in args.runtimes.split(","):
+                name = f"{m}-{rt}"
+                res["results"][name] = r = measure(torch, build(name), args.pairs, Path(tmp), name)
+                print(f"{name:14} CPU: off {r['cpu_off_us']:8.2f} us  +{r['cpu_paired_diff_us']:7.2f} us "
+                      f"(x{r['cpu_paired_ratio']:.3f}, {r['cpu_per_row_us']:.2f} us per row of {r['rows_per_inference']});"
+                      f"  wall: trtprof's own inference {r['own_minus_off_paired_us']:+.2f} us against 'off' "
+                      f"(x{r['own_ratio']:.3f})", file=sys.stderr)
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=2))
+    print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
