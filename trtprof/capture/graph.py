@@ -19,7 +19,7 @@ import sys
 
 import torch
 
-from trtprof.capture import records as R, state
+from trtprof.capture import cudagraphs, records as R, state
 from trtprof.capture.events import end_event, gpu_start, span, start_event
 from trtprof.capture.recorder import now
 from trtprof.capture.state import FLIP_NOTE, ModelInfo, RangeFrame, SubgraphInfo, is_tracing, shapes_of
@@ -165,6 +165,7 @@ def unhook(ins) -> None:
 # -- top-level inference and fallback ranges ------------------------------------------------------
 def _open(ins, stack, module, info, shapes, attrs, gpu) -> RangeFrame:
     frame = RangeFrame(module, info, info.calls, shapes)
+    frame.cudagraph = cudagraphs.current(ins)
     info.calls += 1
     stack.append(frame)
     ins.marks.push(attrs)
@@ -201,6 +202,8 @@ def _model_pre(module, args):
         return
     info = ins.by_id.get(id(module))
     if info is None:
+        return
+    if st.inferences and st.inferences[-1].info is info:  # run by its CUDA-graph wrapper: that call's row
         return
     if st.partial is info:
         st.partial = None
@@ -270,9 +273,10 @@ def _fallback_post(module, args, out):
         ins.rec.defer(_emit_fallback, frame)
 
 
-(_THREAD, _INF, _CALL, _T0, _T1, _GS, _GE, _STREAM, _IN, _SHAPES, _CHANGED, _EXCL, _NOTE) = (R.INDEX[k] for k in (
-    "thread", "inference", "call", "host_start_ns", "host_end_ns", "gpu_start_ns", "gpu_end_ns", "stream",
-    "input_shapes", "shapes", "shape_changed", "exclude", "note"))
+(_THREAD, _INF, _CALL, _T0, _T1, _GS, _GE, _STREAM, _IN, _SHAPES, _CHANGED, _EXCL, _NOTE, _CG) = (
+    R.INDEX[k] for k in ("thread", "inference", "call", "host_start_ns", "host_end_ns", "gpu_start_ns",
+                         "gpu_end_ns", "stream", "input_shapes", "shapes", "shape_changed", "exclude", "note",
+                         "cudagraph"))
 
 
 def _range_row(frame, host, event: str) -> list:
@@ -284,6 +288,9 @@ def _range_row(frame, host, event: str) -> list:
         r[_GS], r[_GE] = frame.gs, frame.ge
     r[_STREAM] = frame.stream.cuda_stream if frame.stream is not None else None
     r[_IN], r[_SHAPES] = frame.shapes, frame.out_shapes
+    cg = r[_CG] = frame.cudagraph
+    if cg in cudagraphs.NOT_TIMED:
+        r[_EXCL], r[_NOTE] = True, cudagraphs.NOTES[cg]
     return r
 
 
@@ -291,7 +298,7 @@ def _emit_inference(rec, frame, host) -> None:
     r = _range_row(frame, host, "inference")
     r[_INF] = frame.index
     if frame.exclude:
-        r[_EXCL], r[_NOTE] = True, FLIP_NOTE
+        r[_EXCL], r[_NOTE] = True, FLIP_NOTE if frame.exclude is True else frame.exclude
     if frame.raised is not None:
         r[_EXCL], r[_NOTE] = True, state.raised_note(frame.raised)
     rec.row(r)

@@ -27,7 +27,7 @@ import os
 import sys
 import threading
 
-from trtprof.capture import engines, graph, op_graphs, state
+from trtprof.capture import cudagraph_hooks, engines, graph, op_graphs, state
 from trtprof.capture.allocations import AllocatorLog
 from trtprof.capture.events import GpuClock, watch_captures
 from trtprof.capture.marks import Marks
@@ -178,6 +178,8 @@ class Instrumenter:
         self.ins = state.Instrumentation(rec, self.classes, self.level, self.sample)
         self.ins.kernels, self.ins.kernel_sink = self.kernels, self.kernel_sink
         self.ins.harvest = engines.harvest_cpp
+        if self.classes:
+            self._saved += cudagraph_hooks.install(self.ins, torch)
         if gpu is not None and "cpp" in self.classes and self.cpp_allocs and self.level == "full":
             self.ins.alloc_log = AllocatorLog(torch)  # started at the first C++ engine call
         use_op = self.capture_path == "op"

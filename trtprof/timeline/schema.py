@@ -17,9 +17,10 @@ import pyarrow as pa
 
 from trtprof.timeline.columns import ADDED_IN, CALL_EVENT, FIELDS, NOT_NULL, SPEC, TIMED_EVENT  # noqa: F401
 
-SCHEMA_VERSION = 3
-# 1: before the kernel columns (added as nulls on load); 2: before meta.json listed the row rules
-READABLE_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4
+# 1: before the kernel columns (added as nulls on load); 2: before meta.json listed the row rules;
+# 3: before the cudagraph column (null on load)
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 # Row rules the recorder keeps, by name; a capture lists those it kept in meta.json "rules" (schema 3).
 # The loader enforces each on every capture, the same way the recorder does, and counts the rows it
