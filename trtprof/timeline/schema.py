@@ -126,7 +126,7 @@ def natural_key(name) -> tuple:
     `_run_on_acc_2`, ..., `_run_on_acc_10`), then by the name with digit runs compared as numbers."""
     text = "" if name is None or name is pd.NA or not isinstance(name, str) else name
     m = _TAIL.search(text)
-    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in _NUM.split(text))
+    parts = tuple((0, int(p), "") if p.isdecimal() else (1, 0, p) for p in _NUM.split(text))
     return (int(m.group(1)) if m else -1, parts)
 
 
