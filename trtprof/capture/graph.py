@@ -209,6 +209,7 @@ def _model_pre(module, args):
         st.partial = None
     if ins.policy is not None:
         info.mode = ins.apply_policy(info.engines, info.calls, info.mode)
+    cg_flip = ins.cg_flip.apply(info) if ins.cg_flip is not None else None
     shapes = shapes_of(args)
     if ins.sample > 1 and not ins.sampled(info, shapes):
         ins.skip(info)  # not recorded: every hook inside passes through until _model_post
@@ -218,7 +219,9 @@ def _model_pre(module, args):
     st.last_end = None
     if ins.sample > 1 and ins.kernels is not None and not st.inferences:
         ins.kernels.resume()  # kernel activity only around recorded inferences (before the range opens)
-    _open(ins, st.inferences, module, info, shapes, ins.attrs(info, "inference"), ins.inference_gpu)
+    frame = _open(ins, st.inferences, module, info, shapes, ins.attrs(info, "inference"), ins.inference_gpu)
+    if cg_flip is not None:
+        frame.exclude = cg_flip
 
 
 def _model_post(module, args, out):

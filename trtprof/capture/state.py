@@ -179,6 +179,7 @@ class Instrumentation:
         self._kernel_flush = time.perf_counter_ns()
         self.op = None  # ops.OpCapture when capturing at torch.ops.tensorrt.execute_engine
         self.cg_modes = None  # the runtime's CUDA-graph mode module (capture/cudagraphs.py), if any
+        self.cg_flip = None  # cg_policy.Flipper when --cudagraphs forces or alternates the mode
 
     def register(self, module, info):
         """Make `info` (a SubgraphInfo, or the ModelInfo of a model) the hot path's for `module`."""
