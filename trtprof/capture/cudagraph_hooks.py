@@ -50,6 +50,7 @@ def _run_whole(ins, info, wrapper, orig, args, kwargs):
     st = ins.stacks
     before = getattr(wrapper, "cudagraph", None)
     st.cg_phase, outer = cudagraphs.CAPTURE, st.cg_phase  # inner rows only run when it captures
+    cudagraphs.Phases.active += 1
     frame = graph._open(ins, st.inferences, wrapper, info, shapes_of(args), ins.attrs(info, "inference"), ins.gpu)
     out = None
     try:
@@ -60,6 +61,7 @@ def _run_whole(ins, info, wrapper, orig, args, kwargs):
         raise
     finally:
         st.cg_phase = outer
+        cudagraphs.Phases.active -= 1
         graph._close(ins, st.inferences, wrapper, ins.gpu)
         after = getattr(wrapper, "cudagraph", None)
         frame.cudagraph = cudagraphs.CAPTURE if after is not before or before is None else cudagraphs.REPLAY
@@ -79,10 +81,12 @@ def wrapper_warm_up(orig):
             return orig(self, *args, **kwargs)
         st = ins.stacks
         st.cg_phase, outer = cudagraphs.WARMUP, st.cg_phase
+        cudagraphs.Phases.active += 1
         try:
             return orig(self, *args, **kwargs)
         finally:
             st.cg_phase = outer
+            cudagraphs.Phases.active -= 1
     warm_up.__wrapped__ = orig
     return warm_up
 

@@ -51,16 +51,25 @@ def find_wrapper():
     return getattr(mod, WRAPPER_CLASS, None)
 
 
+class Phases:
+    """How many threads are inside a whole-graph wrapper's call or warm-up (process-wide), so that
+    outside them `current` costs no thread-local read (one class-attribute read instead)."""
+
+    active = 0
+
+
 def current(ins) -> str | None:
     """The `cudagraph` value for a range starting now on this thread: the whole-graph phase the
-    wrapper hooks set, else per-engine when the runtime's mode says so, else None."""
-    phase = ins.stacks.cg_phase
-    if phase is not None:
-        return phase
+    wrapper hooks set, else per-engine when the runtime's mode says so, else None. Hot path: every
+    engine call and range asks (bench/bench_cudagraph_mark.py times it)."""
+    if Phases.active:
+        phase = ins.stacks.cg_phase
+        if phase is not None:
+            return phase
     m = ins.cg_modes
-    return PER_ENGINE if m is not None and getattr(m, "_PY_RT_CUDAGRAPHS", 0) == PER_ENGINE_MODE else None
+    return PER_ENGINE if m is not None and m._PY_RT_CUDAGRAPHS == PER_ENGINE_MODE else None
 
 
 def whole_graph(ins) -> bool:
     m = ins.cg_modes
-    return m is not None and getattr(m, "_PY_RT_CUDAGRAPHS", 0) == WHOLE_GRAPH_MODE
+    return m is not None and m._PY_RT_CUDAGRAPHS == WHOLE_GRAPH_MODE
