@@ -2,7 +2,7 @@
 # One device session's work, in order of importance, each step time-boxed; everything ends up in
 # OUT/gpu-results.tar.gz (the device returns at most 8 files).
 #   source .trtbundle/activate.sh && bash scripts/gpu_run.sh "$OUT" [steps...]
-# steps: probe tests python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken goal hooks nsys nsys-acc profile cases
+# steps: probe tests cudagraphs python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken goal hooks nsys nsys-acc profile cases
 #        ranks (two ranks sharing one GPU) ranks2 (one rank per GPU, on nvidia-h200-x2) (default: tests bert bench nsys)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,15 @@ for s in $steps; do
     log probe; timeout 180 python3 scripts/probe_cupti.py --out "$w/probe_cupti.json" > "$w/probe.txt" 2>&1; log "probe rc=$?";;
   tests)
     log tests; BERT_RUNTIMES= timeout ${TESTS_TIMEOUT:-300} bash scripts/gpu_tests.sh "$w/tests" 2>&1 | quiet > "$w/tests.txt"; log "tests rc=${PIPESTATUS[0]}";;
+  cudagraphs)
+    mkdir -p "$w/cudagraphs"
+    for c in "small 600 50" "breaks 300 25"; do
+      set -- $c
+      log "cudagraphs $1"; timeout 300 python3 -m trtprof capture -o "$w/cudagraphs/$1-cpp" --cudagraphs "alternate:$3" \
+        examples/bert_cases.py "$1" --iters "$2" 2>&1 | quiet > "$w/cudagraphs/$1-cpp.txt"
+      log "cudagraphs $1 rc=${PIPESTATUS[0]}"
+    done
+    rm -f "$w"/cudagraphs/*/*.arrows;;
   python-only)
     log python-only; bash scripts/try_python_only.sh .tt213/torch_tensorrt_rtx-2.13.0-py.tgz "$w/python-only" > /dev/null 2>&1
     log "python-only rc=$?"; rm -f "$w"/python-only/python-only-cap/*.arrows;;

@@ -55,10 +55,26 @@ def fake_torch():
 
 
 class Graph:
-    """torch.cuda.CUDAGraph's capture door, without CUDA."""
+    """torch.cuda.CUDAGraph's capture door, without CUDA. Work the stand-in's TensorRT context
+    enqueues while a graph records (`Graph.recording`) is kept and run again by `replay()`, as kernels
+    launched on a capturing stream are; torch ops are not captured (they run once, at the capture)."""
+
+    recording = None  # the graph being captured, if any (class-wide: one capture at a time)
+
+    def __init__(self, *a, **k):
+        self.work = []
+        self.replays = 0
 
     def capture_begin(self, *a, **k):
-        pass
+        Graph.recording = self
 
     def capture_end(self):
-        pass
+        Graph.recording = None
+
+    def replay(self):
+        self.replays += 1
+        for w in self.work:
+            w()
+
+    def reset(self):
+        self.work = []

@@ -33,6 +33,10 @@ MIN_GAIN_NS = 5_000
 REC_COLUMNS = ["model", "action", "why", "gain_ms", "gain_pct", "basis", "measured", "arithmetic"]
 
 
+def c_ms(v: float) -> str:
+    return ("-" if v < 0 else "") + fmt_ms(v)
+
+
 def _us(ns: float) -> str:
     return f"{ns / 1e3:.1f} \u00b5s"
 
@@ -128,15 +132,28 @@ def recommendations(r: Results) -> pd.DataFrame:
                     f"\u00b5s = {gain / 1e3:.1f} \u00b5s per inference (mean over {int(b['inferences'])} inferences)")
         # GPU idle while Python runs
         gs = r.gap_summary[(r.gap_summary["model"] == model) & r.gap_summary["mode"].isin(list(modes))]
+        cg = next((c for c in r.cudagraphs if c.model == model and c.tails), None)  # measured, if it ran
+        measured = (f"; measured in this capture, CUDA graphs on vs off: saved {c_ms(cg.saved_ms)} ms per "
+                    f"inference at the median (95 % CI {cg.ci_ms[0]:+.3f} to {cg.ci_ms[1]:+.3f} ms"
+                    f"{'' if cg.significant else ', not significant'})") if cg is not None else ""
+        estimated = False
         if len(gs):
             per_mode = gs.groupby("mode")["python_ns_per_inference"].sum()
             py, mode = float(per_mode.min()), str(per_mode.idxmin())
             if worth(py, PYTHON_SHARE):
+                estimated = True
                 add("Cut Python overhead between engines (CUDA graphs: torch_tensorrt.runtime.enable_cudagraphs)",
                     f"the GPU idles {py / 1e3:.1f} \u00b5s per inference while the host runs Python between "
                     "subgraphs (no allocation, fallback or enqueue recorded then); this " + hook_note(r.level) + ".",
-                    py, "estimated: GPU idle time with only Python on the host (upper bound, profiler hooks included)",
+                    py, "estimated: GPU idle time with only Python on the host (upper bound, profiler hooks included)"
+                    + measured,
                     f"sum over the {len(gs[gs['mode'] == mode])} gaps between subgraphs of the GPU idle time with only "
                     f"Python on the host = {_us(py)} per inference (pre-alloc {mode}, the mode with the least)")
+        if cg is not None and not estimated and cg.significant and cg.saved_ms > 0:
+            add("Turn on CUDA graphs (torch_tensorrt.runtime.enable_cudagraphs)", cg.verdict + ".",
+                cg.saved_ms * 1e6, "measured: CUDA graphs on vs off in this capture (median difference, 95 % CI)",
+                f"median off {cg.median_off_ms:.3f} ms - median on {cg.median_on_ms:.3f} ms = "
+                f"{c_ms(cg.saved_ms)} ms (CI {cg.ci_ms[0]:+.3f} to {cg.ci_ms[1]:+.3f} ms; {cg.n_off} off, {cg.n_on} on)",
+                gain_pct=cg.saved_pct, measured=True)
     out = pd.DataFrame(recs, columns=REC_COLUMNS)
     return out.sort_values("gain_ms", ascending=False, kind="stable").reset_index(drop=True)

@@ -19,6 +19,7 @@ from trtprof.analysis.recommend import (BREAK_SHARE, MIN_GAIN_NS, PYTHON_SHARE, 
 from trtprof.analysis.streams import stream_names
 from trtprof.analysis.bootstrap import N_BOOT, SEED
 from trtprof.analysis.latency import inference_latency, latency_summary
+from trtprof.analysis import cudagraphs
 from trtprof.analysis.prealloc import compare_modes
 from trtprof.timeline import schema
 from trtprof.timeline.store import repair_notes
@@ -51,6 +52,7 @@ class Results:
     kernels: bool = False  # the timeline has kernel activity (kernel_* columns with values)
     level: str | None = None  # recording level from the capture's metadata
     data_notes: list = field(default_factory=list)  # what the loader changed to keep the row rules
+    cudagraphs: list = field(default_factory=list)  # prealloc.Comparison per model, CUDA graphs off vs on
 
 
 CPP_CAVEAT = ("C++ runtime: its output allocations happen inside the execute_engine call that trtprof's "
@@ -177,5 +179,6 @@ def analyse(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED, kernels: p
         transitions=shapes.transitions(changes), streams=stream_names(df), overlap_caveat=caveat,
         gap_reason=gap_reason(df, gaps, gpu_times, gap_sum), kernels=has_kernels(df),
         level=_level(meta), data_notes=repair_notes(meta), busy_source=overlap.busy_source(df, kernels))
+    r.cudagraphs = cudagraphs.compare(df, lat, n_boot, seed)
     r.recommendations = recommendations(r)
     return r

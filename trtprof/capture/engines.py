@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import operator
 
-from trtprof.capture import events, graph, records as R, state
+from trtprof.capture import cudagraphs, events, graph, records as R, state
 from trtprof.capture.recorder import now
 from trtprof.capture.allocations import group_call
 from trtprof.capture.state import FLIP_NOTE, CallFrame, is_tracing, output_shapes, shapes_of
@@ -27,10 +27,10 @@ _NBYTES = operator.attrgetter("nbytes")
 _EXEC, _CALL_KEY = ("exec", ""), ("call", "")  # keys of an engine's NVTX attributes in SubgraphInfo.attrs
 
 (_THREAD, _INF, _CALL, _T0, _T1, _GS, _GE, _STREAM, _IN, _SHAPES, _BYTES, _PRE, _PHASE, _OUTS, _CHANGED,
- _REALLOC, _SEG, _EXCL, _NOTE) = (R.INDEX[k] for k in (
+ _REALLOC, _SEG, _EXCL, _NOTE, _CG) = (R.INDEX[k] for k in (
     "thread", "inference", "call", "host_start_ns", "host_end_ns", "gpu_start_ns", "gpu_end_ns", "stream",
     "input_shapes", "shapes", "bytes", "prealloc", "alloc_phase", "outputs", "shape_changed", "reallocated",
-    "new_segment", "exclude", "note"))
+    "new_segment", "exclude", "note", "cudagraph"))
 
 
 class ContextProxy:
@@ -79,12 +79,12 @@ def _begin(ins, module, info, inputs, prealloc: bool) -> CallFrame:
         elif info.model.mode is None:  # model found mid-call (no pre-hook yet): set its mode now
             info.model.mode = ins.apply_policy(info.model.engines, max(info.model.calls - 1, 0), None)
             prealloc = info.mode = state.mode_of(module, info.runtime)
-    frame = CallFrame(module, info, info.calls, prealloc, shapes_of(inputs))
+    frame = CallFrame(module, info, info.calls, prealloc, shapes_of(inputs), cudagraphs.current(ins))
     stacks = ins.stacks
-    if frame.flipped:
+    if frame.flipped or frame.cg_captured:
         inf = stacks.inferences
         if inf and inf[-1].info is info.model:
-            inf[-1].exclude = True
+            inf[-1].exclude = FLIP_NOTE if frame.flipped else cudagraphs.NOTES[cudagraphs.CAPTURE]
     frame.model, frame.inference = ins.inference_of(info)
     info.calls += 1
     stacks.calls.append(frame)
@@ -120,6 +120,9 @@ def _emit(rec, frame: CallFrame, host) -> None:
     base = state.template(info, "call")
     base[_THREAD], base[_INF], base[_CALL], base[_IN] = frame.thread, frame.inference, frame.call, frame.shapes
     base[_PRE], base[_CHANGED] = frame.prealloc, frame.changed
+    cg = base[_CG] = frame.cudagraph
+    if cg is not None and (frame.cg_captured or cg in cudagraphs.NOT_TIMED):
+        base[_EXCL], base[_NOTE] = True, cudagraphs.NOTES[cg if cg in cudagraphs.NOT_TIMED else cudagraphs.CAPTURE]
     if frame.flipped:
         base[_EXCL], base[_NOTE] = True, FLIP_NOTE
     if frame.raised is not None:

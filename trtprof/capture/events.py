@@ -15,8 +15,11 @@ the capture. Asking CUDA at every record costs a driver call on the hot path, so
 counter kept by wrapping `torch.cuda.CUDAGraph.capture_begin/capture_end` (`watch_captures`), the
 one door every Python-level capture goes through; while it is non-zero, `record` returns
 `NOT_RECORDED` (the row keeps its host times, with a note) and the recorder does not query events.
-A capture begun elsewhere (C++, another library) is not seen: its events fail when they are
-resolved, and the recorder keeps those rows with host times and a note too.
+A capture begun elsewhere (C++, another library) is not seen by the counter. Where a wrong call
+would raise into the user's code, CUDA itself is asked (`torch.cuda.is_current_stream_capturing()`,
+once, not per event): before anchoring (a synchronize) and before synchronizing. Events recorded
+during such a capture fail when they are resolved, and the recorder keeps those rows with host
+times and a note too. `GpuClock.capturing` is the one answer the rest of trtprof reads.
 """
 from __future__ import annotations
 
@@ -125,6 +128,8 @@ class GpuClock:
         if Captures.depth:
             return NOT_RECORDED
         if self._ref is None:
+            if self._stream_capturing():  # a capture trtprof did not see begin: no synchronize now
+                return NOT_RECORDED
             self.anchor()
         ev = self._pool.pop() if self._pool else self._Event(enable_timing=True)
         self._record(ev, stream if stream is not None else self.current_stream())
@@ -143,7 +148,16 @@ class GpuClock:
 
     @property
     def capturing(self) -> bool:
-        return Captures.depth > 0
+        """A CUDA-graph capture in progress: the counter, and CUDA's answer for the current stream
+        (not on the hot path: read by the recorder before it queries events)."""
+        return Captures.depth > 0 or self._stream_capturing()
+
+    def _stream_capturing(self) -> bool:
+        ask = getattr(self._torch.cuda, "is_current_stream_capturing", None)
+        try:
+            return bool(ask()) if ask is not None else False
+        except Exception:  # noqa: BLE001 - a CUDA error here is not ours to raise
+            return False
 
     @staticmethod
     def done(ev) -> bool:
@@ -165,7 +179,7 @@ class GpuClock:
             self._pool.append(ev)
 
     def synchronize(self) -> None:
-        if self._ref is not None:
+        if self._ref is not None and not self.capturing:
             self._torch.cuda.synchronize()
 
 

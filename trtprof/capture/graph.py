@@ -19,7 +19,7 @@ import sys
 
 import torch
 
-from trtprof.capture import records as R, state
+from trtprof.capture import cudagraphs, records as R, state
 from trtprof.capture.events import end_event, gpu_start, span, start_event
 from trtprof.capture.recorder import now
 from trtprof.capture.state import FLIP_NOTE, ModelInfo, RangeFrame, SubgraphInfo, is_tracing, shapes_of
@@ -171,6 +171,7 @@ def unhook(ins) -> None:
 # -- top-level inference and fallback ranges ------------------------------------------------------
 def _open(ins, stack, module, info, shapes, attrs, gpu) -> RangeFrame:
     frame = RangeFrame(module, info, info.calls, shapes)
+    frame.cudagraph = cudagraphs.current(ins)
     info.calls += 1
     stack.append(frame)
     ins.marks.push(attrs)
@@ -208,10 +209,13 @@ def _model_pre(module, args):
     info = ins.by_id.get(id(module))
     if info is None:
         return
+    if st.inferences and st.inferences[-1].info is info:  # run by its CUDA-graph wrapper: that call's row
+        return
     if st.partial is info:
         st.partial = None
     if ins.policy is not None:
         info.mode = ins.apply_policy(info.engines, info.calls, info.mode)
+    cg_flip = ins.cg_flip.apply(info) if ins.cg_flip is not None else None
     shapes = shapes_of(args)
     if ins.sample > 1 and not ins.sampled(info, shapes):
         ins.skip(info)  # not recorded: every hook inside passes through until _model_post
@@ -221,8 +225,10 @@ def _model_pre(module, args):
     st.last_end = None
     if ins.sample > 1 and ins.kernels is not None and not st.inferences:
         ins.kernels.resume()  # kernel activity only around recorded inferences (before the range opens)
-    _open(ins, st.inferences, module, info, shapes, info.attrs.get(_INFERENCE) or ins.attrs(info, "inference"),
-          ins.inference_gpu)
+    frame = _open(ins, st.inferences, module, info, shapes, info.attrs.get(_INFERENCE) or ins.attrs(info, "inference"),
+                  ins.inference_gpu)
+    if cg_flip is not None:
+        frame.exclude = cg_flip
 
 
 def _model_post(module, args, out):
@@ -278,9 +284,10 @@ def _fallback_post(module, args, out):
         ins.rec.defer(_emit_fallback, frame)
 
 
-(_THREAD, _INF, _CALL, _T0, _T1, _GS, _GE, _STREAM, _IN, _SHAPES, _CHANGED, _EXCL, _NOTE) = (R.INDEX[k] for k in (
-    "thread", "inference", "call", "host_start_ns", "host_end_ns", "gpu_start_ns", "gpu_end_ns", "stream",
-    "input_shapes", "shapes", "shape_changed", "exclude", "note"))
+(_THREAD, _INF, _CALL, _T0, _T1, _GS, _GE, _STREAM, _IN, _SHAPES, _CHANGED, _EXCL, _NOTE, _CG) = (
+    R.INDEX[k] for k in ("thread", "inference", "call", "host_start_ns", "host_end_ns", "gpu_start_ns",
+                         "gpu_end_ns", "stream", "input_shapes", "shapes", "shape_changed", "exclude", "note",
+                         "cudagraph"))
 
 
 def _range_row(frame, host, event: str) -> list:
@@ -292,6 +299,9 @@ def _range_row(frame, host, event: str) -> list:
         r[_GS], r[_GE] = frame.gs, frame.ge
     r[_STREAM] = frame.stream.cuda_stream if frame.stream is not None else None
     r[_IN], r[_SHAPES] = frame.shapes, frame.out_shapes
+    cg = r[_CG] = frame.cudagraph
+    if cg in cudagraphs.NOT_TIMED:
+        r[_EXCL], r[_NOTE] = True, cudagraphs.NOTES[cg]
     return r
 
 
@@ -299,7 +309,7 @@ def _emit_inference(rec, frame, host) -> None:
     r = _range_row(frame, host, "inference")
     r[_INF] = frame.index
     if frame.exclude:
-        r[_EXCL], r[_NOTE] = True, FLIP_NOTE
+        r[_EXCL], r[_NOTE] = True, FLIP_NOTE if frame.exclude is True else frame.exclude
     if frame.raised is not None:
         r[_EXCL], r[_NOTE] = True, state.raised_note(frame.raised)
     rec.row(r)

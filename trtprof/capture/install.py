@@ -27,7 +27,7 @@ import os
 import sys
 import threading
 
-from trtprof.capture import engines, graph, op_graphs, state
+from trtprof.capture import cg_policy, cudagraph_hooks, engines, graph, op_graphs, state
 from trtprof.capture.allocations import AllocatorLog
 from trtprof.capture.events import GpuClock, watch_captures
 from trtprof.capture.marks import Marks
@@ -113,6 +113,7 @@ class Instrumenter:
         self.batch = batch
         self.cpp_allocs = options.cpp_allocs
         self.policy = options.policy
+        self.cg_policy = options.cg_policy
         self.kernel_sink = kernel_sink  # receives KernelActivity.flush() records
         self.kernels = None  # the KernelActivity while it records
         self.kernel_info: dict = {"recorded": False}
@@ -178,6 +179,9 @@ class Instrumenter:
         self.ins = state.Instrumentation(rec, self.classes, self.level, self.sample)
         self.ins.kernels, self.ins.kernel_sink = self.kernels, self.kernel_sink
         self.ins.harvest = engines.harvest_cpp
+        if self.classes:
+            self._saved += cudagraph_hooks.install(self.ins, torch)
+            self._saved += cg_policy.start(self.ins, self.cg_policy, self.notes, torch_tensorrt_version())
         if gpu is not None and "cpp" in self.classes and self.cpp_allocs and self.level == "full":
             self.ins.alloc_log = AllocatorLog(torch)  # started at the first C++ engine call
         use_op = self.capture_path == "op"
@@ -321,6 +325,7 @@ class Instrumenter:
                     "outputs on, every call returns the same buffers, so a call overwrites what the "
                     "previous one returned, and no allocation is recorded after its enqueue")
             self.capture_path = self._ran(ins)
+            cg_policy.stop(ins, self.cg_policy, self.notes)
             self._gpu_notes(ins.rec)
             self._restore()
             graph.unhook(ins)

@@ -22,6 +22,7 @@ LEVELS = ("full", "minimal")
 @dataclass(frozen=True)
 class CaptureOptions:
     prealloc: str = "as-is"  # on | off | as-is | alternate[:K]
+    cudagraphs: str = "as-is"  # on | off | as-is | alternate[:K]: per-engine CUDA graphs (cg_policy.py)
     cpp_allocs: bool = True  # the C++ runtime's allocations from the caching allocator's log
     level: str = "full"
     sample: int = 1  # record 1 inference in N
@@ -42,18 +43,30 @@ class CaptureOptions:
             policy = Policy.parse(self.prealloc)
         except ValueError as e:
             raise UsageError(str(e)) from None
-        if self.sample > 1 and policy.mode == "alternate":
-            # the first call after each flip must be seen (and excluded): sampling would skip it
-            raise UsageError("prealloc alternate records every inference: it cannot be combined with --sample "
-                             "(sample=N)")
+        try:
+            cg = Policy.parse(self.cudagraphs, "--cudagraphs")
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        for name, p in (("prealloc", policy), ("cudagraphs", cg)):
+            if self.sample > 1 and p.mode == "alternate":
+                # the first call after each flip must be seen (and excluded): sampling would skip it
+                raise UsageError(f"{name} alternate records every inference: it cannot be combined with "
+                                 "--sample (sample=N)")
+        if policy.mode == "alternate" and cg.mode == "alternate":
+            raise UsageError("--prealloc alternate and --cudagraphs alternate cannot run together (their blocks "
+                             "would confound the two effects): alternate one, set the other on or off")
 
     @property
     def policy(self) -> Policy:
         return Policy.parse(self.prealloc)
 
+    @property
+    def cg_policy(self) -> Policy:
+        return Policy.parse(self.cudagraphs, "--cudagraphs")
+
     def to_argv(self) -> list[str]:
         """The `trtprof capture` options that give these choices (for a child capture)."""
-        return ["--prealloc", self.prealloc, "--cpp-allocs" if self.cpp_allocs else "--no-cpp-allocs",
+        return ["--prealloc", self.prealloc, "--cudagraphs", self.cudagraphs, "--cpp-allocs" if self.cpp_allocs else "--no-cpp-allocs",
                 "--level", self.level, "--sample", str(self.sample),
                 "--kernels" if self.kernels else "--no-kernels"]
 

@@ -18,13 +18,15 @@ class Policy:
     mode: str = "as-is"
     every: int = 0  # alternate: flip every `every` inferences
     ignored: int = 0  # the script's own mode changes ignored while forcing
+    cg_ignored: int = 0  # --cudagraphs: the script's own set_cudagraphs_mode calls ignored
 
     @classmethod
-    def parse(cls, text: str) -> "Policy":
-        """'on' | 'off' | 'as-is' | 'alternate[:K]' (K inferences per block, default 50)."""
+    def parse(cls, text: str, option: str = "--prealloc") -> "Policy":
+        """'on' | 'off' | 'as-is' | 'alternate[:K]' (K inferences per block, default 50); also the
+        grammar of --cudagraphs (`option` names it in the message)."""
         name, _, k = text.partition(":")
         if name not in MODES or (k and name != "alternate"):
-            raise ValueError(f"--prealloc must be one of on, off, as-is, alternate[:K]; got {text!r}")
+            raise ValueError(f"{option} must be one of on, off, as-is, alternate[:K]; got {text!r}")
         every = 50
         if k:
             if not k.isdigit() or int(k) < 1:

@@ -77,6 +77,7 @@ class SubgraphInfo:
     reread: bool = False  # no runtime module (loaded graph): modes are set on the engine, read every call
     # a loaded graph's engine whose outputs leave the graph (op_graphs.owned_returns)
     returns_output: bool = False
+    last_cg: str | None = None  # the CUDA-graph value of its previous call (a change: a graph is captured)
 
 
 class RangeFrame:
@@ -86,7 +87,8 @@ class RangeFrame:
     span of the subgraph ranges inside it (`gs`/`ge`), filled in as they are emitted, before it."""
 
     __slots__ = ("module", "info", "index", "shapes", "ev0", "t0", "ev1", "t1", "stream", "exclude",
-                 "out_shapes", "thread", "model", "inference", "changed", "parent", "gs", "ge", "raised")
+                 "out_shapes", "thread", "model", "inference", "changed", "parent", "gs", "ge", "raised",
+                 "cudagraph")
 
     def __init__(self, module, info, index, shapes):
         self.module, self.info, self.index, self.shapes = module, info, index, shapes
@@ -98,6 +100,7 @@ class RangeFrame:
         self.parent = None  # the inference this range is in (full level: it takes its GPU span)
         self.gs = self.ge = None  # GPU span, filled from the subgraph ranges as they are emitted
         self.raised = None  # the exception type's name when the call raised
+        self.cudagraph = None  # cudagraphs.WARMUP / CAPTURE / REPLAY / PER_ENGINE, or None
 
 
 class CallFrame:
@@ -105,9 +108,9 @@ class CallFrame:
 
     __slots__ = ("module", "info", "call", "prealloc", "enqueued", "allocs", "exec", "shapes", "changed",
                  "expect_after", "model", "inference", "t0", "t1", "out_shapes", "flipped", "thread", "groups",
-                 "parent", "ready", "output_allocator", "raised")
+                 "parent", "ready", "output_allocator", "raised", "cudagraph", "cg_captured")
 
-    def __init__(self, module, info, call, prealloc, shapes):
+    def __init__(self, module, info, call, prealloc, shapes, cudagraph=None):
         self.module, self.info, self.call, self.prealloc, self.shapes = module, info, call, prealloc, shapes
         self.thread = threading.get_ident()  # rows are emitted later, maybe from another thread
         last = info.last_shapes
@@ -117,6 +120,10 @@ class CallFrame:
         # first call after the mode changed (or first call with it on): no buffers exist yet
         self.flipped = prealloc != info.last_prealloc
         info.last_shapes, info.last_prealloc = shapes, prealloc
+        # CUDA graphs: a graph is captured when the mode changes or the shapes do (per-engine mode)
+        self.cudagraph = cudagraph
+        self.cg_captured = cudagraph is not None and (cudagraph != info.last_cg or self.changed)
+        info.last_cg = cudagraph
         self.enqueued = False
         self.allocs: list = []
         self.exec = None
@@ -139,6 +146,7 @@ class _Stacks(threading.local):
         # (stream, event) that ended the last subgraph range: the next one on that stream, in the
         # same inference, starts with it instead of recording its own (full level)
         self.last_end = None
+        self.cg_phase = None  # whole-graph CUDA graphs: warmup | capture while the wrapper runs its module
 
 
 class Instrumentation:
@@ -176,6 +184,8 @@ class Instrumentation:
         self.kernel_sink = None
         self._kernel_flush = time.perf_counter_ns()
         self.op = None  # ops.OpCapture when capturing at torch.ops.tensorrt.execute_engine
+        self.cg_modes = None  # the runtime's CUDA-graph mode module (capture/cudagraphs.py), if any
+        self.cg_flip = None  # cg_policy.Flipper when --cudagraphs forces or alternates the mode
 
     def register(self, module, info):
         """Make `info` (a SubgraphInfo, or the ModelInfo of a model) the hot path's for `module`."""

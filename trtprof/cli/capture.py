@@ -13,7 +13,7 @@ from trtprof.cli import common, ranks
 
 def _check_prealloc(ctx, param, value):
     try:
-        Policy.parse(value)
+        Policy.parse(value, "--" + param.name)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     return value
@@ -29,6 +29,10 @@ def _check_prealloc(ctx, param, value):
 @click.option("--prealloc", default="as-is", show_default=True, callback=_check_prealloc,
               help="Pre-allocated outputs on every engine: on, off, as-is (the script decides), or "
                    "alternate[:K] (flip every K inferences, default 50; first call after a flip excluded).")
+@click.option("--cudagraphs", default="as-is", show_default=True, callback=_check_prealloc,
+              help="Per-engine CUDA graphs (torch_tensorrt.runtime.set_cudagraphs_mode) on every engine: on, "
+                   "off, as-is, or alternate[:K] (flip every K inferences, default 50; the first 2 after a "
+                   "flip excluded); summary and report give the measured difference.")
 @click.option("--cpp-allocs/--no-cpp-allocs", default=True, show_default=True,
               help="Record the C++ runtime's allocations from the CUDA caching allocator's log.")
 @click.option("--level", type=click.Choice(LEVELS), default="full", show_default=True,
@@ -48,7 +52,7 @@ def _check_prealloc(ctx, param, value):
               help="Extra options for nsys profile, quoted as one argument (implies --nsys).")
 @click.argument("target")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def capture(module, output, quiet, prealloc, cpp_allocs, level, sample, kernels, no_report, nsys, nsys_args,
+def capture(module, output, quiet, prealloc, cudagraphs, cpp_allocs, level, sample, kernels, no_report, nsys, nsys_args,
             target, args):
     """Run a Python script (or -m module) and record every Torch-TensorRT call it makes.
 
@@ -66,12 +70,13 @@ def capture(module, output, quiet, prealloc, cpp_allocs, level, sample, kernels,
       trtprof capture examples/bert_prealloc.py --python-runtime
       trtprof capture -o reports/infer -m examples.infer --batch 8
       trtprof capture --prealloc alternate:100 examples/bert_prealloc.py
+      trtprof capture --cudagraphs alternate:50 examples/bert_prealloc.py
       trtprof capture --level minimal --sample 10 examples/bert_prealloc.py
       trtprof capture --nsys examples/bert_prealloc.py
       torchrun --nproc-per-node 2 -m trtprof capture -o reports/ranks examples/infer.py
     """
-    options = CaptureOptions(prealloc=prealloc, cpp_allocs=cpp_allocs, level=level, sample=sample,
-                             kernels=kernels and not (nsys or nsys_args))  # nsys holds CUPTI
+    options = CaptureOptions(prealloc=prealloc, cudagraphs=cudagraphs, cpp_allocs=cpp_allocs, level=level,
+                             sample=sample, kernels=kernels and not (nsys or nsys_args))  # nsys holds CUPTI
     output = common.output_folder(output)
     rank, output, root = _place(target, module, output)
     if nsys or nsys_args:
@@ -103,6 +108,12 @@ def capture(module, output, quiet, prealloc, cpp_allocs, level, sample, kernels,
         from trtprof.render import summary_text
 
         common.echo(summary_text.render(subgraphs.table(cap.timeline)), err=True)
+        if options.cg_policy.forcing or "cudagraph" in cap.timeline and cap.timeline["cudagraph"].notna().any():
+            from trtprof.analysis import cudagraphs, latency
+
+            lines = summary_text.cudagraph_lines(cudagraphs.compare(cap.timeline, latency.inference_latency(cap.timeline)))
+            if lines:
+                common.echo(lines, err=True)
     if not quiet:
         status = "" if cap.complete else " (incomplete)"
         rows = f"{len(cap.timeline)} rows" + (", so no report" if cap.timeline.empty and not no_report else "")

@@ -78,6 +78,7 @@ def _headline(r: Results, fig) -> str:
     if not r.comparisons:
         parts.append('<p class="verdict">No top-level inference was recorded, so there is no latency to '
                      "report; the per-subgraph table below still has every engine call.</p>")
+    parts.append(_cudagraphs(r))
     fmt = [("n", "inferences", str), ("median_ms", "median ms", ms), ("p10_ms", "p10 ms", ms), ("p90_ms", "p90 ms", ms)]
     bm = r.by_mode.assign(mode=r.by_mode["mode"].map(lambda m: figures.MODE_LABEL.get(m, m)))
     parts.append(table(bm, [("model", "model", None), ("mode", "pre-allocated outputs", None)] + fmt))
@@ -85,6 +86,30 @@ def _headline(r: Results, fig) -> str:
         bs = r.by_shape.assign(mode=r.by_shape["mode"].map(lambda m: figures.MODE_LABEL.get(m, m)))
         parts.append("<p>By input shape:</p>" + table(bs, [("model", "model", None), ("mode", "pre-allocated outputs", None),
                                                            ("input_shapes", "input shapes", None)] + fmt))
+    return "".join(parts)
+
+
+def _cudagraphs(r: Results) -> str:
+    """CUDA graphs off vs on (a capture that ran both: --cudagraphs alternate, or the script's own)."""
+    if not r.cudagraphs:
+        return ""
+    import pandas as pd
+
+    parts = ['<p class="muted">CUDA graphs off vs on: warm-up and capture inferences, and the first 2 after '
+             "each switch of --cudagraphs alternate, are left out; the difference comes with a 95 % bootstrap "
+             "confidence interval.</p>"]
+    rows = []
+    for c in r.cudagraphs:
+        parts.append(f'<p class="verdict">{e(c.model)}: {e(c.verdict)}</p>')
+        p90 = c.tails[0] if c.tails else None
+        rows.append({"model": c.model, "n_off": c.n_off, "n_on": c.n_on, "median_off": c.median_off_ms,
+                     "median_on": c.median_on_ms, "p90_off": p90.off_ms if p90 else float("nan"),
+                     "p90_on": p90.on_ms if p90 else float("nan"), "saved": c.saved_ms,
+                     "ci": f"{c.ci_ms[0]:+.3f} to {c.ci_ms[1]:+.3f}" if c.tails else "-"})
+    parts.append(table(pd.DataFrame(rows), [
+        ("model", "model", None), ("n_off", "off: n", str), ("median_off", "off: median ms", ms),
+        ("p90_off", "off: p90 ms", ms), ("n_on", "on: n", str), ("median_on", "on: median ms", ms),
+        ("p90_on", "on: p90 ms", ms), ("saved", "saved ms (median)", ms), ("ci", "95 % CI of the saving, ms", None)]))
     return "".join(parts)
 
 

@@ -52,3 +52,8 @@ def render(table: pd.DataFrame) -> str:
                                          _cell(row[c], w) for c, _, w in head))
     lines.append((KERNEL_LEGEND if kernels else "") + LEGEND)
     return "\n".join(lines)
+
+
+def cudagraph_lines(comparisons: list) -> str:
+    """CUDA graphs off vs on per model (`analysis.cudagraphs.compare`), one line each; '' when none ran."""
+    return "\n".join(clean(f"{c.model}: {c.verdict}") for c in comparisons)

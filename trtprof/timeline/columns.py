@@ -49,9 +49,13 @@ SPEC: dict[str, tuple[str, bool, str]] = {
     "kernel_busy_ns": ("int", True, "GPU busy with the row's kernels: length of the union of their intervals"),
     "copy_count": ("int", True, "memcpy operations that started inside the row's GPU window (memsets are not recorded in process)"),
     "copy_ns": ("int", True, "length of the union of those copies' intervals"),
+    # Torch-TensorRT's CUDA-graph modes (docs/recording.md, "CUDA graphs"); null: no CUDA graph
+    "cudagraph": ("str", True, "whole-graph mode: warmup | capture | replay (the wrapper's calls and the rows "
+                               "inside them); per-engine: engines ran with per-engine CUDA graphs"),
 }
 # columns a capture of an older schema version lacks; the loader adds them as nulls
-ADDED_IN = {2: ("kernel_count", "kernel_first_ns", "kernel_last_ns", "kernel_busy_ns", "copy_count", "copy_ns")}
+ADDED_IN = {2: ("kernel_count", "kernel_first_ns", "kernel_last_ns", "kernel_busy_ns", "copy_count", "copy_ns"),
+            4: ("cudagraph",)}
 FIELDS = tuple(SPEC)
 
 # Columns the recorder fills on every row. A null there means trtprof did not write the file, and the

@@ -17,9 +17,10 @@ import pyarrow as pa
 
 from trtprof.timeline.columns import ADDED_IN, CALL_EVENT, FIELDS, NOT_NULL, SPEC, TIMED_EVENT  # noqa: F401
 
-SCHEMA_VERSION = 3
-# 1: before the kernel columns (added as nulls on load); 2: before meta.json listed the row rules
-READABLE_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4
+# 1: before the kernel columns (added as nulls on load); 2: before meta.json listed the row rules;
+# 3: before the cudagraph column (null on load)
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 # Row rules the recorder keeps, by name; a capture lists those it kept in meta.json "rules" (schema 3).
 # The loader enforces each on every capture, the same way the recorder does, and counts the rows it
@@ -135,7 +136,7 @@ def natural_key(name) -> tuple:
     `_run_on_acc_2`, ..., `_run_on_acc_10`), then by the name with digit runs compared as numbers."""
     text = "" if name is None or name is pd.NA or not isinstance(name, str) else name
     m = _TAIL.search(text)
-    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in _NUM.split(text))
+    parts = tuple((0, int(p), "") if p.isdecimal() else (1, 0, p) for p in _NUM.split(text))
     return (int(m.group(1)) if m else -1, parts)
 
 

@@ -2,7 +2,9 @@
 
 `_PythonTorchTensorRTModule` follows v2.11.0/v2.12.0 `dynamo/runtime/_PythonTorchTensorRTModule.py`
 (`forward` -> `create_output_tensors` / `context.execute_async_v3(engine_stream)`, pre-allocation
-after the enqueue, the output-allocator path); it is exported as `PythonTorchTensorRTModule` only
+after the enqueue, the output-allocator path, per-engine CUDA graphs: static input and output
+buffers, the enqueue captured into a `torch.cuda.CUDAGraph` when the mode came on or the shape
+changed, a `replay()` on every call); it is exported as `PythonTorchTensorRTModule` only
 while 2.11 or 2.12 is played. `TorchTensorRTModule` follows `_TorchTensorRTModule.py` at each tag:
 its `forward` calls `torch.ops.tensorrt.execute_engine` with its engine, a `_CppEngine` (plays the
 TorchBind `torch.classes.tensorrt.Engine`: the attributes `register_jit_hooks.cpp` exposes, its name
@@ -33,6 +35,17 @@ class _PythonTorchTensorRTModule(torch.nn.Module):
         self.requires_output_allocator = requires_output_allocator
         self.use_output_allocator_outputs = False
         self.output_allocator = None
+        from torch_tensorrt.runtime import _cudagraphs
+
+        self._old_cudagraphs = _cudagraphs.get_cudagraphs_mode()  # TorchTRTRuntimeStates(mode at setup)
+        self.cudagraph = None
+        self._input_buffers: List[torch.Tensor] = []
+        self._output_buffers: List[torch.Tensor] = []
+
+    def _reset_captured_graph(self):
+        if self.cudagraph:
+            self.cudagraph.reset()
+            self.cudagraph = None
 
     def validate_input_shapes(self, inputs):
         key = "".join(str(tuple(t.shape)) for t in inputs)
@@ -58,25 +71,53 @@ class _PythonTorchTensorRTModule(torch.nn.Module):
             self.context.set_output_allocator("out0", self.output_allocator)
             self.context.execute_async_v3(0)
             return from_allocator(self.output_allocator, ["out0"], [torch.float32])[0]
+        from torch_tensorrt.runtime import _cudagraphs
+
+        cudagraphs = _cudagraphs.get_cudagraphs_mode()
         shape_changed = self.validate_input_shapes(inputs)
-        for i, t in enumerate(inputs):
-            self.context.set_tensor_address(f"in{i}", t.contiguous())
-        # as runtime_states.set_runtime_states: reuse only if the previous call had the mode on too
+        # as runtime_states.set_runtime_states: record a graph when the mode just came on or the
+        # shape changed; reuse outputs only if the previous call had pre-allocation on too
+        need_record = cudagraphs and (not self._old_cudagraphs or shape_changed)
+        if not cudagraphs or shape_changed:
+            self._reset_captured_graph()
         can_use = self._old_prealloc and self.use_pre_allocated_outputs and not shape_changed
-        self._old_prealloc = self.use_pre_allocated_outputs
+        self._old_prealloc, self._old_cudagraphs = self.use_pre_allocated_outputs, cudagraphs
+        if need_record:
+            self._input_buffers = [t.contiguous().clone() for t in inputs]
+        for i, t in enumerate(inputs):
+            if cudagraphs:
+                if not need_record:
+                    self._input_buffers[i].copy_(t)
+                self.context.set_tensor_address(f"in{i}", self._input_buffers[i])
+            else:
+                self.context.set_tensor_address(f"in{i}", t.contiguous())
         if can_use:
             outputs = self.pre_allocated_outputs
         else:
             self.output_shapes = [self.context.get_tensor_shape("out0")]
             outputs = self.create_output_tensors()
-        self.context.set_tensor_address("out0", outputs[0])
-        self.context.execute_async_v3(0)
+        if need_record:
+            self._output_buffers = [o.clone() for o in outputs]
+        self.context.set_tensor_address("out0", self._output_buffers[0] if cudagraphs else outputs[0])
+        if cudagraphs:  # per-engine CUDA graphs: the enqueue only while capturing, then a replay
+            if need_record:
+                self.cudagraph = torch.cuda.CUDAGraph()
+                self.cudagraph.capture_begin()  # torch.cuda.graph(self.cudagraph, stream=engine stream)
+                try:
+                    self.context.execute_async_v3(0)
+                finally:
+                    self.cudagraph.capture_end()
+            self.cudagraph.replay()
+        else:
+            self.context.execute_async_v3(0)
         # as in 2.11: re-create for the next call when outputs leave the graph (unowned), or none yet,
         # or the shape changed; intermediate engines reuse the same buffers
         if self.use_pre_allocated_outputs and (
             self.output_tensors_are_unowned or not self.pre_allocated_outputs or shape_changed
         ):
             self.pre_allocated_outputs = self.create_output_tensors()
+        if cudagraphs:
+            outputs[0].copy_(self._output_buffers[0])
         return outputs[0]
 
 

@@ -2,7 +2,9 @@
 
 `Context` plays IExecutionContext: addresses are tensors, execution is a torch function, and with
 an output allocator set it asks it for memory during `execute_async_v3` (as TensorRT calls
-`reallocateOutputAsync` / `notify_shape` inside enqueueV3). `DynamicOutputAllocator` follows the
+`reallocateOutputAsync` / `notify_shape` inside enqueueV3). Enqueued while the tests' CUDA-graph
+double (tests/gpu_doubles.py) records, the work goes into that graph and runs at its `replay()`, as
+kernels launched on a capturing stream do. `DynamicOutputAllocator` follows the
 class of that name in v2.11.0 `_PythonTorchTensorRTModule.py` and v2.13.0 `_TRTEngine.py`.
 """
 import torch
@@ -30,6 +32,13 @@ class Context:
         return True
 
     def execute_async_v3(self, stream_handle):
+        graph = getattr(torch.cuda.CUDAGraph, "recording", None)  # the tests' CUDA-graph double
+        if graph is not None:  # enqueued on a capturing stream: recorded into the graph, run at replay
+            graph.work.append(lambda: self._run(stream_handle))
+            return True
+        return self._run(stream_handle)
+
+    def _run(self, stream_handle):
         res = self.fn(*self.inputs.values())
         if self.allocators:  # data-dependent shapes: memory is asked for while enqueuing
             name, alloc = next(iter(self.allocators.items()))

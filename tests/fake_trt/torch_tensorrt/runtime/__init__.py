@@ -1,4 +1,12 @@
-"""`torch_tensorrt.runtime`: the context managers that set engine modes on `_run_on_acc` children."""
+"""`torch_tensorrt.runtime`: the context managers that set engine modes on `_run_on_acc` children,
+and the CUDA-graph API of v2.11.0 `runtime/__init__.py` (from `_cudagraphs.py`)."""
+from torch_tensorrt.runtime._cudagraphs import (  # noqa: F401
+    enable_cudagraphs,
+    get_cudagraphs_mode,
+    get_whole_cudagraphs_mode,
+    set_cudagraphs_mode,
+)
+
 class _PreAllocated:
     def __init__(self, module):
         self.mods = [m for n, m in module.named_children() if "_run_on_acc" in n]
