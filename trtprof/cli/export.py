@@ -10,15 +10,14 @@ FORMATS = {"perfetto": "trace.json", "csv": "timeline.csv"}  # format -> default
 
 
 def _writer(fmt: str, cap, dropped: dict, rows: list):
-    """The function writing the file; `dropped` receives the flows the trace left out (perfetto),
-    `rows` the rows written (csv, streamed batch by batch from the capture's files)."""
+    """The function writing the file, streamed batch by batch from the capture's files; `dropped`
+    receives the flows the trace left out (perfetto), `rows` the rows written (csv)."""
     if fmt == "perfetto":
-        from trtprof.render.perfetto import build_trace, to_json
+        from trtprof.render import perfetto_stream as ps
 
         def write(f):
-            trace = build_trace(cap.timeline, cap.meta)
-            dropped.update(trace["otherData"]["flows_left_out_backwards"])
-            f.write(to_json(trace))
+            fact = ps.facts(cap.batches(ps.FACT_COLUMNS))
+            dropped.update(ps.write(f, fact, cap.in_time_order(ps.COLUMNS), cap.meta))
         return write
     from trtprof.render.tabular import write_csv_batches
     return lambda f: rows.append(write_csv_batches(cap.frames(), f))
@@ -43,7 +42,7 @@ def export(capture_path, fmt, output, quiet):
       trtprof export reports/cases/small-cpp
       trtprof export reports/cases/small-cpp --format csv -o small.csv
     """
-    cap = common.load(capture_path) if fmt == "perfetto" else common.open_lazy(capture_path)
+    cap = common.open_lazy(capture_path)  # read batch by batch: memory does not grow with the capture
     out = common.output_path(output, cap.path / FORMATS[fmt], [cap.path])
     dropped: dict[str, int] = {}
     rows: list[int] = []

@@ -148,6 +148,73 @@ class Timeline:
                     raise UsageError(f"filter: {first_line(e)}") from None
             yield t.select(cols)
 
+    def in_time_order(self, columns) -> Iterator[tuple[pa.Table, float]]:
+        """The rows in batches ordered by their earliest start (host or GPU), each with a `_pos`
+        column (the row's position in the timeline) and a bound: every row of the batches after it
+        starts at or after that bound (inf after the last). Why: a consumer that must see ranges in
+        start order (the Perfetto trace's nesting) buffers only the rows that start before the
+        bound, which for a capture written in recording order is about one row group.
+
+        The bound comes from the parquet row-group statistics of the raw start columns (a GPU start
+        the row rule raises is still >= the raw minimum of the group); a spill, or a file without
+        statistics, is read once for it."""
+        cols = list(dict.fromkeys(list(columns) + ["host_start_ns"]))
+        groups = self._groups()
+        lows = [lo for lo, _, _ in groups]
+        order = sorted(range(len(groups)), key=lambda i: (lows[i], i)) if self._parquet is not None else \
+            list(range(len(groups)))  # a spill is read in its order
+        after = [float("inf")] * len(order)
+        for j in range(len(order) - 2, -1, -1):
+            after[j] = min(after[j + 1], lows[order[j + 1]])
+        spill = None if self._parquet is not None else self._raw(cols)
+        for j, i in enumerate(order):
+            _, offset, _ = groups[i]
+            t = next(spill) if spill is not None else self._row_group(i, cols)
+            yield t.append_column("_pos", pa.array(range(offset, offset + t.num_rows), pa.int64())), after[j]
+
+    def _groups(self) -> list[tuple[float, int, int]]:
+        """(earliest raw start, first row position, rows) per row group (per batch of a spill)."""
+        out, offset = [], 0
+        if self._parquet is not None:
+            import pyarrow.parquet as pq
+
+            with pq.ParquetFile(self._parquet) as f:
+                md, names = f.metadata, f.schema_arrow.names
+                for i in range(md.num_row_groups):
+                    rg, lo = md.row_group(i), float("inf")
+                    for c in ("host_start_ns", "gpu_start_ns"):
+                        if c not in names:
+                            continue
+                        st = rg.column(names.index(c)).statistics
+                        if st is None or not st.has_min_max:
+                            if st is not None and st.null_count == rg.num_rows:
+                                continue  # all null: no start
+                            lo = None
+                            break
+                        lo = min(lo, st.min)
+                    if lo is None:  # no statistics: read the two columns of this group
+                        lo = _low(self._row_group(i, ["host_start_ns", "gpu_start_ns"], repair=False))
+                    out.append((lo, offset, rg.num_rows))
+                    offset += rg.num_rows
+            return out
+        for t in self._raw(["host_start_ns", "gpu_start_ns"], repair=False):
+            out.append((_low(t), offset, t.num_rows))
+            offset += t.num_rows
+        return out
+
+    def _row_group(self, i: int, read: list[str], repair: bool = True) -> pa.Table:
+        import pyarrow.parquet as pq
+
+        present = [c for c in read if c in self._physical]
+        if "gpu_start_ns" in read and "host_start_ns" not in present and "host_start_ns" in self._physical:
+            present.append("host_start_ns")
+        try:
+            with pq.ParquetFile(self._parquet) as f:
+                t = f.read_row_group(i, columns=present, use_threads=False)
+        except Exception as e:  # noqa: BLE001 - a damaged row group
+            raise CaptureError(f"{self.path} has an unreadable timeline ({first_line(e)})") from None
+        return _typed(self.path, t, read, repair)
+
     def to_arrow(self, columns=None, filter=None) -> pa.Table:
         cols = list(schema.COLUMNS) if columns is None else list(columns)
         parts = list(self.batches(cols, filter))
@@ -172,6 +239,12 @@ class Timeline:
     def __repr__(self) -> str:
         rows = f"{self.num_rows:,} rows" if hasattr(self, "num_rows") else "rows in its spill"
         return f"<trtprof.Timeline {self.path} ({rows}, {self._meta.get('status')})>"
+
+
+def _low(t: pa.Table) -> float:
+    """The earliest value of the table's columns (inf when all are null)."""
+    return min((pc.min(t.column(c)).as_py() for c in t.column_names if t.column(c).null_count < t.num_rows),
+               default=float("inf"))
 
 
 def _frame(table: pa.Table):
