@@ -26,8 +26,8 @@ COLUMNS = sorted({"pid", "thread", "event", "subgraph", "model", "call", "host_s
 FACT_COLUMNS = ["pid", "thread", "host_start_ns", "gpu_start_ns", "gpu_end_ns"]
 
 
-def _dump(ev: dict) -> str:
-    return json.dumps(ev, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+# one encoder for every event (json.dumps with options builds one per call); as `perfetto.to_json`
+_dump = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
 class _Span:
@@ -71,7 +71,7 @@ def facts(batches) -> dict:
 
 class _Writer:
     def __init__(self, out, f: dict):
-        self.out, self.f, self.n = out, f, 0
+        self.out, self.f, self.n, self.parts = out, f, 0, []
         self.t0 = f["t0"]
         self.gpu_pid = max(f["pids"]) + 1
         self.next_tid = self.gpu_pid + 1
@@ -94,8 +94,15 @@ class _Writer:
                        "args": {"sort_index": len(f["pids"])}})
 
     def emit(self, ev: dict) -> None:
-        self.out.write(("," if self.n else "") + _dump(ev))
-        self.n += 1
+        self.parts.append(_dump(ev))
+        if len(self.parts) >= 4096:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            self.out.write(("," if self.n else "") + ",".join(self.parts))
+            self.n += len(self.parts)
+            self.parts = []
 
     def us(self, ns: int) -> float:
         return round((ns - self.t0) / 1000, 3)
@@ -143,7 +150,8 @@ class _Writer:
         after = event == "alloc" and r["alloc_phase"] == "after_enqueue"
         keep = event in ("exec", "call") or after
         span = self.place(lane, key, start, max(end, start), pid, keep)
-        args = {c: v for c in ARG_COLUMNS if (v := _py(r[c])) is not None}
+        # values from Arrow are plain Python, and its strings valid UTF-8: `_py` has nothing to do
+        args = {c: v for c in ARG_COLUMNS if (v := r[c]) is not None}
         if end < start:
             args["negative_duration_ns"] = end - start
         if (stream := _py(r["stream"])) is not None:
@@ -222,6 +230,7 @@ def write(out, fact: dict, ordered, meta: dict | None = None) -> dict:
         item = heapq.heappop(heap)
         w.row("gpu" if item[4] else "host", item[5], item[3])
     w.finish_flows(float("inf"))
+    w.flush()
     other = {"trtprof": json.loads(json.dumps(meta or {}, default=str)), "time_origin_ns": w.t0,
              "clock": "host CLOCK_MONOTONIC; ts in us from time_origin_ns",
              "gpu_ranges_with_one_time": fact["half_timed"], "flows_left_out_backwards": w.dropped}
