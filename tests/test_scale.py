@@ -131,3 +131,16 @@ def test_per_model_results_are_those_of_each_model_alone():
 def test_schema_dtypes_of_a_selection(capture):
     got = trtprof.load(capture, columns=["gpu_end_ns", "model", "exclude"])
     assert {c: str(t) for c, t in got.dtypes.items()} == {c: schema.DTYPES[c] for c in got.columns}
+
+
+def test_lazy_reading_imports_no_torch():
+    import subprocess
+    import sys
+
+    case = CASES[0]
+    code = ("import sys, trtprof; tl = trtprof.load(sys.argv[1], lazy=True); "
+            "n = sum(t.num_rows for t in tl.batches(['seq'])); df = trtprof.load(sys.argv[1], columns=['seq']); "
+            "assert n == len(df) > 0; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(case)], capture_output=True, text=True,
+                         cwd=Path(__file__).parent.parent, check=True)
+    assert out.stdout.strip() == "False"
