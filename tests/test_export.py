@@ -3,8 +3,10 @@
 Synthetic timelines (with GPU times, several threads sharing a stream, rounding jitter) exercise the GPU
 lanes and flows that a CPU capture cannot have; a CPU capture checks the whole path end to end.
 """
+import collections
 import json
 import random
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -567,3 +569,77 @@ def test_cli_says_how_many_arrows_were_left_out(tmp_path, monkeypatch):
     n = trace["otherData"]["flows_left_out_backwards"].get("enqueue -> GPU", 0)
     assert n and f"note: {n} 'enqueue -> GPU' arrow" in res.stderr and "would finish before starting" in res.stderr
     assert all(f >= s for s, f in forward(trace))
+
+
+# -- the streamed trace (what `trtprof export` writes) against the whole-frame builder -------------------
+def _normalised(trace) -> collections.Counter:
+    """The trace's content with what is only bookkeeping taken out: event order, tid and flow id
+    numbers (tracks are named by their process and thread names instead)."""
+    evs = trace["traceEvents"]
+    names = {(e["pid"], e["tid"]): e["args"]["name"] for e in evs if e.get("name") == "thread_name"}
+    procs = {e["pid"]: e["args"]["name"] for e in evs if e.get("name") == "process_name"}
+    flows, out = collections.defaultdict(dict), []
+    for e in evs:
+        if e["ph"] == "M":
+            if e["name"] in ("thread_name", "process_name"):
+                out.append(("M", e["name"], procs.get(e["pid"]), json.dumps(e["args"])))
+            continue
+        where = (procs.get(e["pid"]), names.get((e["pid"], e["tid"])))
+        if e["ph"] in ("s", "f"):
+            flows[e["id"]][e["ph"]] = (e["name"], where, e["ts"])
+        else:
+            out.append(("E", where, json.dumps({k: v for k, v in e.items() if k not in ("pid", "tid")}, sort_keys=True)))
+    return collections.Counter(out + [("F", json.dumps(v, sort_keys=True)) for v in flows.values()])
+
+
+def _streamed(folder) -> dict:
+    import io
+
+    from trtprof.render import perfetto_stream as ps
+    from trtprof.timeline.scan import open_timeline
+
+    tl = open_timeline(folder)
+    f = io.StringIO()
+    ps.write(f, ps.facts(tl.batches(ps.FACT_COLUMNS)), tl.in_time_order(ps.COLUMNS), tl.meta)
+    return json.loads(f.getvalue())
+
+
+def _small_groups(df, folder, rows=37):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pandas(df.reset_index(drop=True), schema=schema.ARROW_SCHEMA, preserve_index=False),
+                   folder / "timeline.parquet", row_group_size=rows)
+    (folder / "meta.json").write_text(json.dumps({"schema_version": schema.SCHEMA_VERSION, "status": "complete",
+                                                  "rules": list(schema.RULES)}))
+    return folder
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("seed", range(3))
+def test_streamed_trace_is_the_built_trace(seed, shuffle, tmp_path):
+    """Row groups of 37 rows (in recording order, or shuffled: then the sweep buffers more but must
+    still give the same trace): every slice on the sub-track the builder gives it, the same flows."""
+    sim = simulate(seed, threads=3, runtime=["python", "cpp"][seed % 2], jitter=2000 * seed, shared_caller=seed == 1)
+    df = sim.frame()
+    if shuffle:
+        df = df.sample(frac=1, random_state=seed)
+    cap = _small_groups(df, tmp_path / "c")
+    full = trtprof.load(cap)
+    built, streamed = tr.build_trace(full, full.attrs["trtprof"]), _streamed(cap)
+    assert _normalised(streamed) == _normalised(built)
+    assert streamed["otherData"] == json.loads(json.dumps(built["otherData"]))
+    assert tr.check_nesting(streamed) == [] and tr.check_flows(streamed) == []
+    by_id = check_against_timeline(full, streamed)
+    assert prealloc_pairs(streamed, by_id) == sorted(sim.expected_prealloc)
+
+
+@pytest.mark.parametrize("case", ["small-cpp", "shapes-python", "breaks-cpp"])
+def test_streamed_trace_of_committed_captures(case):
+    """Old captures (clamped GPU starts, arrows left out backwards): the same trace as the builder's."""
+    folder = Path(__file__).parent.parent / "reports" / "cases" / case
+    full = trtprof.load(folder)
+    built, streamed = tr.build_trace(full, full.attrs["trtprof"]), _streamed(folder)
+    assert _normalised(streamed) == _normalised(built)
+    assert streamed["otherData"] == json.loads(json.dumps(built["otherData"]))

@@ -4,6 +4,8 @@ Public API::
 
     trtprof.profile(out=...)   # context manager: capture inside your own process
     trtprof.load(path)         # a capture folder's timeline as a pandas DataFrame
+    trtprof.load(path, columns=[...], filter=...)  # part of it, read batch by batch
+    trtprof.load(path, lazy=True)                  # a timeline read only when asked (scan.Timeline)
     trtprof.load_capture(path) # the same with its metadata (Capture.timeline, .meta, .path)
 
 The names are resolved on first use (module `__getattr__`), so `import trtprof` loads neither torch

@@ -48,12 +48,28 @@ def hook_note(level) -> str:
             "without trtprof this gap is smaller (record at --level minimal to see how much)")
 
 
+def _by_model(table: pd.DataFrame, mask=None) -> dict:
+    """model -> its rows of `table` (those where `mask` holds), split in one pass."""
+    if mask is not None and len(table):
+        table = table[pd.Series(mask, index=table.index).fillna(False).astype(bool)]
+    if not len(table) or "model" not in table:
+        return {}
+    return dict(iter(table.groupby("model", sort=False, dropna=True)))
+
+
 def recommendations(r: Results) -> pd.DataFrame:
     """Actions worth taking, each with its measured or estimated gain per inference, largest first."""
     recs = []
     models = sorted(set(r.latency["model"].dropna()) | set(r.subgraphs["model"].dropna()))
+    # every table grouped by model once: masking each per model costs models x rows
+    lats = _by_model(r.latency, ~r.latency["excluded"].astype(bool))
+    exposure = _by_model(r.exposure, r.exposure["mode"] == "off")
+    frequency = _by_model(r.frequency, r.frequency["kind"] == "engine")
+    changes = _by_model(r.changes, r.changes["outputs_discarded"])
+    on_infs = _by_model(r.infs, (r.infs["mode"] == "on") & ~r.infs["excluded"].astype(bool))
+    breaks, gap_summary = _by_model(r.breaks), _by_model(r.gap_summary)
     for model in models:
-        lat = r.latency[(r.latency["model"] == model) & ~r.latency["excluded"]]
+        lat = lats.get(model, r.latency.iloc[:0])
         base_ns = float(lat["latency_ns"].median()) if len(lat) else float("nan")
 
         def worth(gain_ns: float, share: float) -> bool:
@@ -85,7 +101,7 @@ def recommendations(r: Results) -> pd.DataFrame:
                 add("Turn pre-allocated outputs off", why, -comp.saved_ms * 1e6,
                     "measured (on vs off, median, 95 % CI)", arith, -comp.saved_pct, measured=True)
         elif "on" not in modes and "off" in modes:
-            ex = r.exposure[(r.exposure["model"] == model) & (r.exposure["mode"] == "off")]
+            ex = exposure.get(model, r.exposure.iloc[:0])
             exposed = ex["exposed_ns_per_inference"]
             if r.gpu_times and exposed.notna().all() and len(ex):
                 gain = float(exposed.sum())
@@ -102,12 +118,12 @@ def recommendations(r: Results) -> pd.DataFrame:
                     f"output allocation keeps the GPU waiting up to {gain / 1e3:.1f} \u00b5s per inference; with "
                     "pre-allocated outputs it happens after the enqueue, while the GPU runs.", gain, basis, arith)
         # shape changes with pre-allocation on
-        fq = r.frequency[(r.frequency["model"] == model) & (r.frequency["kind"] == "engine")]
+        fq = frequency.get(model, r.frequency.iloc[:0])
         pre_calls = float(fq["prealloc_calls"].sum()) if len(fq) else 0.0
         if pre_calls:
             share = float(fq["prealloc_changes"].sum()) / pre_calls
-            ch = r.changes[(r.changes["model"] == model) & r.changes["outputs_discarded"]]
-            n_on = int(((r.infs["model"] == model) & (r.infs["mode"] == "on") & ~r.infs["excluded"]).sum())
+            ch = changes.get(model, r.changes.iloc[:0])
+            n_on = len(on_infs.get(model, ()))
             cost = float(ch["realloc_exposed_ns"].fillna(ch["realloc_ns"]).sum())
             gain = cost / max(n_on, 1)
             if share > shapes.FREQUENT and worth(gain, SIGNIFICANT_SHARE):
@@ -120,7 +136,7 @@ def recommendations(r: Results) -> pd.DataFrame:
                     f"{len(ch)} re-allocations, {_us(cost)} exposed (host time where unknown) in total, "
                     f"/ {n_on} inferences with pre-allocated outputs on = {_us(gain)} per inference")
         # graph breaks
-        for _, b in r.breaks[r.breaks["model"] == model].iterrows():
+        for _, b in breaks.get(model, r.breaks.iloc[:0]).iterrows():
             gain = float(b["break_cost_us_per_inference"]) * 1e3
             if worth(gain, BREAK_SHARE):
                 add(f"Remove the graph break at {b['subgraph']} (ops PyTorch runs between engines)",
@@ -131,7 +147,8 @@ def recommendations(r: Results) -> pd.DataFrame:
                     f"fallback {b['fallback_us']:.1f} \u00b5s + GPU idle before and after it {b['gaps_us']:.1f} "
                     f"\u00b5s = {gain / 1e3:.1f} \u00b5s per inference (mean over {int(b['inferences'])} inferences)")
         # GPU idle while Python runs
-        gs = r.gap_summary[(r.gap_summary["model"] == model) & r.gap_summary["mode"].isin(list(modes))]
+        gs = gap_summary.get(model, r.gap_summary.iloc[:0])
+        gs = gs[gs["mode"].isin(list(modes))]
         cg = next((c for c in r.cudagraphs if c.model == model and c.tails), None)  # measured, if it ran
         measured = (f"; measured in this capture, CUDA graphs on vs off: saved {c_ms(cg.saved_ms)} ms per "
                     f"inference at the median (95 % CI {cg.ci_ms[0]:+.3f} to {cg.ci_ms[1]:+.3f} ms"

@@ -70,6 +70,21 @@ def load(path, label: str = ""):
     return cap
 
 
+def open_lazy(path, label: str = ""):
+    """The capture at `path` opened without reading its rows (`scan.Timeline`); it must hold rows."""
+    from trtprof.timeline.scan import open_timeline
+
+    prefix = f"{label}: " if label else ""
+    try:
+        tl = open_timeline(path)
+        empty = not tl.has_rows()
+    except TrtprofError as e:
+        raise type(e)(prefix + str(e), e.exit_code) from None
+    if empty:
+        raise EmptyCaptureError(f"{prefix}{tl.path} holds no rows: nothing ran under Torch-TensorRT while it recorded")
+    return tl
+
+
 def _no_file_in_the_way(p: Path, folders) -> None:
     """The first of `folders` (innermost first) that exists must be a folder: one message for all."""
     for up in folders:

@@ -9,18 +9,18 @@ OPEN_HINT = "ui.perfetto.dev (Open trace file) or chrome://tracing"
 FORMATS = {"perfetto": "trace.json", "csv": "timeline.csv"}  # format -> default file in the capture folder
 
 
-def _writer(fmt: str, cap, dropped: dict):
-    """The function writing the file; `dropped` receives the flows the trace left out (perfetto)."""
+def _writer(fmt: str, cap, dropped: dict, rows: list):
+    """The function writing the file, streamed batch by batch from the capture's files; `dropped`
+    receives the flows the trace left out (perfetto), `rows` the rows written (csv)."""
     if fmt == "perfetto":
-        from trtprof.render.perfetto import build_trace, to_json
+        from trtprof.render import perfetto_stream as ps
 
         def write(f):
-            trace = build_trace(cap.timeline, cap.meta)
-            dropped.update(trace["otherData"]["flows_left_out_backwards"])
-            f.write(to_json(trace))
+            fact = ps.facts(cap.batches(ps.FACT_COLUMNS))
+            dropped.update(ps.write(f, fact, cap.in_time_order(ps.COLUMNS), cap.meta))
         return write
-    from trtprof.render.tabular import write_csv
-    return lambda f: write_csv(cap.timeline, f)
+    from trtprof.render.tabular import write_csv_batches
+    return lambda f: rows.append(write_csv_batches(cap.frames(), f))
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,10 +48,11 @@ def export(capture_path, fmt, output, quiet):
     if ranks.is_ranks(capture_path):  # a folder of ranks: one trace, a process per rank
         ranks.export(capture_path, fmt, output, quiet, FORMATS)
         return
-    cap = common.load(capture_path)
+    cap = common.open_lazy(capture_path)  # read batch by batch: memory does not grow with the capture
     out = common.output_path(output, cap.path / FORMATS[fmt], [cap.path])
     dropped: dict[str, int] = {}
-    common.write(out, _writer(fmt, cap, dropped))
+    rows: list[int] = []
+    common.write(out, _writer(fmt, cap, dropped, rows))
     if quiet:
         return
     from trtprof.timeline.store import repair_notes
@@ -61,10 +62,10 @@ def export(capture_path, fmt, output, quiet):
     for name, n in dropped.items():
         common.say(f"note: {n:,} '{name}' arrow{'s' if n != 1 else ''} left out: {'they' if n != 1 else 'it'} "
                    "would finish before starting")
-    if not cap.complete:
+    if cap.meta.get("status") != "complete":
         common.say(f"note: the capture is {cap.meta.get('status', 'incomplete')}: "
                    f"{cap.meta.get('incomplete_reason') or cap.meta.get('reason') or 'it may lack its last rows'}")
     if fmt == "perfetto":
         common.echo(f"trace written: {out} — open it at {OPEN_HINT}", err=True)
     else:
-        common.echo(f"timeline written: {out} ({len(cap.timeline)} rows)", err=True)
+        common.echo(f"timeline written: {out} ({rows[0]:,} rows)", err=True)

@@ -38,3 +38,15 @@ def neutralise(df: pd.DataFrame) -> pd.DataFrame:
 def write_csv(df: pd.DataFrame, out) -> None:
     """Write every row and column of `df` into the text stream `out` (no index; the caller owns the file)."""
     neutralise(df).to_csv(out, index=False)
+
+
+def write_csv_batches(frames, out) -> int:
+    """The same for a timeline given as consecutive DataFrames (a capture read batch by batch): one
+    header, then each frame's rows, so memory holds one batch. Returns the rows written."""
+    rows, header = 0, True
+    for df in frames:
+        if not len(df) and not header:
+            continue
+        neutralise(df).to_csv(out, index=False, header=header)
+        rows, header = rows + len(df), False
+    return rows

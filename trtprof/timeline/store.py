@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trtprof import _files
-from trtprof.errors import CaptureError, ExitCode, first_line as _first_line
+from trtprof.errors import CaptureError, ExitCode, UsageError, first_line as _first_line
 from trtprof.timeline import schema
 from trtprof.timeline.columns import NOT_NULL
 
@@ -302,16 +302,8 @@ def load_capture(path: str | os.PathLike) -> Capture:
     CaptureError leaves this function: a file that does not parse is the user's problem to see in
     one line, not a traceback.
     """
-    folder = Path(path)
-    try:
-        if folder.is_file() and folder.name == TIMELINE:
-            folder = folder.parent
-        if not folder.is_dir():
-            raise CaptureError(f"no capture at {folder}")
-        has_parquet, has_spill = (folder / TIMELINE).is_file(), (folder / SPILL).is_file()
-    except OSError as e:
-        raise CaptureError(f"cannot read {folder}: {e.strerror or e}") from None
-    meta = _load_meta(folder)
+    folder, meta = locate(path)
+    has_parquet, has_spill = (folder / TIMELINE).is_file(), (folder / SPILL).is_file()
     if has_parquet:
         try:
             # ParquetFile, not read_table: a plain file reader, without the dataset machinery (and
@@ -329,21 +321,12 @@ def load_capture(path: str | os.PathLike) -> Capture:
             raise CaptureError(f"{folder / SPILL} is not a readable Arrow stream ({_first_line(e)})") from None
     else:
         raise CaptureError(f"{folder} has no {TIMELINE}: not a trtprof capture")
-    if not has_parquet or meta.get("status") == "running":  # the writer never reached close()
-        meta["status"] = "incomplete"
-        meta.setdefault("incomplete_reason", "the capturing process ended before finishing the capture")
     for v, added in schema.ADDED_IN.items():  # an older capture: its later columns are nulls
         if meta["schema_version"] < v:
             for c in added:
                 if c not in table.column_names:
                     table = table.append_column(c, pa.nulls(table.num_rows, schema.COLUMNS[c][0]))
-    names = table.column_names
-    missing = [c for c in schema.COLUMNS if c not in names]
-    if missing:
-        raise CaptureError(f"{folder} is not a trtprof timeline: missing columns {', '.join(missing[:5])}")
-    dup = [c for c in schema.COLUMNS if names.count(c) > 1]
-    if dup:
-        raise CaptureError(f"{folder} is not a trtprof timeline: duplicate columns {', '.join(dup[:5])}")
+    check_names(folder, table.column_names, meta)
     try:
         table = table.select(list(schema.COLUMNS)).cast(schema.ARROW_SCHEMA)  # drops foreign metadata too
     except Exception as e:  # noqa: BLE001
@@ -365,7 +348,11 @@ def _repair(df: pd.DataFrame, meta: dict) -> None:
     """Enforce the row rules (`schema.RULES`) on a loaded timeline. What was changed goes in
     meta["repairs"]: rule -> {"rows": n, "declared": whether the capture said it kept the rule}
     (a capture that did not was taken with an older trtprof)."""
-    fixed = schema.enforce_rules(df)
+    note_repairs(meta, schema.enforce_rules(df))
+
+
+def note_repairs(meta: dict, fixed: dict[str, int]) -> None:
+    """meta["repairs"] from the rows changed per rule (`schema.enforce_rules`, or counted in batches)."""
     declared = meta.get("rules") if meta["schema_version"] >= 3 and isinstance(meta.get("rules"), list) else []
     if fixed:
         meta["repairs"] = {k: {"rows": n, "declared": k in declared} for k, n in fixed.items()}
@@ -414,8 +401,54 @@ def _short(value, n: int = 40) -> str:
     return r if len(r) <= n else r[:n] + "..."
 
 
-def load(path: str | os.PathLike) -> pd.DataFrame:
-    """The timeline DataFrame of a capture folder; its metadata is in `df.attrs['trtprof']`."""
+def locate(path: str | os.PathLike) -> tuple[Path, dict]:
+    """The capture folder at `path` (a folder or its timeline.parquet) and its metadata, with
+    `status` "incomplete" where the writer never finished. CaptureError when it is not a capture."""
+    folder = Path(path)
+    try:
+        if folder.is_file() and folder.name == TIMELINE:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise CaptureError(f"no capture at {folder}")
+        has_parquet, has_spill = (folder / TIMELINE).is_file(), (folder / SPILL).is_file()
+    except OSError as e:
+        raise CaptureError(f"cannot read {folder}: {e.strerror or e}") from None
+    meta = _load_meta(folder)
+    if not has_parquet and not has_spill:
+        raise CaptureError(f"{folder} has no {TIMELINE}: not a trtprof capture")
+    if not has_parquet or meta.get("status") == "running":  # the writer never reached close()
+        meta["status"] = "incomplete"
+        meta.setdefault("incomplete_reason", "the capturing process ended before finishing the capture")
+    return folder, meta
+
+
+def check_names(folder: Path, names: list[str], meta: dict) -> None:
+    """The column names of a stored timeline must be the schema's, each once (an older schema may
+    lack the columns added after it: they read as nulls)."""
+    later = {c for v, added in schema.ADDED_IN.items() if meta["schema_version"] < v for c in added}
+    missing = [c for c in schema.COLUMNS if c not in names and c not in later]
+    if missing:
+        raise CaptureError(f"{folder} is not a trtprof timeline: missing columns {', '.join(missing[:5])}")
+    dup = [c for c in schema.COLUMNS if names.count(c) > 1]
+    if dup:
+        raise CaptureError(f"{folder} is not a trtprof timeline: duplicate columns {', '.join(dup[:5])}")
+
+
+def load(path: str | os.PathLike, columns=None, filter=None, lazy: bool = False):
+    """The timeline DataFrame of a capture folder; its metadata is in `df.attrs['trtprof']`.
+
+    `columns` (names) and `filter` (a `pyarrow.compute` expression, or (column, op, value) tuples
+    as pandas' read_parquet takes them) read only part of it, batch by batch, so the selection
+    needs memory and the whole capture does not; `lazy=True` returns a `scan.Timeline` instead,
+    which reads nothing until asked (`.to_pandas(columns, filter)`, `.batches(...)`, `.meta`)."""
+    if lazy and (columns is not None or filter is not None):
+        raise UsageError("load(lazy=True) takes no columns or filter: give them to the timeline's "
+                         ".to_pandas(columns, filter) or .batches(columns, filter)")
+    if lazy or columns is not None or filter is not None:
+        from trtprof.timeline import scan
+
+        tl = scan.open_timeline(path)
+        return tl if lazy else tl.to_pandas(columns, filter)
     cap = load_capture(path)
     cap.timeline.attrs["trtprof"] = cap.meta
     return cap.timeline

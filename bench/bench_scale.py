@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Benchmark: trtprof commands on large captures, each in its own process: wall time and peak RSS.
+
+Captures of N rows are generated in the capture folder format one row group at a time (the
+simulator of support/synthetic.py, shifted in time, inference, call and seq per group), so making
+a 100 M-row capture needs the memory of one group. Each command then runs as a subprocess; its peak
+RSS is the child's own ru_maxrss (os.wait4), its wall time the parent's clock. `--baseline REV` runs
+the same commands with the trtprof of git revision REV (extracted to a temporary folder) beside
+the working tree's, for the sizes up to `--baseline-max`.
+
+    python3 bench/bench_scale.py --rows 1000000,10000000 --commands report,perfetto,csv,load
+    python3 bench/bench_scale.py --rows 1000000 --commands perfetto --baseline f315613 --json out.json
+
+Commands: report (`trtprof report -q`), perfetto / csv (`trtprof export -q`), load
+(`trtprof.load(path, columns=..., filter=...)` of the exec rows' GPU times), lazy (a lazy
+timeline's batches summed column by column).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "support"), str(ROOT)]
+
+GROUP_INFERENCES = 16_000  # about 120 k rows per row group, like the capture writer's 128 k
+
+LOAD = ("import trtprof, pyarrow.compute as pc, sys; "
+        "df = trtprof.load(sys.argv[1], columns=['model', 'subgraph', 'gpu_start_ns', 'gpu_end_ns'], "
+        "filter=pc.field('event') == 'exec'); "
+        "print(len(df), float((df.gpu_end_ns - df.gpu_start_ns).median()))")
+LAZY = ("import trtprof, sys; tl = trtprof.load(sys.argv[1], lazy=True); "
+        "n = s = 0\nfor t in tl.batches(['host_start_ns', 'host_end_ns']):\n"
+        "    n += t.num_rows; s += int((t['host_end_ns'].to_numpy() - t['host_start_ns'].to_numpy()).sum())\n"
+        "print(n, s)")
+
+
+def generate(rows: int, folder: Path) -> int:
+    """A capture of about `rows` rows (whole inferences), written row group by row group."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import synthetic
+    from trtprof.timeline import schema
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written, g, t0 = 0, 0, 10**12
+    with pq.ParquetWriter(folder / "timeline.parquet", schema.ARROW_SCHEMA, compression="zstd") as out:
+        while written < rows:
+            rng = np.random.default_rng(g)
+            shapes = list(np.where(rng.random(GROUP_INFERENCES) < 0.03, "(4,128)", "(8,128)"))
+            df = synthetic.timeline(GROUP_INFERENCES, shapes=shapes, seed=g, t0=t0)
+            df = df.head(rows - written)
+            for c in ("inference", "call"):
+                df[c] = df[c] + g * GROUP_INFERENCES
+            df["seq"] = df["seq"] + written
+            t0 = int(df["host_end_ns"].max()) + 1_000_000
+            out.write_table(pa.Table.from_pandas(df, schema=schema.ARROW_SCHEMA, preserve_index=False))
+            written += len(df)
+            g += 1
+    meta = {"schema_version": schema.SCHEMA_VERSION, "rules": list(schema.RULES), "status": "complete",
+            "rows": written, "command": ["python", "bench/bench_scale.py"], "environment": {"gpu": "synthetic"}}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return written
+
+
+def argv(command: str, folder: Path, out: Path) -> list[str]:
+    py = sys.executable
+    return {"report": [py, "-m", "trtprof", "report", str(folder), "-o", str(out / "report.html"), "-q"],
+            "perfetto": [py, "-m", "trtprof", "export", str(folder), "-o", str(out / "trace.json"), "-q"],
+            "csv": [py, "-m", "trtprof", "export", str(folder), "-f", "csv", "-o", str(out / "t.csv"), "-q"],
+            "load": [py, "-c", LOAD, str(folder)], "lazy": [py, "-c", LAZY, str(folder)]}[command]
+
+
+def measure(cmd: list[str], pythonpath: Path, timeout: float) -> dict:
+    """Wall time and peak RSS (MB) of one child process; rc, and the last line it printed."""
+    env = dict(os.environ, PYTHONPATH=str(pythonpath))
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         cwd=tempfile.gettempdir())  # not the checkout: python -m and -c put the cwd first
+    deadline = t + timeout
+    while True:
+        pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() > deadline:
+            p.kill()
+            pid, status, usage = os.wait4(p.pid, 0)
+            break
+        time.sleep(0.05)
+    wall = time.perf_counter() - t
+    text = p.stdout.read() if p.stdout else ""
+    rc = os.waitstatus_to_exitcode(status)
+    return {"wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "rc": rc,
+            "out": (text.strip().splitlines() or [""])[-1][:200]}
+
+
+def baseline_tree(rev: str, where: Path) -> Path:
+    """The trtprof package of git revision `rev`, extracted under `where`."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "trtprof"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    return where
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", default="1000000", help="comma-separated capture sizes")
+    ap.add_argument("--commands", default="report,perfetto,csv,load,lazy")
+    ap.add_argument("--baseline", default=None, help="git revision to time beside the working tree")
+    ap.add_argument("--baseline-max", type=int, default=1_000_000, help="largest size the baseline runs on")
+    ap.add_argument("--baseline-commands", default="report,perfetto,csv",
+                    help="commands the baseline runs (load and lazy need this trtprof)")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per command")
+    ap.add_argument("--keep", type=Path, default=None, help="folder to keep the captures in (reused if there)")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="trtprof-scale-"))
+    if a.baseline:
+        (tmp / "base").mkdir()
+    base = baseline_tree(a.baseline, tmp / "base") if a.baseline else None
+    results = []
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    try:
+        for rows in (int(r) for r in a.rows.split(",")):
+            folder = (a.keep or tmp) / f"cap-{rows}"
+            t = time.perf_counter()
+            made = json.loads((folder / "meta.json").read_text())["rows"] if (folder / "meta.json").is_file() \
+                else generate(rows, folder)
+            size = (folder / "timeline.parquet").stat().st_size / 1e6
+            print(f"{made:,} rows, timeline.parquet {size:.0f} MB (made in {time.perf_counter() - t:.0f} s)")
+            for command in a.commands.split(","):
+                old = base and rows <= a.baseline_max and command in a.baseline_commands.split(",")
+                trees = [("working tree", ROOT)] + ([(a.baseline, base)] if old else [])
+                for label, tree in trees:
+                    out = tmp / "out"
+                    out.mkdir(exist_ok=True)
+                    r = measure(argv(command, folder, out), tree, a.timeout)
+                    shutil.rmtree(out)
+                    r.update(rows=made, command=command, trtprof=label)
+                    results.append(r)
+                    print(f"  {command:9s} {label:14s} {r['wall_s']:8.1f} s {r['peak_rss_mb']:8.0f} MB  rc {r['rc']}"
+                          + (f"  ({r['out']})" if r["rc"] else ""), flush=True)
+            if a.keep is None:
+                shutil.rmtree(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if a.json:
+        a.json.write_text(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
+                                                 f"{platform.python_version()}", "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
