@@ -21,7 +21,8 @@ for s in $steps; do
     log tests; BERT_RUNTIMES= timeout ${TESTS_TIMEOUT:-300} bash scripts/gpu_tests.sh "$w/tests" 2>&1 | quiet > "$w/tests.txt"; log "tests rc=${PIPESTATUS[0]}";;
   cudagraphs)
     mkdir -p "$w/cudagraphs"
-    for c in "small 600 50" "breaks 300 25"; do
+    IFS=';' read -ra cg_cases <<< "${CG_CASES:-small 600 50;breaks 300 25}"
+    for c in "${cg_cases[@]}"; do
       set -- $c
       log "cudagraphs $1"; timeout 300 python3 -m trtprof capture -o "$w/cudagraphs/$1-cpp" --cudagraphs "alternate:$3" \
         examples/bert_cases.py "$1" --iters "$2" 2>&1 | quiet > "$w/cudagraphs/$1-cpp.txt"
@@ -44,7 +45,8 @@ for s in $steps; do
     log "bench broken"; timeout 400 python3 bench/bench_overhead.py --runtime cpp --graph-breaks --toggle --blocks 20 \
       --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-broken.txt";;
   goal)  # issue 22: full level, every inference recorded, paired against no tool; ~8 minutes on the H200
-    for c in "cpp 1000 100" "python 1000 100" "cpp 600 150 --graph-breaks" "python 600 150 --graph-breaks"; do
+    IFS=';' read -ra goal_cases <<< "${GOAL_CASES:-cpp 1000 100;python 1000 100;cpp 600 150 --graph-breaks;python 600 150 --graph-breaks}"
+    for c in "${goal_cases[@]}"; do
       set -- $c
       log "goal $*"; timeout "$3" python3 bench/bench_overhead.py --goal --runtime "$1" --pairs "$2" ${4:-} \
         --out "$w/bench" 2>&1 | quiet | tail -60 > "$w/goal-$1${4:+-broken}.txt"; log "goal $1 ${4:-} rc=${PIPESTATUS[0]}"
