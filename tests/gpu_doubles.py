@@ -78,3 +78,17 @@ class Graph:
 
     def reset(self):
         self.work = []
+
+
+def use_fake_gpu(monkeypatch) -> None:
+    """A capture started now sees a GPU: this module's events, stream and CUDA graph (CPU tests of the
+    GPU paths share it)."""
+    import torch
+
+    from trtprof.capture import install
+    from trtprof.capture.events import GpuClock
+
+    Event.reset()
+    monkeypatch.setattr(install, "GpuClock", lambda t: GpuClock(fake_torch()))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)

@@ -11,7 +11,7 @@ import torch
 import torch.fx
 
 import trtprof
-from gpu_doubles import Event, Graph, fake_torch
+from gpu_doubles import Event, fake_torch, use_fake_gpu
 from trtprof.capture import events, install
 from trtprof.capture.events import GpuClock
 from trtprof.capture.recorder import CAPTURING_NOTE
@@ -22,10 +22,7 @@ pytestmark = pytest.mark.fake_trt
 @pytest.fixture
 def gpu(monkeypatch):
     import torch_tensorrt
-    Event.reset()
-    monkeypatch.setattr(install, "GpuClock", lambda t: GpuClock(fake_torch()))
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    use_fake_gpu(monkeypatch)
     yield Event
     assert events.Captures.depth == 0
     torch_tensorrt.runtime.set_cudagraphs_mode(False)

@@ -7,9 +7,7 @@ import pytest
 import torch
 
 import trtprof
-from gpu_doubles import Event, Graph, fake_torch
-from trtprof.capture import install
-from trtprof.capture.events import GpuClock
+from gpu_doubles import use_fake_gpu
 
 pytestmark = pytest.mark.fake_trt
 
@@ -17,10 +15,7 @@ pytestmark = pytest.mark.fake_trt
 @pytest.fixture
 def gpu(monkeypatch):
     import torch_tensorrt
-    Event.reset()
-    monkeypatch.setattr(install, "GpuClock", lambda t: GpuClock(fake_torch()))
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    use_fake_gpu(monkeypatch)
     yield torch_tensorrt
     torch_tensorrt.runtime.set_cudagraphs_mode(False)
 

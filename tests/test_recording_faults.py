@@ -8,10 +8,9 @@ import pytest
 import torch
 
 import trtprof
-from gpu_doubles import Event, Graph, fake_torch
-from trtprof.capture import events, install
+from gpu_doubles import Event, Graph, use_fake_gpu
+from trtprof.capture import events
 from trtprof.capture import records as R
-from trtprof.capture.events import GpuClock
 from trtprof.capture.recorder import CAPTURING_NOTE, Recorder
 
 pytestmark = pytest.mark.fake_trt
@@ -19,10 +18,7 @@ pytestmark = pytest.mark.fake_trt
 
 @pytest.fixture
 def gpu(monkeypatch):
-    Event.reset()
-    monkeypatch.setattr(install, "GpuClock", lambda t: GpuClock(fake_torch()))
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    use_fake_gpu(monkeypatch)
     yield Event
     assert events.Captures.depth == 0
 
