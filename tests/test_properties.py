@@ -189,6 +189,24 @@ def test_damaged_spill_is_a_capture_error_or_loads_incomplete(data):
         assert cap.meta["status"] == "incomplete" and len(cap.timeline) <= 40
 
 
+def _bad_utf8_name(data: bytes) -> bytes:
+    """`data` with the first byte of each copy of a column name made 0x80: a field name that is not
+    UTF-8 (CI's hypothesis found this one: pyarrow raises UnicodeDecodeError on reading the names)."""
+    buf, name = bytearray(data), b"host_start_ns"
+    i = data.find(name)
+    assert i >= 0
+    while i >= 0:
+        buf[i] = 0x80
+        i = data.find(name, i + 1)
+    return bytes(buf)
+
+
+@pytest.mark.parametrize("name", ["timeline.parquet", "timeline.arrows"])
+def test_a_column_name_that_is_not_utf8_is_a_capture_error(name):
+    data = PARQUET if name == "timeline.parquet" else SPILL
+    assert _load_folder({"meta.json": META, name: _bad_utf8_name(data)}) is None
+
+
 @SETTINGS
 @given(st.binary(max_size=300), st.sampled_from(["timeline.parquet", "timeline.arrows"]))
 def test_random_bytes_as_a_timeline(data, name):

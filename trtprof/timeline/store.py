@@ -270,8 +270,8 @@ def _iter_spill(path: Path, strict: bool = False):
             with pa.OSFile(str(path), "rb") as f:
                 if f.size() == 0:
                     return
-                pa.ipc.open_stream(f)
-        except (pa.ArrowException, OSError) as e:
+                pa.ipc.open_stream(f).schema.names  # field names must decode, too
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as e:
             what = f"cannot read {path}: {e.strerror}" if isinstance(e, OSError) and e.strerror else \
                 f"{path} is not a readable Arrow stream ({_first_line(e)})"
             raise CaptureError(what) from None
@@ -310,6 +310,7 @@ def load_capture(path: str | os.PathLike) -> Capture:
             # its lazy imports) that read_table brings in
             with pq.ParquetFile(folder / TIMELINE) as f:
                 table = f.read()
+            table.column_names  # noqa: B018 - field names that do not decode fail here, in the try
         except Exception as e:  # noqa: BLE001 - any parse failure of a foreign file is a bad capture
             raise CaptureError(f"{folder / TIMELINE} is not a readable parquet file ({_first_line(e)})") from None
     elif has_spill:
