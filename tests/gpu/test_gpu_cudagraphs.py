@@ -76,6 +76,8 @@ def test_replay_kernels_are_attributed(captured):
 def test_a_capture_the_counter_cannot_see():
     """Begun through torch._C._CUDAGraph.capture_begin (below the wrapped Python method): no anchor,
     no event on the capturing stream, nothing raised; recording works again once it ended."""
+    import inspect
+
     import torch
     from trtprof.capture.events import NOT_RECORDED, Captures, GpuClock
 
@@ -84,7 +86,10 @@ def test_a_capture_the_counter_cannot_see():
     x = torch.ones(16, device="cuda")
     torch.cuda.synchronize()
     with torch.cuda.stream(s):
-        torch._C._CUDAGraph.capture_begin(g)
+        # the C++ binding takes the Python method's arguments without its defaults (torch 2.11: pool,
+        # capture_error_mode): pass the wrapper's own defaults, whatever this torch's set is
+        params = inspect.signature(torch.cuda.CUDAGraph.capture_begin).parameters
+        torch._C._CUDAGraph.capture_begin(g, **{n: p.default for n, p in params.items() if n != "self"})
         try:
             assert Captures.depth == 0 and clock.capturing
             assert clock.record() is NOT_RECORDED and not clock.anchored

@@ -311,11 +311,11 @@ class Instrumenter:
                 if ins.alloc_log.dropped:
                     self.notes.append("the allocator log overflowed between harvests: some C++ runtime "
                                       "allocations are missing")
-            n = op_graphs.uncovered(ins) if self.op is not None else 0
-            if n:
-                self.notes.append(f"{n} live graph(s) call torch.ops.tensorrt.execute_engine directly (an "
-                                  "exported program) and were not adopted (pass one to trtprof.instrument() "
-                                  "before running it): their engine calls are not recorded")
+            left = op_graphs.uncovered(ins) if self.op is not None else []
+            if left:
+                self.notes.append(f"{len(left)} live graph(s) call torch.ops.tensorrt.execute_engine directly "
+                                  f"(an exported program: {'; '.join(left[:3])}) and were not adopted (pass one "
+                                  "to trtprof.instrument() before running it): their engine calls are not recorded")
             owned = op_graphs.owned_returns(ins) if self.op is not None else []
             if owned:
                 self.notes.append(

@@ -211,6 +211,10 @@ def runnable_graphs(ins) -> list:
     import gc
 
     gm_type, ep_type = torch.fx.GraphModule, getattr(torch.export, "ExportedProgram", ())
+    # collect first: a GraphModule is a reference cycle (module <-> graph), so the graph_module of an
+    # ExportedProgram already dropped (`torch_tensorrt.load(p).module()`, export inside save) stays in
+    # gc.get_objects(), without its program, until the collector runs
+    gc.collect()
     objs = gc.get_objects()
     # type(), not isinstance(): some objects warn when asked for __class__
     lifted = {id(o.graph_module) for o in objs if ep_type and issubclass(type(o), ep_type)}
@@ -250,7 +254,12 @@ def owned_returns(ins) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def uncovered(ins) -> int:
+def uncovered(ins) -> list[str]:
     """Runnable graphs still not adopted when the capture stops (made other than through
-    `.module()`): their engine calls were not recorded, which the capture's notes say."""
-    return len(runnable_graphs(ins))
+    `.module()`): their engine calls were not recorded, which the capture's notes say, naming each
+    graph's engines so that a user can tell which program it is."""
+    out = []
+    for gm in runnable_graphs(ins):
+        names = [_attr_name(n) or str(n.name) for n in engine_nodes(gm)]
+        out.append(f"{type(gm).__name__} with {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}")
+    return out
