@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device session's work, in order of importance, each step time-boxed; everything ends up in
-# OUT/gpu-results.tar.gz (the device returns at most 8 files).
+# OUT/gpu-results.tar.gz (the device returns at most 8 files), re-made after each step.
+# CASES ("name iters every;...") and CASES_RT choose the cases step's captures.
 #   source .trtbundle/activate.sh && bash scripts/gpu_run.sh "$OUT" [steps...]
 # steps: probe tests cudagraphs python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken goal hooks nsys nsys-acc profile cases
 #        ranks (two ranks sharing one GPU) ranks2 (one rank per GPU, on nvidia-h200-x2) (default: tests bert bench nsys)
@@ -54,9 +55,10 @@ for s in $steps; do
   hooks)
     log hooks; timeout 200 python3 bench/bench_hooks.py --out "$w/bench" 2>&1 | quiet > "$w/bench-hooks.txt";;
   cases)
-    for rt in cpp python; do
+    IFS=';' read -ra case_list <<< "${CASES:-small 600 50;breaks 300 25;shapes 600 50}"
+    for rt in ${CASES_RT:-cpp python}; do
       flag=""; [ "$rt" = python ] && flag="--python-runtime"
-      for c in "small 600 50" "breaks 300 25" "shapes 600 50"; do
+      for c in "${case_list[@]}"; do
         set -- $c
         log "case $1 $rt"; timeout 200 python3 -m trtprof capture -o "$w/cases/$1-$rt" --prealloc "alternate:$3" \
           examples/bert_cases.py "$1" --iters "$2" $flag 2>&1 | quiet > "$w/cases/$1-$rt.txt"
@@ -107,6 +109,7 @@ for s in $steps; do
       ls -la "$w" >> "$w/nsys.txt"
     else log "no nsys"; fi;;
   esac
+  # after every step: what is done comes back even when a later step runs past the device's limit
+  tar czf "$out/gpu-results.tar.gz" -C "$(dirname "$w")" res
 done
-tar czf "$out/gpu-results.tar.gz" -C "$(dirname "$w")" res
 ls -la "$out"

@@ -10,27 +10,7 @@ import sys
 
 import torch
 import torch_tensorrt
-
-
-class TwoEngines(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = torch.nn.Linear(256, 256)
-        self.b = torch.nn.Linear(256, 256)
-
-    def forward(self, x):
-        return self.b(torch.sigmoid(torch.relu(self.a(x))))  # sigmoid kept in torch: a graph break
-
-
-class OneEngine(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = torch.nn.Linear(256, 256)
-        self.b = torch.nn.Linear(256, 256)
-
-    def forward(self, x):
-        return self.b(torch.relu(self.a(x)))
-
+from gpu_models import OneEngine, TwoEngines
 
 runtime, kind, out = sys.argv[1], sys.argv[2], sys.argv[3]
 model = (TwoEngines() if kind == "two" else OneEngine()).eval().cuda().half()

@@ -14,17 +14,7 @@ import time
 
 import torch
 import torch_tensorrt
-
-
-class TwoEngines(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = torch.nn.Linear(256, 256)
-        self.b = torch.nn.Linear(256, 256)
-
-    def forward(self, x):
-        return self.b(torch.sigmoid(torch.relu(self.a(x))))  # sigmoid kept in torch: a graph break
-
+from gpu_models import TwoEngines
 
 runtime, out = sys.argv[1], sys.argv[2]
 mode = sys.argv[3] if len(sys.argv) > 3 else "live"
