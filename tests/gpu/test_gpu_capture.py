@@ -198,11 +198,35 @@ def test_exported_program_reported(tmp_path):
         loaded = torch_tensorrt.load(str(tmp_path / "m.ep")).module()
         y = loaded(x)
         assert (y.float() - model(x).float()).abs().max().item() < 5e-2
+        left = _describe_uncovered()
     ex = cap.timeline[cap.timeline.event == "exec"]
     assert len(ex) == 2, (cap.meta.get("notes"), cap.timeline[["event", "model", "subgraph"]].to_string())
     assert set(ex.subgraph) == {"_run_on_acc_0"}
     assert "op" in cap.meta["capture_path"]
-    assert not any("not adopted" in n for n in cap.meta["notes"]), cap.meta["notes"]
+    assert not any("not adopted" in n for n in cap.meta["notes"]), (cap.meta["notes"], left)
+
+
+def _describe_uncovered() -> list[str]:
+    """What a failure of test_exported_program_reported needs to say: each graph the capture would
+    report as not adopted, who holds it, and what its engines are to the capture."""
+    import gc
+
+    from trtprof.capture import op_graphs, state
+
+    ins, out = state.ACTIVE, []
+    for gm in op_graphs.runnable_graphs(ins):
+        holders = sorted({type(r).__name__ for r in gc.get_referrers(gm)} - {"list", "frame"})
+        engines = []
+        for n in op_graphs.engine_nodes(gm):
+            try:
+                e = op_graphs._engine_of(gm, n)
+                info = ins.by_id.get(id(e))
+                engines.append(f"{n.name}:{type(e).__name__}:known={info is not None}"
+                               f":model={getattr(info, 'model', None) is not None}:reread={getattr(info, 'reread', None)}")
+            except Exception as ex:  # noqa: BLE001 - diagnostics only
+                engines.append(f"{n.name}:{type(ex).__name__}:{ex}")
+        out.append(f"{type(gm).__name__} held by {holders}: {engines}")
+    return out
 
 
 def test_kernels_on_every_timed_row(captured):
