@@ -4,6 +4,7 @@ cuda:(LOCAL_RANK mod GPUs) (both on cuda:0 on a one-GPU machine), meeting after 
 Checks each rank's capture and device, the straggler view against the per-rank latencies, and the
 one clock: no rank starts inference i+1 before every rank ended inference i (`lockstep_check`).
 """
+import importlib.util
 import os
 import subprocess
 import sys
@@ -46,7 +47,11 @@ def test_each_rank_has_its_capture_and_device(folder):
         assert (df["event"] == "inference").sum() >= N - 1
     uuids = {c.meta["rank"]["device"]["uuid"] for c in ranks.captures.values()}
     assert len(uuids) == min(2, gpus), uuids
-    assert (out / "report.html").is_file() and "straggler" in stderr, stderr[-3000:]
+    assert "straggler" in stderr, stderr[-3000:]
+    if importlib.util.find_spec("plotly") is None:  # the device's bundle has no plotly: a one-line note
+        assert "merged report not written" in stderr and "plotly" in stderr, stderr[-3000:]
+    else:
+        assert (out / "report.html").is_file(), stderr[-3000:]
 
 
 def test_straggler_matches_latencies_and_clock_holds(folder):
