@@ -253,4 +253,9 @@ def test_graphs_left_by_export_of_a_recorded_module_not_reported(tmp_path):
         assert any("_run_on_acc_0" in d for d in op_graphs.uncovered(state.ACTIVE))
         del stray  # a GraphModule is a reference cycle: dropped, it is still counted until a collection
         assert len(op_graphs.uncovered(state.ACTIVE)) == before
-    assert left is not None
+        g = torch.fx.Graph()  # an export's graph: the engine is an input (seen on the H200 after save)
+        x, e = g.placeholder("x"), g.placeholder("engine")
+        g.output(g.call_function(torch.ops.tensorrt.execute_engine.default, ([x], e)))
+        lifted = torch.fx.GraphModule(torch.nn.Module(), g)
+        assert len(op_graphs.uncovered(state.ACTIVE)) == before
+    assert left is not None and lifted is not None

@@ -207,7 +207,8 @@ def runnable_graphs(ins) -> list:
     `.module()` makes a runnable copy, adopted as it is made), and graphs whose every engine is one
     the capture already records through its runtime module (what torch.export and
     torch_tensorrt.save leave alive: the exporter puts the live module's own engine object in the
-    graph, v2.11.0 `_exporter.py` `inline_trt_modules`)."""
+    graph, v2.11.0 `_exporter.py` `inline_trt_modules`), and graphs that take their engine as an
+    input (`_lifted`)."""
     import gc
 
     gm_type, ep_type = torch.fx.GraphModule, getattr(torch.export, "ExportedProgram", ())
@@ -222,9 +223,16 @@ def runnable_graphs(ins) -> list:
     for o in objs:
         if issubclass(type(o), gm_type) and id(o) not in lifted and o not in ins.models:
             nodes = engine_nodes(o)
-            if nodes and not all(_known(ins, o, n) for n in nodes):
+            if nodes and not any(_lifted(n) for n in nodes) and not all(_known(ins, o, n) for n in nodes):
                 out.append(o)
     return out
+
+
+def _lifted(node) -> bool:
+    """The engine comes in as an input (a lifted constant): the graph of an export, not one that
+    runs by itself (torch_tensorrt.save's export leaves one, alive until its cycle is collected)."""
+    eng = node.args[1] if len(node.args) > 1 else None
+    return getattr(eng, "op", None) == "placeholder"
 
 
 def _known(ins, gm, node) -> bool:
