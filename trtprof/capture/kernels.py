@@ -27,6 +27,7 @@ import time
 # (torch_tensorrt.save, and load, never returned; H200, torch_tensorrt 2.11, scripts/probe_save.py),
 # while kernel and memcpy activity alone did not. KernelActivity(kinds=...) still takes it.
 KINDS = ("kernel", "memcpy")
+BUFFER_BYTES = 8 << 20  # each buffer CUPTI asks for (bench/cupti_handover.py compares sizes)
 _KIND_ENUM = {"kernel": "CONCURRENT_KERNEL", "memcpy": "MEMCPY", "memset": "MEMSET"}
 FIELDS = ("kind", "name", "start_ns", "end_ns", "stream", "correlation", "device")
 _NEEDED = ("activity_register_callbacks", "activity_enable", "activity_disable", "activity_flush_all",
@@ -64,13 +65,13 @@ class KernelActivity:
     """One process's CUPTI activity source. start() -> bool; pause()/resume() around recorded
     inferences; flush() -> records so far; stop() -> the last records. Safe to call in any state."""
 
-    def __init__(self, kinds=KINDS, buffer_bytes: int = 8 << 20):
+    def __init__(self, kinds=KINDS, buffer_bytes: int | None = None):
         self.kinds = tuple(k for k in kinds if k in _KIND_ENUM)
         self.reason = None          # one line when unavailable
         self.clock = None           # {"source", "offset_ns", "error_ns", "drift_ns"} once started
         self.dropped = self.callback_errors = 0     # records without timestamps; bad records
         self.last_error = None      # one line: the latest failure inside a call that must not raise
-        self._buffer_bytes = int(buffer_bytes)
+        self._buffer_bytes = int(buffer_bytes or BUFFER_BYTES)
         self._cupti = self._subscriber = None
         self._codes: dict = {}      # int(ActivityKind) -> our kind name
         self._on: set = set()       # the codes we enabled
@@ -78,6 +79,10 @@ class KernelActivity:
         self._lock = threading.Lock()
         self._pending: list = []
         self._streams: dict = {}
+        # what the handover costs the process (meta.json): CUPTI's buffers handed to us, the time our
+        # callback spent copying records out, and the time inside activity_flush_all (callbacks included)
+        self.handover = {"buffers": 0, "records": 0, "callback_ns": 0, "flushes": 0, "flush_ns": 0,
+                         "max_flush_ns": 0}
 
     # -- availability ------------------------------------------------------------------------------
     def _load(self) -> bool:
@@ -205,7 +210,7 @@ class KernelActivity:
     def _completed(self, activities) -> None:
         """CUPTI's thread: copy plain values out (a bad record is skipped and counted), append them
         under the lock, never raise. Attributes by getattr: record classes differ by kind/version."""
-        out, codes = [], self._codes
+        out, codes, t0 = [], self._codes, time.perf_counter_ns()
         try:
             for a in activities:
                 try:
@@ -223,13 +228,22 @@ class KernelActivity:
             self.last_error = _one_line(e)
         with self._lock:
             self._pending.extend(out)
+            h = self.handover
+            h["buffers"] += 1
+            h["records"] += len(out)
+            h["callback_ns"] += time.perf_counter_ns() - t0
 
     def flush(self, forced: bool = True) -> dict:
         """Records delivered since the last flush, as numpy arrays keyed by FIELDS, times on the
         host clock. Synchronize first: CUPTI delivers work that has completed. Never raises."""
         if self._started:
             try:
+                t0 = time.perf_counter_ns()
                 self._cupti.activity_flush_all(1 if forced else 0)
+                dt, h = time.perf_counter_ns() - t0, self.handover
+                h["flushes"] += 1
+                h["flush_ns"] += dt
+                h["max_flush_ns"] = max(h["max_flush_ns"], dt)
                 off, _err = measure_offset(self._cupti.get_timestamp)
                 self.clock["drift_ns"] = max(self.clock["drift_ns"], abs(int(off) - self.clock["offset_ns"]))
             except Exception as e:
@@ -263,7 +277,8 @@ class KernelActivity:
         """What meta.json should say about this source."""
         return {"available": self.reason is None and self._cupti is not None, "reason": self.reason,
                 "kinds": list(self.kinds), "clock": self.clock, "dropped": self.dropped,
-                "callback_errors": self.callback_errors, "last_error": self.last_error}
+                "callback_errors": self.callback_errors, "last_error": self.last_error,
+                "handover": dict(self.handover)}
 
 
 def _columns(recs, offset_ns: int = 0) -> dict:
