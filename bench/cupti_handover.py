@@ -29,6 +29,8 @@ CONFIGS = {  # name: (forced-flush period in ns, CUPTI buffer bytes)
     "noforced-8MB": (10 ** 15, 8 << 20),
     "flush100ms-1MB": (100_000_000, 1 << 20),
     "noforced-1MB": (10 ** 15, 1 << 20),
+    "flush1s-32MB": (1_000_000_000, 32 << 20),
+    "noforced-64MB": (10 ** 15, 64 << 20),
 }
 
 
