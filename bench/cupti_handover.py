@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
-CONFIGS = {  # name: (forced-flush period in ns, CUPTI buffer bytes)
+CONFIGS = {  # name: (forced-flush period in ns, None: trtprof's schedule; CUPTI buffer bytes)
+    "adaptive-64MB": (None, 64 << 20),
     "flush100ms-8MB": (100_000_000, 8 << 20),
     "flush1s-8MB": (1_000_000_000, 8 << 20),
     "noforced-8MB": (10 ** 15, 8 << 20),
@@ -45,7 +46,6 @@ def main(argv=None) -> int:
 
     import trtprof
     from trtprof.capture import kernels as K
-    from trtprof.capture import state
     from trtprof.timeline import store
     from bert_models import bert_inputs, build_bert, compile_bert
 
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
            "torch_tensorrt": __import__("torch_tensorrt").__version__, "iters": args.iters, "configs": {}}
     with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
         for name in args.configs.split(","):
-            state.KERNEL_FLUSH_NS, K.BUFFER_BYTES = CONFIGS[name]
+            K.FLUSH_PERIOD_NS, K.BUFFER_BYTES = CONFIGS[name]
             sink_ns[0] = 0
             lat = []
             with trtprof.profile(out=Path(tmp) / name) as cap:

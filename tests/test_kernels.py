@@ -422,3 +422,49 @@ def test_probe_summary_on_synthetic_calls():
     late = dict(recs, end_ns=recs["end_ns"] + np.array([0, 0, 0, 0, 9_000]))   # ends 7 us past its bracket
     bad = probe.summarise(late, win, [(True, 0), (True, 0)], None, "stream", 2.0)
     assert bad["checks"]["span_inside_bracket"] is False and bad["checks"]["matched_by_stream"] is False
+
+
+def test_flush_schedule_follows_the_record_rate(monkeypatch):
+    """First forced flush after FIRST_FLUSH_NS; then when half a buffer is estimated to wait, at the
+    rate since the last flush, kept within 0.1-30 s; a fixed FLUSH_PERIOD_NS overrides it."""
+    fake = FakeCupti()
+    _fake(monkeypatch, fake)
+    ka = CK.KernelActivity(buffer_bytes=CK.RECORD_BYTES * 2000)  # half a buffer: 1000 records
+    assert not ka.due(0)                                        # not started: never due
+    assert ka.start()
+    t0 = ka._last_flush
+    assert not ka.due(t0 + CK.FIRST_FLUSH_NS - 1) and ka.due(t0 + CK.FIRST_FLUSH_NS)
+    ka._schedule(500, t0 + 1_000_000_000)                       # 500 records a second: 2 s to 1000
+    assert ka._next_flush == t0 + 3_000_000_000
+    ka._schedule(10 ** 9, t0 + 4_000_000_000)                   # a flood: no sooner than 0.1 s
+    assert ka._next_flush - ka._last_flush == 100_000_000
+    ka._schedule(1, ka._last_flush + 1_000_000_000)             # a trickle: no later than 30 s
+    assert ka._next_flush - ka._last_flush == 30_000_000_000
+    ka._schedule(0, ka._last_flush + 5)                         # nothing came: back to the first period
+    assert ka._next_flush - ka._last_flush == CK.FIRST_FLUSH_NS
+    monkeypatch.setattr(CK, "FLUSH_PERIOD_NS", 7)
+    ka._schedule(500, ka._last_flush + 1_000)
+    assert ka._next_flush - ka._last_flush == 7
+    ka.stop()
+
+
+def test_handover_is_counted_by_thread_and_noted(monkeypatch):
+    """A buffer delivered inside activity_flush_all is ours (a safe point); one delivered outside it
+    came on CUPTI's thread while something ran, and the note says so."""
+    fake = FakeCupti()
+    _fake(monkeypatch, fake)
+    ka = CK.KernelActivity()
+    assert ka.start() and ka.handover_note() is None
+    fake.launch(10, 10, 20, name="a")
+    fake.launch(10, 30, 40, name="b")
+    ka.flush()
+    h = ka.handover
+    assert (h["buffers"], h["records"], h["flushes"], h["buffers_on_cupti_thread"]) == (1, 2, 1, 0)
+    note = ka.handover_note()
+    assert "2 records" in note and "between inferences" in note and "inside" not in note
+    ka._completed([types.SimpleNamespace(kind=10, start=50, end=60, name="c", stream_id=7,
+                                         correlation_id=3, device_id=0)])  # a full buffer, CUPTI's thread
+    assert h["buffers_on_cupti_thread"] == 1 and h["records"] == 3
+    assert "1 buffer(s) filled first" in ka.handover_note() and "\n" not in ka.handover_note()
+    assert ka.info()["handover"]["buffers"] == 2
+    ka.stop()

@@ -246,6 +246,9 @@ class Instrumenter:
             return
         records = act.stop()
         self.kernel_info.update(act.info())
+        note = act.handover_note()
+        if note:
+            self.notes.append(note)
         try:
             self.kernel_sink(records)
         except Exception as e:  # noqa: BLE001 - the rows matter more than their kernels

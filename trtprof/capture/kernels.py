@@ -27,7 +27,17 @@ import time
 # (torch_tensorrt.save, and load, never returned; H200, torch_tensorrt 2.11, scripts/probe_save.py),
 # while kernel and memcpy activity alone did not. KernelActivity(kinds=...) still takes it.
 KINDS = ("kernel", "memcpy")
-BUFFER_BYTES = 8 << 20  # each buffer CUPTI asks for (bench/cupti_handover.py compares sizes)
+# The handover's cost and the flush schedule (bench/cupti_handover.py, H200, cupti-python 13.0.1,
+# BERT's 138 kernels per call, 2026-12-04): cupti-python turns every record into a Python object
+# before our callback copies it out, 70-110 us per record in all, whichever thread does it. A buffer
+# that fills is handed over on CUPTI's thread, whose callback holds the GIL inside whatever inference
+# runs (3 s stalls with 8 MB buffers); a forced flush at a safe point pays the same cost between
+# inferences instead. So: buffers large enough to outlast the flush period (64 MB: no pause at all
+# within 400 inferences), flushed at a safe point when half a buffer is estimated to be waiting.
+BUFFER_BYTES = 64 << 20     # each buffer CUPTI asks for
+RECORD_BYTES = 256          # a kernel record's size, rounded up (CUpti_ActivityKernel10: 200-odd bytes)
+FIRST_FLUSH_NS = 1_000_000_000  # the first forced flush, before any rate is known
+FLUSH_PERIOD_NS = None      # a fixed period instead of the schedule (bench/cupti_handover.py)
 _KIND_ENUM = {"kernel": "CONCURRENT_KERNEL", "memcpy": "MEMCPY", "memset": "MEMSET"}
 FIELDS = ("kind", "name", "start_ns", "end_ns", "stream", "correlation", "device")
 _NEEDED = ("activity_register_callbacks", "activity_enable", "activity_disable", "activity_flush_all",
@@ -82,7 +92,9 @@ class KernelActivity:
         # what the handover costs the process (meta.json): CUPTI's buffers handed to us, the time our
         # callback spent copying records out, and the time inside activity_flush_all (callbacks included)
         self.handover = {"buffers": 0, "records": 0, "callback_ns": 0, "flushes": 0, "flush_ns": 0,
-                         "max_flush_ns": 0}
+                         "max_flush_ns": 0, "buffers_on_cupti_thread": 0, "cupti_thread_ns": 0}
+        self._flushing = False      # our thread is inside activity_flush_all: a callback now is ours
+        self._last_flush = self._next_flush = 0
 
     # -- availability ------------------------------------------------------------------------------
     def _load(self) -> bool:
@@ -128,6 +140,8 @@ class KernelActivity:
             self.clock = {"source": "cupti.get_timestamp", "offset_ns": int(off), "error_ns": int(err),
                           "drift_ns": 0}
             self._started = True
+            now = time.perf_counter_ns()
+            self._last_flush, self._next_flush = now, now + (FLUSH_PERIOD_NS or FIRST_FLUSH_NS)
             if not paused:
                 self._set(True, strict=True)
         except Exception as e:
@@ -231,7 +245,11 @@ class KernelActivity:
             h = self.handover
             h["buffers"] += 1
             h["records"] += len(out)
-            h["callback_ns"] += time.perf_counter_ns() - t0
+            dt = time.perf_counter_ns() - t0
+            h["callback_ns"] += dt
+            if not self._flushing:  # a full buffer, handed over inside whatever ran
+                h["buffers_on_cupti_thread"] += 1
+                h["cupti_thread_ns"] += dt
 
     def flush(self, forced: bool = True) -> dict:
         """Records delivered since the last flush, as numpy arrays keyed by FIELDS, times on the
@@ -239,7 +257,11 @@ class KernelActivity:
         if self._started:
             try:
                 t0 = time.perf_counter_ns()
-                self._cupti.activity_flush_all(1 if forced else 0)
+                self._flushing = True
+                try:
+                    self._cupti.activity_flush_all(1 if forced else 0)
+                finally:
+                    self._flushing = False
                 dt, h = time.perf_counter_ns() - t0, self.handover
                 h["flushes"] += 1
                 h["flush_ns"] += dt
@@ -250,9 +272,41 @@ class KernelActivity:
                 self.last_error = _one_line(e)
         with self._lock:
             recs, self._pending = self._pending, []
+        self._schedule(len(recs), time.perf_counter_ns())
         good = [r for r in recs if r[2] > 0 and r[3] > 0]
         self.dropped += len(recs) - len(good)
         return _columns(good, self.clock["offset_ns"] if self.clock else 0)
+
+    def handover_note(self) -> str | None:
+        """One line for the capture's notes: what taking the records from CUPTI cost, and where."""
+        h = self.handover
+        if not h["records"]:
+            return None
+        spent = (h["flush_ns"] + h["cupti_thread_ns"]) / 1e9
+        line = (f"kernel activity: taking {h['records']} records from CUPTI took {spent:.2f} s "
+                f"({1e6 * spent / h['records']:.0f} us a record, cupti-python), paid at safe points between "
+                "inferences and at the end (in no recorded latency)")
+        if h["buffers_on_cupti_thread"]:
+            line += (f"; {h['buffers_on_cupti_thread']} buffer(s) filled first and were handed over inside "
+                     f"running inferences ({h['cupti_thread_ns'] / 1e9:.2f} s of their callback time), whose "
+                     "latencies include it")
+        return line
+
+    def due(self, now: int) -> bool:
+        """Whether a forced flush is due at this safe point (perf_counter_ns `now`)."""
+        return self._started and now >= self._next_flush
+
+    def _schedule(self, records: int, now: int) -> None:
+        """The next forced flush: when half a buffer is estimated to be waiting, at the rate of
+        records since the last flush (within 0.1-30 s); FIRST_FLUSH_NS until a rate is known."""
+        if FLUSH_PERIOD_NS is not None:
+            period = FLUSH_PERIOD_NS
+        elif records <= 0 or now <= self._last_flush:
+            period = FIRST_FLUSH_NS
+        else:
+            half = self._buffer_bytes // RECORD_BYTES // 2
+            period = min(30_000_000_000, max(100_000_000, half * (now - self._last_flush) // records))
+        self._last_flush, self._next_flush = now, now + period
 
     def stream_id(self, handle):
         """CUPTI's id of a CUDA stream handle (torch's `stream.cuda_stream`), as in the records'

@@ -51,7 +51,6 @@ class ModelInfo:
         return [module for module, sub in self.children if sub.kind == "engine"]
 
 
-KERNEL_FLUSH_NS = 100_000_000  # how often kernel records are taken from CUPTI at a safe point
 
 
 @dataclass(eq=False)
@@ -182,7 +181,6 @@ class Instrumentation:
         self.setters: dict = {}  # runtime -> the runtime class's own set_pre_allocated_outputs
         self.kernels = None  # KernelActivity (CUPTI) while it records, else None
         self.kernel_sink = None
-        self._kernel_flush = time.perf_counter_ns()
         self.op = None  # ops.OpCapture when capturing at torch.ops.tensorrt.execute_engine
         self.cg_modes = None  # the runtime's CUDA-graph mode module (capture/cudagraphs.py), if any
         self.cg_flip = None  # cg_policy.Flipper when --cudagraphs forces or alternates the mode
@@ -253,14 +251,11 @@ class Instrumentation:
                 len(pending) >= 512 or time.perf_counter_ns() - pending[0].t1 > 1_000_000_000):
             self.harvest(self)
         self.rec.safe_point()
-        if self.kernels is not None and time.perf_counter_ns() - self._kernel_flush > KERNEL_FLUSH_NS:
-            # forced, here, outside every range: CUPTI hands the records over in this thread now,
-            # before its 8 MB buffer fills (about 290 inferences of BERT's 138 kernels); a full
-            # buffer is handed over on CUPTI's own thread, whose Python callback then holds the GIL
-            # inside whatever inference is running (0.4-1.0 s stalls in the H200 captures of
-            # reports/cases, 2026-12-04). Also keeps memory bounded on long runs.
+        if self.kernels is not None and self.kernels.due(time.perf_counter_ns()):
+            # forced, here, outside every range, before a CUPTI buffer fills: a full buffer is
+            # handed over on CUPTI's own thread, whose Python callback then holds the GIL inside
+            # whatever inference runs (capture/kernels.py: the schedule and its measurements)
             self.kernel_sink(self.kernels.flush(forced=True))
-            self._kernel_flush = time.perf_counter_ns()
 
     def attrs(self, info, event: str, detail: str = ""):
         key = (event, detail)
