@@ -15,7 +15,8 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
     >/dev/null 2>&1 || echo "could not install chromium: the browser test will fail in CI, skip elsewhere" >&2
 fi
 set +e
-python3 -m pytest -q -p no:cacheprovider "$@"
+# pytest-xdist: one worker per core (most of the suite waits on subprocesses that import torch)
+python3 -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-auto}" "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
