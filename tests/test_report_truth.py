@@ -13,6 +13,7 @@ from trtprof.analysis import bootstrap, overlap, prealloc, shapes, subgraphs
 from trtprof.analysis import report as analysis
 from trtprof.analysis.streams import stream_names
 from trtprof.render import summary_text
+from trtprof.render.page import e
 from trtprof.timeline import schema
 from trtprof.timeline.store import load_capture
 
@@ -272,3 +273,40 @@ def test_subgraph_table_is_the_one_the_summary_prints():
     df, r = case("breaks-cpp")
     t = subgraphs.table(df, r.allocs, r.breaks, kinds=("engine", "fallback"))
     pd.testing.assert_frame_equal(t, r.subgraphs)
+
+
+# -- what reaches the page --------------------------------------------------------------------------------
+def _page(name, df=None):
+    from trtprof.render import report_html
+
+    cap = load_capture(CASES / name)
+    if df is not None:
+        cap = type(cap)(timeline=df, meta=cap.meta, path=cap.path)
+    r = analysis.analyse(cap.timeline, n_boot=200, meta=cap.meta) if df is not None else case(name)[1]
+    return r, report_html.render(cap, r)
+
+
+def test_page_groups_shape_changes_by_transition_and_says_they_alternate():
+    """shapes-python's page listed 'the first 100 of 1857 rows' and never said the shapes alternate."""
+    r, html = _page("shapes-python")
+    assert "first 100 of" not in html and "by transition" in html
+    assert 'id="alternating"' in html and "throws the buffers away" in html
+    for t in r.transitions.head(3).itertuples():
+        assert f"<td class=\"n\">{t.changes}</td>" in html
+    assert "the input shape with the most inferences in both modes" in html  # the headline's shape note
+    assert "Tail: p90" in html and "p99" in html
+
+
+def test_page_shows_each_estimate_s_arithmetic():
+    r, html = _page("breaks-cpp")
+    assert len(r.recommendations) and html.count('class="muted arithmetic"') == len(r.recommendations)
+    assert e(r.recommendations["arithmetic"].iloc[0]) in html
+
+
+def test_page_says_unknown_and_why_for_cpp_allocations_without_kernels():
+    """small-cpp without kernel data: the table said '-' and the caveat the chart points to was missing."""
+    r, html = _page("small-cpp", without_kernels(load_capture(CASES / "small-cpp").timeline))
+    assert r.overlap_caveat and 'id="overlap-caveat"' in html
+    assert e(r.overlap_caveat) in html and "<td class=\"n\">unknown</td>" in html
+    _, with_kernels = _page("small-cpp")
+    assert 'id="overlap-caveat"' not in with_kernels

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from trtprof._version import __version__
+from trtprof.analysis import prealloc as prealloc_analysis
 from trtprof.analysis import shapes as shape_analysis
 from trtprof.analysis import report as analysis
 from trtprof.render import figures, timeline_fig
@@ -27,6 +28,23 @@ _BUSY = {"kernels": "the kernels and copies CUPTI recorded (what the GPU really 
          "event brackets": "CUDA-event brackets around each call, which include the GPU waiting for the host: "
                            "an upper bound of busy, so 'hidden' is an upper bound too (on the C++ runtime it "
                            "says nothing: record kernels, with cupti-python installed)"}
+
+
+def _true(v) -> bool:
+    """A flag cell (bool, numpy or pandas boolean, or missing) as a plain bool; missing is False."""
+    try:
+        return bool(v)
+    except TypeError:  # pd.NA
+        return False
+
+
+def _or_unknown(v) -> str:
+    """Microseconds, or "unknown" where the split could not be measured (NaN, NA)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "unknown"
+    return "unknown" if f != f else us(f)
 
 
 # -- sections -----------------------------------------------------------------------------------------------
@@ -75,6 +93,10 @@ def _headline(r: Results, fig) -> str:
              "after pre-allocated outputs were switched on (it allocates to fill the buffer).</p>"]
     for c in r.comparisons:
         parts.append(f'<p class="verdict">{e(c.model)}: {e(c.verdict)}</p>')
+        detail = [t for t in (c.shape_note and c.shape_note[0].upper() + c.shape_note[1:] + ".",
+                              prealloc_analysis.tail_sentence(c)) if t]
+        if detail:
+            parts.append(f'<p class="muted verdict-detail">{"<br>".join(e(t) for t in detail)}</p>')
     if not r.comparisons:
         parts.append('<p class="verdict">No top-level inference was recorded, so there is no latency to '
                      "report; the per-subgraph table below still has every engine call.</p>")
@@ -135,7 +157,8 @@ def _recommendations(r: Results) -> str:
     items = []
     for rec in r.recommendations.itertuples(index=False):
         gain = f"{rec.gain_ms:.3f} ms per inference" + (f" ({rec.gain_pct:.0f} % of the median latency)" if rec.gain_pct == rec.gain_pct else "")
-        items.append(f"<li><b>{e(rec.action)}</b> \u2014 gain {e(gain)}, {e(rec.basis)}.<br>{e(rec.why)}</li>")
+        how = f'<br><span class="muted arithmetic">How: {e(rec.arithmetic)}</span>' if rec.arithmetic else ""
+        items.append(f"<li><b>{e(rec.action)}</b> \u2014 gain {e(gain)}, {e(rec.basis)}.<br>{e(rec.why)}{how}</li>")
     parts.append(f'<ol class="card">{"".join(items)}</ol>')
     return "".join(parts)
 
@@ -178,15 +201,18 @@ def _overlap(r: Results, fig, nsys=None) -> str:
         parts.append('<p class="card warn">No GPU times: hidden and exposed time cannot be measured. Allocation '
                      "host time per inference:</p>")
     elif len(r.exposure):
+        if r.overlap_caveat:
+            parts.append(f'<p class="card warn" id="overlap-caveat">{e(r.overlap_caveat)}</p>')
         parts.append(fig(figures.exposure_figure(r.exposure)))
+    split = _or_unknown if r.gpu_times else us
     mode = r.exposure.assign(mode=r.exposure["mode"].map(lambda m: figures.MODE_LABEL.get(m, m)))
     parts.append(table(mode, [("model", "model", None), ("subgraph", "subgraph", None),
                               ("mode", "pre-allocated outputs", None), ("inferences", "inferences", str),
                               ("allocs_per_inference", "allocations / inference", lambda v: _num(v, ".2f")),
                               ("bytes_per_inference", "bytes / inference", nbytes),
                               ("alloc_ns_per_inference", "allocation \u00b5s / inference", us),
-                              ("hidden_ns_per_inference", "hidden \u00b5s", us),
-                              ("exposed_ns_per_inference", "exposed \u00b5s", us)]))
+                              ("hidden_ns_per_inference", "hidden \u00b5s", split),
+                              ("exposed_ns_per_inference", "exposed \u00b5s", split)]))
     parts.append("<h3>GPU idle gaps between subgraphs</h3>"
                  '<p class="muted">Inside each inference, the GPU was idle between the end of one subgraph\'s GPU '
                  "work and the start of the next; what was the host doing meanwhile? Allocating outputs, running a "
@@ -212,21 +238,28 @@ def _shapes(r: Results) -> str:
     if r.shape_advice:
         parts.append(f'<div class="card warn">{e(r.shape_advice)} '
                      f'(<a href="{e(shape_analysis.TUTORIAL_URL)}">tutorial</a>)</div>')
+    alternating = r.frequency[r.frequency["alternating"].fillna(False).astype(bool)] if len(r.frequency) else r.frequency
+    if len(alternating):
+        names = ", ".join(f"{m}/{g}" for m, g in zip(alternating["model"], alternating["subgraph"]))
+        parts.append(f'<div class="card warn" id="alternating">Shapes alternate call by call in {e(names)} '
+                     "(A, B, A, B): the runtime compares with the last shape only, so with pre-allocated outputs "
+                     "on every such call throws the buffers away.</div>")
     parts.append(table(r.frequency, [("model", "model", None), ("subgraph", "subgraph", None), ("kind", "kind", None),
                                      ("calls", "calls", str), ("changes", "shape changes", str), ("share", "share", pct),
                                      ("distinct_shapes", "distinct shapes", str),
-                                     ("prealloc_changes", "changes with pre-alloc on", str)]))
+                                     ("prealloc_changes", "changes with pre-alloc on", str),
+                                     ("alternating", "alternating", lambda v: "yes" if _true(v) else "no")]))
     if len(r.changes):
-        parts.append(f"<p>Every change ({len(r.changes):,}):</p>")
-        parts.append(table(r.changes, max_rows=100, cols=[("inference", "inference", str), ("model", "model", None),
-                                       ("subgraph", "subgraph", None), ("old_shapes", "old shapes", None),
-                                       ("new_shapes", "new shapes", None),
-                                       ("outputs_discarded", "pre-allocated outputs thrown away",
-                                        lambda v: "yes" if v else "no"),
-                                       ("realloc_ns", "new allocation \u00b5s", us),
-                                       ("realloc_exposed_ns", "of which exposed \u00b5s", us),
-                                       ("realloc_bytes", "bytes", nbytes),
-                                       ("discarded_bytes", "buffer thrown away", nbytes)]))
+        parts.append(f"<p>The {len(r.changes):,} changes by transition (pre-allocated outputs on first; every "
+                     "change is a row of the timeline, <code>trtprof.load()</code>):</p>")
+        parts.append(table(r.transitions, max_rows=50, cols=[
+            ("model", "model", None), ("subgraph", "subgraph", None),
+            ("prealloc", "pre-allocated outputs", lambda v: "on" if _true(v) else "off"),
+            ("old_shapes", "old shapes", None), ("new_shapes", "new shapes", None), ("changes", "changes", str),
+            ("thrown_away", "buffers thrown away", str), ("realloc_us_median", "new allocation \u00b5s median",
+                                                          lambda v: _num(v, ".1f")),
+            ("exposed_us_median", "of which exposed \u00b5s median", lambda v: _num(v, ".1f")),
+            ("discarded_bytes", "bytes thrown away", nbytes)]))
     else:
         parts.append('<p class="muted">No input shape changed during the capture.</p>')
     return "".join(parts)
@@ -239,7 +272,7 @@ def _subgraphs(r: Results) -> str:
             "kernels busy: the time the GPU ran the call's kernels (union of their intervals, CUPTI), kernel span: "
             "first kernel start to last kernel end, idle in bracket: bracket minus busy; bound: launch-bound when "
             "the GPU was busy under half of the bracket while the host took at least 80 % of it. Host time of the "
-            "whole call; the cost of a graph break is the fallback's time plus the GPU idle gaps right before and "
+            "whole call; allocation counts cover every call (medians leave out the first call after a pre-allocation switch); the cost of a graph break is the fallback's time plus the GPU idle gaps right before and "
             "after it, per inference (an estimate).</p>"
             + table(r.subgraphs, [("model", "model", None), ("subgraph", "subgraph", None), ("kind", "kind", None),
                                   ("runtime", "runtime", None), ("calls", "calls", str),
