@@ -132,8 +132,8 @@ def _pass_end(entries: list[Entry], outputs: int) -> int | None:
     returns, or the buffers it keeps for the next call); everything else it allocates is freed
     within the call (2.11's fp32 staging of `at::empty(fp32).to(fp16)`, a dynamic workspace). The
     pass after the enqueue also frees the previous call's buffers, so the two passes differ and
-    cannot be found by comparing halves (issue 17: a shape change with pre-allocation on merged
-    both into one row). The second pass starts at the first allocation after the first pass's
+    cannot be found by comparing halves (comparing them merged a shape change with pre-allocation
+    on into one row). The second pass starts at the first allocation after the first pass's
     `outputs`-th kept block."""
     kept, last = [], {}
     for i, e in enumerate(entries):

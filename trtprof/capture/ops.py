@@ -1,6 +1,6 @@
 """Capture at the op `torch.ops.tensorrt.execute_engine`: one interception point for every engine.
 
-Why the op (issue 17): every Torch-TensorRT runtime since 2.11 runs an engine through this op, but
+Why the op: every Torch-TensorRT runtime since 2.11 runs an engine through this op, but
 what calls it differs. `TorchTensorRTModule.forward` (2.11-2.14) calls it with its engine; a saved,
 exported or loaded program (`torch_tensorrt.load(...).module()`) calls it from its graph with a
 `get_attr` of `<name>_engine` and has no runtime module at all; a 2.13+ PYTHON_ONLY build registers a
