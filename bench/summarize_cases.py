@@ -22,7 +22,7 @@ from trtprof.render.summary_text import render as summary_table  # noqa: E402
 def summarize(folder: Path) -> tuple[str, dict]:
     cap = trtprof.load_capture(folder)
     df = cap.timeline
-    r = analysis_report.analyse(df)
+    r = analysis_report.analyse(df, kernels=cap.kernels, meta=cap.meta)
     env = cap.meta.get("environment", {})
     lines = [f"capture {folder.name}: {' '.join(cap.meta.get('command', [])[-6:])}",
              f"{env.get('gpu')} | torch {env.get('torch')} | torch_tensorrt {env.get('torch_tensorrt')} | "
