@@ -204,3 +204,33 @@ def test_compare_figures_of_a_synthetic_pair_are_valid_and_mark_zero():
     lat = figs["latency"]
     assert [t["name"].split(" (")[0] for t in lat.data] == ["A", "B"]
     assert sum(lat.data[0]["y"]) == len(res.latency_a) and sum(lat.data[1]["y"]) == len(res.latency_b)
+
+
+def test_each_kernel_is_drawn_in_a_lane_of_its_cupti_stream(tmp_path):
+    """With kernels.parquet the timeline drew only each call's span; now each kernel is a bar of its
+    own, in a lane per CUPTI stream, coloured by the row it belongs to, its name escaped."""
+    from report_kinds import with_kernels
+
+    cap = load_capture(with_kernels(tmp_path / "cap"))
+    r, figs = _all_figures(cap)
+    assert not any("CUPTI" in n for n in _names(figs["timeline"]))  # not passed: not drawn
+    win, centre, why = timeline_fig.choose_window(cap.timeline, r.infs, r.changes, r.latency)
+    k = cap.kernels.assign(name="<b>gemm</b>")
+    fig = timeline_fig.timeline_figure(cap.timeline, win, centre, why, r.allocs, r.gaps, r.streams, kernels=k)
+    traces = [t for t in fig.data if "(CUPTI)" in t.get("name", "")]
+    assert {t["name"] for t in traces} >= {"kernel or copy of an engine (CUPTI)", "kernel or copy of a fallback (CUPTI)"}
+    lanes = fig.layout["yaxis"]["categoryarray"]
+    assert any(lane.startswith("kernels \u00b7 CUPTI stream") for lane in lanes)
+    hover = [h for t in traces for h in t["hovertext"]]
+    assert hover and all("&lt;b&gt;gemm" in h and "<b>gemm" not in h for h in hover)
+    rows = cap.timeline.merge(win, on=["pid", "inference"])
+    lo, hi = int(rows["host_start_ns"].min()), int(rows["gpu_end_ns"].dropna().max())
+    inside = ((k["end_ns"] >= lo) & (k["start_ns"] <= hi)).sum()
+    assert sum(len(t["base"]) for t in traces) == inside
+    timeline_fig.MAX_KERNELS, keep = 5, timeline_fig.MAX_KERNELS
+    try:
+        few = timeline_fig.timeline_figure(cap.timeline, win, centre, why, r.allocs, r.gaps, r.streams, kernels=k)
+    finally:
+        timeline_fig.MAX_KERNELS = keep
+    cut = [t for t in few.data if "(CUPTI)" in t.get("name", "")]
+    assert sum(len(t["base"]) for t in cut) == 5 and all("shown first" in t["name"] for t in cut)

@@ -169,6 +169,9 @@ def _timeline(cap: Capture, r: Results, fig, nsys=None) -> str:
     if filled:
         gpu = (f"kernel spans from the Nsight Systems import (first kernel or copy start to last end, "
                f"{filled} calls) drawn solid over faint CUDA-event brackets")
+    elif r.kernels and cap.kernels is not None:
+        gpu = ("kernel spans (first kernel start to last kernel end) drawn solid over faint CUDA-event brackets, "
+               "and below them each kernel and copy CUPTI recorded, one lane per CUPTI stream")
     elif r.kernels:
         gpu = "kernel spans (first kernel start to last kernel end) drawn solid over faint CUDA-event brackets"
     else:
@@ -184,7 +187,8 @@ def _timeline(cap: Capture, r: Results, fig, nsys=None) -> str:
     if win.empty:
         parts.append('<p class="muted">no inference recorded: nothing to draw</p>')
     else:
-        parts.append(fig(timeline_fig.timeline_figure(cap.timeline, win, centre, why, r.allocs, r.gaps, r.streams)))
+        parts.append(fig(timeline_fig.timeline_figure(cap.timeline, win, centre, why, r.allocs, r.gaps, r.streams,
+                                                      kernels=cap.kernels)))
     return "".join(parts)
 
 
