@@ -310,3 +310,20 @@ def test_page_says_unknown_and_why_for_cpp_allocations_without_kernels():
     assert e(r.overlap_caveat) in html and "<td class=\"n\">unknown</td>" in html
     _, with_kernels = _page("small-cpp")
     assert 'id="overlap-caveat"' not in with_kernels
+
+
+def test_copies_inside_calls_are_shown_as_their_cost():
+    """CUDA-graph per-engine mode copies inputs and outputs through staging buffers: the copies CUPTI
+    saw inside a call were in the timeline (copy_count, copy_ns) and shown nowhere."""
+    df, _ = case("small-cpp")
+    ex = df["event"] == "exec"
+    df = df.assign(copy_count=pd.array(np.where(ex, 2, pd.NA), dtype="Int64"),
+                   copy_ns=pd.array(np.where(ex, 3_000, pd.NA), dtype="Int64"))
+    r = analysis.analyse(df, n_boot=100)
+    row = r.subgraphs.set_index("subgraph").loc["_run_on_acc_0"]
+    assert row["copies_median"] == 2 and row["copy_us_median"] == pytest.approx(3.0)
+    from trtprof.render import report_html
+
+    cap = load_capture(CASES / "small-cpp")
+    html = report_html.render(type(cap)(timeline=df, meta=cap.meta, path=cap.path), r)
+    assert "copies / call" in html and '<td class="n">3.0</td>' in html

@@ -21,7 +21,8 @@ COLUMNS = ["model", "subgraph", "kind", "runtime", "calls", "gpu_ms_total", "gpu
            "enqueue_us_median", "allocs", "allocs_before_exec", "allocs_after_enqueue", "alloc_us_median",
            "alloc_ms_total", "hidden_ms_total", "exposed_ms_total", "bytes_total", "calls_preallocated",
            "calls_new_outputs", "shape_changes", "break_cost_us_per_inference", "kernels_median",
-           "kernel_busy_us_median", "kernel_span_us_median", "gpu_idle_us_median", "bound"]
+           "kernel_busy_us_median", "kernel_span_us_median", "gpu_idle_us_median", "copies_median",
+           "copy_us_median", "bound"]
 # `bound`, from medians per call where kernels were recorded: the GPU was busy less than half of the
 # call's event bracket while the host took at least 80 % of it -> the host (launching) sets the pace
 LAUNCH_BUSY_SHARE, LAUNCH_HOST_SHARE, GPU_BUSY_SHARE = 0.5, 0.8, 0.8
@@ -114,6 +115,9 @@ def table(df: pd.DataFrame, allocs: pd.DataFrame | None = None, breaks: pd.DataF
                              _ks=dur(timed, "kernel_first_ns", "kernel_last_ns"))
     else:
         timed = timed.assign(_kn=np.nan, _kb=np.nan, _ks=np.nan)
+    # copies CUPTI saw inside the call (a CUDA-graph replay's staging copies in per-engine mode)
+    timed = timed.assign(**{n: timed[c].astype("Float64").astype(float) if c in timed else np.nan
+                            for n, c in (("_cn", "copy_count"), ("_cns", "copy_ns"))})
     timed = timed.assign(_idle=timed["_gpu"] - timed["_kb"])
     tg = timed.groupby(KEYS, sort=False)
     out = out.join(pd.DataFrame({"gpu_ms_total": tg["_gpu"].sum(min_count=1) / 1e6,
@@ -122,7 +126,8 @@ def table(df: pd.DataFrame, allocs: pd.DataFrame | None = None, breaks: pd.DataF
                                  "kernels_median": tg["_kn"].median(),
                                  "kernel_busy_us_median": tg["_kb"].median() / 1e3,
                                  "kernel_span_us_median": tg["_ks"].median() / 1e3,
-                                 "gpu_idle_us_median": tg["_idle"].median() / 1e3}))
+                                 "gpu_idle_us_median": tg["_idle"].median() / 1e3,
+                                 "copies_median": tg["_cn"].median(), "copy_us_median": tg["_cns"].median() / 1e3}))
     out = out.join((kc.groupby(KEYS, sort=False)["_host"].median() / 1e3).rename("host_us_median"))
     ag = a[KEYS].assign(allocs_before_exec=_is(a["alloc_phase"], "before_exec"),
                         allocs_after_enqueue=_is(a["alloc_phase"], "after_enqueue")).groupby(KEYS, sort=False)

@@ -274,7 +274,9 @@ def _subgraphs(r: Results) -> str:
             '<p class="muted">Engines run in TensorRT; fallbacks are the parts PyTorch runs between them (graph '
             "breaks). Event bracket: the CUDA events around the call (the GPU's waiting for the host included); "
             "kernels busy: the time the GPU ran the call's kernels (union of their intervals, CUPTI), kernel span: "
-            "first kernel start to last kernel end, idle in bracket: bracket minus busy; bound: launch-bound when "
+            "first kernel start to last kernel end, idle in bracket: bracket minus busy; copies: the memory copies CUPTI "
+            "saw inside the call and their GPU time (in CUDA-graph per-engine mode, the staging copies in and out of "
+            "the graph's buffers); bound: launch-bound when "
             "the GPU was busy under half of the bracket while the host took at least 80 % of it. Host time of the "
             "whole call; allocation counts cover every call (medians leave out the first call after a pre-allocation switch); the cost of a graph break is the fallback's time plus the GPU idle gaps right before and "
             "after it, per inference (an estimate).</p>"
@@ -291,6 +293,8 @@ def _subgraphs(r: Results) -> str:
                        ("kernel_busy_us_median", "kernels busy \u00b5s median", lambda v: _num(v, ".1f")),
                        ("kernel_span_us_median", "kernel span \u00b5s median", lambda v: _num(v, ".1f")),
                        ("gpu_idle_us_median", "idle in bracket \u00b5s", lambda v: _num(v, ".1f")),
+                       ("copies_median", "copies / call", lambda v: _num(v, ".0f")),
+                       ("copy_us_median", "copy \u00b5s median", lambda v: _num(v, ".1f")),
                        ("bound", "bound", None)] if r.busy_source in ("kernels", "kernel spans") else [])))
 
 
