@@ -3,8 +3,9 @@
 It plays Torch-TensorRT 2.11, 2.12, 2.13 and 2.14 (`_fake.py` says what differs and which source
 each follows): the runtime classes with the interface and call structure of each version,
 `tensorrt::execute_engine` registered as a real torch custom op (`_ops.py`), the Python
-`TRTEngine` of 2.13+ PYTHON_ONLY builds, and the exporter's inlining of engines into a graph
-(`dynamo/_exporter.py`), computing with plain torch ops. The same trtprof code paths run against
+`TRTEngine` of 2.13+ PYTHON_ONLY builds, and `save` / `load` through `torch.export` (`_compile.py`;
+not torch_tensorrt's own `inline_trt_modules` exporter, which the GPU test runs), computing with
+plain torch ops. The same trtprof code paths run against
 the real runtime on the GPU machine (tests marked gpu).
 """
 from types import SimpleNamespace

@@ -24,7 +24,7 @@ import os
 import sys
 from contextlib import contextmanager
 
-VERSIONS = {"2.11": "2.11.0", "2.12": "2.12.0", "2.13": "2.13.0", "2.14": "2.14.0"}
+VERSIONS = {"2.11": "2.11.0", "2.12": "2.12.0", "2.13": "2.13.0", "2.14": "2.14.0a0"}  # main: no v2.14.0 tag was read
 
 
 class State:
