@@ -19,7 +19,7 @@ from report_helpers import EmptyCaptureError, render, write_report
 EVIL = ["<script>alert(1)</script>", "\"'><img src=x onerror=alert(1)>"]
 ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "script", "body", "main", "div", "b", "ul", "li", "h1",
                 "h2", "h3", "p", "dl", "dt", "dd", "code", "nav", "a", "table", "thead", "tbody", "tr", "th", "td",
-                "ol", "br", "sup"}
+                "ol", "br", "sup", "span"}
 
 
 class Tags(HTMLParser):

@@ -99,7 +99,7 @@ def test_report_renders_offline_and_screenshot(tmp_path):
     res = chromium(path.as_uri(), tmp_path, "--window-size=1280,1700", f"--screenshot={shot}")
     assert res.returncode == 0, res.stderr[-2000:]
     data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and 20_000 < len(data) < 300_000
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and 20_000 < len(data) < 500_000  # not blank, not runaway
     keep = ROOT / "build" / "report-screenshot.png"
     keep.parent.mkdir(exist_ok=True)
     keep.write_bytes(data)
