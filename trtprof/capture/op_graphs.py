@@ -107,8 +107,13 @@ def _regions(g, engines: list) -> list:
     return out
 
 
+def _engine_arg(node):
+    """The node an engine call takes its engine from (`execute_engine(inputs, engine)`), or None."""
+    return node.args[1] if len(node.args) > 1 else None
+
+
 def _attr_name(node) -> str | None:
-    eng = node.args[1] if len(node.args) > 1 else None
+    eng = _engine_arg(node)
     if getattr(eng, "op", None) == "get_attr":
         return _ENGINE_ATTR.sub("", eng.target).rsplit(".", 1)[-1]
     return None
@@ -129,7 +134,7 @@ def _acc_number(node):
 
 
 def _engine_of(gm, node):
-    eng = node.args[1] if len(node.args) > 1 else None
+    eng = _engine_arg(node)
     if getattr(eng, "op", None) != "get_attr":
         return None
     obj = gm
@@ -231,8 +236,7 @@ def runnable_graphs(ins) -> list:
 def _lifted(node) -> bool:
     """The engine comes in as an input (a lifted constant): the graph of an export, not one that
     runs by itself (torch_tensorrt.save's export leaves one, alive until its cycle is collected)."""
-    eng = node.args[1] if len(node.args) > 1 else None
-    return getattr(eng, "op", None) == "placeholder"
+    return getattr(_engine_arg(node), "op", None) == "placeholder"
 
 
 def _known(ins, gm, node) -> bool:

@@ -51,8 +51,6 @@ class ModelInfo:
         return [module for module, sub in self.children if sub.kind == "engine"]
 
 
-
-
 @dataclass(eq=False)
 class SubgraphInfo:
     name: str

@@ -190,9 +190,8 @@ def _kernels(fig: Fig, kernels: pd.DataFrame, rows: pd.DataFrame, t0: int, lanes
     ev = dict(zip(rows["seq"].astype("int64"), rows["event"].astype(object)))
     owner = [ev.get(int(q)) if not pd.isna(q) else None for q in k["seq"].astype(object)]
     names = k["name"].astype(object)
-    for label in sorted(set(f"kernels \u00b7 CUPTI stream {int(x)}" for x in k["stream"]), key=natural_key):
-        lanes.append(label)
     lane = [f"kernels \u00b7 CUPTI stream {int(x)}" for x in k["stream"]]
+    lanes.extend(sorted(set(lane), key=natural_key))
     for what, color in [("exec", COLORS["engine"]), ("fallback", COLORS["fallback"]), (None, COLORS["idle"])]:
         m = np.array([o == what if what else o not in ("exec", "fallback") for o in owner], bool)
         if not m.any():
