@@ -5,8 +5,8 @@
     python3 bench/bench_hot_path.py --frames [--tree DIR]    # Python frames recording adds per inference
 
 Why a CPU stand-in: the hot path's cost on the GPU host is Python frames, attribute reads and dict
-lookups; the CPU runs the same code against tests/fake_trt (the runtime classes) and pure-Python
-CUDA events (tests/gpu_doubles.py through the real GpuClock), so a change to the hot path can be
+lookups; the CPU runs the same code against support/fake_trt (the runtime classes) and pure-Python
+CUDA events (support/gpu_doubles.py through the real GpuClock), so a change to the hot path can be
 measured without the device. What it cannot show: the cost of the real CUDA calls (event record
 ~3 us, torch.cuda.current_stream() ~7.5 us on the H100 host: bench_hooks.py measures those there).
 
@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _setup(tree=None):
     """The stand-in torch_tensorrt and the real GpuClock over pure-Python events; `tree`: a folder
     holding another version of the trtprof package (before/after a change, e.g. `git archive`)."""
-    sys.path[:0] = [str(tree or ROOT), str(ROOT / "tests" / "fake_trt"), str(ROOT / "tests")]
+    sys.path[:0] = [str(tree or ROOT), str(ROOT / "support" / "fake_trt"), str(ROOT / "support")]
     import torch
     import torch_tensorrt  # noqa: F401  (the stand-in)
     from gpu_doubles import Graph, fake_torch

@@ -1,6 +1,6 @@
 """What capturing at the op costs against today's module-class hooks, in the same run, side by side.
 
-    python3 bench/bench_op_path.py                 # CPU, the stand-in torch_tensorrt (tests/fake_trt)
+    python3 bench/bench_op_path.py                 # CPU, the stand-in torch_tensorrt (support/fake_trt)
     python3 bench/bench_op_path.py --gpu           # the GPU machine: real torch_tensorrt, C++ runtime
     python3 bench/bench_op_path.py --gpu --out reports/bench   # also writes bench_op_path.json
 
@@ -32,7 +32,7 @@ def _models(gpu: bool):
     """(live model, exported program, example input, input maker)."""
     import torch
     if not gpu:
-        sys.path[:0] = [str(ROOT / "tests" / "fake_trt"), str(ROOT / "tests")]
+        sys.path[:0] = [str(ROOT / "support" / "fake_trt"), str(ROOT / "support")]
         import torch_tensorrt  # noqa: F401  (the stand-in)
         from cpu_models import partitioned
         live = partitioned("cpp")
@@ -42,7 +42,7 @@ def _models(gpu: bool):
         return live, ep, x
     import torch_tensorrt
 
-    class TwoEngines(torch.nn.Module):  # tests/gpu/two_engines.py
+    class TwoEngines(torch.nn.Module):  # support/gpu/two_engines.py
         def __init__(self):
             super().__init__()
             self.a, self.b = torch.nn.Linear(256, 256), torch.nn.Linear(256, 256)

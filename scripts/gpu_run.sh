@@ -103,7 +103,7 @@ for s in $steps; do
     if command -v nsys >/dev/null; then
       log nsys
       timeout 200 nsys profile -t cuda,nvtx --force-overwrite true -o "$w/two" python3 -m trtprof capture -o "$w/two-cap" \
-        tests/gpu/two_engines.py python "$w/two-sched.json" 2>&1 | quiet > "$w/nsys.txt"
+        support/gpu/two_engines.py python "$w/two-sched.json" 2>&1 | quiet > "$w/nsys.txt"
       timeout 100 nsys export --type sqlite --force-overwrite true -o "$w/two.sqlite" "$w/two.nsys-rep" >> "$w/nsys.txt" 2>&1
       python3 -m trtprof nsys-import "$w/two-cap" "$w/two.sqlite" >> "$w/nsys.txt" 2>&1
       ls -la "$w" >> "$w/nsys.txt"

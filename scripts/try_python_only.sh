@@ -21,7 +21,7 @@ print(t.ENABLED_FEATURES)
 import torch_tensorrt.dynamo.runtime as r
 print('runtime classes', [n for n in dir(r) if 'Module' in n or 'Engine' in n])
 print('execute_engine op', hasattr(torch.ops.tensorrt, 'execute_engine'))"
-step capture python3 -m trtprof capture -o "$out/python-only-cap" tests/gpu/two_engines.py cpp "$out/sched.json"
+step capture python3 -m trtprof capture -o "$out/python-only-cap" support/gpu/two_engines.py cpp "$out/sched.json"
 step rows python3 -c "
 import sys, trtprof
 c = trtprof.load_capture(sys.argv[1])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-FAKE_TRT = Path(__file__).parent / "fake_trt"
+FAKE_TRT = Path(__file__).parent.parent / "support" / "fake_trt"
 REAL_TRT = importlib.util.find_spec("torch_tensorrt") is not None
 
 
@@ -19,8 +19,9 @@ def _cuda() -> bool:
 
 
 HAVE_GPU = _cuda() and REAL_TRT
-# the helpers beside the tests (cpu_models, report_helpers) for tests in sub-folders (tests/gpu), and
-# the one timeline simulator the tests and the benchmarks share (support/synthetic.py)
+# the helpers beside the tests (report_helpers, nsys_synth) for tests in sub-folders (tests/gpu), and
+# what the tests share with the benchmarks and the GPU scripts (support/: the timeline simulator
+# synthetic.py, the small CPU models, the pure-Python CUDA doubles, the GPU workloads in support/gpu)
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parent.parent / "support")]
 if not REAL_TRT:  # CPU CI: the stand-in plays torch_tensorrt
     sys.path.insert(0, str(FAKE_TRT))

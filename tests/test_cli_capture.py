@@ -76,7 +76,7 @@ def test_exit_codes(tmp_path, fake_env, body, code, text):
 
 @pytest.mark.fake_trt
 def test_script_exception_one_line_and_capture_kept(tmp_path, fake_env):
-    s = _script(tmp_path, MODEL.format(tests=str(ROOT / "tests")) + "\nraise RuntimeError('engine exploded')\n")
+    s = _script(tmp_path, MODEL.format(tests=str(ROOT / "support")) + "\nraise RuntimeError('engine exploded')\n")
     r = _run(["-o", str(tmp_path / "cap"), str(s)], tmp_path, fake_env)
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
@@ -89,7 +89,7 @@ def test_script_exception_one_line_and_capture_kept(tmp_path, fake_env):
 
 @pytest.mark.fake_trt
 def test_summary_and_default_folder(tmp_path, fake_env):
-    s = _script(tmp_path, MODEL.format(tests=str(ROOT / "tests")))
+    s = _script(tmp_path, MODEL.format(tests=str(ROOT / "support")))
     r = _run([str(s)], tmp_path, fake_env)
     assert r.returncode == 0, r.stderr
     folders = list((tmp_path / "reports").iterdir())
@@ -132,7 +132,7 @@ def test_without_torch_tensorrt_says_so(tmp_path):
 @pytest.mark.fake_trt
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_keeps_capture(tmp_path, fake_env, sig, code):
-    body = MODEL.format(tests=str(ROOT / "tests")) + textwrap.dedent("""
+    body = MODEL.format(tests=str(ROOT / "support")) + textwrap.dedent("""
         open("ready", "w").close()
         import time
         while True:

@@ -1,8 +1,8 @@
 """Captures under Torch-TensorRT's CUDA-graph modes, on CPU.
 
-The stand-in (`tests/fake_trt`: `runtime/_cudagraphs.py`, `_CudaGraphsTorchTensorRTModule.py`, the
+The stand-in (`support/fake_trt`: `runtime/_cudagraphs.py`, `_CudaGraphsTorchTensorRTModule.py`, the
 Python runtime's per-engine path) follows v2.11.0's source; the real GpuClock runs against
-pure-Python events and `torch.cuda.CUDAGraph` is the tests' double (tests/gpu_doubles.py), so the
+pure-Python events and `torch.cuda.CUDAGraph` is the tests' double (support/gpu_doubles.py), so the
 capture counter, the wrapper hooks and the replay hook are trtprof's own code. The same paths run for
 real in tests/gpu/test_gpu_cudagraphs.py.
 """

@@ -126,7 +126,7 @@ def test_every_printed_line_is_escaped(tmp_path, fake_env):
     script = d / f"job{HOSTILE}.py"
     script.write_text(f"""
 import sys
-sys.path.insert(0, {str(Path(__file__).parent)!r})
+sys.path.insert(0, {str(Path(__file__).parent.parent / "support")!r})
 import torch
 from cpu_models import partitioned
 m = partitioned("python")

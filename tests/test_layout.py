@@ -99,9 +99,33 @@ def test_commands_that_read_captures_load_no_torch(argv, tmp_path):
     assert got["torch"] is False
 
 
+def _tests_paths(p: Path) -> list[str]:
+    """Where a file outside tests/ names the tests folder as a path: a Python string without spaces
+    (a path, not prose) with a `tests` component or an import of it; a shell line (not a comment) that
+    names tests/ other than to hand it to pytest (scripts/gpu_tests.sh runs the GPU tests)."""
+    if p.suffix == ".py":
+        tree = ast.parse(p.read_text(), str(p))
+        hits = [f"{p.name}:{line} imports {m}" for m, line in _imports(p) if m.split(".")[0] == "tests"]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and " " not in node.value \
+                    and "tests" in node.value.replace("\\", "/").split("/"):
+                hits.append(f"{p.name}:{node.lineno} {node.value!r}")
+        return hits
+    if p.suffix == ".sh":
+        return [f"{p.name}:{i} {line.strip()}" for i, line in enumerate(p.read_text().splitlines(), 1)
+                if "tests/" in line and not line.lstrip().startswith("#") and "pytest" not in line]
+    return []
+
+
 def test_scripts_do_not_reach_into_tests():
-    for folder in ("scripts", "bench", "examples"):
-        for p in (ROOT / folder).glob("*"):
-            if p.is_file():
-                assert "tests" not in {m.split(".")[0] for m, _ in _imports(p)} if p.suffix == ".py" else True, p
-                assert "sys.path.insert(0, str(ROOT / \"tests\"))" not in p.read_text(errors="replace"), p
+    """Benchmarks, scripts, examples and the shared support/ stand on their own: what tests and they
+    share (the CPU stand-in, the CUDA doubles, the GPU workloads) lives in support/."""
+    hits = [h for folder in ("scripts", "bench", "examples", "support")
+            for p in sorted((ROOT / folder).rglob("*")) if p.is_file() for h in _tests_paths(p)]
+    assert not hits, "\n".join(hits)
+
+
+def test_the_check_for_tests_paths_can_fail(tmp_path):
+    (tmp_path / "b.py").write_text('import sys\nsys.path.insert(0, str(ROOT / "tests"))\n')
+    (tmp_path / "c.sh").write_text("python3 tests/gpu/x.py\n# tests/ in a comment\npytest tests/gpu\n")
+    assert len(_tests_paths(tmp_path / "b.py")) == 1 and len(_tests_paths(tmp_path / "c.sh")) == 1

@@ -362,7 +362,7 @@ def fake_nsys(tmp_path, fake_env):
     bin_dir = tmp_path / "bin"
     nsys_synth.install_fake_nsys(bin_dir)
     job = tmp_path / "job.py"
-    job.write_text(textwrap.dedent(JOB.format(tests=str(Path(__file__).parent))))
+    job.write_text(textwrap.dedent(JOB.format(tests=str(Path(__file__).parent.parent / "support"))))
     env = dict(fake_env, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", FAKE_NSYS_LOG=str(tmp_path / "nsys.log"))
     return job, env, tmp_path / "nsys.log"
 

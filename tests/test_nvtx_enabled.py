@@ -25,7 +25,7 @@ def test_capture_with_nvtx_tool_attached(tmp_path, fake_env, injection):
     s = tmp_path / "job.py"
     s.write_text(textwrap.dedent(f"""
         import sys
-        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        sys.path.insert(0, {str(ROOT / 'support')!r})
         import nvtx, torch, torch_tensorrt
         from cpu_models import partitioned
         assert type(nvtx.get_domain("trtprof")).__name__ == "Domain"  # a real one: a tool is attached

@@ -1,4 +1,4 @@
-"""The op path on CPU, for every version the stand-in plays (tests/fake_trt: 2.11-2.14, each modelled
+"""The op path on CPU, for every version the stand-in plays (support/fake_trt: 2.11-2.14, each modelled
 on its tag's source): live modules, a Python TRTEngine (2.13+ PYTHON_ONLY), exported and saved/loaded
 programs with their fallback regions, output-allocator rows, and that everything is put back.
 The same capture code runs against the real 2.11 on the GPU machine (tests/gpu/test_gpu_ops.py)."""

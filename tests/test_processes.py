@@ -21,7 +21,7 @@ from trtprof.timeline import store
 
 pytestmark = pytest.mark.fake_trt
 
-TESTS = str(Path(__file__).resolve().parent)
+TESTS = str(Path(__file__).resolve().parent.parent / "support")
 MODEL = f"""
 import os, sys, time
 sys.path.insert(0, {TESTS!r})

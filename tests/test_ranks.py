@@ -56,7 +56,7 @@ dist.destroy_process_group()
 
 def _torchrun(tmp_path, env, out, *extra):
     job = tmp_path / "job.py"
-    job.write_text(JOB.format(tests=str(ROOT / "tests"), sleep=SLEEP_MS, n=N))
+    job.write_text(JOB.format(tests=str(ROOT / "support"), sleep=SLEEP_MS, n=N))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "trtprof", "capture", *extra, "-o", str(out), str(job)]
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
@@ -67,7 +67,7 @@ def run(tmp_path_factory):
     """The torchrun of two ranks, once for the module's tests."""
     tmp = tmp_path_factory.mktemp("ranks")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests" / "fake_trt"), str(ROOT)])
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "support" / "fake_trt"), str(ROOT)])
     out = tmp / "run"
     r = _torchrun(tmp, env, out)
     return tmp, env, out, r

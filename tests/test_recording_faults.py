@@ -1,7 +1,7 @@
 """Recording under faults: an event CUDA cannot resolve, a stream capture in progress, a disk that
 refuses the spill. None of them may cost the other rows or raise into the user's model call.
 
-The real GpuClock runs on CPU against pure-Python events (tests/gpu_doubles.py); the stream-capture
+The real GpuClock runs on CPU against pure-Python events (support/gpu_doubles.py); the stream-capture
 door (torch.cuda.CUDAGraph) is replaced by a double, so the check itself is what is tested.
 """
 import pytest

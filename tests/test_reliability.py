@@ -22,7 +22,7 @@ from trtprof.timeline import store
 from trtprof.timeline.store import CaptureError, CaptureWriter
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = str(ROOT / "tests")
+TESTS = str(ROOT / "support")
 
 MODEL = f"""
 import os, sys

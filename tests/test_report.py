@@ -268,7 +268,7 @@ def test_capture_writes_the_report_unless_told_not_to(tmp_path, fake_env):
     script = tmp_path / "job.py"
     script.write_text("import sys, torch\nsys.path.insert(0, %r)\nfrom cpu_models import partitioned\n"
                       "m = partitioned('python')\nfor _ in range(4):\n    m(torch.randn(2, 8))\n"
-                      % str(Path(__file__).parent))
+                      % str(Path(__file__).parent.parent / "support"))
 
     def capture(*extra):
         return subprocess.run([sys.executable, "-m", "trtprof", "capture", *extra, str(script), "<b>arg</b>"],

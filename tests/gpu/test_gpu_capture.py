@@ -1,7 +1,7 @@
 """On the GPU machine: real Torch-TensorRT, both runtimes, captured through `trtprof capture`.
 
 Run with scripts/gpu_tests.sh (skipped without CUDA + torch_tensorrt). The workload
-(tests/gpu/two_engines.py) has two engines around a forced graph break, a dynamic batch and a
+(support/gpu/two_engines.py) has two engines around a forced graph break, a dynamic batch and a
 fixed schedule of pre-allocation on/off and shape changes, which it writes out so every row can be
 checked against what really ran.
 """
@@ -26,7 +26,7 @@ def captured(request, tmp_path_factory):
     sched = tmp / "schedule.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-m", "trtprof", "capture", "-o", str(tmp / "cap"),
-                           str(ROOT / "tests/gpu/two_engines.py"), request.param, str(sched)],
+                           str(ROOT / "support/gpu/two_engines.py"), request.param, str(sched)],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cap = trtprof.load_capture(tmp / "cap")
@@ -91,7 +91,7 @@ def _capture_with(tmp_path, runtime, *options):
     sched = tmp_path / "schedule.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-m", "trtprof", "capture", *options, "-o", str(tmp_path / "cap"),
-                           str(ROOT / "tests/gpu/two_engines.py"), runtime, str(sched)],
+                           str(ROOT / "support/gpu/two_engines.py"), runtime, str(sched)],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return trtprof.load_capture(tmp_path / "cap"), json.loads(sched.read_text())["schedule"]

@@ -29,7 +29,7 @@ def captured(request, tmp_path_factory):
     res = tmp / "result.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-m", "trtprof", "capture", "-o", str(tmp / "cap"),
-                           str(ROOT / "tests/gpu/cudagraphs_workload.py"), runtime, kind, str(res)],
+                           str(ROOT / "support/gpu/cudagraphs_workload.py"), runtime, kind, str(res)],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return runtime, kind, trtprof.load_capture(tmp / "cap"), json.loads(res.read_text())

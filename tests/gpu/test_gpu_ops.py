@@ -2,7 +2,7 @@
 
 `torch_tensorrt.save` (dynamic batch) then `torch_tensorrt.load(...).module()` gives a graph that calls
 `tensorrt::execute_engine` from its nodes (no runtime module); trtprof captures it at the op. The same
-schedule (tests/gpu/two_engines.py: batch changes, pre-allocation flips) runs on the live module and on
+schedule (support/gpu/two_engines.py: batch changes, pre-allocation flips) runs on the live module and on
 the loaded graph, each under `trtprof capture`, and the engine, allocation and fallback rows must match.
 """
 import json
@@ -25,7 +25,7 @@ def _capture(tmp_path, mode):
     sched = tmp_path / f"{mode}.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-m", "trtprof", "capture", "-o", str(tmp_path / mode),
-                           str(ROOT / "tests/gpu/two_engines.py"), "cpp", str(sched), mode],
+                           str(ROOT / "support/gpu/two_engines.py"), "cpp", str(sched), mode],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return trtprof.load_capture(tmp_path / mode), json.loads(sched.read_text())

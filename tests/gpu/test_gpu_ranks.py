@@ -24,7 +24,7 @@ def folder(request, tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                NCCL_NVLS_ENABLE="0", TORCH_SYMM_MEM_DISABLE_MULTICAST="1", NVSHMEM_DISABLE_NVLS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "-m", "trtprof", "capture", "-o", str(out), str(ROOT / "tests/gpu/ranks_job.py"), str(N),
+                           "-m", "trtprof", "capture", "-o", str(out), str(ROOT / "support/gpu/ranks_job.py"), str(N),
                            request.param], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc.stderr

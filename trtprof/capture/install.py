@@ -44,7 +44,7 @@ _PATCHES = (
 )
 _RUNTIME_MODULE = "torch_tensorrt.dynamo.runtime"
 # Versions whose runtime trtprof was checked against on a GPU (call structure of the two runtime
-# classes), and those it follows from their source (CPU stand-ins, tests/fake_trt). Others are
+# classes), and those it follows from their source (CPU stand-ins, support/fake_trt). Others are
 # captured the same way (through the op), with a note saying so.
 TESTED_VERSIONS = ("2.11",)
 SEEN_VERSIONS = ("2.11", "2.12", "2.13", "2.14")

@@ -3,7 +3,7 @@
 `Context` plays IExecutionContext: addresses are tensors, execution is a torch function, and with
 an output allocator set it asks it for memory during `execute_async_v3` (as TensorRT calls
 `reallocateOutputAsync` / `notify_shape` inside enqueueV3). Enqueued while the tests' CUDA-graph
-double (tests/gpu_doubles.py) records, the work goes into that graph and runs at its `replay()`, as
+double (support/gpu_doubles.py) records, the work goes into that graph and runs at its `replay()`, as
 kernels launched on a capturing stream do. `DynamicOutputAllocator` follows the
 class of that name in v2.11.0 `_PythonTorchTensorRTModule.py` and v2.13.0 `_TRTEngine.py`.
 """

@@ -10,7 +10,7 @@ capture; outside whole-graph mode it resets the graph and calls the module. `tor
 is written out as what it calls: `capture_begin()` / `capture_end()` on the graph.
 
 What differs, because a CPU has no CUDA graph: `torch.cuda.CUDAGraph` is the tests' double
-(tests/gpu_doubles.py). Engine work is recorded by it during the capture and re-run by `replay()`
+(support/gpu_doubles.py). Engine work is recorded by it during the capture and re-run by `replay()`
 (the stand-in's TensorRT context enqueues into it); torch ops of fallback subgraphs run once, at the
 capture, and are not replayed, so replayed outputs keep the fallbacks' values of the capture. No
 trtprof test reads those values. Warm-up inputs are random tensors of `self.inputs`' shapes (the
