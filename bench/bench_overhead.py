@@ -3,6 +3,7 @@ and under torch.profiler; interleaved blocks, one process, one compile; optional
 
     source .trtbundle/activate.sh && python3 bench/bench_overhead.py --runtime cpp --out reports/bench
     ... bench_overhead.py --goal --runtime cpp|python [--graph-breaks] --pairs 1000   # issue 22's figures
+    ... bench_overhead.py --goal --profile 30 --pairs 400   # and where the extra time goes, by function
 
 Each round runs every mode for --iters timed inferences (synchronize after each, like the tutorial);
 the order of modes rotates from round to round so drift hits all modes alike; rounds are short so that
@@ -14,7 +15,9 @@ trtprof recorded (host time of its inference rows) against the no-tool median.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import statistics
 import sys
 import tempfile
@@ -105,6 +108,7 @@ def toggled(trt, inputs, args, tmp, config):
     rnd = random.Random(0)
     on, off, diff, host_diff = [], [], [], []
     warm = 20
+    prof = {"on": cProfile.Profile(), "off": cProfile.Profile()} if args.profile else None
     try:
         timed(trt, inputs, warm)  # anchors the GPU clock, starts the allocator log
         for _ in range(args.pairs or args.blocks * args.iters):
@@ -112,7 +116,11 @@ def toggled(trt, inputs, args, tmp, config):
             got = {}
             for arm in arms:
                 (s.resume if arm == "on" else s.pause)()  # pausing also switches kernel activity off
+                if prof:
+                    prof[arm].enable()
                 got[arm] = timed_once(trt, inputs)
+                if prof:
+                    prof[arm].disable()
             s.resume()
             on.append(got["on"][1])
             off.append(got["off"][1])
@@ -139,7 +147,29 @@ def toggled(trt, inputs, args, tmp, config):
             # every inference recorded: trtprof's latency of each 'on' inference (the report's rule:
             # host start to the later of host end and GPU end) against the 'off' one of its pair
             **(own or {}),
-            "kernels_recorded": bool(cap.meta.get("kernels", {}).get("recorded"))}
+            "kernels_recorded": bool(cap.meta.get("kernels", {}).get("recorded")),
+            **({"profile": extra_own_time(prof, n, args.profile)} if prof else {})}
+
+
+def extra_own_time(prof: dict, pairs: int, top: int) -> list:
+    """Where a recorded inference's extra time goes: per function, own time (cProfile's tottime) in
+    the 'on' arm minus the 'off' arm, per inference, largest first, with the extra calls. Under
+    cProfile every Python call costs more, so the shares matter, not the sum; CUDA calls made from C++
+    (inside the engine) are not split out."""
+    own = {}
+    for arm, pr in prof.items():
+        for k, v in pstats.Stats(pr).stats.items():
+            name = f"{k[0].rsplit('/', 2)[-1]}:{k[1]}({k[2]})"
+            got = own.setdefault(name, {"on": (0, 0.0), "off": (0, 0.0)})
+            got[arm] = (v[0], v[2])
+    rows = sorted(((v["on"][1] - v["off"][1]) / pairs * 1e6, (v["on"][0] - v["off"][0]) / pairs, k)
+                  for k, v in own.items())
+    rows.reverse()
+    print(f"extra own time under cProfile: {sum(r[0] for r in rows):.1f} us per inference", file=sys.stderr)
+    for us, calls, k in rows[:top]:
+        print(f"  {us:9.2f} us  {calls:7.1f} calls  {k}", file=sys.stderr)
+    return [{"us_per_inference": round(us, 2), "calls_per_inference": round(calls, 2), "function": k}
+            for us, calls, k in rows[:top]]
 
 
 def paired_own(df, off: list, warm: int) -> dict | None:
@@ -211,6 +241,9 @@ def main(argv=None):
     p.add_argument("--toggle-configs", default="trtprof,trtprof-minimal,trtprof-s10,trtprof-minimal-s10",
                    help="the captures --toggle measures, named like the trtprof modes")
     p.add_argument("--pairs", type=int, default=None, help="pairs per --toggle capture (default blocks x iters)")
+    p.add_argument("--profile", type=int, default=0, metavar="TOP",
+                   help="run each --toggle capture's two arms under cProfile and give the TOP functions by extra "
+                        "own time per recorded inference (the ratios are then not the published ones)")
     p.add_argument("--goal", action="store_true",
                    help="issue 22's measurement only: the full level recording every inference, with and without "
                         "kernel activity, paired on/off against no tool (--toggle), and trtprof's own latency "

@@ -3,7 +3,7 @@
 # OUT/gpu-results.tar.gz (the device returns at most 8 files), re-made after each step.
 # CASES ("name iters every;...") and CASES_RT choose the cases step's captures.
 #   source .trtbundle/activate.sh && bash scripts/gpu_run.sh "$OUT" [steps...]
-# steps: probe tests cudagraphs python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken goal hooks nsys nsys-acc profile cases
+# steps: probe tests cudagraphs python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken goal goal-profile hooks nsys nsys-acc profile cases
 #        ranks (two ranks sharing one GPU) ranks2 (one rank per GPU, on nvidia-h200-x2) (default: tests bert bench nsys)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +51,11 @@ for s in $steps; do
       set -- $c
       log "goal $*"; timeout "$3" python3 bench/bench_overhead.py --goal --runtime "$1" --pairs "$2" ${4:-} \
         --out "$w/bench" 2>&1 | quiet | tail -60 > "$w/goal-$1${4:+-broken}.txt"; log "goal $1 ${4:-} rc=${PIPESTATUS[0]}"
+    done;;
+  goal-profile)  # issue 22: where a recorded inference's extra time goes, by function (cProfile, both arms)
+    for rt in ${PROFILE_RT:-cpp python}; do
+      log "goal profile $rt"; timeout ${PROFILE_TIMEOUT:-150} python3 bench/bench_overhead.py --goal --profile 40 \
+        --runtime "$rt" --pairs ${PROFILE_PAIRS:-300} --out "$w/profile-$rt" 2>&1 | quiet | tail -100 > "$w/goal-profile-$rt.txt"
     done;;
   hooks)
     log hooks; timeout 200 python3 bench/bench_hooks.py --out "$w/bench" 2>&1 | quiet > "$w/bench-hooks.txt";;
