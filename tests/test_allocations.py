@@ -188,3 +188,32 @@ def test_output_allocator_one_group():
     e = [Entry(100, "alloc", 1, 4096, 0), Entry(200, "alloc", 2, 4096, 0)]
     [g] = group_call(e, prealloc=False, expect_after=False, outputs=1, output_allocator=True)
     assert g.phase == "output_allocator" and g.count == 2 and g.bytes == 8192
+
+
+def test_an_allocator_history_that_fails_costs_the_allocations_not_the_call():
+    """A torch whose history refuses to start, or whose snapshot raises at a safe point: the C++
+    calls keep their rows (ready, no allocation groups), the log is dropped, the reason is kept."""
+    import types
+
+    from trtprof.capture import engines
+    from trtprof.capture.allocations import AllocatorLog
+
+    class Refusing(_Memory):
+        def _record_memory_history(self, *a, **kw):
+            raise RuntimeError("record_context_cpp is not supported on this platform")
+
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(memory=Refusing(), current_device=lambda: 0))
+    log = AllocatorLog(fake)
+    assert log.start_safely() is False and not log.active and log.failed.startswith("RuntimeError: record_context")
+
+    class Broken(_Memory):
+        def _snapshot(self):
+            raise RuntimeError("CUDA error: an illegal memory access")
+
+    log = _log(Broken())
+    frames = [SimpleNamespace(t0=1, t1=2, prealloc=False, expect_after=False, out_shapes=[(2, 8)],
+                              output_allocator=False, ready=False, groups=None)]
+    ins = SimpleNamespace(cpp_pending=list(frames), alloc_log=log, alloc_failed=None)
+    engines.harvest_cpp(ins)
+    assert frames[0].ready and frames[0].groups == [] and ins.alloc_log is None
+    assert "illegal memory access" in ins.alloc_failed

@@ -80,6 +80,9 @@ def test_whole_graph_mode_keeps_every_row(tmp_path, gpu, runtime):
     warm = df[df.inference.between(10, 12) & (df.event == "exec")]
     assert len(warm) == 6 and (warm.cudagraph == "warmup").all() and warm.gpu_end_ns.notna().all()
     assert any("ran while a CUDA graph was being captured" in n for n in cap.meta["notes"])
+    # said plainly: a replay's time and kernels cannot be split by engine or fallback
+    said = [n for n in cap.meta["notes"] if "whole-graph CUDA-graph replay" in n]
+    assert len(said) == 1 and said[0].startswith("29 whole-graph") and "no per-subgraph rows" in said[0]
 
 
 @pytest.mark.parametrize("runtime", ["python", "cpp"])

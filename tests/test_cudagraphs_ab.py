@@ -119,3 +119,36 @@ def test_no_section_without_cuda_graphs(tmp_path, gpu):
     from trtprof.analysis import cudagraphs, latency
     df = _run(tmp_path, _single("cpp"), n=10).timeline
     assert cudagraphs.compare(df, latency.inference_latency(df)) == []
+
+
+def test_the_cli_flag_reaches_the_runtime(tmp_path, gpu):
+    """`trtprof capture --cudagraphs alternate:5` through the CLI itself (in-process, so the CUDA
+    doubles stay installed): the option lands in meta.json and flips the mode every 5 inferences."""
+    from click.testing import CliRunner
+
+    from trtprof.cli import main
+    script = tmp_path / "job.py"
+    script.write_text("import torch\nfrom cpu_models import partitioned\nm = partitioned('cpp')\n"
+                      "with torch.no_grad():\n    for _ in range(20):\n        m(torch.randn(2, 8))\n")
+    r = CliRunner().invoke(main, ["capture", "-q", "--no-report", "--cudagraphs", "alternate:5",
+                                  "-o", str(tmp_path / "cap"), str(script)])
+    assert r.exit_code == 0, r.output
+    cap = trtprof.load_capture(tmp_path / "cap")
+    assert cap.meta["options"]["cudagraphs"] == "alternate:5"
+    inf, cg = _cg(cap.timeline)
+    # the model is found inside its first call (no instrument() in the script): inference 0 has its
+    # engine rows but no inference row of its own; the flips still count it
+    assert list(inf.inference) == list(range(1, 20)) and (cap.timeline.inference == 0).any()
+    assert cg == [None] * 4 + ["per-engine"] * 5 + [None] * 5 + ["per-engine"] * 5
+    assert any("allocator's history failed" in n for n in cap.meta["notes"])  # the CPU torch has none
+
+
+@pytest.mark.parametrize("bad", ["alternate:0", "sometimes"])
+def test_the_cli_refuses_a_bad_spec_in_one_line(tmp_path, bad):
+    from click.testing import CliRunner
+
+    from trtprof.cli import main
+    (tmp_path / "x.py").write_text("")
+    r = CliRunner().invoke(main, ["capture", "--cudagraphs", bad, str(tmp_path / "x.py")])
+    assert r.exit_code == 2 and "--cudagraphs" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "trtprof-x").exists()

@@ -51,6 +51,8 @@ def test_every_row_is_there(captured):
         inner = df[(df.inference == 13) & (df.event != "inference")]
         assert len(inner) and (inner.cudagraph == "capture").all() and inner.gpu_start_ns.isna().all()
         assert set(df[df.inference.between(14, 42)].event) == {"inference"}
+        said = [n for n in cap.meta["notes"] if "whole-graph CUDA-graph replay" in n]
+        assert len(said) == 1 and said[0].startswith("29 ") and "no per-subgraph rows" in said[0]
     else:
         assert ran["wrapper"] != "CudaGraphsTorchTensorRTModule" and ran["mode"] == 1
         assert list(inf.inference) == list(range(45))

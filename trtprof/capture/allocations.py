@@ -41,6 +41,7 @@ class AllocatorLog:
         self.max_entries = max_entries
         self.active = False
         self.dropped = False
+        self.failed = None  # why the history could not be started or read, one line
         self.clears = True  # clear the history after each harvest (when this torch can)
         self.skips = True  # ask the allocator not to record actions we never read (when it can)
 
@@ -59,6 +60,15 @@ class AllocatorLog:
             self.start(clear)
             return
         self.active = True
+
+    def start_safely(self) -> bool:
+        """start(), on the hot path (inside the first C++ engine call): a torch without the history,
+        or one that refuses it, costs the capture its C++ allocations, never the user's call."""
+        try:
+            self.start()
+        except Exception as e:  # noqa: BLE001
+            self.failed = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}"
+        return self.active
 
     def stop(self) -> None:
         if self.active:

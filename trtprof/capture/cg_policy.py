@@ -92,8 +92,18 @@ def start(ins, policy, notes: list, version: str) -> list:
     return guard(modes, policy)
 
 
-def stop(ins, policy, notes: list) -> None:
-    """At the end: the mode the script had before, and one note per thing to say."""
+REPLAY_NOTE = ("{n} whole-graph CUDA-graph replay(s): each is one inference row timed as a whole. A replay "
+               "runs no engine or fallback call, and the graph's kernels carry no mark of the subgraph they "
+               "came from, so replays have no per-subgraph rows, times or kernels; {kernels}")
+
+
+def stop(ins, policy, notes: list, kernels: bool = False) -> None:
+    """At the end: the mode the script had before, and one note per thing to say (`kernels`: CUPTI
+    kernel activity was recorded)."""
+    if ins.cg_replays:
+        kernels = ("their kernels count toward the inference only" if kernels else
+                   "their GPU time is the CUDA-event bracket of the wrapper's call")
+        notes.append(REPLAY_NOTE.format(n=ins.cg_replays, kernels=kernels))
     flip = ins.cg_flip
     if flip is None:
         return

@@ -65,6 +65,7 @@ def _run_whole(ins, info, wrapper, orig, args, kwargs):
         graph._close(ins, st.inferences, wrapper, ins.gpu)
         after = getattr(wrapper, "cudagraph", None)
         frame.cudagraph = cudagraphs.CAPTURE if after is not before or before is None else cudagraphs.REPLAY
+        ins.cg_replays += frame.cudagraph is cudagraphs.REPLAY
         frame.out_shapes = state.output_shapes(out)
         st.last_end = None
         evs = (frame.ev0, frame.ev1) if frame.ev1 is not None else ()

@@ -171,7 +171,17 @@ def harvest_cpp(ins) -> None:
     pending, ins.cpp_pending = sorted(ins.cpp_pending, key=lambda f: f.t0), []
     if not pending:
         return
-    by_call = ins.alloc_log.harvest(pending) if ins.alloc_log is not None else {}
+    by_call, log = {}, ins.alloc_log
+    if log is not None:
+        try:
+            by_call = log.harvest(pending)
+        except Exception as e:  # noqa: BLE001 - at a safe point, in the user's loop: the rows go on
+            ins.alloc_failed = f"reading it failed: {type(e).__name__}: {str(e).strip()[:160]}"
+            ins.alloc_log = None
+            try:
+                log.stop()
+            except Exception:  # noqa: BLE001
+                pass
     for i, frame in enumerate(pending):
         frame.groups = group_call(by_call.get(i, []), frame.prealloc, frame.expect_after,
                                   len(frame.out_shapes) or None, frame.output_allocator)
@@ -261,8 +271,8 @@ def run_cpp(ins, frame: CallFrame, fn, *args):
     `forward` (module-classes path) and the op path."""
     info = frame.info
     log = ins.alloc_log
-    if log is not None and not log.active:
-        log.start()
+    if log is not None and not log.active and not log.start_safely():
+        ins.alloc_failed, ins.alloc_log, log = log.failed, None, None  # said in the capture's notes
     gpu = ins.range_gpu
     ins.marks.push(info.attrs.get(_EXEC) or ins.attrs(info, "exec"))
     frame.t0 = t0 = now()  # with the NVTX push; the events below are part of the range

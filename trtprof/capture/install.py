@@ -314,6 +314,9 @@ class Instrumenter:
                 if ins.alloc_log.dropped:
                     self.notes.append("the allocator log overflowed between harvests: some C++ runtime "
                                       "allocations are missing")
+            if ins.alloc_failed:
+                self.notes.append("C++ runtime allocations are not recorded from here on: the CUDA caching "
+                                  f"allocator's history failed ({ins.alloc_failed})")
             left = op_graphs.uncovered(ins) if self.op is not None else []
             if left:
                 self.notes.append(f"{len(left)} live graph(s) call torch.ops.tensorrt.execute_engine directly "
@@ -328,7 +331,7 @@ class Instrumenter:
                     "outputs on, every call returns the same buffers, so a call overwrites what the "
                     "previous one returned, and no allocation is recorded after its enqueue")
             self.capture_path = self._ran(ins)
-            cg_policy.stop(ins, self.cg_policy, self.notes)
+            cg_policy.stop(ins, self.cg_policy, self.notes, kernels=bool(self.kernel_info.get("recorded")))
             self._gpu_notes(ins.rec)
             self._restore()
             graph.unhook(ins)

@@ -173,6 +173,7 @@ class Instrumentation:
         self.model_count = 0
         self.standalone_count = 0
         self.alloc_log = None  # AllocatorLog for the C++ runtime, when enabled
+        self.alloc_failed = None  # why the allocator log could not start (then alloc_log is None)
         self.cpp_pending: list[CallFrame] = []  # C++ calls waiting for their allocator entries
         self.harvest = None  # callable(ins) emitting cpp_pending with their allocations
         self.policy = None  # prealloc.Policy when the capture forces or alternates the mode
@@ -182,6 +183,7 @@ class Instrumentation:
         self.op = None  # ops.OpCapture when capturing at torch.ops.tensorrt.execute_engine
         self.cg_modes = None  # the runtime's CUDA-graph mode module (capture/cudagraphs.py), if any
         self.cg_flip = None  # cg_policy.Flipper when --cudagraphs forces or alternates the mode
+        self.cg_replays = 0  # whole-graph replays recorded (one inference row each, no subgraph rows)
 
     def register(self, module, info):
         """Make `info` (a SubgraphInfo, or the ModelInfo of a model) the hot path's for `module`."""
