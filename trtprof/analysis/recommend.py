@@ -68,6 +68,12 @@ def recommendations(r: Results) -> pd.DataFrame:
     changes = _by_model(r.changes, r.changes["outputs_discarded"])
     on_infs = _by_model(r.infs, (r.infs["mode"] == "on") & ~r.infs["excluded"].astype(bool))
     breaks, gap_summary = _by_model(r.breaks), _by_model(r.gap_summary)
+    comps, cgs = {}, {}  # the first comparison of each model, found once (not a scan per model)
+    for c in r.comparisons:
+        comps.setdefault(c.model, c)
+    for c in r.cudagraphs:
+        if c.tails:
+            cgs.setdefault(c.model, c)
     for model in models:
         lat = lats.get(model, r.latency.iloc[:0])
         base_ns = float(lat["latency_ns"].median()) if len(lat) else float("nan")
@@ -85,7 +91,7 @@ def recommendations(r: Results) -> pd.DataFrame:
             recs.append({"model": model, "action": action, "why": why, "gain_ms": gain_ns / 1e6,
                          "gain_pct": gain_pct, "basis": basis, "measured": measured, "arithmetic": arithmetic})
 
-        comp = next((c for c in r.comparisons if c.model == model), None)
+        comp = comps.get(model)
         modes = set(lat["mode"])
         if comp is not None and comp.significant:
             arith = (f"median off {comp.median_off_ms:.3f} ms \u2212 median on {comp.median_on_ms:.3f} ms = "
@@ -149,7 +155,7 @@ def recommendations(r: Results) -> pd.DataFrame:
         # GPU idle while Python runs
         gs = gap_summary.get(model, r.gap_summary.iloc[:0])
         gs = gs[gs["mode"].isin(list(modes))]
-        cg = next((c for c in r.cudagraphs if c.model == model and c.tails), None)  # measured, if it ran
+        cg = cgs.get(model)  # measured, if it ran
         measured = (f"; measured in this capture, CUDA graphs on vs off: saved {c_ms(cg.saved_ms)} ms per "
                     f"inference at the median (95 % CI {cg.ci_ms[0]:+.3f} to {cg.ci_ms[1]:+.3f} ms"
                     f"{'' if cg.significant else ', not significant'})") if cg is not None else ""
