@@ -173,3 +173,16 @@ def test_schema_1_captures_load_clamped(tmp_path):
     assert cap.meta["schema_version"] == 1 and before > 0
     assert not (df["gpu_start_ns"] < df["host_start_ns"]).fillna(False).any()
     assert cap.meta["repairs"]["gpu_start_not_before_host_start"] == {"rows": before, "declared": False}
+
+def test_the_direct_conversion_gives_the_frame_the_two_step_one_gave():
+    """to_frame maps Arrow types straight onto the nullable dtypes (and may consume the table): the
+    values, nulls and dtypes must be those of converting through pandas' defaults and casting after."""
+    recs = [_rec(i) for i in range(6)] + [_rec(6, event="alloc", gpu_start_ns=None, gpu_end_ns=None, stream=None,
+                                               bytes=1 << 40, prealloc=None, outputs=None, input_shapes=None)]
+    table = schema.records_to_table(recs)
+    old = table.to_pandas()
+    for name, dtype in schema.DTYPES.items():
+        old[name] = old[name].astype(dtype)
+    assert old["gpu_start_ns"].isna().sum() == 1 and old["prealloc"].isna().sum() == 1
+    pd.testing.assert_frame_equal(schema.to_frame(table), old)
+    pd.testing.assert_frame_equal(schema.to_frame(schema.records_to_table(recs), consume=True), old)

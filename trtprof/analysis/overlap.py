@@ -259,7 +259,9 @@ def gpu_gaps(df: pd.DataFrame, infs: pd.DataFrame | None = None) -> pd.DataFrame
     python = none of them recorded). The four always sum to gap_ns.
     """
     cols = KEY + ["mode", "excluded", "start_ns", "end_ns", "gap_ns", "before", "after"] + list(GAP_CATEGORIES)
-    d = df[df["inference"] >= 0]
+    reads = KEY + ["event", "subgraph", "host_start_ns", "host_end_ns", "gpu_start_ns", "gpu_end_ns",
+                   "kernel_first_ns", "kernel_last_ns"]
+    d = df.loc[(df["inference"] >= 0).to_numpy(bool), [c for c in reads if c in df]]  # only what is read
     g, gs, ge = gpu_windows(d)  # kernel spans where recorded: gaps between kernels of two subgraphs
     keep = ge > gs
     g, gs, ge = g[keep], gs[keep], ge[keep]

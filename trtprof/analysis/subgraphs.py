@@ -27,6 +27,10 @@ COLUMNS = ["model", "subgraph", "kind", "runtime", "calls", "gpu_ms_total", "gpu
 # call's event bracket while the host took at least 80 % of it -> the host (launching) sets the pace
 LAUNCH_BUSY_SHARE, LAUNCH_HOST_SHARE, GPU_BUSY_SHARE = 0.5, 0.8, 0.8
 KEYS = ["model", "subgraph"]
+_CALL_READS = KEYS + ["subgraph_kind", "event", "exclude", "host_start_ns", "host_end_ns", "outputs", "shape_changed"]
+_READS = KEYS + ["subgraph_kind", "runtime", "event", "exclude", "host_start_ns", "host_end_ns", "gpu_start_ns",
+                 "gpu_end_ns", "outputs", "shape_changed", "alloc_phase", "bytes", "kernel_count", "kernel_busy_ns",
+                 "kernel_first_ns", "kernel_last_ns", "copy_count", "copy_ns"]
 _KIND_ORDER = {"model": 0, "engine": 1, "fallback": 1}
 
 
@@ -75,9 +79,12 @@ def _is(values: pd.Series, what: str) -> np.ndarray:
 
 
 def _identity(df: pd.DataFrame) -> pd.DataFrame:
-    """model and subgraph as plain strings ('' for nulls: an in-memory frame may hold them)."""
-    return df.assign(model=df["model"].astype(object).where(df["model"].notna(), ""),
-                     subgraph=df["subgraph"].astype(object).where(df["subgraph"].notna(), ""))
+    """model and subgraph with '' for nulls (an in-memory frame may hold them), as strings of the
+    pandas string dtype: an object column would make a Python string per row. Without nulls (what
+    the loader guarantees) the frame is returned as it is, not copied."""
+    if not (df["model"].isna().any() or df["subgraph"].isna().any()):
+        return df
+    return df.assign(model=df["model"].astype("string").fillna(""), subgraph=df["subgraph"].astype("string").fillna(""))
 
 
 def table(df: pd.DataFrame, allocs: pd.DataFrame | None = None, breaks: pd.DataFrame | None = None,
@@ -89,17 +96,20 @@ def table(df: pd.DataFrame, allocs: pd.DataFrame | None = None, breaks: pd.DataF
     `breaks`: `break_costs(...)`, for the cost of each graph break (null without it)."""
     if df.empty:
         return pd.DataFrame(columns=COLUMNS)
+    df = df[[c for c in _READS if c in df]]  # the copies below then carry only what the table reads
     d = _identity(df if kinds is None else df[df["subgraph_kind"].isin(list(kinds)).fillna(False).to_numpy(bool)])
     if d.empty:
         return pd.DataFrame(columns=COLUMNS)
     keep = schema.kept(d)
-    calls = schema.call_rows(d)
-    timed = schema.timed_rows(d)
+    # each subset carries only the columns read from it (a row subset copies every column it has)
+    calls = schema.call_rows(d[[c for c in d if c in _CALL_READS]])
+    timed = schema.timed_rows(d[[c for c in d if c not in ("outputs", "shape_changed", "alloc_phase", "bytes")]])
     timed = timed.assign(_gpu=dur(timed, "gpu_start_ns", "gpu_end_ns"),
                          _enq=np.where(timed["event"] == "exec", dur(timed, "host_start_ns", "host_end_ns"), np.nan))
     kc = calls[keep.loc[calls.index]]
     kc = kc.assign(_host=dur(kc, "host_start_ns", "host_end_ns"))
-    a = d[d["event"] == "alloc"]
+    a = d.loc[(d["event"] == "alloc").fillna(False).to_numpy(bool),
+              KEYS + ["alloc_phase", "bytes", "host_start_ns", "host_end_ns", "exclude"]]
     ka = a[keep.loc[a.index]]
     ka = ka.assign(_dur=dur(ka, "host_start_ns", "host_end_ns"))
     first = d.groupby(KEYS, sort=False).agg(kind=("subgraph_kind", "first"), runtime=("runtime", "first"))
@@ -150,6 +160,7 @@ def table(df: pd.DataFrame, allocs: pd.DataFrame | None = None, breaks: pd.DataF
         out[c] = out[c].astype(float).fillna(0.0)
     out["bound"] = _bound(out)
     out = out.reset_index()
+    out[KEYS] = out[KEYS].astype(object)  # one row per subgraph: plain strings for the renderers
     out["_k"] = out["kind"].map(_KIND_ORDER).fillna(2)
     order = sorted(range(len(out)), key=lambda i: (schema.natural_key(out["model"].iat[i]), out["_k"].iat[i],
                                                    schema.natural_key(out["subgraph"].iat[i])))
