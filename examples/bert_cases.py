@@ -9,10 +9,18 @@ breaks : the same with every GELU left to PyTorch: one fallback per layer ("mult
 shapes : a dynamic sequence range; the sequence length alternates every --period inferences between
          128 and 96 ("input shape changes")
 The script itself never touches the pre-allocation mode: trtprof sets it.
+
+--wrapper K: alternate blocks of K inferences plain and K through the module that
+`torch_tensorrt.runtime.enable_cudagraphs` returns (whole-graph CUDA graphs on `breaks`, per-engine on
+`small`), a fresh wrapper per block, so one capture gives CUDA graphs off vs on of the runtime's own
+wrapper (its warm-up and capture calls are left out of the statistics):
+
+    trtprof capture examples/bert_cases.py breaks --iters 300 --wrapper 25
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 import torch
@@ -27,19 +35,30 @@ def main(argv=None) -> int:
     p.add_argument("--iters", type=int, default=600)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--period", type=int, default=1, help="shapes: inferences per sequence length")
+    p.add_argument("--wrapper", type=int, default=0, metavar="K",
+                   help="alternate K plain inferences with K through enable_cudagraphs' module")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         print("no CUDA: these cases need a GPU and torch_tensorrt", file=sys.stderr)
         return 0
+    import torch_tensorrt
+
     model = build_bert()
     trt = compile_bert(model, python_runtime=args.python_runtime, graph_breaks=args.case == "breaks",
                        dynamic_seq=(64, 128) if args.case == "shapes" else None)
     seqs = [128, 96] if args.case == "shapes" else [128]
     batches = {s: bert_inputs(1, s) for s in seqs}
     with torch.no_grad():
-        for i in range(args.warmup + args.iters):
+        for i in range(args.warmup):
             trt(*batches[seqs[(i // args.period) % len(seqs)]])
-            torch.cuda.synchronize()  # one inference at a time, like the tutorial's timing loop
+            torch.cuda.synchronize()
+        block = args.wrapper or args.iters
+        for start in range(0, args.iters, block):
+            graphs = args.wrapper and (start // block) % 2 == 1
+            with (torch_tensorrt.runtime.enable_cudagraphs(trt) if graphs else contextlib.nullcontext(trt)) as m:
+                for i in range(start, min(start + block, args.iters)):
+                    m(*batches[seqs[((args.warmup + i) // args.period) % len(seqs)]])
+                    torch.cuda.synchronize()  # one inference at a time, like the tutorial's timing loop
     engines = sum(1 for n, _ in trt.named_children() if n.startswith("_run_on_acc"))
     fallbacks = sum(1 for n, _ in trt.named_children() if n.startswith("_run_on_gpu"))
     print(f"{args.case}: {args.iters} inferences after {args.warmup} warm-ups; {engines} engines, "

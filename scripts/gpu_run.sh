@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One device session's work, in order of importance, each step time-boxed; everything ends up in
 # OUT/gpu-results.tar.gz (the device returns at most 8 files), re-made after each step.
-# CASES ("name iters every;...") and CASES_RT choose the cases step's captures.
+# CASES ("name iters every;...") and CASES_RT choose the cases step's captures; CG_CASES and WRAP_CASES
+# ("name iters K;...") the cudagraphs step's; RANKS_RT the ranks step's runtimes; DEADLINE (seconds from
+# the start) gives the tests step what is left, else TESTS_TIMEOUT.
 #   source .trtbundle/activate.sh && bash scripts/gpu_run.sh "$OUT" [steps...]
 # steps: probe tests cudagraphs python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken goal goal-profile hooks nsys nsys-acc profile cases
 #        ranks (two ranks sharing one GPU) ranks2 (one rank per GPU, on nvidia-h200-x2) (default: tests bert bench nsys)
@@ -19,7 +21,8 @@ for s in $steps; do
   probe)
     log probe; timeout 180 python3 scripts/probe_cupti.py --out "$w/probe_cupti.json" > "$w/probe.txt" 2>&1; log "probe rc=$?";;
   tests)
-    log tests; BERT_RUNTIMES= timeout ${TESTS_TIMEOUT:-300} bash scripts/gpu_tests.sh "$w/tests" 2>&1 | quiet > "$w/tests.txt"; log "tests rc=${PIPESTATUS[0]}";;
+    t=${TESTS_TIMEOUT:-300}; [ -n "${DEADLINE:-}" ] && t=$((DEADLINE - SECONDS))
+    log "tests (${t} s)"; BERT_RUNTIMES= timeout $t bash scripts/gpu_tests.sh "$w/tests" 2>&1 | quiet > "$w/tests.txt"; log "tests rc=${PIPESTATUS[0]}";;
   cudagraphs)
     mkdir -p "$w/cudagraphs"
     IFS=';' read -ra cg_cases <<< "${CG_CASES:-small 600 50;breaks 300 25}"
@@ -28,6 +31,14 @@ for s in $steps; do
       log "cudagraphs $1"; timeout 300 python3 -m trtprof capture -o "$w/cudagraphs/$1-cpp" --cudagraphs "alternate:$3" \
         examples/bert_cases.py "$1" --iters "$2" 2>&1 | quiet > "$w/cudagraphs/$1-cpp.txt"
       log "cudagraphs $1 rc=${PIPESTATUS[0]}"
+    done
+    # the script's own enable_cudagraphs wrapper in blocks (whole-graph mode on a graph-broken model)
+    IFS=';' read -ra wrap_cases <<< "${WRAP_CASES-breaks 300 25}"
+    for c in "${wrap_cases[@]}"; do
+      set -- $c
+      log "cudagraphs wrapper $1"; timeout 300 python3 -m trtprof capture -o "$w/cudagraphs/$1-wrapper-cpp" \
+        examples/bert_cases.py "$1" --iters "$2" --wrapper "$3" 2>&1 | quiet > "$w/cudagraphs/$1-wrapper-cpp.txt"
+      log "cudagraphs wrapper $1 rc=${PIPESTATUS[0]}"
     done
     rm -f "$w"/cudagraphs/*/*.arrows;;
   python-only)
@@ -94,11 +105,12 @@ for s in $steps; do
     sync=gloo; [ "$s" = ranks2 ] && sync=nccl
     export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
     nvidia-smi -L > "$w/$s.txt" 2>&1
-    for rt in cpp python; do
+    for rt in ${RANKS_RT:-cpp python}; do
       flag=""; [ "$rt" = python ] && flag="--python-runtime"
       log "$s $rt"; timeout ${RANKS_TIMEOUT:-300} python3 -m torch.distributed.run --standalone --nproc-per-node 2 \
         -m trtprof capture -o "$w/$s-$rt" examples/ranks_bert.py --sync $sync --iters ${RANKS_ITERS:-200} $flag \
         2>&1 | quiet >> "$w/$s.txt"; log "$s $rt rc=${PIPESTATUS[0]}"
+      python3 -m trtprof report "$w/$s-$rt" >> "$w/$s.txt" 2>&1
       python3 -m trtprof export "$w/$s-$rt" -o "$w/$s-$rt/trace.json" >> "$w/$s.txt" 2>&1
       python3 -m trtprof compare "$w/$s-$rt/rank0" "$w/$s-$rt/rank1" --no-html >> "$w/$s.txt" 2>&1
       python3 scripts/check_ranks.py "$w/$s-$rt" --out "$w/$s-$rt/checks.json" > /dev/null 2>> "$w/$s.txt"
