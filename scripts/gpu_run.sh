@@ -81,7 +81,7 @@ for s in $steps; do
       done
     done;;
   kernel-acc)
-    log "kernel accuracy"; timeout 560 python3 bench/kernel_accuracy.py --out "$w/kernel-acc" --timeout 130 --cases ${KACC_CASES:-small breaks} 2>&1 | quiet > "$w/kernel-accuracy.txt"
+    log "kernel accuracy"; timeout ${KACC_TIMEOUT:-560} python3 bench/kernel_accuracy.py --out "$w/kernel-acc" --timeout ${KACC_RUN_TIMEOUT:-130} --cases ${KACC_CASES:-small breaks} 2>&1 | quiet > "$w/kernel-accuracy.txt"
     log "kernel accuracy rc=${PIPESTATUS[0]}"; find "$w/kernel-acc" \( -name '*.sqlite' -o -name '*.nsys-rep' -o -name 'timeline.parquet' -o -name 'kernels.parquet' \) -delete;;
   bench-kernels)
     log "bench kernels"; timeout 300 python3 bench/bench_overhead.py --runtime cpp --toggle --blocks 16 \
