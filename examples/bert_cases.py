@@ -36,8 +36,8 @@ class FirstOutput(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, token_type_ids):
-        return self.model(input_ids, token_type_ids)[0]
+    def forward(self, *inputs):
+        return self.model(*inputs)[0]
 
 
 def main(argv=None) -> int:
