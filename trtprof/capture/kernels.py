@@ -8,6 +8,11 @@ path only pays for CUPTI's launch instrumentation, and only while the kinds are 
 No RUNTIME/DRIVER API records (they doubled latency): rows get their kernels by GPU window
 (`trtprof.timeline.kernels.attribute`).
 
+Handover: by default CUPTI's completed buffers are taken raw and read in bulk with numpy
+(`cupti_raw.py`: cupti-python would first make a Python object of every record); `handover="python"`, or
+TRTPROF_CUPTI_HANDOVER=python, keeps cupti-python's own callback interface, so that the two can be
+compared; `info()["handover"]["path"]` says which one ran, and `raw_reason` why the raw one did not.
+
 Optional: without cupti-python, or when CUPTI already serves another client of this process (nsys,
 torch.profiler; CUPTI before 13.3 serves one), `start()` returns False and `reason` says why in one
 line; nothing here raises into user code. Importing this module imports neither cupti nor torch.
@@ -20,6 +25,7 @@ wall-clock step), for meta.json.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -27,19 +33,23 @@ import time
 # (torch_tensorrt.save, and load, never returned; H200, torch_tensorrt 2.11, scripts/probe_save.py),
 # while kernel and memcpy activity alone did not. KernelActivity(kinds=...) still takes it.
 KINDS = ("kernel", "memcpy")
-# The handover's cost and the flush schedule (bench/cupti_handover.py, H200, cupti-python 13.0.1,
-# BERT's 138 kernels per call, 2026-12-04): cupti-python turns every record into a Python object
+# The handover's cost and the flush schedule, measured on cupti-python's path (bench/cupti_handover.py,
+# H200, cupti-python 13.0.1, BERT's 138 kernels per call, 2026-12-04): cupti-python turns every record into a Python object
 # before our callback copies it out, 70-110 us per record in all, whichever thread does it. A buffer
 # that fills is handed over on CUPTI's thread, whose callback holds the GIL inside whatever inference
 # runs (3 s stalls with 8 MB buffers); a forced flush at a safe point pays the same cost between
 # inferences instead. So: buffers large enough to outlast the flush period (64 MB: no pause at all
 # within 400 inferences), flushed at a safe point when half a buffer is estimated to be waiting.
+# The raw path (cupti_raw.py) exists to make the per-record cost small; the schedule stays as it is
+# until scripts/probe_cupti_raw.py and bench/cupti_handover.py have measured that path.
 BUFFER_BYTES = 64 << 20     # each buffer CUPTI asks for
 RECORD_BYTES = 256          # a kernel record's size, rounded up (CUpti_ActivityKernel10: 200-odd bytes)
 FIRST_FLUSH_NS = 1_000_000_000  # the first forced flush, before any rate is known
 FLUSH_PERIOD_NS = None      # a fixed period instead of the schedule (bench/cupti_handover.py)
 _KIND_ENUM = {"kernel": "CONCURRENT_KERNEL", "memcpy": "MEMCPY", "memset": "MEMSET"}
 FIELDS = ("kind", "name", "start_ns", "end_ns", "stream", "correlation", "device")
+HANDOVER_ENV = "TRTPROF_CUPTI_HANDOVER"
+HANDOVERS = ("raw", "python")   # the first is the default
 _NEEDED = ("activity_register_callbacks", "activity_enable", "activity_disable", "activity_flush_all",
            "get_timestamp", "ActivityKind")
 
@@ -75,7 +85,7 @@ class KernelActivity:
     """One process's CUPTI activity source. start() -> bool; pause()/resume() around recorded
     inferences; flush() -> records so far; stop() -> the last records. Safe to call in any state."""
 
-    def __init__(self, kinds=KINDS, buffer_bytes: int | None = None):
+    def __init__(self, kinds=KINDS, buffer_bytes: int | None = None, handover: str | None = None):
         self.kinds = tuple(k for k in kinds if k in _KIND_ENUM)
         self.reason = None          # one line when unavailable
         self.clock = None           # {"source", "offset_ns", "error_ns", "drift_ns"} once started
@@ -92,7 +102,18 @@ class KernelActivity:
         # what the handover costs the process (meta.json): CUPTI's buffers handed to us, the time our
         # callback spent copying records out, and the time inside activity_flush_all (callbacks included)
         self.handover = {"buffers": 0, "records": 0, "callback_ns": 0, "flushes": 0, "flush_ns": 0,
-                         "max_flush_ns": 0, "buffers_on_cupti_thread": 0, "cupti_thread_ns": 0}
+                         "max_flush_ns": 0, "buffers_on_cupti_thread": 0, "cupti_thread_ns": 0,
+                         # which path ran ("raw" or "python", once started), why not raw, records CUPTI
+                         # says it dropped (raw path only: None on cupti-python's), records read one by one
+                         # because a dtype did not match this libcupti's record size, and those sizes
+                         "path": None, "raw_reason": None, "cupti_dropped": None, "fallback_records": 0,
+                         "mismatch": {}}
+        want = str(handover or os.environ.get(HANDOVER_ENV) or HANDOVERS[0]).strip().lower()
+        if want not in HANDOVERS:
+            self.handover["raw_reason"] = f"unknown handover {want!r} (raw or python): raw"
+            want = HANDOVERS[0]
+        self._want = want
+        self._raw = None            # (cupti_raw module, Library, layouts, Names) on the raw path
         self._flushing = False      # our thread is inside activity_flush_all: a callback now is ours
         self._last_flush = self._next_flush = 0
 
@@ -135,7 +156,7 @@ class KernelActivity:
         c = self._cupti
         try:
             self._subscribe()
-            c.activity_register_callbacks(self._requested, self._completed)
+            self._register()
             off, err = measure_offset(c.get_timestamp)
             self.clock = {"source": "cupti.get_timestamp", "offset_ns": int(off), "error_ns": int(err),
                           "drift_ns": 0}
@@ -166,6 +187,25 @@ class KernelActivity:
                 raise
             self.last_error = _one_line(e)
 
+    def _register(self) -> None:
+        """CUPTI's buffer callbacks: the raw path where it can be set up here (else cupti-python's, with
+        `raw_reason`). A CUPTI failure of the registration itself raises, as cupti-python's would."""
+        h = self.handover
+        if self._want == "raw":
+            try:
+                from trtprof.capture import cupti_raw as R
+                kinds = R.layouts(self._cupti, self._codes)
+                lib = R.Library(self._cupti)
+            except Exception as e:  # R.Unavailable, or an import failure: cupti-python's path serves
+                h["raw_reason"] = _one_line(e)
+            else:
+                self._raw = (R, lib, kinds, R.Names())
+                h["path"], h["cupti_dropped"] = "raw", 0
+                lib.attach(self._take_raw, self._buffer_bytes)
+                return
+        self._cupti.activity_register_callbacks(self._requested, self._completed)
+        h["path"] = "python"
+
     def _set(self, on: bool, strict: bool = False) -> bool:
         """Enable our kinds, or disable those we enabled: never another client's."""
         c, ok = self._cupti, True
@@ -194,6 +234,8 @@ class KernelActivity:
         if c is None:
             return
         self._set(False)
+        if self._raw is not None:
+            self._raw[1].detach(self._take_raw)     # later buffers are released unread
         if self._subscriber is not None:
             try:
                 c.unsubscribe(self._subscriber)
@@ -221,10 +263,10 @@ class KernelActivity:
     def _requested(self):
         return self._buffer_bytes, 0  # (buffer size, max records: 0 = as many as fit)
 
-    def _completed(self, activities) -> None:
-        """CUPTI's thread: copy plain values out (a bad record is skipped and counted), append them
-        under the lock, never raise. Attributes by getattr: record classes differ by kind/version."""
-        out, codes, t0 = [], self._codes, time.perf_counter_ns()
+    def _rows(self, activities) -> list:
+        """Plain tuples (FIELDS order) from record objects; a bad record is skipped and counted.
+        Attributes by getattr: record classes differ by kind/version."""
+        out, codes = [], self._codes
         try:
             for a in activities:
                 try:
@@ -240,11 +282,59 @@ class KernelActivity:
         except Exception as e:  # the batch itself would not iterate
             self.callback_errors += 1
             self.last_error = _one_line(e)
+        return out
+
+    def _completed(self, activities) -> None:
+        """cupti-python's path, on CUPTI's thread: copy plain values out, never raise."""
+        t0 = time.perf_counter_ns()
+        out = self._rows(activities)
+        self._take([_columns(out)] if out else [], len(out), t0)
+
+    def _take_raw(self, ctx, stream_id, address: int, buf, valid: int) -> None:
+        """The raw path (cupti_raw.py), on CUPTI's thread or inside our flush: walk the buffer, read
+        our kinds in bulk, records whose dtype does not match this libcupti one by one through
+        cupti-python's record classes; never raise."""
+        t0, chunks, n = time.perf_counter_ns(), [], 0
+        try:
+            R, lib, kinds, names = self._raw
+            offs, status = R.walk(lib.next_record, address, valid)
+            if status != R.MAX_LIMIT_REACHED:
+                self.callback_errors += 1
+                self.last_error = f"cuptiActivityGetNextRecord returned {status} after {len(offs)} records"
+            p = R.parse(buf, valid, offs, kinds, names)
+            chunks.append(p["columns"])
+            n = len(p["columns"]["start_ns"])
+            for code, at in p["fallback"]:
+                cls = kinds[code][2]
+                out = self._rows(cls.from_ptr(address + int(o), readonly=True) for o in at.tolist()) \
+                    if cls is not None else []
+                self.callback_errors += len(at) - len(out)
+                self.handover["fallback_records"] += len(out)
+                if out:
+                    chunks.append(_columns(out))
+                    n += len(out)
+            if p["mismatch"]:
+                mm = self.handover["mismatch"]
+                for kind, sizes in p["mismatch"].items():
+                    mm[kind] = sorted(set(mm.get(kind, [])) | set(sizes))
+                self.last_error = (f"CUPTI records of another size than cupti-python's dtypes ({mm}): "
+                                   "read one by one through cupti-python")
+            if p["truncated"]:
+                self.callback_errors += p["truncated"]
+                self.last_error = f"{p['truncated']} record(s) ran past the buffer's valid bytes"
+            self.handover["cupti_dropped"] += lib.dropped(ctx, stream_id)
+        except Exception as e:
+            self.callback_errors += 1
+            self.last_error = _one_line(e)
+        self._take(chunks, n, t0)
+
+    def _take(self, chunks: list, n: int, t0: int) -> None:
+        """Append a buffer's records under the lock and count the handover (by thread)."""
         with self._lock:
-            self._pending.extend(out)
+            self._pending.extend(chunks)
             h = self.handover
             h["buffers"] += 1
-            h["records"] += len(out)
+            h["records"] += n
             dt = time.perf_counter_ns() - t0
             h["callback_ns"] += dt
             if not self._flushing:  # a full buffer, handed over inside whatever ran
@@ -271,11 +361,17 @@ class KernelActivity:
             except Exception as e:
                 self.last_error = _one_line(e)
         with self._lock:
-            recs, self._pending = self._pending, []
-        self._schedule(len(recs), time.perf_counter_ns())
-        good = [r for r in recs if r[2] > 0 and r[3] > 0]
-        self.dropped += len(recs) - len(good)
-        return _columns(good, self.clock["offset_ns"] if self.clock else 0)
+            chunks, self._pending = self._pending, []
+        cols = _concat(chunks)
+        n = len(cols["start_ns"])
+        self._schedule(n, time.perf_counter_ns())
+        good = (cols["start_ns"] > 0) & (cols["end_ns"] > 0)
+        self.dropped += n - int(good.sum())
+        off = self.clock["offset_ns"] if self.clock else 0
+        out = {f: v[good] for f, v in cols.items()}
+        out["start_ns"] = out["start_ns"] + off
+        out["end_ns"] = out["end_ns"] + off
+        return out
 
     def handover_note(self) -> str | None:
         """One line for the capture's notes: what taking the records from CUPTI cost, and where."""
@@ -283,8 +379,9 @@ class KernelActivity:
         if not h["records"]:
             return None
         spent = (h["flush_ns"] + h["cupti_thread_ns"]) / 1e9
+        how = "raw buffers" if h.get("path") == "raw" else "cupti-python"
         line = (f"kernel activity: taking {h['records']} records from CUPTI took {spent:.2f} s "
-                f"({1e6 * spent / h['records']:.0f} us a record, cupti-python), paid at safe points between "
+                f"({1e6 * spent / h['records']:.1f} us a record, {how}), paid at safe points between "
                 "inferences and at the end (in no recorded latency)")
         if h["buffers_on_cupti_thread"]:
             line += (f"; {h['buffers_on_cupti_thread']} buffer(s) filled first and were handed over inside "
@@ -329,10 +426,22 @@ class KernelActivity:
 
     def info(self) -> dict:
         """What meta.json should say about this source."""
+        h = dict(self.handover, mismatch=dict(self.handover["mismatch"]))
+        if self._raw is not None:
+            h["library"] = self._raw[1].path
         return {"available": self.reason is None and self._cupti is not None, "reason": self.reason,
                 "kinds": list(self.kinds), "clock": self.clock, "dropped": self.dropped,
-                "callback_errors": self.callback_errors, "last_error": self.last_error,
-                "handover": dict(self.handover)}
+                "callback_errors": self.callback_errors, "last_error": self.last_error, "handover": h}
+
+
+def _concat(chunks) -> dict:
+    """Column chunks (one per buffer) -> one set of columns."""
+    import numpy as np
+    if not chunks:
+        return _columns([])
+    if len(chunks) == 1:
+        return dict(chunks[0])
+    return {f: np.concatenate([c[f] for c in chunks]) for f in FIELDS}
 
 
 def _columns(recs, offset_ns: int = 0) -> dict:
