@@ -95,7 +95,7 @@ def parse(buf, valid: int, offsets, kinds: dict, names) -> dict:
     ok = (offs >= 0) & (offs + 4 <= valid)
     truncated = int((~ok).sum())
     offs = offs[ok]
-    code = raw[offs[:, None] + np.arange(4)].view("<u4").reshape(-1) if len(offs) else np.zeros(0, np.uint32)
+    code = _field(*_gather(raw, offs, np.dtype([("kind", "<u4")])), "kind")
     spacing = np.diff(np.append(offs, valid))
     last = np.zeros(len(offs), dtype=bool)
     last[-1:] = True
@@ -118,16 +118,33 @@ def parse(buf, valid: int, offsets, kinds: dict, names) -> dict:
         if not sel.any():
             continue
         at = offs[sel]
-        rows = raw[at[:, None] + np.arange(size)].view(dt).reshape(-1)
+        rows, idx = _gather(raw, at, dt)
         n = len(at)
         parts.append((at, {"kind": np.full(n, kind, dtype=object),
-                           "name": names(rows["name"]) if kind == "kernel" else np.full(n, None, dtype=object),
-                           "start_ns": rows["start"].astype(np.int64), "end_ns": rows["end"].astype(np.int64),
-                           "stream": rows["stream_id"].astype(np.int64),
-                           "correlation": rows["correlation_id"].astype(np.int64),
-                           "device": rows["device_id"].astype(np.int64)}))
+                           "name": names(_field(rows, idx, "name")) if kind == "kernel"
+                           else np.full(n, None, dtype=object),
+                           "start_ns": _field(rows, idx, "start"), "end_ns": _field(rows, idx, "end"),
+                           "stream": _field(rows, idx, "stream_id"),
+                           "correlation": _field(rows, idx, "correlation_id"),
+                           "device": _field(rows, idx, "device_id")}))
     return {"columns": merge(parts), "fallback": fallback, "mismatch": mismatch,
             "skipped": int((~known).sum()), "truncated": truncated}
+
+
+def _gather(raw: np.ndarray, at: np.ndarray, dt: np.dtype):
+    """(records, index): `records[index]` are the records of dtype `dt` at byte offsets `at` (each
+    inside `raw`). Where the offsets are 8-byte aligned, as CUPTI places records, `records` is a
+    strided view with a record at every 8 bytes, so a field is read for the chosen records alone
+    (no copy of whole records); else the records are copied out byte by byte."""
+    if not (at % ALIGN).any():
+        count = max(0, (len(raw) - dt.itemsize) // ALIGN + 1)
+        return np.ndarray((count,), dtype=dt, buffer=raw, strides=(ALIGN,)), at // ALIGN
+    rows = raw[at[:, None] + np.arange(dt.itemsize)].view(dt).reshape(-1)
+    return rows, np.arange(len(at))
+
+
+def _field(records, index, name: str) -> np.ndarray:
+    return records[name][index].astype(np.int64)
 
 
 def merge(parts) -> dict:

@@ -1,0 +1,253 @@
+"""The raw CUPTI handover on the CPU (trtprof/capture/cupti_raw.py): synthetic activity buffers parsed in
+bulk (kinds interleaved, unknown kinds, names by pointer, a truncated buffer, records of another size
+than the dtype), the record walk, the library lookup, the C callbacks through ctypes, and KernelActivity
+on the raw path against a stand-in libcupti compiled from support/fake_libcupti.c.
+
+The record dtypes below are modelled on cupti_activity.h of CUDA 13.0 (CUpti_ActivityKernel10,
+CUpti_ActivityMemcpy6, CUpti_ActivityMemset4) as cupti-python 13.0.1 lays them out: the fields trtprof
+reads at their offsets, the records' full sizes; test_model_matches_cupti_python checks them against
+cupti-python's own dtypes where it is installed."""
+import ctypes
+import json
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trtprof.capture import cupti_raw as R
+from trtprof.capture import kernels as CK
+
+ROOT = Path(__file__).resolve().parent.parent
+KERNEL, MEMCPY, MEMSET, RUNTIME = 10, 1, 2, 5   # CUpti_ActivityKind values
+
+
+def _dt(fields, itemsize):
+    names, formats, offsets = zip(*fields)
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": itemsize})
+
+
+KERNEL10 = _dt([("kind", "<i4", 0), ("start", "<u8", 16), ("end", "<u8", 24), ("device_id", "<u4", 40),
+                ("context_id", "<u4", 44), ("stream_id", "<u4", 48), ("correlation_id", "<u4", 92),
+                ("name", "<i8", 104)], 216)
+MEMCPY6 = _dt([("kind", "<i4", 0), ("bytes", "<u8", 8), ("start", "<u8", 16), ("end", "<u8", 24),
+               ("device_id", "<u4", 32), ("context_id", "<u4", 36), ("stream_id", "<u4", 40),
+               ("correlation_id", "<u4", 44)], 96)
+MEMSET4 = _dt([("kind", "<i4", 0), ("value", "<u4", 4), ("bytes", "<u8", 8), ("start", "<u8", 16),
+               ("end", "<u8", 24), ("device_id", "<u4", 32), ("context_id", "<u4", 36),
+               ("stream_id", "<u4", 40), ("correlation_id", "<u4", 44)], 88)
+KINDS = {KERNEL: ("kernel", KERNEL10, None), MEMCPY: ("memcpy", MEMCPY6, None), MEMSET: ("memset", MEMSET4, None)}
+DTYPE = {KERNEL: KERNEL10, MEMCPY: MEMCPY6, MEMSET: MEMSET4}
+
+
+def rec(kind, start=0, end=0, stream=7, corr=0, name=0, device=0, size=None):
+    """One record's bytes: `size` makes it longer than its dtype (a libcupti of another version)."""
+    dt = DTYPE.get(kind)
+    if dt is None:                                   # a kind trtprof does not read: only its kind
+        b = np.zeros(size or 40, np.uint8)
+        b[:4] = np.array([kind], "<u4").view(np.uint8)
+        return b.tobytes()
+    a = np.zeros(1, dt)
+    a["kind"], a["start"], a["end"], a["stream_id"], a["correlation_id"], a["device_id"] = \
+        kind, start, end, stream, corr, device
+    if kind == KERNEL:
+        a["name"] = name
+    return a.view(np.uint8).tobytes().ljust(size or dt.itemsize, b"\0")
+
+
+def buf(*records):
+    """(buffer bytes, record offsets) of records laid end to end, as CUPTI packs them."""
+    offs, at = [], 0
+    for r in records:
+        offs.append(at)
+        at += len(r)
+    return b"".join(records), offs
+
+
+class Reader:
+    """Names' reader over fake pointers, counting reads."""
+    def __init__(self, table):
+        self.table, self.reads = table, []
+
+    def __call__(self, p):
+        self.reads.append(p)
+        return self.table[p]
+
+
+def test_mixed_kinds_in_buffer_order_and_unknown_kinds_skipped():
+    data, offs = buf(rec(KERNEL, 100, 150, stream=21, corr=1, name=0x1000, device=1),
+                     rec(MEMCPY, 160, 170, corr=2),
+                     rec(RUNTIME, size=40),
+                     rec(KERNEL, 200, 260, stream=21, corr=3, name=0x2000),
+                     rec(MEMSET, 270, 280, corr=4),
+                     rec(KERNEL, 300, 310, stream=13, corr=5, name=0x1000))
+    p = R.parse(data, len(data), offs, KINDS, R.Names(Reader({0x1000: "gemm", 0x2000: "relu"})))
+    c = p["columns"]
+    assert set(c) == set(CK.FIELDS) and R.FIELDS == CK.FIELDS
+    assert c["kind"].tolist() == ["kernel", "memcpy", "kernel", "memset", "kernel"]
+    assert c["name"].tolist() == ["gemm", None, "relu", None, "gemm"]
+    assert c["start_ns"].tolist() == [100, 160, 200, 270, 300] and c["end_ns"].tolist() == [150, 170, 260, 280, 310]
+    assert c["stream"].tolist() == [21, 7, 21, 7, 13] and c["correlation"].tolist() == [1, 2, 3, 4, 5]
+    assert c["device"].tolist() == [1, 0, 0, 0, 0]
+    assert all(c[f].dtype == np.int64 for f in ("start_ns", "end_ns", "stream", "correlation", "device"))
+    assert (p["skipped"], p["truncated"], p["fallback"], p["mismatch"]) == (1, 0, [], {})
+    only_kernels = {KERNEL: KINDS[KERNEL]}      # memcpy not asked for: skipped like any other kind
+    q = R.parse(data, len(data), offs, only_kernels, R.Names(Reader({0x1000: "gemm", 0x2000: "relu"})))
+    assert q["columns"]["kind"].tolist() == ["kernel"] * 3 and q["skipped"] == 3
+
+
+def test_large_timestamps_and_ids_keep_their_values():
+    big = 1_765_000_000_123_456_789                # time_ns()-like, beyond 2**53
+    data, offs = buf(rec(KERNEL, big, big + 1, stream=2 ** 32 - 1, corr=2 ** 31 + 5, name=0x10))
+    c = R.parse(data, len(data), offs, KINDS, R.Names(Reader({0x10: "k"})))["columns"]
+    assert c["start_ns"].tolist() == [big] and c["end_ns"].tolist() == [big + 1]
+    assert c["stream"].tolist() == [2 ** 32 - 1] and c["correlation"].tolist() == [2 ** 31 + 5]
+
+
+def test_names_are_read_once_per_pointer_and_null_is_none():
+    reader = Reader({0x1000: "gemm", 0x2000: "relu"})
+    names = R.Names(reader)
+    data, offs = buf(*(rec(KERNEL, 10 + i, 20 + i, name=p) for i, p in enumerate([0x1000, 0x2000, 0x1000, 0, 0x1000])))
+    c = R.parse(data, len(data), offs, KINDS, names)["columns"]
+    assert c["name"].tolist() == ["gemm", "relu", "gemm", None, "gemm"]
+    assert sorted(reader.reads) == [0x1000, 0x2000]
+    R.parse(data, len(data), offs, KINDS, names)   # the next buffer: from the cache
+    assert sorted(reader.reads) == [0x1000, 0x2000]
+    assert R.Names()(np.array([ctypes.addressof(ctypes.create_string_buffer(b"sm90_xmma"))])).tolist() != [None]
+
+
+def test_real_name_pointers_through_string_at():
+    keep = [ctypes.create_string_buffer(s) for s in (b"ampere_sgemm", b"void at::relu<\xce\xbc>")]
+    ptrs = [ctypes.addressof(k) for k in keep]
+    data, offs = buf(rec(KERNEL, 1, 2, name=ptrs[0]), rec(KERNEL, 3, 4, name=ptrs[1]))
+    c = R.parse(data, len(data), offs, KINDS, R.Names())["columns"]
+    assert c["name"].tolist() == ["ampere_sgemm", "void at::relu<\u03bc>"]
+
+
+def test_truncated_buffer_keeps_the_whole_records():
+    data, offs = buf(rec(KERNEL, 10, 20, name=0x10), rec(MEMCPY, 30, 40), rec(KERNEL, 50, 60, name=0x10))
+    valid = len(data) - 100                          # the last kernel record is cut short
+    p = R.parse(data, valid, offs, KINDS, R.Names(Reader({0x10: "k"})))
+    assert p["columns"]["start_ns"].tolist() == [10, 30] and p["truncated"] == 1 and p["mismatch"] == {}
+    cut = R.parse(data, offs[2] + 2, offs, KINDS, R.Names(Reader({0x10: "k"})))   # not even its kind
+    assert cut["columns"]["start_ns"].tolist() == [10, 30] and cut["truncated"] == 1
+    assert R.parse(b"", 0, [], KINDS, R.Names(Reader({})))["columns"]["start_ns"].tolist() == []
+
+
+def test_records_of_another_size_fall_back_and_say_so():
+    # a libcupti whose kernel record is 224 bytes: the 216-byte dtype is not its record
+    data, offs = buf(rec(KERNEL, 10, 20, name=0x10, size=224), rec(MEMCPY, 30, 40),
+                     rec(KERNEL, 50, 60, name=0x10, size=224), rec(MEMCPY, 70, 80))
+    p = R.parse(data, len(data), offs, KINDS, R.Names(Reader({0x10: "k"})))
+    assert p["mismatch"] == {"kernel": [224]}
+    assert [(c, at.tolist()) for c, at in p["fallback"]] == [(KERNEL, [offs[0], offs[2]])]
+    assert p["columns"]["kind"].tolist() == ["memcpy", "memcpy"]     # the other kind still in bulk
+    # the buffer's last record only has to fit: whatever follows it up to `valid` is not its size
+    data2, offs2 = buf(rec(MEMCPY, 30, 40), rec(KERNEL, 50, 60, name=0x10, size=224))
+    p2 = R.parse(data2, len(data2), offs2, KINDS, R.Names(Reader({0x10: "k"})))
+    assert p2["mismatch"] == {} and p2["columns"]["start_ns"].tolist() == [30, 50]
+    # smaller than the dtype (an older libcupti): also not read with it
+    small, offs3 = buf(rec(MEMSET, 1, 2, size=88), rec(MEMSET, 3, 4, size=88))
+    p3 = R.parse(small, len(small), offs3, {MEMSET: ("memset", _dt([("kind", "<i4", 0), ("start", "<u8", 16),
+                 ("end", "<u8", 24), ("device_id", "<u4", 32), ("stream_id", "<u4", 40),
+                 ("correlation_id", "<u4", 44)], 96), None)}, R.Names(Reader({})))
+    assert p3["mismatch"] == {"memset": [88]} and len(p3["columns"]["start_ns"]) == 0
+
+
+def _walker(sizes):
+    """cuptiActivityGetNextRecord over a Python bytes buffer at fake address `base`."""
+    def next_record(base, valid, ref):
+        data = next_record.data
+        cur = ref._obj.value
+        at = 0 if cur is None else cur - base + sizes[int.from_bytes(data[cur - base:cur - base + 4], "little")]
+        if at + 4 > valid or at + sizes.get(int.from_bytes(data[at:at + 4], "little"), 1 << 30) > valid:
+            return R.MAX_LIMIT_REACHED
+        ref._obj.value = base + at
+        return 0
+    return next_record
+
+
+def test_walk_collects_offsets_until_the_end_or_an_error():
+    data, offs = buf(rec(KERNEL, 1, 2), rec(RUNTIME, size=40), rec(MEMCPY, 3, 4))
+    nxt = _walker({KERNEL: 216, RUNTIME: 40, MEMCPY: 96})
+    nxt.data = data
+    got, status = R.walk(nxt, 0x7000, len(data))
+    assert got.tolist() == offs and status == R.MAX_LIMIT_REACHED
+    got, status = R.walk(nxt, 0x7000, len(data) - 1)        # the last record does not fit
+    assert got.tolist() == offs[:2]
+    assert R.walk(lambda *_: 1, 0x7000, 10)[1] == 1          # CUPTI_ERROR_INVALID_PARAMETER: said, not hidden
+
+
+def test_layouts_need_the_dtypes_and_fields(monkeypatch):
+    ok = types.SimpleNamespace(activity_kernel10_dtype=KERNEL10, activity_memcpy6_dtype=MEMCPY6,
+                               ActivityKernel10=object)
+    got = R.layouts(ok, {KERNEL: "kernel", MEMCPY: "memcpy"})
+    assert got == {KERNEL: ("kernel", KERNEL10, object), MEMCPY: ("memcpy", MEMCPY6, None)}
+    with pytest.raises(R.Unavailable, match="no activity_memset4_dtype"):
+        R.layouts(ok, {MEMSET: "memset"})
+    no_name = types.SimpleNamespace(activity_kernel10_dtype=MEMCPY6)
+    with pytest.raises(R.Unavailable, match="lacks name"):
+        R.layouts(no_name, {KERNEL: "kernel"})
+
+
+def test_mapped_finds_each_library_file_once(tmp_path):
+    maps = tmp_path / "maps"
+    maps.write_text(
+        "7f00-7f10 r--p 00000000 103:02 4242 /site/nvidia/cu13/lib/libcupti.so.13\n"
+        "7f10-7f20 r-xp 00010000 103:02 4242 /site/nvidia/cu13/lib/libcupti.so.13\n"
+        "7f30-7f40 r--p 00000000 103:02 77 /usr/lib/libcuptiish_helper.so\n"
+        "7f50-7f60 rw-p 00000000 00:00 0 \n"
+        "7f60-7f70 r--p 00000000 103:02 99 /site/nvidia/cuda_cupti/lib/libcupti.so.12 (deleted)\n")
+    assert R.mapped(maps=str(maps)) == ["/site/nvidia/cu13/lib/libcupti.so.13",
+                                        "/site/nvidia/cuda_cupti/lib/libcupti.so.12 (deleted)"]
+    assert R.mapped(maps=str(tmp_path / "absent")) == []
+
+
+def test_c_callbacks_through_ctypes_align_hand_over_and_release(monkeypatch):
+    got = []
+    monkeypatch.setitem(R._STATE, "owner", lambda *a: got.append(a))
+    monkeypatch.setitem(R._STATE, "bytes", 4096)
+    b, size, mx = ctypes.c_void_p(), ctypes.c_size_t(), ctypes.c_size_t(99)
+    R._C_REQUESTED(ctypes.pointer(b), ctypes.pointer(size), ctypes.pointer(mx))
+    addr = b.value
+    assert addr % 8 == 0 and size.value == 4096 and mx.value == 0 and addr in R._BUFFERS
+    data, _ = buf(rec(MEMCPY, 5, 6))
+    ctypes.memmove(addr, data, len(data))
+    R._C_COMPLETED(None, 21, addr, 4096, len(data))
+    assert addr not in R._BUFFERS and len(got) == 1
+    ctx, sid, address, view, valid = got[0]
+    assert (ctx, sid, address, valid) == (None, 21, addr, len(data)) and view.tobytes() == data
+
+    def boom(*_):
+        raise ValueError("owner failed")
+    monkeypatch.setitem(R._STATE, "owner", boom)
+    lost = R._STATE["lost"]
+    R._C_REQUESTED(ctypes.pointer(b), ctypes.pointer(size), ctypes.pointer(mx))
+    R._C_COMPLETED(None, 0, b.value, 4096, 0)                # must not raise into CUPTI's thread
+    assert R._STATE["lost"] == lost + 1 and b.value not in R._BUFFERS
+    monkeypatch.setitem(R._STATE, "bytes", -100)           # an allocation that fails: NULL, counted
+    R._C_REQUESTED(ctypes.pointer(b), ctypes.pointer(size), ctypes.pointer(mx))
+    assert b.value is None and size.value == 0 and R._STATE["lost"] == lost + 2
+
+
+def test_model_matches_cupti_python():
+    cupti = pytest.importorskip("cupti.cupti")
+    for ours, name in ((KERNEL10, "activity_kernel10_dtype"), (MEMCPY6, "activity_memcpy6_dtype"),
+                       (MEMSET4, "activity_memset4_dtype")):
+        theirs = getattr(cupti, name)
+        assert theirs.itemsize == ours.itemsize, name
+        for f in ours.names:
+            assert theirs.fields[f][1] == ours.fields[f][1], (name, f)
+            assert theirs.fields[f][0].itemsize == ours.fields[f][0].itemsize, (name, f)
+
+
+def test_unaligned_offsets_are_read_byte_by_byte():
+    # CUPTI aligns records to 8 bytes; offsets that are not take the slower byte-wise copy, same values
+    data, offs = buf(b"\0" * 4, rec(KERNEL, 10, 20, corr=9, name=0x10), rec(MEMCPY, 30, 40, stream=3))
+    p = R.parse(data, len(data), offs[1:], KINDS, R.Names(Reader({0x10: "k"})))
+    c = p["columns"]
+    assert c["start_ns"].tolist() == [10, 30] and c["correlation"].tolist() == [9, 0]
+    assert c["stream"].tolist() == [7, 3] and c["name"].tolist() == ["k", None]
