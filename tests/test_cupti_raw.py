@@ -251,3 +251,155 @@ def test_unaligned_offsets_are_read_byte_by_byte():
     c = p["columns"]
     assert c["start_ns"].tolist() == [10, 30] and c["correlation"].tolist() == [9, 0]
     assert c["stream"].tolist() == [7, 3] and c["name"].tolist() == ["k", None]
+
+
+# -- KernelActivity on the raw path, against a compiled stand-in libcupti ----------------------------------
+CHILD = r'''
+import ctypes, json, sys, threading, types
+import numpy as np
+sys.path[:0] = [sys.argv[2], sys.argv[2] + "/tests"]
+lib = ctypes.CDLL(sys.argv[1])                    # loaded first, as cupti-python loads libcupti
+lib.fake_deliver.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint32]
+from test_cupti_raw import KERNEL10, MEMCPY6, MEMSET4, rec, buf
+from test_kernels import FakeCupti
+from trtprof.capture import kernels as CK
+
+class Kernel10:                                   # cupti-python's record class, for the fallback
+    @staticmethod
+    def from_ptr(ptr, readonly=False):
+        a = np.frombuffer((ctypes.c_uint8 * KERNEL10.itemsize).from_address(ptr), dtype=KERNEL10)[0]
+        return types.SimpleNamespace(kind=int(a["kind"]), start=int(a["start"]), end=int(a["end"]),
+                                     name=ctypes.string_at(int(a["name"])).decode(), stream_id=int(a["stream_id"]),
+                                     correlation_id=int(a["correlation_id"]), device_id=int(a["device_id"]))
+
+class Fake(FakeCupti):
+    activity_kernel10_dtype, activity_memcpy6_dtype, activity_memset4_dtype = KERNEL10, MEMCPY6, MEMSET4
+    ActivityKernel10 = Kernel10
+    def __init__(self):
+        super().__init__()
+        self.buffers, self.registered = [], 0
+    def activity_register_callbacks(self, requested, completed):
+        self.registered += 1
+        super().activity_register_callbacks(requested, completed)
+    def activity_flush_all(self, flag):
+        if self.callbacks is not None:            # cupti-python's path
+            return super().activity_flush_all(flag)
+        for data, stream in self.buffers:
+            assert lib.fake_deliver(data, len(data), stream) == 0
+        self.buffers = []
+
+def deliver_on_another_thread(data):
+    t = threading.Thread(target=lambda: lib.fake_deliver(data, len(data), 0))
+    t.start(); t.join()
+
+for kind, size in ((10, 216), (1, 96), (2, 88), (5, 40)):
+    lib.fake_set_record_size(kind, size)
+names = [ctypes.create_string_buffer(s) for s in (b"gemm", b"relu")]
+gemm, relu = (ctypes.addressof(n) for n in names)
+out = {}
+fake = Fake()
+sys.modules["cupti"] = types.SimpleNamespace(cupti=fake)     # what `from cupti import cupti` finds
+ka = CK.KernelActivity()
+out["started"] = ka.start()
+out["path"], out["library"] = ka.info()["handover"]["path"], ka.info()["handover"].get("library")
+a, _ = buf(rec(10, 5_000_000, 5_000_400, stream=21, corr=1, name=gemm), rec(1, 5_000_500, 5_000_600, corr=2),
+           rec(5, size=40), rec(10, 0, 0, name=relu), rec(10, 5_000_700, 5_000_900, corr=3, name=relu))
+fake.buffers.append((a, 21))
+lib.fake_set_dropped(3)
+f1 = ka.flush()
+out["f1"] = {k: v.tolist() for k, v in f1.items()}
+out["offset"] = ka.clock["offset_ns"]
+b, _ = buf(rec(10, 6_000_000, 6_000_100, corr=4, name=gemm))
+deliver_on_another_thread(b)                      # a full buffer: CUPTI's own thread, no flush running
+lib.fake_set_record_size(10, 224)                 # a libcupti whose kernel record is longer
+c, _ = buf(rec(10, 7_000_000, 7_000_100, corr=5, name=relu, size=224), rec(1, 7_000_200, 7_000_300, corr=6),
+           rec(10, 7_000_400, 7_000_500, corr=7, name=gemm, size=224), rec(1, 7_000_600, 7_000_700, corr=8))
+fake.buffers.append((c, 0))
+f2 = ka.flush()
+out["f2"] = {k: v.tolist() for k, v in f2.items()}
+out["info"] = ka.info()
+out["note"] = ka.handover_note()
+ka.stop()
+deliver_on_another_thread(b)                      # after stop: released unread, nothing raised
+out["after_stop"] = ka.info()["handover"]["buffers"]
+out["registered_by_cupti_python"] = fake.registered
+fake2 = Fake()
+sys.modules["cupti"] = types.SimpleNamespace(cupti=fake2)
+kp = CK.KernelActivity(handover="python")
+out["python_started"], out["python_path"] = kp.start(), kp.info()["handover"]["path"]
+out["python_registered"] = fake2.registered
+kp.stop()
+print(json.dumps(out))
+'''
+
+
+@pytest.fixture(scope="module")
+def fake_libcupti(tmp_path_factory):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler for the stand-in libcupti")
+    lib = tmp_path_factory.mktemp("libcupti") / "libcupti.so.13"
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(lib), str(ROOT / "support" / "fake_libcupti.c")],
+                   check=True, capture_output=True)
+    return lib
+
+
+def test_kernel_activity_raw_path_end_to_end(fake_libcupti):
+    r = subprocess.run([sys.executable, "-c", CHILD, str(fake_libcupti), str(ROOT)], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["started"] and out["path"] == "raw" and out["library"] == str(fake_libcupti)
+    off = out["offset"]
+    f1 = out["f1"]
+    assert f1["kind"] == ["kernel", "memcpy", "kernel"] and f1["name"] == ["gemm", None, "relu"]
+    assert f1["start_ns"] == [5_000_000 + off, 5_000_500 + off, 5_000_700 + off]
+    assert f1["stream"] == [21, 7, 7] and f1["correlation"] == [1, 2, 3]
+    f2 = out["f2"]                                  # buffer b (CUPTI's thread), then c (kernels one by one)
+    assert sorted(f2["correlation"]) == [4, 5, 6, 7, 8]
+    assert dict(zip(f2["correlation"], f2["name"])) == {4: "gemm", 5: "relu", 6: None, 7: "gemm", 8: None}
+    info = out["info"]
+    h = info["handover"]
+    assert info["dropped"] == 1                      # the record without timestamps
+    assert h["cupti_dropped"] == 3 and h["records"] == 4 + 1 + 4 and h["buffers"] == 3
+    assert h["buffers_on_cupti_thread"] == 1 and h["flushes"] == 2
+    assert h["fallback_records"] == 2 and h["mismatch"] == {"kernel": [224]}
+    assert "another size" in info["last_error"] and info["callback_errors"] == 0
+    assert "raw buffers" in out["note"] and "1 buffer(s) filled first" in out["note"]
+    assert out["after_stop"] == 3 and out["registered_by_cupti_python"] == 0
+    assert out["python_started"] and out["python_path"] == "python" and out["python_registered"] == 1
+
+
+def test_raw_path_unavailable_falls_back_with_a_reason(monkeypatch):
+    # no libcupti mapped in this process (a CPU machine): cupti-python's callbacks serve, and info says why
+    from test_kernels import FakeCupti, _fake
+
+    class Fake(FakeCupti):
+        activity_kernel10_dtype, activity_memcpy6_dtype = KERNEL10, MEMCPY6
+    if R.mapped():
+        pytest.skip("a libcupti is mapped in this process")
+    fake = Fake()
+    _fake(monkeypatch, fake)
+    ka = CK.KernelActivity()
+    assert ka.start() and fake.callbacks is not None
+    h = ka.info()["handover"]
+    assert h["path"] == "python" and "0 libcupti files are mapped" in h["raw_reason"]
+    fake.launch(10, 10, 20, name="a")
+    assert ka.flush()["name"].tolist() == ["a"]
+    ka.stop()
+    plain = FakeCupti()                               # a cupti-python without the dtypes
+    _fake(monkeypatch, plain)
+    kb = CK.KernelActivity()
+    assert kb.start() and "no activity_kernel10_dtype" in kb.info()["handover"]["raw_reason"]
+    kb.stop()
+
+
+def test_handover_choice_by_argument_and_environment(monkeypatch):
+    monkeypatch.delenv(CK.HANDOVER_ENV, raising=False)
+    assert CK.KernelActivity()._want == "raw"
+    monkeypatch.setenv(CK.HANDOVER_ENV, "Python")
+    assert CK.KernelActivity()._want == "python"
+    assert CK.KernelActivity(handover="raw")._want == "raw"          # the argument wins
+    monkeypatch.setenv(CK.HANDOVER_ENV, "fast")
+    k = CK.KernelActivity()
+    assert k._want == "raw" and "unknown handover 'fast'" in k.handover["raw_reason"]
