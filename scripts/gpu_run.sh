@@ -5,7 +5,7 @@
 # ("name iters K;...") the cudagraphs step's; RANKS_RT the ranks step's runtimes; DEADLINE (seconds from
 # the start) gives the tests step what is left, else TESTS_TIMEOUT.
 #   source .trtbundle/activate.sh && bash scripts/gpu_run.sh "$OUT" [steps...]
-# steps: probe tests cudagraphs python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken goal goal-profile hooks nsys nsys-acc profile cases
+# steps: probe cupti-raw tests cudagraphs python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken goal goal-profile hooks nsys nsys-acc profile cases
 #        ranks (two ranks sharing one GPU) ranks2 (one rank per GPU, on nvidia-h200-x2) (default: tests bert bench nsys)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,9 @@ for s in $steps; do
   case $s in
   probe)
     log probe; timeout 180 python3 scripts/probe_cupti.py --out "$w/probe_cupti.json" > "$w/probe.txt" 2>&1; log "probe rc=$?";;
+  cupti-raw)  # the raw CUPTI handover beside cupti-python's: records, checks, cost per record (about 2 minutes)
+    log cupti-raw; timeout 150 python3 scripts/probe_cupti_raw.py --out "$w/probe_cupti_raw.json" \
+      --budget ${CUPTI_RAW_BUDGET:-115} > "$w/cupti-raw.txt" 2>&1; log "cupti-raw rc=$?";;
   tests)
     t=${TESTS_TIMEOUT:-300}; [ -n "${DEADLINE:-}" ] && t=$((DEADLINE - SECONDS))
     log "tests (${t} s)"; BERT_RUNTIMES= timeout $t bash scripts/gpu_tests.sh "$w/tests" 2>&1 | quiet > "$w/tests.txt"; log "tests rc=${PIPESTATUS[0]}";;

@@ -403,3 +403,31 @@ def test_handover_choice_by_argument_and_environment(monkeypatch):
     monkeypatch.setenv(CK.HANDOVER_ENV, "fast")
     k = CK.KernelActivity()
     assert k._want == "raw" and "unknown handover 'fast'" in k.handover["raw_reason"]
+
+
+def test_probe_compare_on_synthetic_runs():
+    # scripts/probe_cupti_raw.py runs on the GPU machine; its checks and cost figures are pure and run here
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("probe_cupti_raw", ROOT / "scripts" / "probe_cupti_raw.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    names = ["add", "relu", "mul", "sub"]
+
+    def run(path, us, **over):
+        r = {"info": {"handover": {"path": path, "cupti_dropped": 0 if path == "raw" else None},
+                      "dropped": 0, "callback_errors": 0},
+             "kernels_per_window": {"4": 10}, "copies_per_window": {"1": 10}, "counts": {"outside": 0},
+             "records": {"kernel": 40, "memcpy": 10}, "distinct_sequences": 1, "name_sequences": [[names, 10]],
+             "handover_us_per_record": us, "callback_us_per_record": us / 2, "loop_us_per_iter": 30.0}
+        r.update(over)
+        return r
+    good = probe.compare({"raw": run("raw", 2.0), "python": run("python", 90.0), "raw-small": run("raw", 3.0)}, 10)
+    assert good["failed"] == [] and good["checks"]["names_agree_across_runs"] is True
+    assert good["cost"]["python_over_raw"] == 45.0
+    bad = probe.compare({"raw": run("python", 2.0, kernels_per_window={"4": 9, "5": 1},
+                                    name_sequences=[[names[::-1], 10]]),
+                         "python": run("python", 90.0, info={"handover": {"path": "python"}, "dropped": 2,
+                                                             "callback_errors": 0}),
+                         "raw-small": {"error": "timed out after 30 s"}}, 10)
+    assert sorted(bad["failed"]) == ["names_agree_across_runs", "python: nothing_dropped", "raw-small: ran",
+                                     "raw: kernels_per_window", "raw: path"]
