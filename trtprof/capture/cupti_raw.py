@@ -261,3 +261,49 @@ class Library:
         nothing)."""
         n = ctypes.c_size_t(0)
         return int(n.value) if self.dropped_fn(ctx, stream_id, ctypes.byref(n)) == 0 else 0
+
+
+class Reader:
+    """The raw path of one KernelActivity: the library, the record layouts of its kinds, the names."""
+
+    def __init__(self, cupti, codes: dict):
+        self.kinds = layouts(cupti, codes)
+        self.lib = Library(cupti)
+        self.names = Names()
+
+    def buffer(self, ctx, stream_id, address: int, buf, valid: int, rows) -> dict:
+        """One completed buffer -> {"chunks": column sets, "records", "errors", "error": one line or
+        None, "fallback_records", "cupti_dropped", "mismatch"}. `rows(record objects)` reads the records
+        of a kind whose dtype is not this libcupti's, through cupti-python's record classes."""
+        got = {"chunks": [], "records": 0, "errors": 0, "error": None, "fallback_records": 0,
+               "cupti_dropped": 0, "mismatch": {}}
+        offs, status = walk(self.lib.next_record, address, valid)
+        if status != MAX_LIMIT_REACHED:
+            got["errors"] += 1
+            got["error"] = f"cuptiActivityGetNextRecord returned {status} after {len(offs)} records"
+        p = parse(buf, valid, offs, self.kinds, self.names)
+        got["chunks"].append(p["columns"])
+        got["records"] = len(p["columns"]["start_ns"])
+        for code, at in p["fallback"]:
+            cls = self.kinds[code][2]
+            out = rows(cls.from_ptr(address + int(o), readonly=True) for o in at.tolist()) if cls is not None else []
+            got["errors"] += len(at) - len(out)
+            got["fallback_records"] += len(out)
+            if out:
+                got["chunks"].append(columns(out))
+                got["records"] += len(out)
+        if p["mismatch"]:
+            got["mismatch"] = p["mismatch"]
+            got["error"] = (f"CUPTI records of another size than cupti-python's dtypes ({p['mismatch']}): "
+                            "read one by one through cupti-python")
+        if p["truncated"]:
+            got["errors"] += p["truncated"]
+            got["error"] = f"{p['truncated']} record(s) ran past the buffer's valid bytes"
+        got["cupti_dropped"] = self.lib.dropped(ctx, stream_id)
+        return got
+
+
+def columns(recs) -> dict:
+    """Tuples in FIELDS order (the record objects' values) -> columns, as parse() gives them."""
+    cols = list(zip(*recs)) if recs else [()] * len(FIELDS)
+    return {f: np.array(v, dtype=object if f in ("kind", "name") else np.int64) for f, v in zip(FIELDS, cols)}

@@ -34,8 +34,9 @@ import time
 # while kernel and memcpy activity alone did not. KernelActivity(kinds=...) still takes it.
 KINDS = ("kernel", "memcpy")
 # The handover's cost and the flush schedule, measured on cupti-python's path (bench/cupti_handover.py,
-# H200, cupti-python 13.0.1, BERT's 138 kernels per call, 2026-12-04): cupti-python turns every record into a Python object
-# before our callback copies it out, 70-110 us per record in all, whichever thread does it. A buffer
+# H200, cupti-python 13.0.1, BERT's 138 kernels per call, 2026-12-04): cupti-python turns every record
+# into a Python object before our callback copies it out, 70-110 us per record in all, whichever thread
+# does it. A buffer
 # that fills is handed over on CUPTI's thread, whose callback holds the GIL inside whatever inference
 # runs (3 s stalls with 8 MB buffers); a forced flush at a safe point pays the same cost between
 # inferences instead. So: buffers large enough to outlast the flush period (64 MB: no pause at all
@@ -113,7 +114,7 @@ class KernelActivity:
             self.handover["raw_reason"] = f"unknown handover {want!r} (raw or python): raw"
             want = HANDOVERS[0]
         self._want = want
-        self._raw = None            # (cupti_raw module, Library, layouts, Names) on the raw path
+        self._raw = None            # cupti_raw.Reader on the raw path
         self._flushing = False      # our thread is inside activity_flush_all: a callback now is ours
         self._last_flush = self._next_flush = 0
 
@@ -193,15 +194,14 @@ class KernelActivity:
         h = self.handover
         if self._want == "raw":
             try:
-                from trtprof.capture import cupti_raw as R
-                kinds = R.layouts(self._cupti, self._codes)
-                lib = R.Library(self._cupti)
-            except Exception as e:  # R.Unavailable, or an import failure: cupti-python's path serves
+                from trtprof.capture import cupti_raw
+                reader = cupti_raw.Reader(self._cupti, self._codes)
+            except Exception as e:  # cupti_raw.Unavailable, or an import failure: cupti-python's path serves
                 h["raw_reason"] = _one_line(e)
             else:
-                self._raw = (R, lib, kinds, R.Names())
+                self._raw = reader
                 h["path"], h["cupti_dropped"] = "raw", 0
-                lib.attach(self._take_raw, self._buffer_bytes)
+                reader.lib.attach(self._take_raw, self._buffer_bytes)
                 return
         self._cupti.activity_register_callbacks(self._requested, self._completed)
         h["path"] = "python"
@@ -235,7 +235,7 @@ class KernelActivity:
             return
         self._set(False)
         if self._raw is not None:
-            self._raw[1].detach(self._take_raw)     # later buffers are released unread
+            self._raw.lib.detach(self._take_raw)    # later buffers are released unread
         if self._subscriber is not None:
             try:
                 c.unsubscribe(self._subscriber)
@@ -291,48 +291,29 @@ class KernelActivity:
         self._take([_columns(out)] if out else [], len(out), t0)
 
     def _take_raw(self, ctx, stream_id, address: int, buf, valid: int) -> None:
-        """The raw path (cupti_raw.py), on CUPTI's thread or inside our flush: walk the buffer, read
-        our kinds in bulk, records whose dtype does not match this libcupti one by one through
-        cupti-python's record classes; never raise."""
-        t0, chunks, n = time.perf_counter_ns(), [], 0
+        """The raw path, on CUPTI's thread or inside our flush: cupti_raw.Reader reads the buffer (records
+        of another size than the dtypes one by one through self._rows); never raise."""
+        t0 = time.perf_counter_ns()
         try:
-            R, lib, kinds, names = self._raw
-            offs, status = R.walk(lib.next_record, address, valid)
-            if status != R.MAX_LIMIT_REACHED:
-                self.callback_errors += 1
-                self.last_error = f"cuptiActivityGetNextRecord returned {status} after {len(offs)} records"
-            p = R.parse(buf, valid, offs, kinds, names)
-            chunks.append(p["columns"])
-            n = len(p["columns"]["start_ns"])
-            for code, at in p["fallback"]:
-                cls = kinds[code][2]
-                out = self._rows(cls.from_ptr(address + int(o), readonly=True) for o in at.tolist()) \
-                    if cls is not None else []
-                self.callback_errors += len(at) - len(out)
-                self.handover["fallback_records"] += len(out)
-                if out:
-                    chunks.append(_columns(out))
-                    n += len(out)
-            if p["mismatch"]:
-                mm = self.handover["mismatch"]
-                for kind, sizes in p["mismatch"].items():
-                    mm[kind] = sorted(set(mm.get(kind, [])) | set(sizes))
-                self.last_error = (f"CUPTI records of another size than cupti-python's dtypes ({mm}): "
-                                   "read one by one through cupti-python")
-            if p["truncated"]:
-                self.callback_errors += p["truncated"]
-                self.last_error = f"{p['truncated']} record(s) ran past the buffer's valid bytes"
-            self.handover["cupti_dropped"] += lib.dropped(ctx, stream_id)
+            got = self._raw.buffer(ctx, stream_id, address, buf, valid, self._rows)
         except Exception as e:
-            self.callback_errors += 1
-            self.last_error = _one_line(e)
-        self._take(chunks, n, t0)
+            got = {"chunks": [], "records": 0, "errors": 1, "error": _one_line(e)}
+        if got["errors"] or got.get("error"):
+            self.callback_errors += got["errors"]
+            self.last_error = got.get("error") or self.last_error
+        self._take(got["chunks"], got["records"], t0, got)
 
-    def _take(self, chunks: list, n: int, t0: int) -> None:
-        """Append a buffer's records under the lock and count the handover (by thread)."""
+    def _take(self, chunks: list, n: int, t0: int, extra: dict | None = None) -> None:
+        """Append a buffer's records under the lock and count the handover (by thread; the raw path's
+        dropped, fallback and mismatch figures too)."""
         with self._lock:
             self._pending.extend(chunks)
             h = self.handover
+            if extra:
+                h["fallback_records"] += extra.get("fallback_records", 0)
+                h["cupti_dropped"] += extra.get("cupti_dropped", 0)
+                for kind, sizes in extra.get("mismatch", {}).items():
+                    h["mismatch"][kind] = sorted(set(h["mismatch"].get(kind, [])) | set(sizes))
             h["buffers"] += 1
             h["records"] += n
             dt = time.perf_counter_ns() - t0
@@ -428,7 +409,7 @@ class KernelActivity:
         """What meta.json should say about this source."""
         h = dict(self.handover, mismatch=dict(self.handover["mismatch"]))
         if self._raw is not None:
-            h["library"] = self._raw[1].path
+            h["library"] = self._raw.lib.path
         return {"available": self.reason is None and self._cupti is not None, "reason": self.reason,
                 "kinds": list(self.kinds), "clock": self.clock, "dropped": self.dropped,
                 "callback_errors": self.callback_errors, "last_error": self.last_error, "handover": h}
