@@ -36,10 +36,9 @@ KINDS = ("kernel", "memcpy")
 # The handover's cost and the flush schedule, measured on cupti-python's path (bench/cupti_handover.py,
 # H200, cupti-python 13.0.1, BERT's 138 kernels per call, 2026-12-04): cupti-python turns every record
 # into a Python object before our callback copies it out, 70-110 us per record in all, whichever thread
-# does it. A buffer
-# that fills is handed over on CUPTI's thread, whose callback holds the GIL inside whatever inference
-# runs (3 s stalls with 8 MB buffers); a forced flush at a safe point pays the same cost between
-# inferences instead. So: buffers large enough to outlast the flush period (64 MB: no pause at all
+# does it. A buffer that fills is handed over on CUPTI's thread, whose callback holds the GIL inside
+# whatever inference runs (3 s stalls with 8 MB buffers); a forced flush at a safe point pays the same
+# cost between inferences instead. So: buffers large enough to outlast the flush period (64 MB: no pause at all
 # within 400 inferences), flushed at a safe point when half a buffer is estimated to be waiting.
 # The raw path (cupti_raw.py) exists to make the per-record cost small; the schedule stays as it is
 # until scripts/probe_cupti_raw.py and bench/cupti_handover.py have measured that path.
