@@ -431,3 +431,13 @@ def test_probe_compare_on_synthetic_runs():
                          "raw-small": {"error": "timed out after 30 s"}}, 10)
     assert sorted(bad["failed"]) == ["names_agree_across_runs", "python: nothing_dropped", "raw-small: ran",
                                      "raw: kernels_per_window", "raw: path"]
+    # per window: kernels and copies counted, kernel names in start order, one sequence per window
+    from trtprof.timeline.kernels import attribute
+    recs = {"kind": np.array(["kernel", "kernel", "memcpy", "kernel", "kernel", "kernel"], dtype=object),
+            "name": np.array(["relu", "add", None, "add", "relu", "stray"], dtype=object),
+            "start_ns": np.array([20, 10, 30, 110, 120, 500]), "end_ns": np.array([25, 15, 35, 115, 125, 510]),
+            "stream": np.array([7] * 6)}
+    win = {"seq": [0, 1], "stream": [7, 7], "start_ns": [0, 100], "end_ns": [50, 150]}
+    per = probe._per_window(recs, attribute(recs, win))
+    assert per["kernels_per_window"] == {"2": 2} and per["copies_per_window"] == {"1": 1, "0": 1}
+    assert per["name_sequences"] == [[["add", "relu"], 2]] and per["distinct_sequences"] == 1

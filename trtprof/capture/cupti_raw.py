@@ -5,9 +5,10 @@ object before its callback runs; with our copy of the fields that cost 70-110 us
 (bench/cupti_handover.py, cupti-python 13.0.1), several times a BERT inference per inference recorded.
 Here CUPTI's two buffer callbacks are registered through ctypes on the very libcupti cupti-python loaded
 (found in /proc/self/maps, opened with RTLD_NOLOAD so that no second copy can load); the completed
-callback walks the record offsets with cuptiActivityGetNextRecord and gathers each kind's records into
-a numpy structured array in one step, with cupti-python's own record dtypes (activity_kernel10_dtype...).
-Subscribing, enabling, flushing and the clock stay with cupti-python.
+callback walks the record offsets with cuptiActivityGetNextRecord, then reads each field trtprof keeps
+for all records of a kind in one numpy step, through cupti-python's own record dtypes
+(activity_kernel10_dtype...) laid over the buffer. Subscribing, enabling, flushing and the clock stay
+with cupti-python.
 
 A dtype is used only where it is this libcupti's record: the spacing between consecutive records of a
 kind must equal its itemsize (8-byte aligned, as CUPTI packs them). Where it does not (a libcupti of
