@@ -36,8 +36,8 @@ class FirstOutput(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, *inputs):
-        return self.model(*inputs)[0]
+    def forward(self, input_ids, attention_mask):  # named: torch.export matches inputs to dynamic shapes
+        return self.model(input_ids, attention_mask)[0]
 
 
 def main(argv=None) -> int:
