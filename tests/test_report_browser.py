@@ -168,8 +168,12 @@ CHECK_JS = """
         return t.showlegend !== false && t.name && ((t.x && t.x.length) || (t.y && t.y.length)); });
       function box(sel) { var n = d.querySelector(sel); if (!n) { return null; }
         var r = n.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }
+      function boxes(sel) { return Array.prototype.map.call(d.querySelectorAll(sel), function (n) {
+        var r = n.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }); }
       return {id: d.id, svgs: d.querySelectorAll(".main-svg").length,
               titleBox: box(".gtitle"), legendBox: box(".legend"),
+              labelBoxes: boxes(".xaxislayer-above text, .yaxislayer-above text, .g-xtitle text, .g-ytitle text"),
+              plotBox: box(".nsewdrag"),
               title: fl.title ? fl.title.text : "",
               legend: Array.prototype.map.call(d.querySelectorAll(".legendtext"), function (n) { return n.textContent; }),
               traces: traces.map(function (t) { return t.name; }),
@@ -213,6 +217,13 @@ def page_facts(report: Path, tmp: Path, shot: Path) -> dict:
     return json.loads(html.unescape(m.group(1)))
 
 
+def overlaps(a, b, tol: float = 1.0) -> bool:
+    """Do two [left, top, right, bottom] boxes overlap by more than `tol` px each way? (None: no box)"""
+    if not a or not b:
+        return False
+    return min(a[2], b[2]) - max(a[0], b[0]) > tol and min(a[3], b[3]) - max(a[1], b[1]) > tol
+
+
 @pytest.fixture(scope="module")
 def kinds(tmp_path_factory):
     """Each report kind's capture folder and its report, written once for the checks below."""
@@ -248,6 +259,10 @@ def test_each_report_kind_renders_in_the_browser(kind, kinds, tmp_path):
         t, g = f["titleBox"], f["legendBox"]
         if t and g:
             assert g[1] >= t[3] - 1 or g[0] >= t[2] or g[2] <= t[0], (f["title"], t, g)
+    for f in figs:  # nor covers the plot or an axis label (the overlap chart's rotated subgraph names)
+        assert f["labelBoxes"] and f["plotBox"], f["title"]
+        hit = [b for b in f["labelBoxes"] + [f["plotBox"]] if overlaps(f["legendBox"], b)]
+        assert not hit, (f["title"], f["legendBox"], hit)
     # re-allocation causes: a legend entry for each cause the drawn window has, and some cause drawn
     timeline = next(f for f in figs if f["title"].startswith("Timeline"))
     causes = {t for t in timeline["traces"] if t.startswith("re-allocation: ")}
