@@ -197,7 +197,8 @@ def test_compare_figures_of_a_synthetic_pair_are_valid_and_mark_zero():
     for fig in figs.values():
         go.Figure(fig.to_dict())
     sub = figs["subgraphs"]
-    assert [t["name"] for t in sub.data] == ["GPU time per call", "host time per call"]
+    assert [t["name"] for t in sub.data] == ["GPU time per call (CUDA-event bracket)",
+                                            "host time per call (the whole call)"]
     assert list(sub.data[0]["y"]) == ["_run_on_acc_0", "_run_on_gpu_1"]  # the subgraphs in both only
     (zero,) = sub.layout["shapes"]
     assert zero["x0"] == zero["x1"] == 0 and zero["yref"] == "y domain"

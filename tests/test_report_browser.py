@@ -224,6 +224,19 @@ def overlaps(a, b, tol: float = 1.0) -> bool:
     return min(a[2], b[2]) - max(a[0], b[0]) > tol and min(a[3], b[3]) - max(a[1], b[1]) > tol
 
 
+def check_legends(figs: list[dict]) -> None:
+    """Every named trace with data has its legend entry; a legend never runs into its figure's title,
+    nor covers the plot or an axis label (the overlap chart's rotated subgraph names)."""
+    for f in figs:
+        assert set(f["traces"]) <= set(f["legend"]), (f["title"], set(f["traces"]) - set(f["legend"]))
+        t, g = f["titleBox"], f["legendBox"]
+        if t and g:
+            assert g[1] >= t[3] - 1 or g[0] >= t[2] or g[2] <= t[0], (f["title"], t, g)
+        assert f["labelBoxes"] and f["plotBox"], f["title"]
+        hit = [b for b in f["labelBoxes"] + [f["plotBox"]] if overlaps(f["legendBox"], b)]
+        assert not hit, (f["title"], f["legendBox"], hit)
+
+
 @pytest.fixture(scope="module")
 def kinds(tmp_path_factory):
     """Each report kind's capture folder and its report, written once for the checks below."""
@@ -253,16 +266,7 @@ def test_each_report_kind_renders_in_the_browser(kind, kinds, tmp_path):
     n = int(re.search(r'<meta name="trtprof-figures" content="(\d+)">', report.read_text()).group(1))
     assert len(figs) == n >= 4 and facts["errors"] == []
     assert all(f["svgs"] >= 2 for f in figs), [f["id"] for f in figs if f["svgs"] < 2]  # main + overlay svg
-    for f in figs:  # every named trace with data has its legend entry
-        assert set(f["traces"]) <= set(f["legend"]), (f["title"], set(f["traces"]) - set(f["legend"]))
-    for f in figs:  # a legend never runs into its figure's title
-        t, g = f["titleBox"], f["legendBox"]
-        if t and g:
-            assert g[1] >= t[3] - 1 or g[0] >= t[2] or g[2] <= t[0], (f["title"], t, g)
-    for f in figs:  # nor covers the plot or an axis label (the overlap chart's rotated subgraph names)
-        assert f["labelBoxes"] and f["plotBox"], f["title"]
-        hit = [b for b in f["labelBoxes"] + [f["plotBox"]] if overlaps(f["legendBox"], b)]
-        assert not hit, (f["title"], f["legendBox"], hit)
+    check_legends(figs)
     # re-allocation causes: a legend entry for each cause the drawn window has, and some cause drawn
     timeline = next(f for f in figs if f["title"].startswith("Timeline"))
     causes = {t for t in timeline["traces"] if t.startswith("re-allocation: ")}
@@ -304,3 +308,31 @@ def test_each_report_kind_renders_in_the_browser(kind, kinds, tmp_path):
         assert "Nsight Systems" in report.read_text()
     if kind == "kernels":
         assert cap.kernels is not None and len(cap.kernels) and r.busy_source == "kernels"
+
+
+def test_compare_page_in_the_browser(tmp_path):
+    """The compare page of the two committed graph-broken captures (25 subgraphs each, C++ against
+    Python runtime): both figures drawn, their legends complete and clear of the plot and labels,
+    subgraphs in natural order in the tables and the figure, no horizontal overflow; its screenshot
+    goes to build/screenshots/compare.png beside the report kinds'."""
+    from click.testing import CliRunner
+
+    from trtprof.cli import main
+    from trtprof.timeline.schema import natural_key
+
+    out = tmp_path / "compare.html"
+    cases = ROOT / "reports" / "cases"
+    args = ["compare", str(cases / "breaks-cpp"), str(cases / "breaks-python"), "-o", str(out), "-q"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    shots = ROOT / "build" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    facts = page_facts(out, tmp_path, shots / "compare.png")
+    assert (shots / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figs = facts["figures"]
+    assert len(figs) == 2 and facts["errors"] == [] and all(f["svgs"] >= 2 for f in figs)
+    check_legends(figs)
+    names = list(dict.fromkeys(c for c in facts["table"] if SUBGRAPH.fullmatch(c)))
+    assert len(names) == 25 and names == sorted(names, key=natural_key), names
+    per = next(f for f in figs if f["title"].startswith("Per subgraph"))
+    assert per["categories"][1] == names  # one row per subgraph, in the table's order
+    assert facts["innerWidth"] == WIDTH and facts["scrollWidth"] <= facts["innerWidth"]
