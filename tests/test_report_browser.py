@@ -173,7 +173,8 @@ CHECK_JS = """
       return {id: d.id, svgs: d.querySelectorAll(".main-svg").length,
               titleBox: box(".gtitle"), legendBox: box(".legend"),
               labelBoxes: boxes(".xaxislayer-above text, .yaxislayer-above text, .g-xtitle text, .g-ytitle text"),
-              plotBox: box(".nsewdrag"),
+              plotBox: box(".nsewdrag"), figBox: (function (r) { return [r.left, r.top, r.right, r.bottom]; })(
+                d.getBoundingClientRect()),
               title: fl.title ? fl.title.text : "",
               legend: Array.prototype.map.call(d.querySelectorAll(".legendtext"), function (n) { return n.textContent; }),
               traces: traces.map(function (t) { return t.name; }),
@@ -232,6 +233,8 @@ def check_legends(figs: list[dict]) -> None:
         t, g = f["titleBox"], f["legendBox"]
         if t and g:
             assert g[1] >= t[3] - 1 or g[0] >= t[2] or g[2] <= t[0], (f["title"], t, g)
+        t, b = f["titleBox"], f["figBox"]  # the title inside its figure, not cut at the top
+        assert t and t[1] >= b[1] and t[3] <= b[3], (f["title"], t, b)
         assert f["labelBoxes"] and f["plotBox"], f["title"]
         hit = [b for b in f["labelBoxes"] + [f["plotBox"]] if overlaps(f["legendBox"], b)]
         assert not hit, (f["title"], f["legendBox"], hit)

@@ -89,8 +89,10 @@ def layout(fig: Fig, title: str, height: int = 360, **kw) -> Fig:
     """Title, size, the house template and the legend placed above the plot, right under the title, so
     it never covers axis labels (rotated category labels included). Called after the traces are
     added: the top margin grows with the legend's rows, so a long legend never runs into the title."""
-    top = max(90, 48 + (16 if "<br>" in title else 0) + 21 * legend_rows(fig))
-    fig.layout.update(title={"text": title, "x": 0.01, "y": 0.98, "yanchor": "top"}, height=height + top - 90,
+    lines = title.count("<br>")  # plotly.js lifts each extra line of a title half its height above its anchor
+    top = max(90, 48 + 32 * lines + 21 * legend_rows(fig))
+    fig.layout.update(title={"text": title, "x": 0.01, "y": 1, "yanchor": "top", "pad": {"t": 8 + 16 * lines}},
+                      height=height + top - 90,
                       template=TEMPLATE, margin={"l": 10, "r": 10, "t": top, "b": 40},
                       legend={"orientation": "h", "x": 0, "y": 1.0, "xanchor": "left", "yanchor": "bottom"}, **kw)
     fig.axis("yaxis", automargin=True)
