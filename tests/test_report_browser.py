@@ -2,8 +2,9 @@
 reaches the console, hostile names stay text; a screenshot is kept for people to look at.
 
 Skipped without chromium on a developer machine; in CI (CI=true) chromium is required, and
-scripts/test.sh installs it. The screenshot goes to build/report-screenshot.png (TRTPROF_UPDATE_DOCS=1
-also writes docs/report.png, the one docs/report.md shows).
+scripts/test.sh installs it. The screenshot goes to build/report-screenshot.png; the one docs/report.md
+shows is the report of reports/cases/small-python, kept in build/screenshots/docs-report.png
+(TRTPROF_UPDATE_DOCS=1 also writes docs/report.png).
 
 Each report kind (tests/report_kinds.py: one engine, a graph-broken model with >10 subgraphs, kernel
 activity, an nsys import) is loaded once with a script that writes what the page shows into the DOM:
@@ -103,9 +104,41 @@ def test_report_renders_offline_and_screenshot(tmp_path):
     keep = ROOT / "build" / "report-screenshot.png"
     keep.parent.mkdir(exist_ok=True)
     keep.write_bytes(data)
+
+
+def test_docs_screenshot_is_the_report_its_caption_names(tmp_path, monkeypatch):
+    """docs/report.md shows docs/report.png as the report of reports/cases/small-python on the machine
+    and date of that capture; the screenshot of that report as the current code draws it goes to
+    build/screenshots/docs-report.png (TRTPROF_UPDATE_DOCS=1 also writes docs/report.png, reduced to
+    64 colours by pngquant where it is installed)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from trtprof.cli import main
+
+    case = "reports/cases/small-python"
+    meta = json.loads((ROOT / case / "meta.json").read_text())
+    gpu = meta["environment"]["gpu"].replace("NVIDIA ", "")
+    caption = next(line for line in (ROOT / "docs" / "report.md").read_text().splitlines()
+                   if line.startswith("(The report of"))
+    assert f"`{case}`" in caption and gpu in caption and meta["start_time"][:10] in caption, caption
+    monkeypatch.chdir(ROOT)  # the page names the capture as the command was given: reports/cases/...
+    out = tmp_path / "report.html"
+    assert CliRunner().invoke(main, ["report", case, "-o", str(out)]).exit_code == 0
+    assert f"<dd>{case}</dd>" in out.read_text()
+    check_rendered(out, tmp_path)
+    shots = ROOT / "build" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    shot = shots / "docs-report.png"
+    res = chromium(out.as_uri(), tmp_path, "--window-size=1280,1680", f"--screenshot={shot}")
+    assert res.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", res.stderr[-2000:]
     if os.environ.get("TRTPROF_UPDATE_DOCS"):
-        (ROOT / "docs").mkdir(exist_ok=True)
-        (ROOT / "docs" / "report.png").write_bytes(data)
+        docs = ROOT / "docs" / "report.png"
+        if shutil.which("pngquant"):
+            subprocess.run(["pngquant", "--force", "--output", str(docs), "64", str(shot)], check=True)
+        else:
+            docs.write_bytes(shot.read_bytes())
 
 
 def test_hostile_names_are_drawn_as_text(tmp_path):
