@@ -315,8 +315,10 @@ def test_terminal_summary_and_report_show_the_same_medians(name, tmp_path):
     host_at = 6 if "busy us" in head else 4  # subgraph kind calls GPU [busy span] host ...
     term = {c[0]: (c[2], c[host_at]) for c in (line.split() for line in text.splitlines())
             if c and c[0].startswith("_run_on_")}
+    page_html = write_report(cap, tmp_path / "r.html").read_text()
+    assert "counts cover every call" in text and "allocation counts cover every call" in page_html
     p = _Cells("subgraphs")
-    p.feed(write_report(cap, tmp_path / "r.html").read_text())
+    p.feed(page_html)
     header, *rows = p.rows
     sub, calls, host = (header.index(h) for h in ("subgraph", "calls", "host \u00b5s median"))
     page = {r[sub]: (r[calls], r[host]) for r in rows}
