@@ -340,14 +340,16 @@ def test_each_report_kind_renders_in_the_browser(kind, kinds, tmp_path):
         assert {2, 10} <= set(pools)
     # no horizontal overflow at a laptop's width
     assert facts["innerWidth"] == WIDTH and facts["scrollWidth"] <= facts["innerWidth"]
-    # GPU bars say what they are: an event bracket, a kernel span, or a kernel CUPTI recorded
+    # GPU bars say what they are: an event bracket, a kernel span, or a kernel CUPTI or nsys recorded
     gpu = [t for t in timeline["legend"] if t.startswith(("engine", "fallback", "kernel")) and "(host)" not in t]
-    assert gpu and all(("CUDA-event bracket" in t or "kernel span" in t or "(CUPTI)" in t) for t in gpu), gpu
+    assert gpu and all(any(w in t for w in ("CUDA-event bracket", "kernel span", "(CUPTI)", "(Nsight Systems)"))
+                       for t in gpu), gpu
     spans = {"engine: kernel span (first kernel start to last end)"} & set(timeline["legend"])
     assert bool(spans) == (kind != "broken"), timeline["legend"]  # the synthetic broken capture has no kernels
     if kind == "nsys":
         assert "Nsight Systems" in report.read_text()
         assert "kernel spans from the Nsight Systems import" in report.read_text()
+        assert "kernel or copy of an engine (Nsight Systems)" in timeline["legend"]
     if kind == "kernels":
         assert cap.kernels is not None and len(cap.kernels) and r.busy_source == "kernels"
         assert "kernel or copy of an engine (CUPTI)" in timeline["legend"]
