@@ -212,7 +212,7 @@ def _overlap(r: Results, fig, nsys=None) -> str:
     elif len(r.exposure):
         if r.overlap_caveat:
             parts.append(f'<p class="card warn" id="overlap-caveat">{e(r.overlap_caveat)}</p>')
-        parts.append(fig(figures.exposure_figure(r.exposure)))
+        parts.append(fig(figures.exposure_figure(r.exposure, r.busy_source)))
     split = _or_unknown if r.gpu_times else us
     mode = r.exposure.assign(mode=r.exposure["mode"].map(lambda m: figures.MODE_LABEL.get(m, m)))
     parts.append(table(mode, [("model", "model", None), ("subgraph", "subgraph", None),
@@ -227,7 +227,7 @@ def _overlap(r: Results, fig, nsys=None) -> str:
                  "work and the start of the next; what was the host doing meanwhile? Allocating outputs, running a "
                  "PyTorch fallback, enqueuing the next engine, or Python code we did not record.</p>")
     if len(r.gap_summary):
-        parts.append(fig(figures.gaps_figure(r.gap_summary)))
+        parts.append(fig(figures.gaps_figure(r.gap_summary, r.busy_source)))
         gs = r.gap_summary.assign(mode=r.gap_summary["mode"].map(lambda m: figures.MODE_LABEL.get(m, m)))
         parts.append(table(gs, [("model", "model", None), ("mode", "pre-allocated outputs", None),
                                 ("before", "after GPU work of", None), ("after", "before GPU work of", None),
