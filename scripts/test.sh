@@ -19,6 +19,10 @@ set +e
 python3 -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-auto}" "$@"
 rc=$?
 set -e
+# the browser checks' screenshots, one per page kind: the folder CI keeps as its artifacts
+if [ -d build/screenshots ]; then
+  echo "screenshots: build/screenshots/ ($(ls build/screenshots | tr '\n' ' '))" >&2
+fi
 if [ "$rc" -eq 5 ]; then
   echo "pytest collected no tests: treating that as a failure" >&2
   exit 1

@@ -47,3 +47,42 @@ def test_the_readme_is_a_users_page_that_links_into_docs():
     for heading in ("## Set-up", "## Commands"):
         assert heading in text
     assert "profile(" in text and "exit code" in text.lower()
+
+
+def doc_examples(text: str) -> list[tuple[list[str], list[str]]]:
+    """(argv after `trtprof`, lines shown) of each `$ trtprof ...` example in a fenced block."""
+    out = []
+    for block in re.findall(r"```\n(.*?)```", text, re.S):
+        lines = block.splitlines()
+        if lines and lines[0].startswith("$ trtprof "):
+            out.append((lines[0].split()[2:], [line for line in lines[1:] if line.strip()]))
+    return out
+
+
+def missing_lines(shown: list[str], printed: str) -> list[str]:
+    """Lines of a documented example the command did not print (`...` at the end: a prefix)."""
+    real = printed.splitlines()
+    return [s for s in shown if not any(r.startswith(s[:-3].rstrip()) if s.endswith("...") else r == s
+                                        for r in real)]
+
+
+def test_documented_command_output_is_what_the_command_prints():
+    """docs/report.md showed a comparison of captures since re-taken (other numbers, another GPU)."""
+    from click.testing import CliRunner
+
+    from trtprof.cli import main
+
+    examples = [ex for doc in sorted((ROOT / "docs").glob("*.md")) for ex in doc_examples(doc.read_text())]
+    assert examples
+    for argv, shown in examples:
+        args = [str(ROOT / a) if (ROOT / a).exists() else a for a in argv]
+        res = CliRunner().invoke(main, args + (["--no-html"] if argv[0] == "compare" else []))
+        assert res.exit_code == 0, res.output
+        assert shown and not missing_lines(shown, res.output), missing_lines(shown, res.output)
+
+
+def test_the_output_check_can_fail():
+    printed = "B is 0.26 ms faster\n  row 1.0\nwarning: runtimes differ (cpp -> python), so"
+    assert missing_lines(["B is 0.26 ms faster", "warning: runtimes differ ..."], printed) == []
+    assert missing_lines(["B is 0.33 ms faster", "  row 1.0", "warning: GPUs differ ..."], printed) == [
+        "B is 0.33 ms faster", "warning: GPUs differ ..."]

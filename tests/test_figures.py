@@ -24,9 +24,9 @@ def _all_figures(cap):
     win, centre, why = timeline_fig.choose_window(cap.timeline, r.infs, r.changes, r.latency)
     out = {"timeline": timeline_fig.timeline_figure(cap.timeline, win, centre, why, r.allocs, r.gaps, r.streams),
            "histogram": figures.latency_histogram(r.latency), "over_run": figures.latency_over_run(r.latency),
-           "exposure": figures.exposure_figure(r.exposure)}
+           "exposure": figures.exposure_figure(r.exposure, r.busy_source)}
     if len(r.gap_summary):
-        out["gaps"] = figures.gaps_figure(r.gap_summary)
+        out["gaps"] = figures.gaps_figure(r.gap_summary, r.busy_source)
     return r, out
 
 
@@ -120,6 +120,24 @@ def test_a_slow_included_inference_is_clipped_with_its_value_in_the_hover():
     assert list(above["x"]) == [2500] and "50.000 ms" in above["hovertext"][0]
 
 
+def test_overlap_figures_name_what_gpu_busy_is_measured_from():
+    """The overlap chart said 'hidden (GPU busy)' and the gap chart 'GPU idle' without saying whether
+    busy came from kernels or from CUDA-event brackets (which count the GPU waiting as busy)."""
+    cap = load_capture(CASES / "breaks-cpp")  # kernel columns (CUPTI), kernels.parquet left out
+    r, figs = _all_figures(cap)
+    assert r.busy_source == "kernel spans"
+    assert "GPU busy measured from each call's kernel span" in figs["exposure"].layout["title"]["text"]
+    assert "GPU work measured as its kernel span" in figs["gaps"].layout["title"]["text"]
+    ks = [c for c in cap.timeline.columns if c.startswith("kernel_")]
+    cap.timeline = cap.timeline.assign(**{c: pd.array([pd.NA] * len(cap.timeline), dtype=cap.timeline[c].dtype)
+                                          for c in ks})
+    r, figs = _all_figures(cap)
+    assert r.busy_source == "event brackets"
+    assert "CUDA-event brackets" in figs["exposure"].layout["title"]["text"]
+    assert "its CUDA-event bracket" in figs["gaps"].layout["title"]["text"]
+    assert "measured" not in figures.exposure_figure(r.exposure).layout["title"]["text"]  # no source, no claim
+
+
 def test_unknown_allocation_split_is_drawn_as_unknown():
     ex = pd.DataFrame({"model": "m", "subgraph": ["_run_on_acc_0", "_run_on_acc_0"], "mode": ["off", "on"],
                        "alloc_ns_per_inference": [30e3, 10e3], "hidden_ns_per_inference": [np.nan, 4e3],
@@ -197,7 +215,8 @@ def test_compare_figures_of_a_synthetic_pair_are_valid_and_mark_zero():
     for fig in figs.values():
         go.Figure(fig.to_dict())
     sub = figs["subgraphs"]
-    assert [t["name"] for t in sub.data] == ["GPU time per call", "host time per call"]
+    assert [t["name"] for t in sub.data] == ["GPU time per call (CUDA-event bracket)",
+                                            "host time per call (the whole call)"]
     assert list(sub.data[0]["y"]) == ["_run_on_acc_0", "_run_on_gpu_1"]  # the subgraphs in both only
     (zero,) = sub.layout["shapes"]
     assert zero["x0"] == zero["x1"] == 0 and zero["yref"] == "y domain"

@@ -93,6 +93,7 @@ def test_random_temporaries_skip_a_name_that_exists(tmp_path, monkeypatch):
     ("export", "{cap}", "-f", "csv", "-o", "{cap}/timeline.parquet"),
     ("export", "{cap}", "-o", "{cap}/meta.json"),
     ("export", "{cap}", "-o", "{cap}/kernels.parquet"),
+    ("export", "{cap}", "-o", "{cap}/nsys_kernels.parquet"),
     ("export", "{cap}", "-o", "{cap}/nsys.nsys-rep"),
     ("compare", "{cap}", "{cap}", "-o", "{cap}/meta.json"),
     ("report", "{cap}", "-o", "{cap}/timeline.parquet"),

@@ -493,3 +493,43 @@ def test_report_takes_kernels_from_the_import(real_sqlite, capture_copy):
     again, m = importer.with_nsys_kernels(type(cap)(timeline=own, meta=cap.meta, path=cap.path), view)
     assert m == n - 1 and again.timeline.loc[i, "kernel_first_ns"] == 1
     assert importer.with_nsys_kernels(cap, None) == (cap, 0)
+
+
+def test_import_keeps_each_kernel_and_the_timeline_draws_them(real_sqlite, capture_copy):
+    """After nsys-import the timeline drew each engine call as its kernel span only; the kernels
+    themselves (what ran, on which stream) were in the report and shown nowhere. Each kernel and copy
+    an engine or fallback row launched is kept (nsys_kernels.parquet), inside that row's span and
+    counted by it, and drawn in a lane per CUDA stream named as Nsight Systems data."""
+    pytest.importorskip("plotly")
+    from trtprof.analysis.report import analyse
+    from trtprof.nsys.store import read_kernels
+    from trtprof.render import timeline_fig
+
+    importer.import_report(capture_copy, real_sqlite)
+    cap = trtprof.load_capture(capture_copy)
+    k, view = read_kernels(capture_copy), importer.report_view(cap)
+    assert k is not None and len(k) and view.kernels.equals(k)
+    rows = view.rows.set_index("seq")
+    own = cap.timeline.set_index("seq").loc[k["seq"].unique(), "event"]
+    assert set(own) <= {"exec", "fallback"}
+    per = k.groupby("seq").agg(n=("kind", "size"), lo=("start_ns", "min"), hi=("end_ns", "max"))
+    got = rows.loc[per.index]
+    assert (per["n"] == got["nsys_kernel_count"] + got["nsys_copy_count"]).all()
+    assert (per["lo"] == got["nsys_gpu_start_ns"]).all() and (per["hi"] == got["nsys_gpu_end_ns"]).all()
+    gpu = cap.timeline[cap.timeline["event"].isin(["exec", "fallback"])]
+    launched = rows.loc[gpu["seq"], ["nsys_kernel_count", "nsys_copy_count"]].fillna(0).sum().sum()
+    assert len(k) == launched  # every kernel of an engine or fallback row, once
+    assert k["name"].notna().sum() == (k["kind"] == "kernel").sum() and (k["stream"] >= 0).all()
+    seen, view = importer.report_inputs(cap)
+    r = analyse(seen.timeline, n_boot=20)
+    win, centre, why = timeline_fig.choose_window(seen.timeline, r.infs, r.changes, r.latency)
+    fig = timeline_fig.timeline_figure(seen.timeline, win, centre, why, r.allocs, r.gaps, r.streams,
+                                       kernels=view.kernels, kernel_source="Nsight Systems")
+    names = [t.get("name", "") for t in fig.data]
+    assert "kernel or copy of an engine (Nsight Systems)" in names and not any("CUPTI" in n for n in names)
+    lanes = fig.layout["yaxis"]["categoryarray"]
+    assert any(lane.startswith("kernels \u00b7 Nsight Systems stream ") for lane in lanes)
+    from report_helpers import render
+
+    page = render(cap, n_boot=20)
+    assert "each kernel and copy of the Nsight Systems import" in page

@@ -308,7 +308,7 @@ def test_folder_of_ranks_detection(tmp_path):
 
 @pytest.mark.fake_trt
 def test_merged_report_renders_in_the_browser(run, tmp_path):
-    from test_report_browser import BROWSER, IN_CI, page_facts
+    from test_report_browser import BROWSER, IN_CI, check_legends, page_facts
 
     if BROWSER is None:  # as test_report_browser: required in CI, skipped elsewhere
         if IN_CI:
@@ -322,6 +322,7 @@ def test_merged_report_renders_in_the_browser(run, tmp_path):
     figs = facts["figures"]
     assert len(figs) == 3 and facts["errors"] == [] and all(f["svgs"] >= 2 for f in figs)
     assert facts["scrollWidth"] <= facts["innerWidth"]
+    check_legends(figs)  # every trace in its legend; titles inside, legends clear of title, plot and labels
     timeline = next(f for f in figs if f["title"].startswith("Timeline of 2 ranks"))
     lanes = timeline["categories"][1]
     assert any(c.startswith("rank 0 \u00b7 host") for c in lanes) and any(c.startswith("rank 1 \u00b7 host") for c in lanes)

@@ -2,8 +2,9 @@
 reaches the console, hostile names stay text; a screenshot is kept for people to look at.
 
 Skipped without chromium on a developer machine; in CI (CI=true) chromium is required, and
-scripts/test.sh installs it. The screenshot goes to build/report-screenshot.png (TRTPROF_UPDATE_DOCS=1
-also writes docs/report.png, the one docs/report.md shows).
+scripts/test.sh installs it. The screenshot goes to build/report-screenshot.png; the one docs/report.md
+shows is the report of reports/cases/small-python, kept in build/screenshots/docs-report.png
+(TRTPROF_UPDATE_DOCS=1 also writes docs/report.png).
 
 Each report kind (tests/report_kinds.py: one engine, a graph-broken model with >10 subgraphs, kernel
 activity, an nsys import) is loaded once with a script that writes what the page shows into the DOM:
@@ -103,9 +104,41 @@ def test_report_renders_offline_and_screenshot(tmp_path):
     keep = ROOT / "build" / "report-screenshot.png"
     keep.parent.mkdir(exist_ok=True)
     keep.write_bytes(data)
+
+
+def test_docs_screenshot_is_the_report_its_caption_names(tmp_path, monkeypatch):
+    """docs/report.md shows docs/report.png as the report of reports/cases/small-python on the machine
+    and date of that capture; the screenshot of that report as the current code draws it goes to
+    build/screenshots/docs-report.png (TRTPROF_UPDATE_DOCS=1 also writes docs/report.png, reduced to
+    64 colours by pngquant where it is installed)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from trtprof.cli import main
+
+    case = "reports/cases/small-python"
+    meta = json.loads((ROOT / case / "meta.json").read_text())
+    gpu = meta["environment"]["gpu"].replace("NVIDIA ", "")
+    caption = next(line for line in (ROOT / "docs" / "report.md").read_text().splitlines()
+                   if line.startswith("(The report of"))
+    assert f"`{case}`" in caption and gpu in caption and meta["start_time"][:10] in caption, caption
+    monkeypatch.chdir(ROOT)  # the page names the capture as the command was given: reports/cases/...
+    out = tmp_path / "report.html"
+    assert CliRunner().invoke(main, ["report", case, "-o", str(out)]).exit_code == 0
+    assert f"<dd>{case}</dd>" in out.read_text()
+    check_rendered(out, tmp_path)
+    shots = ROOT / "build" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    shot = shots / "docs-report.png"
+    res = chromium(out.as_uri(), tmp_path, "--window-size=1280,1680", f"--screenshot={shot}")
+    assert res.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", res.stderr[-2000:]
     if os.environ.get("TRTPROF_UPDATE_DOCS"):
-        (ROOT / "docs").mkdir(exist_ok=True)
-        (ROOT / "docs" / "report.png").write_bytes(data)
+        docs = ROOT / "docs" / "report.png"
+        if shutil.which("pngquant"):
+            subprocess.run(["pngquant", "--force", "--output", str(docs), "64", str(shot)], check=True)
+        else:
+            docs.write_bytes(shot.read_bytes())
 
 
 def test_hostile_names_are_drawn_as_text(tmp_path):
@@ -168,8 +201,13 @@ CHECK_JS = """
         return t.showlegend !== false && t.name && ((t.x && t.x.length) || (t.y && t.y.length)); });
       function box(sel) { var n = d.querySelector(sel); if (!n) { return null; }
         var r = n.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }
+      function boxes(sel) { return Array.prototype.map.call(d.querySelectorAll(sel), function (n) {
+        var r = n.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }); }
       return {id: d.id, svgs: d.querySelectorAll(".main-svg").length,
               titleBox: box(".gtitle"), legendBox: box(".legend"),
+              labelBoxes: boxes(".xaxislayer-above text, .yaxislayer-above text, .g-xtitle text, .g-ytitle text"),
+              plotBox: box(".nsewdrag"), figBox: (function (r) { return [r.left, r.top, r.right, r.bottom]; })(
+                d.getBoundingClientRect()),
               title: fl.title ? fl.title.text : "",
               legend: Array.prototype.map.call(d.querySelectorAll(".legendtext"), function (n) { return n.textContent; }),
               traces: traces.map(function (t) { return t.name; }),
@@ -213,6 +251,28 @@ def page_facts(report: Path, tmp: Path, shot: Path) -> dict:
     return json.loads(html.unescape(m.group(1)))
 
 
+def overlaps(a, b, tol: float = 1.0) -> bool:
+    """Do two [left, top, right, bottom] boxes overlap by more than `tol` px each way? (None: no box)"""
+    if not a or not b:
+        return False
+    return min(a[2], b[2]) - max(a[0], b[0]) > tol and min(a[3], b[3]) - max(a[1], b[1]) > tol
+
+
+def check_legends(figs: list[dict]) -> None:
+    """Every named trace with data has its legend entry; a legend never runs into its figure's title,
+    nor covers the plot or an axis label (the overlap chart's rotated subgraph names)."""
+    for f in figs:
+        assert set(f["traces"]) <= set(f["legend"]), (f["title"], set(f["traces"]) - set(f["legend"]))
+        t, g = f["titleBox"], f["legendBox"]
+        if t and g:
+            assert g[1] >= t[3] - 1 or g[0] >= t[2] or g[2] <= t[0], (f["title"], t, g)
+        t, b = f["titleBox"], f["figBox"]  # the title inside its figure, not cut at the top
+        assert t and t[1] >= b[1] and t[3] <= b[3], (f["title"], t, b)
+        assert f["labelBoxes"] and f["plotBox"], f["title"]
+        hit = [b for b in f["labelBoxes"] + [f["plotBox"]] if overlaps(f["legendBox"], b)]
+        assert not hit, (f["title"], f["legendBox"], hit)
+
+
 @pytest.fixture(scope="module")
 def kinds(tmp_path_factory):
     """Each report kind's capture folder and its report, written once for the checks below."""
@@ -242,12 +302,7 @@ def test_each_report_kind_renders_in_the_browser(kind, kinds, tmp_path):
     n = int(re.search(r'<meta name="trtprof-figures" content="(\d+)">', report.read_text()).group(1))
     assert len(figs) == n >= 4 and facts["errors"] == []
     assert all(f["svgs"] >= 2 for f in figs), [f["id"] for f in figs if f["svgs"] < 2]  # main + overlay svg
-    for f in figs:  # every named trace with data has its legend entry
-        assert set(f["traces"]) <= set(f["legend"]), (f["title"], set(f["traces"]) - set(f["legend"]))
-    for f in figs:  # a legend never runs into its figure's title
-        t, g = f["titleBox"], f["legendBox"]
-        if t and g:
-            assert g[1] >= t[3] - 1 or g[0] >= t[2] or g[2] <= t[0], (f["title"], t, g)
+    check_legends(figs)
     # re-allocation causes: a legend entry for each cause the drawn window has, and some cause drawn
     timeline = next(f for f in figs if f["title"].startswith("Timeline"))
     causes = {t for t in timeline["traces"] if t.startswith("re-allocation: ")}
@@ -285,7 +340,44 @@ def test_each_report_kind_renders_in_the_browser(kind, kinds, tmp_path):
         assert {2, 10} <= set(pools)
     # no horizontal overflow at a laptop's width
     assert facts["innerWidth"] == WIDTH and facts["scrollWidth"] <= facts["innerWidth"]
+    # GPU bars say what they are: an event bracket, a kernel span, or a kernel CUPTI or nsys recorded
+    gpu = [t for t in timeline["legend"] if t.startswith(("engine", "fallback", "kernel")) and "(host)" not in t]
+    assert gpu and all(any(w in t for w in ("CUDA-event bracket", "kernel span", "(CUPTI)", "(Nsight Systems)"))
+                       for t in gpu), gpu
+    spans = {"engine: kernel span (first kernel start to last end)"} & set(timeline["legend"])
+    assert bool(spans) == (kind != "broken"), timeline["legend"]  # the synthetic broken capture has no kernels
     if kind == "nsys":
         assert "Nsight Systems" in report.read_text()
+        assert "kernel spans from the Nsight Systems import" in report.read_text()
+        assert "kernel or copy of an engine (Nsight Systems)" in timeline["legend"]
     if kind == "kernels":
         assert cap.kernels is not None and len(cap.kernels) and r.busy_source == "kernels"
+        assert "kernel or copy of an engine (CUPTI)" in timeline["legend"]
+
+
+def test_compare_page_in_the_browser(tmp_path):
+    """The compare page of the two committed graph-broken captures (25 subgraphs each, C++ against
+    Python runtime): both figures drawn, their legends complete and clear of the plot and labels,
+    subgraphs in natural order in the tables and the figure, no horizontal overflow; its screenshot
+    goes to build/screenshots/compare.png beside the report kinds'."""
+    from click.testing import CliRunner
+
+    from trtprof.cli import main
+    from trtprof.timeline.schema import natural_key
+
+    out = tmp_path / "compare.html"
+    cases = ROOT / "reports" / "cases"
+    args = ["compare", str(cases / "breaks-cpp"), str(cases / "breaks-python"), "-o", str(out), "-q"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    shots = ROOT / "build" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    facts = page_facts(out, tmp_path, shots / "compare.png")
+    assert (shots / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figs = facts["figures"]
+    assert len(figs) == 2 and facts["errors"] == [] and all(f["svgs"] >= 2 for f in figs)
+    check_legends(figs)
+    names = list(dict.fromkeys(c for c in facts["table"] if SUBGRAPH.fullmatch(c)))
+    assert len(names) == 25 and names == sorted(names, key=natural_key), names
+    per = next(f for f in figs if f["title"].startswith("Per subgraph"))
+    assert per["categories"][1] == names  # one row per subgraph, in the table's order
+    assert facts["innerWidth"] == WIDTH and facts["scrollWidth"] <= facts["innerWidth"]

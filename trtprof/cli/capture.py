@@ -104,12 +104,10 @@ def capture(module, output, quiet, prealloc, cudagraphs, cpp_allocs, level, samp
         common.say(f"the script stopped: {res.error}{where}")
     cap = res.capture
     if not quiet and root is None:  # a rank's table comes with every other rank's, from the last one
-        from trtprof.analysis import subgraphs
-        from trtprof.render import summary_text
-
-        common.echo(summary_text.render(subgraphs.table(cap.timeline)), err=True)
+        common.echo(summary(cap.timeline), err=True)
         if options.cg_policy.forcing or "cudagraph" in cap.timeline and cap.timeline["cudagraph"].notna().any():
             from trtprof.analysis import cudagraphs, latency
+            from trtprof.render import summary_text
 
             lines = summary_text.cudagraph_lines(cudagraphs.compare(cap.timeline, latency.inference_latency(cap.timeline)))
             if lines:
@@ -127,6 +125,15 @@ def capture(module, output, quiet, prealloc, cudagraphs, cpp_allocs, level, samp
         common.say(f"the script exited with {res.exit_code}, its own code (passed through; trtprof's "
                    "own errors write no capture)", quiet)
     sys.exit(res.exit_code)
+
+
+def summary(timeline) -> str:
+    """The per-subgraph table printed after a capture: the report's own table (`analysis.subgraphs.table`),
+    so both show the same counts and medians."""
+    from trtprof.analysis import subgraphs
+    from trtprof.render import summary_text
+
+    return summary_text.render(subgraphs.table(timeline))
 
 
 def _place(target, module, output):

@@ -17,7 +17,7 @@ from trtprof.errors import EmptyCaptureError, ExitCode, MissingDependency, Trtpr
 
 # files of a capture folder an output must never replace
 OWN_FILES = ("meta.json", "timeline.parquet", "timeline.arrows", "nsys.parquet", "nsys.json", ".capturing",
-             "traceback.txt", "kernels.parquet")
+             "traceback.txt", "kernels.parquet", "nsys_kernels.parquet")
 OWN_SUFFIXES = (".nsys-rep", ".sqlite")  # the nsys report and its export
 
 

@@ -17,9 +17,10 @@ def nsys_import(capture_path, report, quiet):
     REPORT is an .nsys-rep (exported with `nsys export --type sqlite`, which needs nsys on PATH) or
     an .sqlite export; without it, the one in the capture folder is used. Each trtprof row is paired
     with its NVTX range (domain trtprof), and the kernels, memcpys and memsets launched inside the
-    range are added up. The result goes to CAPTURE/nsys.parquet (columns keyed by seq) and
+    range are added up. The result goes to CAPTURE/nsys.parquet (columns keyed by seq),
+    CAPTURE/nsys_kernels.parquet (each kernel and copy of an engine or fallback call) and
     CAPTURE/nsys.json (clock offset, matching); `trtprof report` then shows CUDA-event GPU times
-    beside nsys kernel times.
+    beside nsys kernel times, and draws the kernels on its timeline.
 
     \b
     Example:

@@ -1,7 +1,7 @@
 """`nsys-import`: find the report, export it to SQLite, join it to the capture, write the result.
 
 The steps are the wing's other modules (`reader`: the export; `join`: pairing and clock; `store`:
-nsys.parquet / nsys.json); this one only orders them and turns their failures into one-line errors
+nsys.parquet / nsys_kernels.parquet / nsys.json); this one only orders them and turns their failures into one-line errors
 with the exit code to use.
 """
 from __future__ import annotations
@@ -64,7 +64,8 @@ def _sqlite_for(report: Path, folder: Path) -> Path:
 
 
 def import_report(capture_path, report=None) -> ImportResult:
-    """Join an nsys report to a capture and write nsys.parquet / nsys.json into the capture folder."""
+    """Join an nsys report to a capture and write nsys.parquet, nsys_kernels.parquet and nsys.json into
+    the capture folder."""
     cap = load_capture(capture_path)  # CaptureError: BAD_CAPTURE
     if cap.timeline.empty:
         raise EmptyCaptureError(f"{cap.path} holds no rows: nothing to join")
@@ -78,7 +79,7 @@ def import_report(capture_path, report=None) -> ImportResult:
     j = analysis.join(cap.timeline, trace, cap.meta)
     j.summary.update(nsys_report=str(report), sqlite=str(sqlite))
     try:
-        written = store.write_import(cap.path, j.rows, j.summary)
+        written = store.write_import(cap.path, j.rows, j.summary, j.kernels)
     except OSError as e:
         raise NsysError(f"cannot write into {cap.path}: {e.strerror or e}", ExitCode.BAD_OUTPUT) from None
     return ImportResult(cap.path, report, sqlite, j, analysis.compare(cap.timeline, j.rows), written, j.notes)
@@ -94,6 +95,7 @@ class ReportView:
     error: str | None = None
     rows: pd.DataFrame | None = None  # nsys.parquet, keyed by seq
     filled: int = 0  # GPU rows whose kernel columns the report took from nsys (see `with_nsys_kernels`)
+    kernels: pd.DataFrame | None = None  # nsys_kernels.parquet: each kernel and copy of an engine or fallback
 
 
 def report_view(cap) -> ReportView | None:
@@ -108,7 +110,11 @@ def report_view(cap) -> ReportView | None:
     if got is None:
         return None
     rows, summary = got
-    return ReportView(analysis.compare(cap.timeline, rows), summary, rows=rows)
+    try:
+        kernels = store.read_kernels(cap.path)
+    except NsysError:  # the timeline then draws the kernel spans of nsys.parquet alone
+        kernels = None
+    return ReportView(analysis.compare(cap.timeline, rows), summary, rows=rows, kernels=kernels)
 
 
 # kernel column <- nsys column: nsys's busy and span cover the row's kernels and copies

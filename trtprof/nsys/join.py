@@ -32,7 +32,7 @@ import pandas as pd
 
 from trtprof.errors import NsysError
 from trtprof.nsys.reader import NsysTrace
-from trtprof.nsys.store import COLUMNS
+from trtprof.nsys.store import COLUMNS, KERNEL_COLUMNS
 from trtprof.timeline import schema
 from trtprof.timeline.nvtx import range_names  # noqa: F401 - the rule the pairing uses
 
@@ -63,6 +63,7 @@ class Join:
     summary: dict
     clock: Clock
     notes: list[str] = field(default_factory=list)
+    kernels: pd.DataFrame | None = None  # each kernel and copy an engine or fallback row launched (KERNEL_COLUMNS)
 
 
 # -- pairing rows with ranges ----------------------------------------------------------------------------
@@ -142,14 +143,17 @@ def _fit_clock(ns: np.ndarray, host: np.ndarray) -> Clock:
 
 
 # -- GPU work of each range ------------------------------------------------------------------------------
-def _gpu_work(trace: NsysTrace, gtid: np.ndarray, lo: np.ndarray, hi: np.ndarray, clock: Clock) -> dict:
-    """Aggregates of the GPU activities launched by API calls on thread `gtid` starting in [lo, hi]."""
+def _gpu_work(trace: NsysTrace, gtid: np.ndarray, lo: np.ndarray, hi: np.ndarray, clock: Clock,
+              seq: np.ndarray, own: np.ndarray) -> tuple[dict, pd.DataFrame]:
+    """Aggregates of the GPU activities launched by API calls on thread `gtid` starting in [lo, hi],
+    and each activity launched inside a row where `own` holds (an engine's or a fallback's), with the
+    `seq` of that row and its times on the host clock (`KERNEL_COLUMNS`)."""
     n = len(gtid)
     out = {c: np.full(n, np.nan) for c in ("nsys_kernel_count", "nsys_kernel_ns", "nsys_copy_count", "nsys_copy_ns",
                                           "nsys_gpu_start_ns", "nsys_gpu_end_ns", "nsys_busy_ns")}
     rt = trace.runtime
     if not n or rt.empty:
-        return out
+        return out, pd.DataFrame(columns=KERNEL_COLUMNS)
     rt = rt.reset_index(drop=True)  # sorted by (gtid, start) by the reader
     keys = rt[["pid", "correlation"]].assign(api=np.arange(len(rt))).drop_duplicates(["pid", "correlation"])
     act = trace.activity.merge(keys, on=["pid", "correlation"], how="inner").sort_values(["api", "start"], kind="stable")
@@ -161,6 +165,7 @@ def _gpu_work(trace: NsysTrace, gtid: np.ndarray, lo: np.ndarray, hi: np.ndarray
     ck, ckn, cc, ccn = cum(kern), cum(dur * kern), cum(~kern), cum(dur * ~kern)
     r_g, r_s = rt["gtid"].to_numpy("int64"), rt["start"].to_numpy("int64")
     bounds = {g: (np.searchsorted(r_g, g, "left"), np.searchsorted(r_g, g, "right")) for g in np.unique(gtid)}
+    owner = np.full(len(act), -1, dtype="int64")
     for i in range(n):
         g0, g1 = bounds[gtid[i]]
         s = r_s[g0:g1]
@@ -171,6 +176,8 @@ def _gpu_work(trace: NsysTrace, gtid: np.ndarray, lo: np.ndarray, hi: np.ndarray
         out["nsys_kernel_ns"][i] = ckn[a1] - ckn[a0]
         out["nsys_copy_count"][i] = cc[a1] - cc[a0]
         out["nsys_copy_ns"][i] = ccn[a1] - ccn[a0]
+        if own[i]:
+            owner[a0:a1] = seq[i]
         if a1 > a0:
             st, en = a_start[a0:a1], a_end[a0:a1]
             order = np.argsort(st, kind="stable")
@@ -180,7 +187,12 @@ def _gpu_work(trace: NsysTrace, gtid: np.ndarray, lo: np.ndarray, hi: np.ndarray
             out["nsys_busy_ns"][i] = float(np.sum(np.clip(en - np.maximum(st, prev), 0, None)))
             out["nsys_gpu_start_ns"][i] = clock.to_host(st[0])
             out["nsys_gpu_end_ns"][i] = clock.to_host(reach[-1])
-    return out
+    k = act[owner >= 0]
+    kernels = pd.DataFrame({"kind": k["kind"].astype(object).to_numpy(), "name": k["name"].to_numpy(object),
+                            "start_ns": np.rint(clock.to_host(k["start"].to_numpy("int64"))).astype("int64"),
+                            "end_ns": np.rint(clock.to_host(k["end"].to_numpy("int64"))).astype("int64"),
+                            "stream": k["stream"].to_numpy("int64"), "seq": owner[owner >= 0]})
+    return out, kernels.sort_values("start_ns", kind="stable").reset_index(drop=True)[KERNEL_COLUMNS]
 
 
 # -- the join ----------------------------------------------------------------------------------------------
@@ -276,7 +288,8 @@ def join(df: pd.DataFrame, trace: NsysTrace, meta: dict | None = None) -> Join:
         lo = np.concatenate([lo, inv(w["host_start_ns"])])
         hi = np.concatenate([hi, inv(w["host_end_ns"])])
     all_idx = np.concatenate([ti, win_idx])
-    work = _gpu_work(trace, gtid, lo, hi, clock)
+    own = df.loc[all_idx, "event"].isin(["exec", "fallback"]).to_numpy(bool)
+    work, kernels = _gpu_work(trace, gtid, lo, hi, clock, df.loc[all_idx, "seq"].to_numpy("int64"), own)
     for c, v in work.items():
         out.loc[all_idx, c] = v
     for c in COLUMNS:
@@ -291,7 +304,7 @@ def join(df: pd.DataFrame, trace: NsysTrace, meta: dict | None = None) -> Join:
                         f"{check / 1e6:+.3f} s away from where the two wall clocks put it (nsys session start, "
                         "the capture's clock anchor; they agree within microseconds on a real run): "
                         "is the report of the same run, or were its times altered?")
-    return Join(out, summary, clock, list(trace.notes))
+    return Join(out, summary, clock, list(trace.notes), kernels)
 
 
 # The fitted offset against the one implied by the wall clocks: a few microseconds on real runs

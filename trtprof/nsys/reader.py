@@ -45,7 +45,8 @@ class NsysTrace:
 
     ranges:   start, end, name, gtid, pid          (trtprof domain, push/pop ranges, ended)
     runtime:  start, end, gtid, pid, correlation   (CUDA runtime and driver API calls)
-    activity: start, end, kind, pid, correlation   (kernel | memcpy | memset on the GPU)
+    activity: start, end, kind, pid, correlation,  (kernel | memcpy | memset on the GPU)
+              stream, name                         (stream -1 and name None where the export has none)
     """
 
     path: Path
@@ -205,19 +206,29 @@ def _runtime(con, tables, pids) -> pd.DataFrame:
 
 
 def _activity(con, tables, pids) -> pd.DataFrame:
+    """Kernels, copies and memsets of the processes `pids`: times, stream (-1 where the export has
+    none) and, for kernels, the short name (None where the export has none)."""
     parts = []
     for kind, table in _ACTIVITY_TABLES.items():
         if table not in tables:
             continue
-        df = _frame(con, f"SELECT start, end, globalPid, correlationId FROM {table} "
+        cols = _columns(con, table)
+        stream = "streamId" if "streamId" in cols else "NULL"
+        name = ("(SELECT value FROM StringIds WHERE id = shortName)"
+                if kind == "kernel" and "shortName" in cols and "StringIds" in tables else "NULL")
+        df = _frame(con, f"SELECT start, end, globalPid, correlationId, {stream}, {name} FROM {table} "
                          f"WHERE correlationId IS NOT NULL AND globalPid IS NOT NULL AND {_in_pids('globalPid', pids)}",
-                    columns=["start", "end", "gpid", "correlation"]).astype("int64")
+                    columns=["start", "end", "gpid", "correlation", "stream", "name"])
+        df = df.astype({c: "int64" for c in ("start", "end", "gpid", "correlation")})
+        df["stream"] = pd.to_numeric(df["stream"], errors="coerce").fillna(-1).astype("int64")
+        df["name"] = df["name"].astype(object).where(df["name"].map(lambda v: isinstance(v, str)), None)
         df["kind"] = kind
         parts.append(df)
     if not parts:
         return pd.DataFrame({"start": pd.Series(dtype="int64"), "end": pd.Series(dtype="int64"),
                              "pid": pd.Series(dtype="int64"), "correlation": pd.Series(dtype="int64"),
-                             "kind": pd.Series(dtype="object")})
+                             "kind": pd.Series(dtype="object"), "stream": pd.Series(dtype="int64"),
+                             "name": pd.Series(dtype="object")})
     df = pd.concat(parts, ignore_index=True)
     df["pid"] = pid_of(df.pop("gpid"))
-    return df[["start", "end", "pid", "correlation", "kind"]]
+    return df[["start", "end", "pid", "correlation", "kind", "stream", "name"]]

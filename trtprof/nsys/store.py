@@ -1,7 +1,9 @@
-"""`nsys.parquet` and `nsys.json` in a capture folder: what `nsys-import` adds to a capture.
+"""`nsys.parquet`, `nsys_kernels.parquet` and `nsys.json` in a capture folder: what `nsys-import`
+adds to a capture.
 
-Extra per-row columns keyed by `seq`, so the core timeline schema stays fixed; written atomically,
-read back for the report (a damaged file is an NsysError the caller decides about).
+Extra per-row columns keyed by `seq`, so the core timeline schema stays fixed, and each kernel and
+copy an engine or fallback row launched (for the report's timeline); written atomically, read back for
+the report (a damaged file is an NsysError the caller decides about).
 """
 from __future__ import annotations
 
@@ -18,6 +20,13 @@ from trtprof.errors import NsysError
 
 NSYS_PARQUET = "nsys.parquet"
 NSYS_JSON = "nsys.json"
+NSYS_KERNELS = "nsys_kernels.parquet"
+# each kernel or copy of nsys_kernels.parquet, with the columns of a capture's kernels.parquet the
+# report's timeline reads: times converted to the host clock, the CUDA stream nsys gives (-1: none),
+# the kernel's short name (null for copies), the seq of the engine or fallback row that launched it
+KERNEL_SCHEMA = pa.schema([("kind", pa.string()), ("name", pa.string()), ("start_ns", pa.int64()),
+                           ("end_ns", pa.int64()), ("stream", pa.int64()), ("seq", pa.int64())])
+KERNEL_COLUMNS = KERNEL_SCHEMA.names
 
 # extra per-row columns of nsys.parquet: name -> (arrow type, meaning); docs/recording.md lists them
 COLUMNS: dict[str, tuple[pa.DataType, str]] = {
@@ -37,13 +46,19 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
 ARROW_SCHEMA = pa.schema([pa.field(n, t) for n, (t, _) in COLUMNS.items()])
 
 
-def write_import(folder: Path, rows: pd.DataFrame, summary: dict) -> tuple[Path, Path]:
-    """Write the per-row columns and the import summary, each atomically (temp file + rename)."""
+def write_import(folder: Path, rows: pd.DataFrame, summary: dict,
+                 kernels: pd.DataFrame | None = None) -> tuple[Path, Path]:
+    """Write the per-row columns, the kernels (empty when None: a later import replaces an earlier
+    one's) and the import summary, each atomically (temp file + rename)."""
     folder = Path(folder)
     table = pa.Table.from_pandas(rows[list(COLUMNS)], schema=ARROW_SCHEMA, preserve_index=False)
     out, meta = folder / NSYS_PARQUET, folder / NSYS_JSON
     with _files.atomic_path(out) as tmp:
         pq.write_table(table, tmp, compression="zstd")
+    k = kernels if kernels is not None else pd.DataFrame(columns=KERNEL_COLUMNS)
+    ktable = pa.Table.from_pandas(k[KERNEL_COLUMNS], schema=KERNEL_SCHEMA, preserve_index=False)
+    with _files.atomic_path(folder / NSYS_KERNELS) as tmp:
+        pq.write_table(ktable, tmp, compression="zstd")
     _files.write_text(meta, json.dumps(summary, indent=2, sort_keys=True, default=str))
     return out, meta
 
@@ -70,3 +85,16 @@ def read_import(folder: str | os.PathLike) -> tuple[pd.DataFrame, dict] | None:
     except Exception as e:  # noqa: BLE001 - a foreign or damaged file: one line
         raise NsysError(f"{p} is not a readable nsys import ({str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__})") from None
     return df, summary if isinstance(summary, dict) else {}
+
+
+def read_kernels(folder: str | os.PathLike) -> pd.DataFrame | None:
+    """nsys_kernels.parquet of a capture folder (KERNEL_COLUMNS); None when there is none (an import
+    written before the file existed); NsysError when it is there but unreadable."""
+    p = Path(folder) / NSYS_KERNELS
+    if not p.is_file():
+        return None
+    try:
+        with pq.ParquetFile(p) as f:
+            return f.read(columns=KERNEL_COLUMNS).cast(KERNEL_SCHEMA).to_pandas()
+    except Exception as e:  # noqa: BLE001 - a foreign or damaged file: one line
+        raise NsysError(f"{p} is not a readable list of nsys kernels ({type(e).__name__})") from None

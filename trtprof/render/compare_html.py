@@ -70,7 +70,8 @@ def subgraph_figure(subs: pd.DataFrame) -> Fig:
     d = subs[subs["status"] == "both"]
     names = figures.esc_all(d["subgraph"] if d["model"].nunique() <= 1 else d["model"] + "/" + d["subgraph"])
     fig = Fig()
-    for m, label, color in (("gpu", "GPU time per call", "#1f77b4"), ("host", "host time per call", "#7f7f7f")):
+    for m, label, color in (("gpu", "GPU time per call (CUDA-event bracket)", "#1f77b4"),
+                             ("host", "host time per call (the whole call)", "#7f7f7f")):
         x = d[f"{m}_diff_pct"].to_numpy(float)
         if not np.isfinite(x).any():
             continue
@@ -152,8 +153,9 @@ def _end_to_end(res: CaptureDiff, fig) -> str:
 def _subgraphs(res: CaptureDiff, fig) -> str:
     s = res.subgraphs
     parts = ["<h2 id='subgraphs'>3. Per subgraph</h2>",
-             '<p class="muted">Matched by model and subgraph name. GPU time per call from CUDA events (engine '
-             "execution, or a fallback's kernels); host time of the whole call. Medians over the calls in the "
+             '<p class="muted">Matched by model and subgraph name. GPU time per call: the CUDA-event bracket '
+             "around the engine's execution or the fallback's kernels (it includes the GPU waiting for the "
+             "host); host time of the whole call. Medians over the calls in the "
              "compared inferences, B \u2212 A in % of A with a 95 % CI. Status: both, appeared (only in B) or "
              "disappeared (only in A).</p>"]
     if s.empty:
@@ -164,8 +166,8 @@ def _subgraphs(res: CaptureDiff, fig) -> str:
     parts.append(table(s, [("model", "model", None), ("subgraph", "subgraph", None), ("kind", "kind", None),
                            ("status", "status", None), ("runtime_a", "runtime A", None), ("runtime_b", "runtime B", None),
                            ("calls_a", "calls A", str), ("calls_b", "calls B", str),
-                           ("gpu_us_a", "GPU \u00b5s A", _f1), ("gpu_us_b", "GPU \u00b5s B", _f1),
-                           ("gpu_diff_pct", "GPU B \u2212 A %", _pct), ("gpu_ci_lo_pct", "CI from %", _pct),
+                           ("gpu_us_a", "event bracket \u00b5s A", _f1), ("gpu_us_b", "event bracket \u00b5s B", _f1),
+                           ("gpu_diff_pct", "event bracket B \u2212 A %", _pct), ("gpu_ci_lo_pct", "CI from %", _pct),
                            ("gpu_ci_hi_pct", "to %", _pct), ("gpu_significant", "significant", _flag),
                            ("host_us_a", "host \u00b5s A", _f1), ("host_us_b", "host \u00b5s B", _f1),
                            ("host_diff_pct", "host B \u2212 A %", _pct), ("host_ci_lo_pct", "CI from %", _pct),

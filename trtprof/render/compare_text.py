@@ -83,7 +83,8 @@ def _subgraphs(subs: pd.DataFrame, max_rows: int) -> list[str]:
         shown = subs.loc[sorted(order)]
         note = (f"  ({len(subs) - max_rows} more not shown: these are the {max_rows} with the largest GPU time "
                 "differences; the HTML report has all)")
-    lines = ["Per subgraph, median per call (us); B-A in % of A [95% CI], * = significant:",
+    lines = ["Per subgraph, median per call (us; GPU: CUDA-event bracket, host: the whole call); B-A in % of A "
+             "[95% CI], * = significant:",
              f"  {'subgraph':<16} {'kind':<8} {'calls/inf':>9} {'GPU A':>7} {'GPU B':>7} {'GPU B-A':<18} "
              f"{'host A':>7} {'host B':>7} {'host B-A':<18} {'allocs/inf':>10}"]
     many = subs["model"].nunique() > 1

@@ -89,8 +89,10 @@ def layout(fig: Fig, title: str, height: int = 360, **kw) -> Fig:
     """Title, size, the house template and the legend placed above the plot, right under the title, so
     it never covers axis labels (rotated category labels included). Called after the traces are
     added: the top margin grows with the legend's rows, so a long legend never runs into the title."""
-    top = max(90, 48 + (16 if "<br>" in title else 0) + 21 * legend_rows(fig))
-    fig.layout.update(title={"text": title, "x": 0.01, "y": 0.98, "yanchor": "top"}, height=height + top - 90,
+    lines = title.count("<br>")  # plotly.js lifts each extra line of a title half its height above its anchor
+    top = max(90, 48 + 32 * lines + 21 * legend_rows(fig))
+    fig.layout.update(title={"text": title, "x": 0.01, "y": 1, "yanchor": "top", "pad": {"t": 8 + 16 * lines}},
+                      height=height + top - 90,
                       template=TEMPLATE, margin={"l": 10, "r": 10, "t": top, "b": 40},
                       legend={"orientation": "h", "x": 0, "y": 1.0, "xanchor": "left", "yanchor": "bottom"}, **kw)
     fig.axis("yaxis", automargin=True)
@@ -185,9 +187,20 @@ def latency_over_run(lat: pd.DataFrame) -> Fig:
 
 
 # -- overlap -------------------------------------------------------------------------------------------------
-def exposure_figure(exposure: pd.DataFrame) -> Fig:
+# what "GPU busy" and a subgraph's GPU work are measured from (analysis.overlap.busy_source), for titles
+BUSY_FROM = {"kernels": "the kernels and copies CUPTI recorded",
+             "kernel spans": "each call's kernel span (first kernel start to last end)",
+             "event brackets": "CUDA-event brackets, which include the GPU waiting for the host "
+                               "(busy is an upper bound)"}
+WORK_FROM = {"kernels": "its kernel span", "kernel spans": "its kernel span",
+             "event brackets": "its CUDA-event bracket, which includes the GPU waiting for the host "
+                               "(idle is a lower bound)"}
+
+
+def exposure_figure(exposure: pd.DataFrame, busy: str | None = None) -> Fig:
     """Allocation time per inference, hidden under GPU work vs exposed, per subgraph and mode; where
-    the split cannot be measured (C++ runtime without kernel activity) the time is "unknown"."""
+    the split cannot be measured (C++ runtime without kernel activity) the time is "unknown". `busy`:
+    what GPU busy is measured from (a key of BUSY_FROM), named under the title."""
     fig = Fig()
     e = exposure[exposure["mode"].isin(["on", "off"])]
     x = [esc_all(e["subgraph"]), [MODE_LABEL[m] for m in e["mode"]]]
@@ -200,21 +213,27 @@ def exposure_figure(exposure: pd.DataFrame) -> Fig:
         if label.startswith("unknown") and not unknown.any():
             continue
         bar(fig, x=x, y=np.nan_to_num(y) / 1e3, name=label, marker={"color": color})
-    layout(fig, "Output allocation per inference: hidden under GPU work or exposed", barmode="stack")
+    title = "Output allocation per inference: hidden under GPU work or exposed"
+    if busy in BUSY_FROM:
+        title += f"<br><sup>GPU busy measured from {BUSY_FROM[busy]}</sup>"
+    layout(fig, title, barmode="stack")
     fig.axis("yaxis", title={"text": "\u00b5s per inference"})
     return fig
 
 
-def gaps_figure(summary: pd.DataFrame) -> Fig:
-    """GPU idle time per inference between subgraphs, split by what the host was doing."""
+def gaps_figure(summary: pd.DataFrame, busy: str | None = None) -> Fig:
+    """GPU idle time per inference between subgraphs, split by what the host was doing; `busy` (a key
+    of WORK_FROM) names under the title what a subgraph's GPU work was measured from."""
     fig = Fig()
     s = summary.head(24)
     y = [f"{esc(b)} \u2192 {esc(a)} ({MODE_LABEL.get(m, esc(m))})" for b, a, m in zip(s["before"], s["after"], s["mode"])]
     for c, label in GAP_LABEL.items():
         bar(fig, orientation="h", y=y, x=s[c.replace("_ns", "_ns_per_inference")].to_numpy(float) / 1e3,
             name=label, marker={"color": COLORS[c]})
-    layout(fig, "GPU idle between subgraphs, per inference, by what the host was doing", barmode="stack",
-           height=200 + 30 * len(s))
+    title = "GPU idle between subgraphs, per inference, by what the host was doing"
+    if busy in WORK_FROM:
+        title += f"<br><sup>a subgraph's GPU work measured as {WORK_FROM[busy]}</sup>"
+    layout(fig, title, barmode="stack", height=200 + 30 * len(s))
     fig.axis("xaxis", title={"text": "\u00b5s per inference"})
     fig.axis("yaxis", autorange="reversed")
     return fig

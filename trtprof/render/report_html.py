@@ -166,6 +166,9 @@ def _recommendations(r: Results) -> str:
 def _timeline(cap: Capture, r: Results, fig, nsys=None) -> str:
     win, centre, why = timeline_fig.choose_window(cap.timeline, r.infs, r.changes, r.latency)
     filled = getattr(nsys, "filled", 0)
+    kernels, source = cap.kernels, "CUPTI"
+    if kernels is None and getattr(nsys, "kernels", None) is not None and len(nsys.kernels):
+        kernels, source = nsys.kernels, "Nsight Systems"
     if filled:
         gpu = (f"kernel spans from the Nsight Systems import (first kernel or copy start to last end, "
                f"{filled} calls) drawn solid over faint CUDA-event brackets")
@@ -176,6 +179,8 @@ def _timeline(cap: Capture, r: Results, fig, nsys=None) -> str:
         gpu = "kernel spans (first kernel start to last kernel end) drawn solid over faint CUDA-event brackets"
     else:
         gpu = "CUDA-event brackets, which include the GPU waiting for the host (no kernel activity was recorded)"
+    if source == "Nsight Systems":
+        gpu += ", and below them each kernel and copy of the Nsight Systems import, one lane per CUDA stream"
     parts = ["<h2 id='timeline'>3. Timeline</h2>",
              '<p class="muted">One host-clock axis. Host lanes: the inference call, output allocations (red: '
              "before execution, on the critical path; green: after the enqueue, for the next call; a "
@@ -188,7 +193,7 @@ def _timeline(cap: Capture, r: Results, fig, nsys=None) -> str:
         parts.append('<p class="muted">no inference recorded: nothing to draw</p>')
     else:
         parts.append(fig(timeline_fig.timeline_figure(cap.timeline, win, centre, why, r.allocs, r.gaps, r.streams,
-                                                      kernels=cap.kernels)))
+                                                      kernels=kernels, kernel_source=source)))
     return "".join(parts)
 
 
@@ -207,7 +212,7 @@ def _overlap(r: Results, fig, nsys=None) -> str:
     elif len(r.exposure):
         if r.overlap_caveat:
             parts.append(f'<p class="card warn" id="overlap-caveat">{e(r.overlap_caveat)}</p>')
-        parts.append(fig(figures.exposure_figure(r.exposure)))
+        parts.append(fig(figures.exposure_figure(r.exposure, r.busy_source)))
     split = _or_unknown if r.gpu_times else us
     mode = r.exposure.assign(mode=r.exposure["mode"].map(lambda m: figures.MODE_LABEL.get(m, m)))
     parts.append(table(mode, [("model", "model", None), ("subgraph", "subgraph", None),
@@ -222,7 +227,7 @@ def _overlap(r: Results, fig, nsys=None) -> str:
                  "work and the start of the next; what was the host doing meanwhile? Allocating outputs, running a "
                  "PyTorch fallback, enqueuing the next engine, or Python code we did not record.</p>")
     if len(r.gap_summary):
-        parts.append(fig(figures.gaps_figure(r.gap_summary)))
+        parts.append(fig(figures.gaps_figure(r.gap_summary, r.busy_source)))
         gs = r.gap_summary.assign(mode=r.gap_summary["mode"].map(lambda m: figures.MODE_LABEL.get(m, m)))
         parts.append(table(gs, [("model", "model", None), ("mode", "pre-allocated outputs", None),
                                 ("before", "after GPU work of", None), ("after", "before GPU work of", None),

@@ -177,9 +177,10 @@ MAX_KERNELS = 2000  # kernels drawn one by one; more than that, only those of th
 
 
 def _kernels(fig: Fig, kernels: pd.DataFrame, rows: pd.DataFrame, t0: int, lanes: list[str],
-             window_ns: tuple[int, int], shown_ns: tuple[int, int]) -> None:
-    """Each CUPTI kernel and copy of the window, one lane per CUPTI stream, coloured by the row it was
-    attributed to (engine, fallback; grey: no row). The bars above are spans; these are what ran."""
+             window_ns: tuple[int, int], shown_ns: tuple[int, int], source: str = "CUPTI") -> None:
+    """Each kernel and copy of the window that `source` (CUPTI, or Nsight Systems after an import)
+    recorded, one lane per stream, coloured by the row it was attributed to (engine, fallback; grey:
+    no row). The bars above are spans; these are what ran."""
     k = kernels[(kernels["end_ns"] >= window_ns[0]) & (kernels["start_ns"] <= window_ns[1])]
     cut = ""
     if len(k) > MAX_KERNELS:
@@ -190,25 +191,26 @@ def _kernels(fig: Fig, kernels: pd.DataFrame, rows: pd.DataFrame, t0: int, lanes
     ev = dict(zip(rows["seq"].astype("int64"), rows["event"].astype(object)))
     owner = [ev.get(int(q)) if not pd.isna(q) else None for q in k["seq"].astype(object)]
     names = k["name"].astype(object)
-    lane = [f"kernels \u00b7 CUPTI stream {int(x)}" for x in k["stream"]]
+    lane = [f"kernels \u00b7 {source} stream {int(x) if x >= 0 else '?'}" for x in k["stream"]]
     lanes.extend(sorted(set(lane), key=natural_key))
     for what, color in [("exec", COLORS["engine"]), ("fallback", COLORS["fallback"]), (None, COLORS["idle"])]:
         m = np.array([o == what if what else o not in ("exec", "fallback") for o in owner], bool)
         if not m.any():
             continue
         d = k[m]
-        hover = [f"{esc(n if isinstance(n, str) else kind)}<br>{(e - s) / 1e3:.2f} \u00b5s on the GPU (CUPTI)"
+        hover = [f"{esc(n if isinstance(n, str) else kind)}<br>{(e - s) / 1e3:.2f} \u00b5s on the GPU ({source})"
                  for n, kind, s, e in zip(names[m], d["kind"].astype(object), d["start_ns"], d["end_ns"])]
         who = {"exec": "of an engine", "fallback": "of a fallback", None: "in no subgraph row"}[what]
         _bars(fig, d, "start_ns", "end_ns", [ln for ln, x in zip(lane, m) if x], t0,
-              f"kernel or copy {who} (CUPTI){cut}", color, hover, opacity=0.9)
+              f"kernel or copy {who} ({source}){cut}", color, hover, opacity=0.9)
 
 
 def timeline_figure(df: pd.DataFrame, window: pd.DataFrame, centre: int, why: str,
                     allocs: pd.DataFrame, gaps: pd.DataFrame, streams: dict | None = None,
-                    kernels: pd.DataFrame | None = None) -> Fig:
+                    kernels: pd.DataFrame | None = None, kernel_source: str = "CUPTI") -> Fig:
     """Host lanes and GPU lanes (one per stream, named by its role) for the window's inferences;
-    with `kernels` (the capture's kernels.parquet) a lane of CUPTI kernels per stream, too."""
+    with `kernels` (the capture's kernels.parquet, or an nsys import's kernels with `kernel_source`
+    "Nsight Systems") a lane of kernels per stream, too."""
     rows = df.merge(window, on=KEY)
     fig = Fig()
     if rows.empty:
@@ -258,7 +260,7 @@ def timeline_figure(df: pd.DataFrame, window: pd.DataFrame, centre: int, why: st
     if kernels is not None and len(kernels):
         all_end = rows["gpu_end_ns"].dropna()
         hi = max(int(rows["host_end_ns"].max()), int(all_end.max()) if len(all_end) else 0)
-        _kernels(fig, kernels, rows, t0, lanes, (t0, hi), (int(x0 * 1e6) + t0, int(x1 * 1e6) + t0))
+        _kernels(fig, kernels, rows, t0, lanes, (t0, hi), (int(x0 * 1e6) + t0, int(x1 * 1e6) + t0), kernel_source)
     pad = 0.02 * (x1 - x0)
     shown = len(window.iloc[lo:lo + SHOWN])
     title = (f"Timeline: {len(window)} inferences, {esc(why)}<br><sup>showing {shown}; drag to zoom, "
