@@ -40,8 +40,8 @@ KINDS = ("kernel", "memcpy")
 # whatever inference runs (3 s stalls with 8 MB buffers); a forced flush at a safe point pays the same
 # cost between inferences instead. So: buffers large enough to outlast the flush period (64 MB: no pause at all
 # within 400 inferences), flushed at a safe point when half a buffer is estimated to be waiting.
-# The raw path (cupti_raw.py) exists to make the per-record cost small; the schedule stays as it is
-# until scripts/probe_cupti_raw.py and bench/cupti_handover.py have measured that path.
+# The raw path (cupti_raw.py) took 1.2 us a record on the H200 (scripts/probe_cupti_raw.py, 2026-12-06);
+# the schedule is kept: with it a filled buffer's handover stays off the recorded inferences.
 BUFFER_BYTES = 64 << 20     # each buffer CUPTI asks for
 RECORD_BYTES = 256          # a kernel record's size, rounded up (CUpti_ActivityKernel10: 200-odd bytes)
 FIRST_FLUSH_NS = 1_000_000_000  # the first forced flush, before any rate is known
