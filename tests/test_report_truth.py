@@ -377,3 +377,23 @@ def test_copies_inside_calls_are_shown_as_their_cost():
     cap = load_capture(CASES / "small-cpp")
     html = report_html.render(type(cap)(timeline=df, meta=cap.meta, path=cap.path), r)
     assert "copies / call" in html and '<td class="n">3.0</td>' in html
+
+
+def test_a_cuda_graphs_capture_leads_with_cuda_graphs_not_with_a_comparison_it_never_made():
+    """reports/cudagraphs/breaks-cpp (pre-allocation never switched on) headlined 'pre-allocated outputs
+    were off in all 296 measured inferences: no comparison' above the CUDA-graphs saving it measured."""
+    from trtprof.render import report_html
+
+    cap = load_capture(CASES.parent / "cudagraphs" / "breaks-cpp")
+    r = analysis.analyse(cap.timeline, n_boot=200, meta=cap.meta)
+    html = report_html.render(cap, r)
+    head = html[html.index("id='headline'"):html.index("id='recommendations'")]
+    assert "latency, pre-allocated outputs and CUDA graphs</h2>" in head
+    cg, pre = head.index("CUDA graphs (per-engine) saved"), head.index("pre-allocated outputs were off in all")
+    assert cg < pre
+    assert head.rfind('<p class="verdict">', 0, cg) > head.rfind("</p>", 0, cg) - 1  # the CUDA-graphs verdict
+    line_start = head.rfind("<p ", 0, pre)
+    assert head[line_start:pre].startswith('<p class="muted">'), head[line_start:pre]
+    _, page = _page("breaks-cpp")  # a pre-allocation A/B keeps its verdict as the headline
+    assert "latency, pre-allocated outputs</h2>" in page
+    assert '<p class="verdict">model0: pre-allocated outputs saved' in page

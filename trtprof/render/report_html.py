@@ -86,13 +86,19 @@ def _header(cap: Capture, r: Results) -> str:
 
 
 def _headline(r: Results, fig) -> str:
-    parts = ["<h2 id='headline'>1. Headline: latency and pre-allocated outputs</h2>",
+    """A capture that compared CUDA graphs leads with that comparison; a pre-allocation verdict that
+    compares nothing (one mode only) is then a plain line under it, not a second headline."""
+    what = "pre-allocated outputs and CUDA graphs" if r.cudagraphs else "pre-allocated outputs"
+    parts = [f"<h2 id='headline'>1. Headline: latency, {what}</h2>",
              '<p class="muted">Latency of one inference = from the call of the compiled model until both the '
              "host returned and the GPU finished its work. Median and 10th/90th percentiles; the difference "
              "between modes comes with a 95 % bootstrap confidence interval. Excluded: the first inference "
              "after pre-allocated outputs were switched on (it allocates to fill the buffer).</p>"]
+    parts.append(_cudagraphs(r))
     for c in r.comparisons:
-        parts.append(f'<p class="verdict">{e(c.model)}: {e(c.verdict)}</p>')
+        compared = bool(c.tails) and c.saved_ms == c.saved_ms
+        kind = "verdict" if compared or not r.cudagraphs else "muted"
+        parts.append(f'<p class="{kind}">{e(c.model)}: {e(c.verdict)}</p>')
         detail = [t for t in (c.shape_note and c.shape_note[0].upper() + c.shape_note[1:] + ".",
                               prealloc_analysis.tail_sentence(c)) if t]
         if detail:
@@ -100,7 +106,6 @@ def _headline(r: Results, fig) -> str:
     if not r.comparisons:
         parts.append('<p class="verdict">No top-level inference was recorded, so there is no latency to '
                      "report; the per-subgraph table below still has every engine call.</p>")
-    parts.append(_cudagraphs(r))
     fmt = [("n", "inferences", str), ("median_ms", "median ms", ms), ("p10_ms", "p10 ms", ms), ("p90_ms", "p90 ms", ms)]
     bm = r.by_mode.assign(mode=r.by_mode["mode"].map(lambda m: figures.MODE_LABEL.get(m, m)))
     parts.append(table(bm, [("model", "model", None), ("mode", "pre-allocated outputs", None)] + fmt))
