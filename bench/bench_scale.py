@@ -2,7 +2,7 @@
 """Benchmark: trtprof commands on large captures, each in its own process: wall time and peak RSS.
 
 Captures of N rows are generated in the capture folder format one row group at a time (the
-simulator of support/synthetic.py, shifted in time, inference, call and seq per group), so making
+simulator of support/synthetic/, shifted in time, inference, call and seq per group), so making
 a 100 M-row capture needs the memory of one group. Each command then runs as a subprocess; its peak
 RSS is the child's own ru_maxrss (os.wait4), its wall time the parent's clock. `--baseline REV` runs
 the same commands with the trtprof of git revision REV (extracted to a temporary folder) beside

@@ -21,7 +21,7 @@ def _cuda() -> bool:
 HAVE_GPU = _cuda() and REAL_TRT
 # the helpers beside the tests (report_helpers, nsys_synth) for tests in sub-folders (tests/gpu), and
 # what the tests share with the benchmarks and the GPU scripts (support/: the timeline simulator
-# synthetic.py, the small CPU models, the pure-Python CUDA doubles, the GPU workloads in support/gpu)
+# synthetic/, the small CPU models, the pure-Python CUDA doubles, the GPU workloads in support/gpu)
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parent.parent / "support")]
 if not REAL_TRT:  # CPU CI: the stand-in plays torch_tensorrt
     sys.path.insert(0, str(FAKE_TRT))

@@ -1,7 +1,9 @@
 """`trtprof export`: the trace JSON and the CSV checked against the timeline they come from.
 
-Synthetic timelines (with GPU times, several threads sharing a stream, rounding jitter) exercise the GPU
-lanes and flows that a CPU capture cannot have; a CPU capture checks the whole path end to end.
+Synthetic timelines (support/synthetic's `concurrent`: GPU times, several threads sharing a stream,
+nanosecond-edge durations, rounding jitter, and which allocation feeds which call as ground truth)
+exercise the GPU lanes and flows that a CPU capture cannot have; a CPU capture checks the whole path end
+to end.
 """
 import collections
 import json
@@ -23,147 +25,7 @@ from trtprof.timeline.store import CaptureWriter
 from trtprof.render import perfetto as tr
 from trtprof.render.tabular import write_csv
 from trtprof.cli.common import write as _write
-
-DEFAULT_STREAM, CALLER_STREAM = 0, 0x7F3A_0000_1200
-
-
-# -- a small simulator of what the hooks record ----------------------------------------------------
-class Sim:
-    """Timelines shaped like real captures: per thread, inferences wrapping engine calls (alloc, exec)
-    and fallbacks; GPU times on engine streams and a caller stream that threads may share. It records
-    which (after_enqueue alloc, call) pairs should be linked, so the tests do not re-derive them."""
-
-    def __init__(self, rnd: random.Random, pid: int = 4242, runtime: str = "python", jitter: int = 0):
-        self.r, self.pid, self.runtime, self.jitter = rnd, pid, runtime, jitter
-        self.rows: list[dict] = []
-        self.calls: dict[str, int] = {}
-        self.last_shapes: dict[str, str] = {}
-        self.pending: dict[tuple, dict] = {}  # (subgraph, thread) -> after_enqueue alloc row
-        self.expected_prealloc: list[tuple[int, int]] = []  # (alloc seq, call seq)
-        self.inferences = 0
-
-    def gap(self) -> int:
-        return self.r.choice([0, 1, self.r.randint(2, 3000)])
-
-    def dur(self) -> int:
-        return self.r.randint(2, 5000)
-
-    def gpu(self, row: dict, stream: int, work: int = 0) -> None:
-        """Mark `row` as timed by events on `stream` recorded at its host start and end; `frame` gives
-        them GPU times the way a stream does: in recording order, across threads."""
-        row["stream"] = stream
-        row["_gpu"] = work
-
-    def _gpu_times(self) -> None:
-        events = []  # (stream, host time recorded, order, row, end?)
-        for r in self.rows:
-            if "_gpu" in r:
-                events += [(r["stream"], r["host_start_ns"], 0, r, False), (r["stream"], r["host_end_ns"], 1, r, True)]
-        cur = {}
-        for stream, host, _, r, end in sorted(events, key=lambda e: e[:3]):
-            t = max(host + self.r.randint(0, 2000), cur.get(stream, 0) + (r["_gpu"] if end else 0))
-            cur[stream] = t
-            r["gpu_end_ns" if end else "gpu_start_ns"] = t
-        for r in self.rows:
-            if "_gpu" in r and self.jitter:  # event-clock rounding: nesting on a stream may break
-                r["gpu_start_ns"] += self.r.randint(-self.jitter, self.jitter)
-                r["gpu_end_ns"] = max(r["gpu_end_ns"] + self.r.randint(-self.jitter, self.jitter), r["gpu_start_ns"])
-
-    def add(self, **kw) -> dict:
-        row = dict(dict(seq=len(self.rows), pid=self.pid, model="model0"), **kw)
-        self.rows.append(row)
-        return row
-
-    def inference(self, thread: int, t: int, prealloc: bool, shapes: str, caller: int) -> int:
-        """One top-level call on `thread` starting at host time t; returns its end."""
-        start, t = t, t + self.dur()
-        for sub in ("_run_on_acc_0", "_run_on_gpu_1", "_run_on_acc_2"):
-            t += self.gap()
-            if "gpu" in sub:
-                t = self.fallback(thread, sub, t, shapes, caller)
-            else:
-                t = self.engine(thread, sub, t, prealloc, shapes, caller)
-        end = t + self.dur()
-        row = self.add(thread=thread, inference=self.inferences, subgraph="model0", subgraph_kind="model",
-                       runtime="torch", event="inference", call=self.inferences, host_start_ns=start,
-                       host_end_ns=end, input_shapes=shapes, shapes=shapes)
-        self.gpu(row, caller)
-        self.inferences += 1
-        return end
-
-    def _common(self, sub: str, thread: int, shapes: str) -> dict:
-        call = self.calls.get(sub, 0)
-        self.calls[sub] = call + 1
-        changed = sub in self.last_shapes and self.last_shapes[sub] != shapes
-        self.last_shapes[sub] = shapes
-        return dict(thread=thread, inference=self.inferences, subgraph=sub, call=call, input_shapes=shapes,
-                    shape_changed=changed)
-
-    def fallback(self, thread, sub, t, shapes, caller) -> int:
-        end = t + self.dur()
-        row = self.add(subgraph_kind="fallback", runtime="torch", event="fallback", host_start_ns=t,
-                       host_end_ns=end, shapes=shapes, **self._common(sub, thread, shapes))
-        self.gpu(row, caller, self.dur())
-        return end
-
-    def engine(self, thread, sub, t, prealloc, shapes, caller) -> int:
-        c = self._common(sub, thread, shapes)
-        c.update(subgraph_kind="engine", runtime=self.runtime, prealloc=prealloc)
-        if self.runtime == "cpp":  # one host range for call and exec; GPU events on the caller stream
-            end = t + self.dur()
-            for ev in ("call", "exec"):
-                row = self.add(event=ev, host_start_ns=t, host_end_ns=end, stream=caller, reallocated=False, **c)
-            self.gpu(row, caller, self.dur())
-            return end
-        src = self.pending.pop((sub, thread), None)
-        reuse = prealloc and src is not None and not c["shape_changed"]
-        outputs = "preallocated" if reuse else "new"
-        start = t
-        t += self.r.randint(2, 500)  # the call's own work before its first child
-        allocs = []
-        if not reuse:
-            allocs.append(("before_exec", t, t + self.dur()))
-            t = allocs[-1][2] + self.gap()
-        x0, x1 = t, t + self.dur()
-        stream = 0x5500_0000 + int(sub[-1]) * 0x100  # each engine has its own stream
-        t = x1 + self.gap()
-        if prealloc:
-            allocs.append(("after_enqueue", t, t + self.dur()))
-            t = allocs[-1][2]
-        end = t + self.gap()
-        call = self.add(event="call", host_start_ns=start, host_end_ns=end, outputs=outputs, shapes=shapes,
-                        reallocated=prealloc and not reuse, stream=stream, **c)
-        if reuse:
-            self.expected_prealloc.append((src["seq"], call["seq"]))
-        row = self.add(event="exec", host_start_ns=x0, host_end_ns=x1, stream=stream, outputs=outputs,
-                       reallocated=prealloc and not reuse, **c)
-        self.gpu(row, stream, self.dur())
-        for phase, a0, a1 in allocs:
-            row = self.add(event="alloc", host_start_ns=a0, host_end_ns=a1, alloc_phase=phase, shapes=shapes,
-                           bytes=64, reallocated=prealloc and not reuse and phase == "before_exec", **c)
-            if phase == "after_enqueue":
-                self.pending[(sub, thread)] = row
-        return end
-
-    def frame(self) -> pd.DataFrame:
-        self._gpu_times()
-        return schema.to_frame(schema.records_to_table([[r.get(f) for f in FIELDS] for r in self.rows]))
-
-
-def simulate(seed: int, threads: int = 2, runtime: str = "python", jitter: int = 0, shared_caller=True):
-    r = random.Random(seed)
-    sim = Sim(r, runtime=runtime, jitter=jitter)
-    for th in range(threads):
-        thread = 139_700_000_000_000 + th * 4096
-        t = 10_000_000 + r.randint(0, 20_000)  # threads run at the same time
-        caller = DEFAULT_STREAM if shared_caller else CALLER_STREAM + th
-        for i in range(r.randint(2, 5)):
-            warm = th == 0 and i < 2  # two pre-allocated calls in a row: the second reuses outputs
-            prealloc = warm or r.random() < 0.8
-            shapes = "(3,8)" if not warm and r.random() < 0.15 else "(2,8)"
-            t = sim.inference(thread, t + r.randint(0, 3000), prealloc, shapes, caller)
-    return sim
-
+from synthetic import concurrent
 
 # -- reading the trace back the way a viewer does --------------------------------------------------
 def slices(trace):
@@ -221,7 +83,10 @@ def check_against_timeline(df, trace):
         if r.seq in gpu:
             g = gpu[r.seq]
             assert abs(g["ts"] * 1000 + t0 - r.gpu_start_ns) < 0.5
-            assert abs(g["dur"] - (r.gpu_end_ns - r.gpu_start_ns) / 1000) <= 0.001
+            if r.gpu_end_ns >= r.gpu_start_ns:
+                assert abs(g["dur"] - (r.gpu_end_ns - r.gpu_start_ns) / 1000) <= 0.001
+            else:  # a jittered end before a start the loader clamped to the enqueue: shown, flagged
+                assert g["dur"] == 0 and g["args"]["negative_duration_ns"] == r.gpu_end_ns - r.gpu_start_ns
     # one host track per thread (no sub-tracks needed there), tracks of one thread never shared
     tracks = {}
     for r in df.itertuples():
@@ -268,29 +133,29 @@ def prealloc_pairs(trace, by_id):
 @pytest.mark.parametrize("runtime", ["python", "cpp"])
 @pytest.mark.parametrize("seed", range(4))
 def test_trace_matches_timeline(seed, runtime):
-    sim = simulate(seed, threads=3, runtime=runtime, jitter=3)
-    df = sim.frame()
+    run = concurrent(seed, threads=3, runtime=runtime, jitter=3)
+    df = run.frame
     trace = json.loads(tr.to_json(tr.build_trace(df, {"command": ["x"]})))
     by_id = check_against_timeline(df, trace)
-    assert prealloc_pairs(trace, by_id) == sorted(sim.expected_prealloc)
+    assert prealloc_pairs(trace, by_id) == sorted(run.prealloc_links)
     if runtime == "python":
-        assert sim.expected_prealloc, "the scenario should reuse pre-allocated outputs at least once"
+        assert run.prealloc_links, "the scenario should reuse pre-allocated outputs at least once"
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 10**9), st.integers(1, 3), st.sampled_from(["python", "cpp"]), st.integers(0, 4000),
        st.booleans())
 def test_trace_matches_timeline_property(seed, threads, runtime, jitter, shared):
-    sim = simulate(seed, threads=threads, runtime=runtime, jitter=jitter, shared_caller=shared)
-    df = sim.frame().sample(frac=1, random_state=seed % 1000)  # row order must not matter
+    run = concurrent(seed, threads=threads, runtime=runtime, jitter=jitter, shared_caller=shared)
+    df = run.frame.sample(frac=1, random_state=seed % 1000)  # row order must not matter
     trace = json.loads(tr.to_json(tr.build_trace(df)))
     by_id = check_against_timeline(df, trace)
-    assert prealloc_pairs(trace, by_id) == sorted(sim.expected_prealloc)
+    assert prealloc_pairs(trace, by_id) == sorted(run.prealloc_links)
 
 
 def test_shared_stream_gets_sub_tracks_and_names():
-    sim = simulate(1, threads=3, jitter=0, shared_caller=True)
-    df = sim.frame()
+    run = concurrent(1, threads=3, jitter=0, shared_caller=True)
+    df = run.frame
     trace = tr.build_trace(df)
     names = {(e["pid"], e["tid"]): e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "thread_name"}
     gp = gpu_pid(trace)
@@ -307,7 +172,7 @@ def test_shared_stream_gets_sub_tracks_and_names():
 
 
 def test_checker_catches_crossing_slices(monkeypatch):
-    df = simulate(1, threads=3, shared_caller=True).frame()
+    df = concurrent(1, threads=3, shared_caller=True).frame
     monkeypatch.setattr(tr, "_tracks", lambda spans: ([0] * len(spans), [-1] * len(spans)))
     problems = tr.check_nesting(tr.build_trace(df))
     assert problems and "crosses" in problems[0]
@@ -334,7 +199,7 @@ def test_checkers_on_hand_made_traces():
 
 
 def test_negative_gpu_duration_kept_visible():
-    df = simulate(2, threads=1).frame()
+    df = concurrent(2, threads=1).frame
     i = df.index[df["gpu_start_ns"].notna()][0]
     df.loc[i, "gpu_end_ns"] = df.loc[i, "gpu_start_ns"] - 5
     trace = tr.build_trace(df)
@@ -348,12 +213,9 @@ HOSTILE = ['q"uo\\te', "</script><script>alert(1)</script>", "ünï 名前 🚀"
 
 @pytest.mark.parametrize("name", HOSTILE)
 def test_hostile_names_give_valid_json(name, tmp_path):
-    sim = simulate(3, threads=1)
-    for r in sim.rows:
-        r["subgraph"] = name + r["subgraph"]
-        r["model"] = name
-        r["note"] = name
-    df = sim.frame()
+    df = concurrent(3, threads=1).frame
+    df["subgraph"] = (name + df["subgraph"]).astype("string")
+    df["model"] = df["note"] = pd.Series(name, index=df.index, dtype="string")
     path = _write(tmp_path / "t.json", lambda f: tr.write_trace(df, f, {"command": [name]}))
     raw = path.read_bytes()
     trace = json.loads(raw.decode("utf-8"))  # strict UTF-8 and strict JSON
@@ -365,7 +227,7 @@ def test_hostile_names_give_valid_json(name, tmp_path):
 
 def test_lone_surrogate_is_replaced_not_fatal(tmp_path):
     """A frame built by hand (object column) can hold what UTF-8 cannot encode; the export survives it."""
-    df = simulate(3, threads=1).frame()
+    df = concurrent(3, threads=1).frame
     df["subgraph"] = pd.Series([s + "\ud800" for s in df["subgraph"]], dtype=object)
     text = _write(tmp_path / "t.json", lambda f: tr.write_trace(df, f)).read_text(encoding="utf-8")
     assert all("\ud800" not in e["name"] for e in slices(json.loads(text)))
@@ -378,9 +240,8 @@ def test_empty_timeline_gives_empty_trace():
 
 # -- CSV ------------------------------------------------------------------------------------------
 def test_csv_round_trip(tmp_path):
-    sim = simulate(5, threads=2)
-    sim.rows[0]["note"] = 'comma, "quote"\nnewline'
-    df = sim.frame()
+    df = concurrent(5, threads=2).frame
+    df.at[0, "note"] = 'comma, "quote"\nnewline'
     back = pd.read_csv(_write(tmp_path / "t.csv", lambda f: write_csv(df, f)), keep_default_na=False, na_values=[""])
     assert list(back.columns) == list(schema.COLUMNS)
     assert len(back) == len(df)
@@ -403,7 +264,7 @@ def invoke(*args):
 
 
 def test_cli_perfetto_default_path(tmp_path):
-    df = simulate(6).frame()
+    df = concurrent(6).frame
     cap = write_capture(tmp_path / "cap", df)
     res = invoke(cap)
     assert res.exit_code == 0, res.output
@@ -415,7 +276,7 @@ def test_cli_perfetto_default_path(tmp_path):
 
 
 def test_cli_csv_to_file_and_dir(tmp_path):
-    cap = write_capture(tmp_path / "cap", simulate(7).frame())
+    cap = write_capture(tmp_path / "cap", concurrent(7).frame)
     res = invoke(cap / "timeline.parquet", "--format", "csv", "-o", tmp_path / "x.csv")
     assert res.exit_code == 0, res.output
     assert len(pd.read_csv(tmp_path / "x.csv")) == len(trtprof.load(cap))
@@ -426,7 +287,7 @@ def test_cli_csv_to_file_and_dir(tmp_path):
 
 
 def test_cli_incomplete_capture_exports_with_a_note(tmp_path):
-    df = simulate(10).frame()
+    df = concurrent(10).frame
     w = CaptureWriter(tmp_path / "cap", {"command": ["test"]})  # never closed: as if the process died
     w.write([[r[f] if not pd.isna(r[f]) else None for f in FIELDS] for r in df.to_dict("records")])
     res = invoke(tmp_path / "cap")
@@ -436,7 +297,7 @@ def test_cli_incomplete_capture_exports_with_a_note(tmp_path):
 
 
 def test_cli_quiet(tmp_path):
-    cap = write_capture(tmp_path / "cap", simulate(8).frame())
+    cap = write_capture(tmp_path / "cap", concurrent(8).frame)
     res = invoke(cap, "-q")
     assert res.exit_code == 0 and res.output == ""
     assert (cap / "trace.json").is_file()
@@ -457,7 +318,7 @@ def test_cli_errors(tmp_path):
     _one_line_error(invoke(tmp_path / "bad"), ExitCode.BAD_CAPTURE)
     empty = write_capture(tmp_path / "empty", schema.empty_frame())
     assert "no rows" in _one_line_error(invoke(empty), ExitCode.EMPTY_CAPTURE)
-    cap = write_capture(tmp_path / "cap", simulate(9).frame())
+    cap = write_capture(tmp_path / "cap", concurrent(9).frame)
     (tmp_path / "afile").write_text("")
     msg = _one_line_error(invoke(cap, "-o", tmp_path / "afile" / "t.json"), ExitCode.BAD_OUTPUT)
     assert "cannot write" in msg and "is a file, not a folder" in msg
@@ -521,7 +382,7 @@ def forward(trace):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 10**9), st.integers(1, 3), st.sampled_from(["python", "cpp"]))
 def test_every_flow_goes_forward_on_unclamped_times(seed, threads, runtime):
-    df = _early(simulate(seed, threads=threads, runtime=runtime).frame(), random.Random(seed))
+    df = _early(concurrent(seed, threads=threads, runtime=runtime).frame, random.Random(seed))
     trace = json.loads(tr.to_json(tr.build_trace(df)))
     pairs = forward(trace)
     assert all(f >= s for s, f in pairs), [p for p in pairs if p[1] < p[0]][:3]
@@ -543,7 +404,7 @@ def test_checker_catches_a_backward_flow():
 
 
 def test_old_capture_exports_forward_flows_and_says_what_was_clamped(tmp_path):
-    df = _early(simulate(21, threads=2).frame(), random.Random(21), move_end=False)
+    df = _early(concurrent(21, threads=2).frame, random.Random(21), move_end=False)
     early = int((df["gpu_start_ns"] < df["host_start_ns"]).fillna(False).sum())
     assert early
     cap = write_capture(tmp_path / "cap", df)
@@ -561,7 +422,7 @@ def test_old_capture_exports_forward_flows_and_says_what_was_clamped(tmp_path):
 
 def test_cli_says_how_many_arrows_were_left_out(tmp_path, monkeypatch):
     from trtprof.timeline import schema as sch
-    df = _early(simulate(22, threads=1).frame(), random.Random(1))
+    df = _early(concurrent(22, threads=1).frame, random.Random(1))
     monkeypatch.setattr(sch, "enforce_rules", lambda frame: {})  # a loader that did not clamp
     cap = write_capture(tmp_path / "cap", df)
     res = invoke(cap)
@@ -621,8 +482,8 @@ def _small_groups(df, folder, rows=37):
 def test_streamed_trace_is_the_built_trace(seed, shuffle, tmp_path):
     """Row groups of 37 rows (in recording order, or shuffled: then the sweep buffers more but must
     still give the same trace): every slice on the sub-track the builder gives it, the same flows."""
-    sim = simulate(seed, threads=3, runtime=["python", "cpp"][seed % 2], jitter=2000 * seed, shared_caller=seed == 1)
-    df = sim.frame()
+    run = concurrent(seed, threads=3, runtime=["python", "cpp"][seed % 2], jitter=2000 * seed, shared_caller=seed == 1)
+    df = run.frame
     if shuffle:
         df = df.sample(frac=1, random_state=seed)
     cap = _small_groups(df, tmp_path / "c")
@@ -632,7 +493,7 @@ def test_streamed_trace_is_the_built_trace(seed, shuffle, tmp_path):
     assert streamed["otherData"] == json.loads(json.dumps(built["otherData"]))
     assert tr.check_nesting(streamed) == [] and tr.check_flows(streamed) == []
     by_id = check_against_timeline(full, streamed)
-    assert prealloc_pairs(streamed, by_id) == sorted(sim.expected_prealloc)
+    assert prealloc_pairs(streamed, by_id) == sorted(run.prealloc_links)
 
 
 @pytest.mark.parametrize("case", ["small-cpp", "shapes-python", "breaks-cpp"])
