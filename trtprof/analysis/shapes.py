@@ -76,7 +76,13 @@ def shape_changes(df: pd.DataFrame, allocs: pd.DataFrame | None = None) -> pd.Da
     out.loc[out["realloc_ns"] == 0, "realloc_exposed_ns"] = 0.0  # nothing allocated: nothing exposed
     not_discarded = ~out["outputs_discarded"]
     out.loc[not_discarded, ["discarded_alloc_ns", "discarded_bytes"]] = 0.0
-    out = out[CHANGE_COLUMNS].sort_values(["pid", "model", "inference"], kind="stable")
+    return order_changes(out[CHANGE_COLUMNS])
+
+
+def order_changes(changes: pd.DataFrame) -> pd.DataFrame:
+    """Shape changes in the table's order: by process, model, inference and subgraph (stable, so the
+    changes of a capture's chunks, concatenated in order, come out as those of the whole)."""
+    out = changes.sort_values(["pid", "model", "inference"], kind="stable")
     return schema.sort_subgraphs(out, by=("pid", "model", "inference", "subgraph"))
 
 
