@@ -77,13 +77,15 @@ class _Batch:
             if sub.empty:
                 continue
             pos = np.flatnonzero(mask)
-            codes, uniq = pd.MultiIndex.from_frame(sub[keys].astype(object)).factorize()
+            codes = sub.groupby(keys, observed=True, sort=False).ngroup().to_numpy()
+            firsts = np.unique(codes, return_index=True)[1]
             v = sub[col].to_numpy(np.int64)
-            for k in range(len(uniq)):
+            for k, at in enumerate(firsts):
                 m = codes == k
                 before, after = _around(pos[m], v[m], n)
                 ok &= before < after
-                sides[(kind, uniq[k])] = (int(v[m].min()), int(v[m].max()), before, after)
+                key = tuple(x.item() if hasattr(x, "item") else x for x in sub[keys].iloc[at])
+                sides[(kind, key)] = (int(v[m].min()), int(v[m].max()), before, after)
         alloc = (ev == "alloc").to_numpy(bool)
         gpu = ev.isin(GPU_EVENTS).to_numpy(bool)
         hs, he = d["host_start_ns"].to_numpy(np.int64), d["host_end_ns"].to_numpy(np.int64)

@@ -130,8 +130,8 @@ def gap_facts(df: pd.DataFrame, gaps: pd.DataFrame) -> dict:
             "inside": bool(len(inside) and (inside["event"] == "inference").any()),
             "windows": bool(len(g)), "nonempty": bool(len(ne)),
             "per": int(ne.groupby(overlap.KEY)["subgraph"].nunique().max()) if len(ne) else 0,
-            "subs": set(schema.natural_order(inside.loc[inside["event"].isin(overlap.GPU_EVENTS), "subgraph"])),
-            "timed": set(schema.natural_order(ne["subgraph"])), "gaps": len(gaps)}
+            "subs": set(schema.natural_order(inside.loc[inside["event"].isin(overlap.GPU_EVENTS), "subgraph"].unique())),
+            "timed": set(schema.natural_order(ne["subgraph"].unique())), "gaps": len(gaps)}
 
 
 def combine_facts(facts: list[dict]) -> dict:

@@ -182,6 +182,55 @@ def write_report(cap, output=None) -> Path:
     return write(path, lambda f: f.write(html))
 
 
+def streamable(tl) -> bool:
+    """Whether the report of the lazily opened capture `tl` is analysed chunk by chunk: a finished
+    capture longer than one chunk, without kernel records or an nsys import (those are read whole)."""
+    from trtprof.analysis.streamed import CHUNK_ROWS
+    from trtprof.nsys.store import NSYS_JSON, NSYS_PARQUET
+    from trtprof.timeline.kernels import FILE
+
+    folder = Path(tl.path)
+    return getattr(tl, "num_rows", 0) > CHUNK_ROWS and \
+        not any((folder / f).exists() for f in (FILE, NSYS_PARQUET, NSYS_JSON))
+
+
+def report_capture(path, output=None):
+    """Write the report of the capture at `path`; returns (report path, whether the capture is
+    complete). A capture longer than one chunk is analysed chunk by chunk (`analysis.streamed`), in
+    bounded memory, with the same statistics; the rest is loaded whole (`write_report`)."""
+    tl = open_lazy(path)
+    if not streamable(tl):
+        cap = load(path)
+        return write_report(cap, output), cap.complete
+    need_plotly("HTML reports")
+    from trtprof.render import report_html
+
+    out = output_path(output, Path(tl.path) / report_html.REPORT, [tl.path])
+    try:
+        html = streamed_html(tl)
+    except TrtprofError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a capture the analysis cannot make sense of
+        raise unexpected(f"cannot analyse {tl.path}", e) from None
+    return write(out, lambda f: f.write(html)), tl.meta.get("status") == "complete"
+
+
+def streamed_html(tl, **plan) -> str:
+    """The report page of the lazily opened capture `tl`, analysed chunk by chunk (`plan`: chunk_rows,
+    batch_rows); only the rows of the timeline's window are read into a frame."""
+    from trtprof.analysis import streamed
+    from trtprof.render import report_html, timeline_fig
+    from trtprof.timeline.store import Capture
+
+    meta = tl.meta
+    s = streamed.analyse(tl, meta, **plan)
+    r = s.results
+    window = timeline_fig.choose_window(s.starts, r.infs, r.changes, r.latency)
+    s.starts = None
+    rows, r.allocs, r.gaps = s.window(window[0])
+    return report_html.render(Capture(timeline=rows, meta=meta, path=Path(tl.path)), r, None, window, s.rows)
+
+
 def open_hint(path: Path) -> str:
     import shlex
 
