@@ -175,18 +175,24 @@ def parts(df: pd.DataFrame, allocs: pd.DataFrame | None = None, kinds=None) -> d
     return {"first": first, "sums": sums, "counts": values}
 
 
+def merge(chunks: list) -> dict | None:
+    """The `parts` of chunks in order as the parts of them all (a running total stays small: the
+    value counts grow with the distinct values, not with the rows)."""
+    chunks = [c for c in chunks if c is not None]
+    if len(chunks) <= 1:
+        return chunks[0] if chunks else None
+    first = pd.concat([c["first"] for c in chunks]).groupby(level=KEYS, sort=False).first()
+    sums = pd.concat([c["sums"] for c in chunks]).groupby(level=KEYS, sort=False).sum(min_count=1)
+    return {"first": first, "sums": sums, "counts": counts.combine([c["counts"] for c in chunks], KEYS)}
+
+
 def finish(chunks: list, breaks: pd.DataFrame | None = None) -> pd.DataFrame:
     """The table from the `parts` of one frame, or of the chunks of a capture in their order: counts
     and sums add up (integer nanoseconds: exact in any order), medians come from the value counts."""
-    chunks = [c for c in chunks if c is not None]
-    if not chunks:
+    part = merge(chunks)
+    if part is None:
         return pd.DataFrame(columns=COLUMNS)
-    one = len(chunks) == 1
-    first = chunks[0]["first"] if one else \
-        pd.concat([c["first"] for c in chunks]).groupby(level=KEYS, sort=False).first()
-    sums = chunks[0]["sums"] if one else \
-        pd.concat([c["sums"] for c in chunks]).groupby(level=KEYS, sort=False).sum(min_count=1)
-    values = counts.combine([c["counts"] for c in chunks], KEYS)
+    first, sums, values = part["first"], part["sums"], part["counts"]
     out = first.copy()
     out["kind"] = out["kind"].astype(object).where(out["kind"].notna(), "unknown")
     out = out.join(sums)
