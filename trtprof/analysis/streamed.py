@@ -25,7 +25,7 @@ from trtprof.analysis.streams import names_from, stream_parts
 from trtprof.timeline import schema
 from trtprof.timeline.store import repair_notes
 
-CHUNK_ROWS = 512 * 1024  # rows analysed at a time: a chunk's frame and its analysis take a few hundred MB
+CHUNK_ROWS = 256 * 1024  # rows analysed at a time: a chunk's frame and its analysis take a few hundred MB
 # what the analyses read: every column but the thread, the output shapes, new_segment and the note
 READ = [c for c in schema.COLUMNS if c not in ("thread", "shapes", "new_segment", "note")]
 SUB = shapes.SUB
@@ -170,16 +170,18 @@ def analyse(tl, meta: dict, n_boot: int = N_BOOT, seed: int = SEED, chunk_rows: 
         flags["gpu"] |= overlap.has_gpu_times(c)
         flags["spans"] |= bool(c.loc[c["event"].isin(overlap.GPU_EVENTS), "kernel_first_ns"].notna().any())
         flags["kernels"] |= report.has_kernels(c)
-        inside = c[c["inference"] >= 0]
+        inside = c.loc[(c["inference"] >= 0).to_numpy(bool), overlap.KEY + ["host_start_ns"]]
         # each inference's first start, in the order of `infs` (both group the same rows by KEY in order)
         infs["_start"] = inside.groupby(overlap.KEY, sort=False, dropna=False)["host_start_ns"].min().to_numpy()
-        rows = inside[inside["event"] == "inference"].drop_duplicates(overlap.KEY)
+        rows = c[((c["event"] == "inference") & (c["inference"] >= 0)).to_numpy(bool)].drop_duplicates(overlap.KEY)
         acc["cg"].append(rows.loc[rows["cudagraph"].notna(), overlap.KEY + ["event", "cudagraph"]])
-        acc["infs"].append(infs)
-        acc["lat"].append(lat)
-        if len(gaps):
-            acc["gaps"].append(overlap.reduce_gaps(gaps))
-        acc["facts"].append(report.gap_facts(c, gaps))
+        acc["infs"].append(_compact(infs))
+        acc["lat"].append(_compact(lat))
+        reduced = overlap.reduce_gaps(gaps) if len(gaps) else ()
+        if len(reduced):  # included gaps: the summary has rows
+            acc["gaps"].append(reduced)
+        if not acc["gaps"]:  # the reason there are no gaps is asked only when there are none
+            acc["facts"].append(report.gap_facts(c, gaps))
         acc["breaks"].append(subgraphs.break_parts(c, gaps, infs))
         acc["exposure"].append(overlap.exposure_parts(c, allocs, infs))
         acc["unknown"].append(report.unknown_groups(allocs, infs))
@@ -191,7 +193,7 @@ def analyse(tl, meta: dict, n_boot: int = N_BOOT, seed: int = SEED, chunk_rows: 
             old = carry.calls[SUB + ["call"]].assign(_old=True)
             ch = ch.merge(old, on=SUB + ["call"], how="left")
             ch = ch[ch["_old"].isna().to_numpy(bool)].drop(columns="_old")
-        acc["changes"].append(ch)
+        acc["changes"].append(_compact(ch, CHANGE_LABELS))
         acc["streams"].append(stream_parts(c, offset))
         span = inside.groupby(["pid", "model"], sort=False)["inference"].agg(["min", "max"]).reset_index()
         spans.append({(int(pid), m): (int(lo), int(hi)) for pid, m, lo, hi in span.itertuples(index=False)})
@@ -199,6 +201,32 @@ def analyse(tl, meta: dict, n_boot: int = N_BOOT, seed: int = SEED, chunk_rows: 
         del c, seq, allocs, gaps, inside, calls, ch, rows, infs, lat
         _release()
     return _finish(acc, flags, p, meta, n_boot, seed, Streamed(None, None, p.rows, tl, p, carries, spans))
+
+
+LABELS = ("model", "mode", "input_shapes")  # per-inference text: a few distinct values, kept as categories
+CHANGE_LABELS = ("model", "subgraph", "kind", "old_shapes", "new_shapes")
+
+
+def _compact(frame: pd.DataFrame, labels=LABELS) -> pd.DataFrame:
+    """A per-inference table with its labels as categories (a byte or two per inference instead of
+    a string): what 14 M inferences of a 100 M-row capture take."""
+    return frame.assign(**{c: frame[c].astype("category") for c in labels if c in frame})
+
+
+def _join(parts: list, labels=LABELS) -> pd.DataFrame:
+    """The chunks' per-inference tables as one, labels as categories in sorted order (what grouping
+    sorts them by; pandas groups categories as observed, as it groups strings)."""
+    from pandas.api.types import union_categoricals
+
+    parts = [p for p in parts if len(p)] or parts[:1]
+    if len(parts) == 1:
+        return parts[0].reset_index(drop=True)
+    cols = list(parts[0].columns)
+    labels = [c for c in labels if c in cols]
+    out = pd.concat([p.drop(columns=labels) for p in parts], ignore_index=True)
+    for c in labels:
+        out[c] = union_categoricals([p[c] for p in parts], sort_categories=True)
+    return out[cols]
 
 
 def _release() -> None:
@@ -216,16 +244,15 @@ def _release() -> None:
 
 
 def _finish(acc, flags, p, meta, n_boot, seed, out: Streamed) -> Streamed:
-    infs = _cat(acc.pop("infs")) if any(len(f) for f in acc["infs"]) else acc.pop("infs")[0]
+    infs = _join(acc.pop("infs"))
     start = infs.pop("_start").to_numpy() if "_start" in infs else []
     out.starts = infs[overlap.KEY].assign(host_start_ns=start)  # shares the key columns (copy on write)
-    lat = _cat(acc["lat"]) if any(len(f) for f in acc["lat"]) else acc["lat"][0]
+    lat = _join(acc.pop("lat"))
     empty = pd.DataFrame(columns=overlap.KEY)
     gap_rows = _cat(acc["gaps"])
     gap_sum = schema.sort_subgraphs(overlap.gap_summary(gap_rows if gap_rows is not None else empty, infs),
                                     by=("model", "mode", "before", "after"))
-    changes = _cat(acc["changes"])
-    changes = shapes.order_changes(changes) if changes is not None else pd.DataFrame(columns=shapes.CHANGE_COLUMNS)
+    changes = shapes.order_changes(_join(acc.pop("changes"), CHANGE_LABELS))
     unknown = _cat(acc["unknown"])
     breaks = subgraphs.break_finish(acc["breaks"])
     freq = shapes.frequency_finish(acc["freq"])
@@ -246,7 +273,8 @@ def _finish(acc, flags, p, meta, n_boot, seed, out: Streamed) -> Streamed:
         overlap_caveat=flags["caveat"],
         gap_reason=report.gap_reason(None, empty, flags["gpu"], gap_sum, facts=report.combine_facts(acc["facts"])),
         kernels=flags["kernels"], level=report._level(meta), data_notes=repair_notes(meta), busy_source=busy)
-    r.cudagraphs = cudagraphs.compare(cg, lat, n_boot, seed)
+    # no inference ran a CUDA graph: every one is "off", which `compare` answers with no comparison
+    r.cudagraphs = cudagraphs.compare(cg, lat, n_boot, seed) if len(cg) else []
     r.recommendations = recommendations(r)
     out.results = r
     return out
