@@ -209,19 +209,21 @@ def test_medians_from_value_counts_are_the_medians_of_the_values():
 
 
 def test_report_command_reads_a_long_capture_in_chunks(tmp_path, monkeypatch):
-    """`trtprof report` takes the chunked path past one chunk and writes the page the whole load writes."""
+    """`trtprof report` takes the chunked path past `STREAM_ROWS` and writes the page the whole load writes."""
     from report_helpers import render
     from click.testing import CliRunner
 
     from trtprof.analysis import streamed
-    from trtprof.cli import main
+    from trtprof.cli import common, main
     from trtprof.timeline.store import load_capture
 
     cap = _overlapping(tmp_path)
+    monkeypatch.setattr(common, "STREAM_ROWS", 1500)
     monkeypatch.setattr(streamed, "CHUNK_ROWS", 1500)
     called = []
     real = streamed.analyse
-    monkeypatch.setattr(streamed, "analyse", lambda *a, **k: called.append(1) or real(*a, **k))
+    monkeypatch.setattr(streamed, "analyse", lambda *a, **k: called.append(real(*a, **k)) or called[-1])
     out = CliRunner().invoke(main, ["report", str(cap), "-o", str(tmp_path / "r.html"), "-q"])
     assert out.exit_code == 0, out.output
-    assert called and (tmp_path / "r.html").read_text() == render(load_capture(cap))
+    assert called and len(called[0].plan.chunks) >= 3
+    assert (tmp_path / "r.html").read_text() == render(load_capture(cap))

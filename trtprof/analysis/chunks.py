@@ -50,12 +50,11 @@ def _frame(t: pa.Table) -> pd.DataFrame:
 
 def _around(pos: np.ndarray, v: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """For every cut p in 0..n: the largest value at rows before p, the smallest at rows from p."""
-    p = np.arange(n + 1)
-    i = np.searchsorted(pos, p, side="left")
-    before = np.where(i > 0, np.maximum.accumulate(v)[np.maximum(i - 1, 0)], -INF) if len(v) else np.full(n + 1, -INF)
-    after = np.where(i < len(v), np.minimum.accumulate(v[::-1])[::-1][np.minimum(i, len(v) - 1)], INF) \
-        if len(v) else np.full(n + 1, INF)
-    return before, after
+    low = np.full(n, -INF, np.int64)
+    low[pos] = v
+    high = np.full(n, INF, np.int64)
+    high[pos] = v
+    return np.r_[-INF, np.maximum.accumulate(low)], np.r_[np.minimum.accumulate(high[::-1])[::-1], INF]
 
 
 class _Batch:
@@ -65,11 +64,11 @@ class _Batch:
 
     def __init__(self, d: pd.DataFrame):
         n = self.n = len(d)
-        ev = d["event"].astype(object)
+        ev = d["event"]  # categories: compared once per distinct value
         ok = np.ones(n + 1, bool)
         ok[0] = ok[n] = False  # inside the batch: its last rows may go on in the next one
         self.keys = {}  # (kind, key) -> (lo, hi of the batch, before cut, after cut)
-        is_call = ((ev == "call") & (d["subgraph_kind"].astype(object) == "engine")) | (ev == "fallback")
+        is_call = ((ev == "call") & (d["subgraph_kind"] == "engine")) | (ev == "fallback")
         sides = {}
         for kind, mask, keys, col in (("inf", (d["inference"] >= 0).to_numpy(bool), ["pid", "model"], "inference"),
                                       ("call", is_call.to_numpy(bool), ["pid", "model", "subgraph"], "call")):
