@@ -203,8 +203,13 @@ def report_capture(path, output=None):
     """Write the report of the capture at `path`; returns (report path, whether the capture is
     complete). A capture past `STREAM_ROWS` is analysed chunk by chunk (`analysis.streamed`), in
     bounded memory, with the same statistics; the rest is loaded whole (`write_report`)."""
-    tl = open_lazy(path)
-    if not streamable(tl):
+    from trtprof.timeline.scan import open_timeline
+
+    try:  # the metadata only: a capture that is not one, or a short one, is loaded (and refused) as before
+        tl = open_timeline(path)
+    except TrtprofError:
+        tl = None
+    if tl is None or not streamable(tl):
         cap = load(path)
         return write_report(cap, output), cap.complete
     need_plotly("HTML reports")
