@@ -11,7 +11,11 @@ the working tree's, for the sizes up to `--baseline-max`.
     python3 bench/bench_scale.py --rows 1000000,10000000 --commands report,perfetto,csv,load
     python3 bench/bench_scale.py --rows 1000000 --commands perfetto --baseline f315613 --json out.json
 
-Commands: report (`trtprof report -q`), perfetto / csv (`trtprof export -q`), load
+Captures are reused from `--keep` (make them once: 100 M rows take about 20 minutes and 2.1 GB of
+disk). The machine line gives the CPU, memory and date, and each run the load average before and
+after it: on a shared machine wall time follows the load, peak RSS does not.
+
+Commands: report (`trtprof report -q`: past 1 Mi rows analysed chunk by chunk), perfetto / csv (`trtprof export -q`), load
 (`trtprof.load(path, columns=..., filter=...)` of the exec rows' GPU times), lazy (a lazy
 timeline's batches summed column by column).
 """
