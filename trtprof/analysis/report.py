@@ -73,7 +73,7 @@ def kernel_pids(df: pd.DataFrame) -> set:
     return set(k["pid"].unique())
 
 
-def _overlap_known(df: pd.DataFrame, allocs: pd.DataFrame, with_kernels: set | None = None
+def overlap_known(df: pd.DataFrame, allocs: pd.DataFrame, with_kernels: set | None = None
                    ) -> tuple[pd.DataFrame, str | None]:
     """allocs with runtime and realloc_cause added; hidden/exposed set unknown (NaN) where a CUDA-event
     bracket cannot tell: C++ runtime allocations in a process without kernel data (`with_kernels`:
@@ -100,7 +100,7 @@ def unknown_groups(allocs: pd.DataFrame, infs: pd.DataFrame) -> pd.DataFrame:
     return unk.merge(infs[overlap.KEY + ["mode"]], on=overlap.KEY)[["model", "subgraph", "mode"]].drop_duplicates()
 
 
-def _unknown_exposure(exposure: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+def unknown_exposure(exposure: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
     """Per-inference hidden/exposed set unknown (NaN) for the (model, subgraph, mode) groups whose
     allocations have an unknown split (`unknown_groups`); groups that allocated nothing stay 0."""
     if exposure.empty or keys.empty:
@@ -112,7 +112,7 @@ def _unknown_exposure(exposure: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFram
     return out
 
 
-def _level(meta: dict) -> str | None:
+def level_of(meta: dict) -> str | None:
     """The recording level from a capture's metadata (top level or its options), None if absent."""
     opts = meta.get("options") if isinstance(meta.get("options"), dict) else {}
     level = meta.get("level") or opts.get("level")
@@ -188,7 +188,7 @@ def analyse(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED, kernels: p
     `meta`: its meta.json, else `df.attrs['trtprof']` as `trtprof.load` sets it)."""
     infs = overlap.inferences(df)
     lat = inference_latency(df, infs)
-    allocs, caveat = _overlap_known(df, overlap.alloc_overlap(df, kernels))
+    allocs, caveat = overlap_known(df, overlap.alloc_overlap(df, kernels))
     gaps = overlap.gpu_gaps(df, infs)
     gpu_times = overlap.has_gpu_times(df)
     changes = shapes.shape_changes(df, allocs)
@@ -201,7 +201,7 @@ def analyse(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED, kernels: p
         infs=infs, latency=lat, by_mode=latency_summary(lat, ("model", "mode")),
         by_shape=latency_summary(lat, ("model", "mode", "input_shapes")),
         comparisons=compare_modes(lat, n_boot, seed), allocs=allocs,
-        exposure=schema.sort_subgraphs(_unknown_exposure(overlap.exposed_per_inference(df, allocs, infs),
+        exposure=schema.sort_subgraphs(unknown_exposure(overlap.exposed_per_inference(df, allocs, infs),
                                                          unknown_groups(allocs, infs)),
                                        by=("model", "subgraph", "mode")),
         gaps=gaps, gap_summary=gap_sum,
@@ -210,7 +210,7 @@ def analyse(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED, kernels: p
         recommendations=pd.DataFrame(columns=REC_COLUMNS), gpu_times=gpu_times,
         transitions=shapes.transitions(changes), streams=stream_names(df), overlap_caveat=caveat,
         gap_reason=gap_reason(df, gaps, gpu_times, gap_sum), kernels=has_kernels(df),
-        level=_level(meta), data_notes=repair_notes(meta), busy_source=overlap.busy_source(df, kernels))
+        level=level_of(meta), data_notes=repair_notes(meta), busy_source=overlap.busy_source(df, kernels))
     r.cudagraphs = cudagraphs.compare(df, lat, n_boot, seed)
     r.recommendations = recommendations(r)
     return r

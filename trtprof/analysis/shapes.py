@@ -34,7 +34,7 @@ CHANGE_COLUMNS = ["pid", "model", "inference", "subgraph", "kind", "call", "old_
                   "discarded_bytes", "discarded_alloc_ns"]
 
 
-def _calls(df: pd.DataFrame) -> pd.DataFrame:
+def calls_in_order(df: pd.DataFrame) -> pd.DataFrame:
     """One row per subgraph call: engine `call` rows and `fallback` rows, ordered per subgraph."""
     c = df[((df["event"] == "call") & (df["subgraph_kind"] == "engine")) | (df["event"] == "fallback")]
     c = c.sort_values(SUB + ["call", "host_start_ns"], kind="stable")
@@ -53,7 +53,7 @@ def shape_changes(df: pd.DataFrame, allocs: pd.DataFrame | None = None) -> pd.Da
     realloc_*: the before-execution allocations of that call (host time, exposed part, bytes);
     discarded_*: the buffer allocated after the previous call's enqueue, thrown away unused.
     """
-    calls = _calls(df)
+    calls = calls_in_order(df)
     ch = calls[calls["changed"]]
     if ch.empty:
         return pd.DataFrame(columns=CHANGE_COLUMNS)
@@ -95,11 +95,11 @@ def change_frequency(df: pd.DataFrame) -> pd.DataFrame:
     same counts restricted to calls made with pre-allocated outputs on, and whether the shapes
     alternate (A, B, A, B: every call changes and goes back to the shape before the last one; the
     runtime compares with the last shape only, so each such call throws the buffers away)."""
-    return frequency_finish([frequency_parts(_calls(df))])
+    return frequency_finish([frequency_parts(calls_in_order(df))])
 
 
 def frequency_parts(calls: pd.DataFrame, keep=None) -> tuple | None:
-    """The counts `frequency_finish` needs from `_calls` rows, over the rows `keep` selects (all by
+    """The counts `frequency_finish` needs from `calls_in_order` rows, over the rows `keep` selects (all by
     default; the rows before them only say what came before: a chunk of a capture with the last
     calls of the chunk before it): per (model, subgraph) sums, and its distinct input shapes."""
     pre = calls["prealloc"].fillna(False).astype(bool).to_numpy()

@@ -131,7 +131,7 @@ def _allocs(c: pd.DataFrame, infs: pd.DataFrame, carry: Carry, kernel_pids: set)
     ev = c["event"]
     mine = c.loc[((ev == "call") | (ev == "fallback") | (ev == "alloc")).to_numpy(bool), SEQ_READS]
     seq = _cat([mine.assign(_carried=False)], carry.calls)
-    allocs, caveat = report._overlap_known(seq, allocs, kernel_pids)
+    allocs, caveat = report.overlap_known(seq, allocs, kernel_pids)
     return allocs, seq, caveat
 
 
@@ -142,7 +142,7 @@ def _next_carry(carry: Carry, c: pd.DataFrame, seq: pd.DataFrame, allocs: pd.Dat
             g, _, ge = overlap.gpu_windows(f)
             open_.append(g.loc[ge > until, GPU_READS])
     gpu = pd.concat(open_, ignore_index=True)
-    calls = shapes._calls(seq).groupby(SUB, sort=False).tail(2)
+    calls = shapes.calls_in_order(seq).groupby(SUB, sort=False).tail(2)
     calls = calls[list(seq.columns)].assign(_carried=True)
     last = calls.groupby(SUB, sort=False)["call"].max().rename("_last").reset_index()
     a = _cat([allocs], carry.allocs)
@@ -190,7 +190,7 @@ def analyse(tl, meta: dict, n_boot: int = N_BOOT, seed: int = SEED, chunk_rows: 
         acc["exposure"].append(overlap.exposure_parts(c, allocs, infs))
         acc["unknown"].append(report.unknown_groups(allocs, infs))
         acc["subgraphs"] = [subgraphs.merge(acc["subgraphs"] + [subgraphs.parts(c, allocs, kinds=("engine", "fallback"))])]
-        calls = shapes._calls(seq)
+        calls = shapes.calls_in_order(seq)
         acc["freq"].append(shapes.frequency_parts(calls, keep=~calls["_carried"].astype(bool).to_numpy()))
         ch = shapes.shape_changes(seq, _cat([allocs], carry.allocs))
         if len(ch) and carry.calls is not None:
@@ -277,7 +277,7 @@ def _finish(acc, flags, p, meta, n_boot, seed, out: Streamed) -> Streamed:
     breaks = subgraphs.break_finish(acc["breaks"])
     freq = shapes.frequency_finish(acc["freq"])
     exposure = overlap.exposure_finish(acc["exposure"], flags["gpu"])
-    exposure = report._unknown_exposure(exposure, unknown if unknown is not None else empty)
+    exposure = report.unknown_exposure(exposure, unknown if unknown is not None else empty)
     busy = "kernel spans" if flags["spans"] else "event brackets" if flags["gpu"] else None
     cg = _cat(acc["cg"])
     cg = cg if cg is not None else pd.DataFrame({c: [] for c in overlap.KEY + ["event", "cudagraph"]})
@@ -292,7 +292,7 @@ def _finish(acc, flags, p, meta, n_boot, seed, out: Streamed) -> Streamed:
         transitions=shapes.transitions(changes), streams=names_from(acc["streams"]),
         overlap_caveat=flags["caveat"],
         gap_reason=report.gap_reason(None, empty, flags["gpu"], gap_sum, facts=report.combine_facts(acc["facts"])),
-        kernels=flags["kernels"], level=report._level(meta), data_notes=repair_notes(meta), busy_source=busy)
+        kernels=flags["kernels"], level=report.level_of(meta), data_notes=repair_notes(meta), busy_source=busy)
     # no inference ran a CUDA graph: every one is "off", which `compare` answers with no comparison
     r.cudagraphs = cudagraphs.compare(cg, lat, n_boot, seed) if len(cg) else []
     r.recommendations = recommendations(r)
