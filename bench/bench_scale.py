@@ -11,7 +11,11 @@ the working tree's, for the sizes up to `--baseline-max`.
     python3 bench/bench_scale.py --rows 1000000,10000000 --commands report,perfetto,csv,load
     python3 bench/bench_scale.py --rows 1000000 --commands perfetto --baseline f315613 --json out.json
 
-Commands: report (`trtprof report -q`), perfetto / csv (`trtprof export -q`), load
+Captures are reused from `--keep` (make them once: 100 M rows take about 20 minutes and 2.1 GB of
+disk). The machine line gives the CPU, memory and date, and each run the load average before and
+after it: on a shared machine wall time follows the load, peak RSS does not.
+
+Commands: report (`trtprof report -q`: past 1 Mi rows analysed chunk by chunk), perfetto / csv (`trtprof export -q`), load
 (`trtprof.load(path, columns=..., filter=...)` of the exec rows' GPU times), lazy (a lazy
 timeline's batches summed column by column).
 """
@@ -111,6 +115,15 @@ def baseline_tree(rev: str, where: Path) -> Path:
     return where
 
 
+def machine() -> str:
+    """The CPU, its cores and memory, and the date: what the figures were measured on."""
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else 0
+    return (f"{cpu}, {os.cpu_count()} CPUs, {mem:.0f} GiB, Python {platform.python_version()}, "
+            f"{time.strftime('%Y-%m-%d %H:%M %Z')}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", default="1000000", help="comma-separated capture sizes")
@@ -128,7 +141,7 @@ def main() -> None:
         (tmp / "base").mkdir()
     base = baseline_tree(a.baseline, tmp / "base") if a.baseline else None
     results = []
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"machine: {machine()}")
     try:
         for rows in (int(r) for r in a.rows.split(",")):
             folder = (a.keep or tmp) / f"cap-{rows}"
@@ -143,19 +156,22 @@ def main() -> None:
                 for label, tree in trees:
                     out = tmp / "out"
                     out.mkdir(exist_ok=True)
+                    load = os.getloadavg()[0]
                     r = measure(argv(command, folder, out), tree, a.timeout)
                     shutil.rmtree(out)
-                    r.update(rows=made, command=command, trtprof=label)
+                    # the load average before and after: on a shared machine wall time depends on it
+                    r.update(rows=made, command=command, trtprof=label,
+                             load=[round(load, 1), round(os.getloadavg()[0], 1)])
                     results.append(r)
-                    print(f"  {command:9s} {label:14s} {r['wall_s']:8.1f} s {r['peak_rss_mb']:8.0f} MB  rc {r['rc']}"
+                    print(f"  {command:9s} {label:14s} {r['wall_s']:8.1f} s {r['peak_rss_mb']:8.0f} MB  rc {r['rc']}  "
+                          f"load {r['load'][0]}-{r['load'][1]}"
                           + (f"  ({r['out']})" if r["rc"] else ""), flush=True)
             if a.keep is None:
                 shutil.rmtree(folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if a.json:
-        a.json.write_text(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
-                                                 f"{platform.python_version()}", "results": results}, indent=1))
+        a.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=1))
 
 
 if __name__ == "__main__":

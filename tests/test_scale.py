@@ -144,3 +144,86 @@ def test_lazy_reading_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code, str(case)], capture_output=True, text=True,
                          cwd=Path(__file__).parent.parent, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- the report of a capture read chunk by chunk ----------------------------------------------------------
+BERT = sorted(p for p in (Path(__file__).parent.parent / "reports" / "bert").iterdir() if (p / "meta.json").is_file())
+
+
+def _overlapping(tmp_path) -> Path:
+    """Two models whose inferences interleave, each inference starting while the GPU still runs the
+    one before (GPU work carried across a cut hides the next inference's allocations)."""
+    parts = []
+    for k, model in enumerate(("model0", "model1")):
+        rng = np.random.default_rng(k)
+        shapes = list(np.where(rng.random(400) < 0.15, "(4,128)", "(8,128)"))
+        df = synthetic.timeline(400, model=model, shapes=shapes, seed=5 + k, t0=10**12 + k * 7_000)
+        shift = df["inference"].to_numpy(np.int64) * 45_000  # each inference begins before the last one ended
+        for c in ("host_start_ns", "host_end_ns", "gpu_start_ns", "gpu_end_ns"):
+            df[c] = (df[c] - shift).astype(df[c].dtype)
+        parts.append(df)
+    df = pd.concat(parts).sort_values("host_start_ns", kind="stable").reset_index(drop=True)
+    df["seq"] = np.arange(len(df))
+    return synthetic.write_capture(df, tmp_path / "overlap")
+
+
+@pytest.fixture(params=["synthetic", "overlapping"] + [p.name for p in CASES] + [f"bert/{p.name}" for p in BERT])
+def any_capture(request, tmp_path):
+    if request.param == "synthetic":
+        return _synthetic(tmp_path)
+    if request.param == "overlapping":
+        return _overlapping(tmp_path)
+    if request.param.startswith("bert/"):
+        return BERT[0].parent / request.param.split("/")[1]
+    return CASES[0].parent / request.param
+
+
+def test_report_read_in_chunks_is_the_report_of_the_whole(any_capture):
+    """Every statistic, table, figure and the timeline window of the page: the same bytes whether
+    the capture is loaded whole or analysed in chunks of a few hundred rows."""
+    from report_helpers import render
+
+    from trtprof.analysis import chunks
+    from trtprof.cli.common import streamed_html
+    from trtprof.timeline.store import load_capture
+
+    tl = scan.open_timeline(any_capture)
+    plan = chunks.plan(tl, 400, 250)
+    assert len(plan.chunks) >= 3  # cut, and more than once
+    assert streamed_html(tl, chunk_rows=400, batch_rows=250) == render(load_capture(any_capture))
+
+
+def test_medians_from_value_counts_are_the_medians_of_the_values():
+    from trtprof.analysis import counts
+
+    rng = np.random.default_rng(7)
+    df = pd.DataFrame({"g": rng.integers(0, 6, 5000), "x": rng.integers(0, 40, 5000).astype(float),
+                       "y": rng.integers(-5, 5, 5000) * 1000.0})
+    df.loc[rng.random(5000) < 0.2, "x"] = np.nan
+    df.loc[df["g"] == 5, "x"] = np.nan  # a group with no value: no median
+    halves = [counts.value_counts(df.iloc[:1234], ["g"], ["x", "y"]), counts.value_counts(df.iloc[1234:], ["g"], ["x", "y"])]
+    got = counts.medians(counts.combine(halves, ["g"]), ["g"])
+    want = df.groupby("g")[["x", "y"]].median()
+    pd.testing.assert_series_equal(got["y"].sort_index(), want["y"], check_names=False, check_index_type=False)
+    pd.testing.assert_series_equal(got["x"].reindex(want.index), want["x"], check_names=False)
+
+
+def test_report_command_reads_a_long_capture_in_chunks(tmp_path, monkeypatch):
+    """`trtprof report` takes the chunked path past `STREAM_ROWS` and writes the page the whole load writes."""
+    from report_helpers import render
+    from click.testing import CliRunner
+
+    from trtprof.analysis import streamed
+    from trtprof.cli import common, main
+    from trtprof.timeline.store import load_capture
+
+    cap = _overlapping(tmp_path)
+    monkeypatch.setattr(common, "STREAM_ROWS", 1500)
+    monkeypatch.setattr(streamed, "CHUNK_ROWS", 1500)
+    called = []
+    real = streamed.analyse
+    monkeypatch.setattr(streamed, "analyse", lambda *a, **k: called.append(real(*a, **k)) or called[-1])
+    out = CliRunner().invoke(main, ["report", str(cap), "-o", str(tmp_path / "r.html"), "-q"])
+    assert out.exit_code == 0, out.output
+    assert called and len(called[0].plan.chunks) >= 3
+    assert (tmp_path / "r.html").read_text() == render(load_capture(cap))

@@ -212,6 +212,10 @@ def alloc_overlap(df: pd.DataFrame, kernels: pd.DataFrame | None = None) -> pd.D
     return out
 
 
+EXPOSURE_COLUMNS = ["model", "subgraph", "mode", "inferences", "allocs_per_inference", "bytes_per_inference",
+                    "alloc_ns_per_inference", "hidden_ns_per_inference", "exposed_ns_per_inference"]
+
+
 def exposed_per_inference(df: pd.DataFrame, allocs: pd.DataFrame | None = None,
                           infs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per (model, subgraph, pre-alloc mode): allocation time per inference, hidden and exposed.
@@ -219,12 +223,17 @@ def exposed_per_inference(df: pd.DataFrame, allocs: pd.DataFrame | None = None,
     The denominator is every included inference of that mode in which the subgraph ran, so an
     inference that allocated nothing (pre-allocated outputs reused) counts as zero.
     """
-    cols = ["model", "subgraph", "mode", "inferences", "allocs_per_inference", "bytes_per_inference",
-            "alloc_ns_per_inference", "hidden_ns_per_inference", "exposed_ns_per_inference"]
     allocs = alloc_overlap(df) if allocs is None else allocs
     infs = inferences(df) if infs is None else infs
+    return exposure_finish([exposure_parts(df, allocs, infs)], has_gpu_times(df))
+
+
+def exposure_parts(df: pd.DataFrame, allocs: pd.DataFrame, infs: pd.DataFrame) -> pd.DataFrame | None:
+    """The sums `exposure_finish` divides, per (model, subgraph, mode): included inferences the
+    subgraph ran in, and their allocations, bytes and times (hidden/exposed null where none is known).
+    Per inference, so the chunks of a capture add up."""
     if infs.empty:
-        return pd.DataFrame(columns=cols)
+        return None
     ok = infs.loc[~infs["excluded"], KEY + ["mode"]]
     calls = df.loc[(df["event"] == "call") & (df["subgraph_kind"] == "engine") & (df["inference"] >= 0),
                    KEY + ["subgraph"]].drop_duplicates()
@@ -236,9 +245,16 @@ def exposed_per_inference(df: pd.DataFrame, allocs: pd.DataFrame | None = None,
     num = gb.agg(allocs=("_n", "sum"), bytes=("bytes", "sum"), alloc_ns=("alloc_ns", "sum"))
     num["hidden_ns"] = gb["hidden_ns"].sum(min_count=1)
     num["exposed_ns"] = gb["exposed_ns"].sum(min_count=1)
-    out = denom.to_frame().join(num, how="left")
+    return denom.to_frame().join(num, how="left")
+
+
+def exposure_finish(parts: list, gpu_known: bool) -> pd.DataFrame:
+    """`exposed_per_inference` from the `exposure_parts` of a frame or of a capture's chunks."""
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        return pd.DataFrame(columns=EXPOSURE_COLUMNS)
+    out = parts[0] if len(parts) == 1 else pd.concat(parts).groupby(level=[0, 1, 2], sort=False).sum(min_count=1)
     n = out["inferences"].astype(float)
-    gpu_known = has_gpu_times(df)
     for src, dst in [("allocs", "allocs_per_inference"), ("bytes", "bytes_per_inference"),
                      ("alloc_ns", "alloc_ns_per_inference"), ("hidden_ns", "hidden_ns_per_inference"),
                      ("exposed_ns", "exposed_ns_per_inference")]:
@@ -247,7 +263,8 @@ def exposed_per_inference(df: pd.DataFrame, allocs: pd.DataFrame | None = None,
             out[dst] = np.nan
         else:
             out[dst] = v.fillna(0.0) / n
-    return out.reset_index()[cols].sort_values(["model", "subgraph", "mode"]).reset_index(drop=True)
+    out = out.reset_index()[EXPOSURE_COLUMNS]
+    return out.sort_values(["model", "subgraph", "mode"]).reset_index(drop=True)
 
 
 def gpu_gaps(df: pd.DataFrame, infs: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -325,6 +342,17 @@ def _pick(group: np.ndarray, value: np.ndarray, n: int, last: bool) -> np.ndarra
     return out
 
 
+def reduce_gaps(gaps: pd.DataFrame) -> pd.DataFrame:
+    """The included gaps summed per (model, mode, before, after), with their number `_n`: what
+    `gap_summary` needs of them, as gap rows it reads again (a capture's chunks, concatenated)."""
+    g = gaps[~gaps["excluded"].astype(bool)]
+    if "_n" not in g:
+        g = g.assign(_n=1)
+    out = g.groupby(["model", "mode", "before", "after"], sort=False).agg(
+        _n=("_n", "sum"), gap_ns=("gap_ns", "sum"), **{c: (c, "sum") for c in GAP_CATEGORIES}).reset_index()
+    return out.assign(excluded=False)
+
+
 def gap_summary(gaps: pd.DataFrame, infs: pd.DataFrame) -> pd.DataFrame:
     """Per (model, mode, before -> after): mean GPU idle time per inference, split by host activity.
 
@@ -336,10 +364,7 @@ def gap_summary(gaps: pd.DataFrame, infs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     ok = infs[~infs["excluded"]]
     n = ok.groupby(["model", "mode"]).size().rename("inferences")
-    g = gaps[~gaps["excluded"]]
-    agg = g.groupby(["model", "mode", "before", "after"], sort=False).agg(
-        occurrences=("gap_ns", "size"), gap_ns=("gap_ns", "sum"),
-        **{c: (c, "sum") for c in GAP_CATEGORIES}).reset_index()
+    agg = reduce_gaps(gaps).rename(columns={"_n": "occurrences"})  # reduced gaps reduce again
     agg = agg.merge(n.reset_index(), on=["model", "mode"], how="left")
     for c in ["gap_ns", *GAP_CATEGORIES]:
         agg[c.replace("_ns", "_ns_per_inference")] = agg[c] / agg["inferences"]

@@ -34,7 +34,7 @@ CHANGE_COLUMNS = ["pid", "model", "inference", "subgraph", "kind", "call", "old_
                   "discarded_bytes", "discarded_alloc_ns"]
 
 
-def _calls(df: pd.DataFrame) -> pd.DataFrame:
+def calls_in_order(df: pd.DataFrame) -> pd.DataFrame:
     """One row per subgraph call: engine `call` rows and `fallback` rows, ordered per subgraph."""
     c = df[((df["event"] == "call") & (df["subgraph_kind"] == "engine")) | (df["event"] == "fallback")]
     c = c.sort_values(SUB + ["call", "host_start_ns"], kind="stable")
@@ -53,7 +53,7 @@ def shape_changes(df: pd.DataFrame, allocs: pd.DataFrame | None = None) -> pd.Da
     realloc_*: the before-execution allocations of that call (host time, exposed part, bytes);
     discarded_*: the buffer allocated after the previous call's enqueue, thrown away unused.
     """
-    calls = _calls(df)
+    calls = calls_in_order(df)
     ch = calls[calls["changed"]]
     if ch.empty:
         return pd.DataFrame(columns=CHANGE_COLUMNS)
@@ -76,8 +76,18 @@ def shape_changes(df: pd.DataFrame, allocs: pd.DataFrame | None = None) -> pd.Da
     out.loc[out["realloc_ns"] == 0, "realloc_exposed_ns"] = 0.0  # nothing allocated: nothing exposed
     not_discarded = ~out["outputs_discarded"]
     out.loc[not_discarded, ["discarded_alloc_ns", "discarded_bytes"]] = 0.0
-    out = out[CHANGE_COLUMNS].sort_values(["pid", "model", "inference"], kind="stable")
+    return order_changes(out[CHANGE_COLUMNS])
+
+
+def order_changes(changes: pd.DataFrame) -> pd.DataFrame:
+    """Shape changes in the table's order: by process, model, inference and subgraph (stable, so the
+    changes of a capture's chunks, concatenated in order, come out as those of the whole)."""
+    out = changes.sort_values(["pid", "model", "inference"], kind="stable")
     return schema.sort_subgraphs(out, by=("pid", "model", "inference", "subgraph"))
+
+
+FREQUENCY_COLUMNS = ["model", "subgraph", "kind", "calls", "changes", "share", "distinct_shapes", "prealloc_calls",
+                     "prealloc_changes", "prealloc_share", "alternating"]
 
 
 def change_frequency(df: pd.DataFrame) -> pd.DataFrame:
@@ -85,19 +95,41 @@ def change_frequency(df: pd.DataFrame) -> pd.DataFrame:
     same counts restricted to calls made with pre-allocated outputs on, and whether the shapes
     alternate (A, B, A, B: every call changes and goes back to the shape before the last one; the
     runtime compares with the last shape only, so each such call throws the buffers away)."""
-    cols = ["model", "subgraph", "kind", "calls", "changes", "share", "distinct_shapes", "prealloc_calls",
-            "prealloc_changes", "prealloc_share", "alternating"]
-    calls = _calls(df)
-    if calls.empty:
-        return pd.DataFrame(columns=cols)
+    return frequency_finish([frequency_parts(calls_in_order(df))])
+
+
+def frequency_parts(calls: pd.DataFrame, keep=None) -> tuple | None:
+    """The counts `frequency_finish` needs from `calls_in_order` rows, over the rows `keep` selects (all by
+    default; the rows before them only say what came before: a chunk of a capture with the last
+    calls of the chunk before it): per (model, subgraph) sums, and its distinct input shapes."""
     pre = calls["prealloc"].fillna(False).astype(bool).to_numpy()
     back2 = calls.groupby(SUB, sort=False)["input_shapes"].shift(2)
     ret = (calls["changed"] & (back2 == calls["input_shapes"]).fillna(False)).to_numpy(bool)
     calls = calls.assign(_pre=pre, _prech=pre & calls["changed"].to_numpy(), _ret=ret)
-    out = calls.groupby(["model", "subgraph"], sort=False).agg(
+    if keep is not None:
+        calls = calls[np.asarray(keep, bool)]
+    if calls.empty:
+        return None
+    sums = calls.groupby(["model", "subgraph"], sort=False).agg(
         kind=("subgraph_kind", "first"), calls=("changed", "size"), changes=("changed", "sum"),
-        distinct_shapes=("input_shapes", "nunique"), prealloc_calls=("_pre", "sum"),
-        prealloc_changes=("_prech", "sum"), _returns=("_ret", "sum")).reset_index()
+        prealloc_calls=("_pre", "sum"), prealloc_changes=("_prech", "sum"), _returns=("_ret", "sum"))
+    shapes = calls.loc[calls["input_shapes"].notna().to_numpy(bool), ["model", "subgraph", "input_shapes"]]
+    return sums, shapes.drop_duplicates()
+
+
+def frequency_finish(parts: list) -> pd.DataFrame:
+    """`change_frequency` from the `frequency_parts` of a frame or of a capture's chunks, in order."""
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        return pd.DataFrame(columns=FREQUENCY_COLUMNS)
+    sums = [p[0] for p in parts]
+    out = sums[0] if len(sums) == 1 else pd.concat(sums).groupby(level=[0, 1], sort=False).agg(
+        kind=("kind", "first"), calls=("calls", "sum"), changes=("changes", "sum"),
+        prealloc_calls=("prealloc_calls", "sum"), prealloc_changes=("prealloc_changes", "sum"),
+        _returns=("_returns", "sum"))
+    shapes = pd.concat([p[1] for p in parts]).drop_duplicates()
+    distinct = shapes.groupby(["model", "subgraph"], sort=False).size()
+    out = out.assign(distinct_shapes=distinct.reindex(out.index).fillna(0).astype("int64").to_numpy()).reset_index()
     # A, B, A, B: at least ALTERNATING of the calls that could change (all but the first) changed,
     # and as many of those that could go back (all but the first two) went back
     could = np.maximum(out["calls"] - 1, 1)
@@ -107,7 +139,7 @@ def change_frequency(df: pd.DataFrame) -> pd.DataFrame:
     out["share"] = out["changes"] / np.maximum(out["calls"] - 1, 1)
     out["prealloc_share"] = np.where(out["prealloc_calls"] > 0,
                                      out["prealloc_changes"] / np.maximum(out["prealloc_calls"], 1), np.nan)
-    return schema.sort_subgraphs(out[cols])
+    return schema.sort_subgraphs(out[FREQUENCY_COLUMNS])
 
 
 def advice(freq: pd.DataFrame, threshold: float = FREQUENT) -> str | None:

@@ -9,6 +9,7 @@ capture. Stateless: timeline in, {handle: name} out; the handle stays in hover t
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 DEFAULT, CALLER, POOL, USER = "default stream", "caller stream", "engine pool", "user stream"
@@ -16,16 +17,37 @@ DEFAULT, CALLER, POOL, USER = "default stream", "caller stream", "engine pool", 
 
 def stream_names(df: pd.DataFrame) -> dict:
     """{stream handle: role name} for every stream that carries GPU times in `df`."""
+    return names_from([stream_parts(df)])
+
+
+def stream_parts(df: pd.DataFrame, offset: int = 0) -> dict | None:
+    """What naming needs of a frame (a timeline, or a chunk of a capture whose first row is row
+    `offset`): each handle's first use (host start, row), the callers' handles, the handles engine
+    rows used and those other rows used."""
     if df.empty or "stream" not in df:
-        return {}
-    d = df[df["stream"].notna()].sort_values("host_start_ns", kind="stable")
+        return None
+    d = df[df["stream"].notna()]
     if d.empty:
+        return None
+    h = d["stream"].astype("Int64").astype("int64").to_numpy()
+    first = pd.DataFrame({"h": h, "t": d["host_start_ns"].to_numpy(np.int64),
+                          "pos": offset + np.flatnonzero(df["stream"].notna().to_numpy(bool))})
+    first = first.sort_values(["t", "pos"], kind="stable").drop_duplicates("h")
+    eng = (d["subgraph_kind"] == "engine").fillna(False).to_numpy(bool)
+    return {"first": first, "caller": set(h[(d["event"] == "inference").fillna(False).to_numpy(bool)].tolist()),
+            "engine": set(h[eng].tolist()), "other": set(h[~eng].tolist())}
+
+
+def names_from(parts: list) -> dict:
+    """`stream_names` from the `stream_parts` of a frame or of a capture's chunks: handles named in
+    order of first use (earliest host start, then row)."""
+    parts = [p for p in parts if p is not None]
+    if not parts:
         return {}
-    handles = [int(h) for h in pd.unique(d["stream"].astype("Int64").astype(object))]
-    caller = {int(h) for h in d.loc[d["event"] == "inference", "stream"].astype("Int64")}
-    eng = d["subgraph_kind"] == "engine"
-    engine_only = set(d.loc[eng, "stream"].astype("Int64").astype(int)) - \
-        set(d.loc[~eng, "stream"].astype("Int64").astype(int))
+    first = pd.concat([p["first"] for p in parts]).sort_values(["t", "pos"], kind="stable").drop_duplicates("h")
+    handles = [int(x) for x in first["h"]]
+    caller = set().union(*(p["caller"] for p in parts))
+    engine_only = set().union(*(p["engine"] for p in parts)) - set().union(*(p["other"] for p in parts))
     names, pool, user, callers = {}, 0, 0, 0
     for h in handles:
         if h == 0:

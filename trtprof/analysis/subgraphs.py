@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from trtprof.analysis import overlap
+from trtprof.analysis import counts, overlap
 from trtprof.analysis.latency import dur
 from trtprof.timeline import schema
 
@@ -34,13 +34,12 @@ _READS = KEYS + ["subgraph_kind", "runtime", "event", "exclude", "host_start_ns"
 _KIND_ORDER = {"model": 0, "engine": 1, "fallback": 1}
 
 
-def break_costs(df: pd.DataFrame, gaps: pd.DataFrame, infs: pd.DataFrame) -> pd.DataFrame:
-    """Per fallback subgraph: mean cost per inference of the graph break = its GPU time (host time
-    without GPU times) plus the GPU idle gaps right before and after it."""
-    cols = ["model", "subgraph", "inferences", "fallback_us", "gaps_us", "break_cost_us_per_inference"]
+def break_parts(df: pd.DataFrame, gaps: pd.DataFrame, infs: pd.DataFrame) -> pd.DataFrame:
+    """Per fallback subgraph: included inferences it ran in, and the sums over them of its time and of
+    the GPU idle gaps right before and after it (what `break_costs` averages; chunks add up)."""
     fb = df[(df["event"] == "fallback") & (df["inference"] >= 0)]
     if fb.empty:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=["model", "subgraph", "inferences", "_t", "gap_ns"])
     ok = infs.loc[~infs["excluded"], overlap.KEY]
     fb = fb.merge(ok, on=overlap.KEY)
     gpu = dur(fb, "gpu_start_ns", "gpu_end_ns")
@@ -55,12 +54,29 @@ def break_costs(df: pd.DataFrame, gaps: pd.DataFrame, infs: pd.DataFrame) -> pd.
     else:
         per["gap_ns"] = 0.0
     per["gap_ns"] = per["gap_ns"].fillna(0.0)
-    out = per.groupby(["model", "subgraph"], sort=False).agg(
-        inferences=("_t", "size"), fallback_us=("_t", "mean"), gaps_us=("gap_ns", "mean")).reset_index()
-    out["fallback_us"] /= 1e3
-    out["gaps_us"] /= 1e3
+    return per.groupby(["model", "subgraph"], sort=False).agg(
+        inferences=("_t", "size"), _t=("_t", "sum"), gap_ns=("gap_ns", "sum")).reset_index()
+
+
+def break_finish(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """`break_costs` from the `break_parts` of one frame or of the chunks of a capture (in order)."""
+    cols = ["model", "subgraph", "inferences", "fallback_us", "gaps_us", "break_cost_us_per_inference"]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    out = parts[0] if len(parts) == 1 else \
+        pd.concat(parts, ignore_index=True).groupby(["model", "subgraph"], sort=False).sum().reset_index()
+    # sums of integer nanoseconds are exact in any order, so sum / count is the mean of the whole
+    out["fallback_us"] = out["_t"] / out["inferences"] / 1e3
+    out["gaps_us"] = out["gap_ns"] / out["inferences"] / 1e3
     out["break_cost_us_per_inference"] = out["fallback_us"] + out["gaps_us"]
     return out[cols]
+
+
+def break_costs(df: pd.DataFrame, gaps: pd.DataFrame, infs: pd.DataFrame) -> pd.DataFrame:
+    """Per fallback subgraph: mean cost per inference of the graph break = its GPU time (host time
+    without GPU times) plus the GPU idle gaps right before and after it."""
+    return break_finish([break_parts(df, gaps, infs)])
 
 
 def _bound(t: pd.DataFrame) -> pd.Series:
@@ -87,6 +103,14 @@ def _identity(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(model=df["model"].astype("string").fillna(""), subgraph=df["subgraph"].astype("string").fillna(""))
 
 
+# median column -> (the per-row value it is the median of, divisor to its unit)
+_MEDIANS = {"gpu_us_median": ("_gpu", 1e3), "enqueue_us_median": ("_enq", 1e3), "kernels_median": ("_kn", None),
+            "kernel_busy_us_median": ("_kb", 1e3), "kernel_span_us_median": ("_ks", 1e3),
+            "gpu_idle_us_median": ("_idle", 1e3), "copies_median": ("_cn", None), "copy_us_median": ("_cns", 1e3),
+            "host_us_median": ("_host", 1e3), "alloc_us_median": ("_dur", 1e3)}
+_TIMED = ("_gpu", "_enq", "_kn", "_kb", "_ks", "_idle", "_cn", "_cns")
+
+
 def table(df: pd.DataFrame, allocs: pd.DataFrame | None = None, breaks: pd.DataFrame | None = None,
           kinds=None) -> pd.DataFrame:
     """One row per (model, subgraph) of the given kinds (None: every row), in natural order (the
@@ -94,12 +118,19 @@ def table(df: pd.DataFrame, allocs: pd.DataFrame | None = None, breaks: pd.DataF
 
     `allocs`: `overlap.alloc_overlap(df)`, for hidden/exposed allocation time (null without it);
     `breaks`: `break_costs(...)`, for the cost of each graph break (null without it)."""
+    return finish([parts(df, allocs, kinds)], breaks)
+
+
+def parts(df: pd.DataFrame, allocs: pd.DataFrame | None = None, kinds=None) -> dict | None:
+    """What `finish` needs of a frame (the whole timeline, or one chunk of a capture): the first kind
+    and runtime per subgraph, the counts and sums, and the value counts the medians come from
+    (`analysis.counts`); None without rows of the kinds."""
     if df.empty:
-        return pd.DataFrame(columns=COLUMNS)
+        return None
     df = df[[c for c in _READS if c in df]]  # the copies below then carry only what the table reads
     d = _identity(df if kinds is None else df[df["subgraph_kind"].isin(list(kinds)).fillna(False).to_numpy(bool)])
     if d.empty:
-        return pd.DataFrame(columns=COLUMNS)
+        return None
     keep = schema.kept(d)
     # each subset carries only the columns read from it (a row subset copies every column it has)
     calls = schema.call_rows(d[[c for c in d if c in _CALL_READS]])
@@ -113,12 +144,10 @@ def table(df: pd.DataFrame, allocs: pd.DataFrame | None = None, breaks: pd.DataF
     ka = a[keep.loc[a.index]]
     ka = ka.assign(_dur=dur(ka, "host_start_ns", "host_end_ns"))
     first = d.groupby(KEYS, sort=False).agg(kind=("subgraph_kind", "first"), runtime=("runtime", "first"))
-    first["kind"] = first["kind"].astype(object).where(first["kind"].notna(), "unknown")
     flags = calls[KEYS].assign(
         calls_preallocated=_is(calls["outputs"], "preallocated"), calls_new_outputs=_is(calls["outputs"], "new"),
         shape_changes=calls["shape_changed"].fillna(False).astype(bool).to_numpy(np.int64))
     cg = flags.groupby(KEYS, sort=False)
-    out = first.join(cg.size().rename("calls")).join(cg.sum())
     if "kernel_busy_ns" in timed:
         timed = timed.assign(_kn=timed["kernel_count"].astype("Float64").astype(float),
                              _kb=timed["kernel_busy_ns"].astype("Float64").astype(float),
@@ -129,27 +158,56 @@ def table(df: pd.DataFrame, allocs: pd.DataFrame | None = None, breaks: pd.DataF
     timed = timed.assign(**{n: timed[c].astype("Float64").astype(float) if c in timed else np.nan
                             for n, c in (("_cn", "copy_count"), ("_cns", "copy_ns"))})
     timed = timed.assign(_idle=timed["_gpu"] - timed["_kb"])
-    tg = timed.groupby(KEYS, sort=False)
-    out = out.join(pd.DataFrame({"gpu_ms_total": tg["_gpu"].sum(min_count=1) / 1e6,
-                                 "gpu_us_median": tg["_gpu"].median() / 1e3,
-                                 "enqueue_us_median": tg["_enq"].median() / 1e3,
-                                 "kernels_median": tg["_kn"].median(),
-                                 "kernel_busy_us_median": tg["_kb"].median() / 1e3,
-                                 "kernel_span_us_median": tg["_ks"].median() / 1e3,
-                                 "gpu_idle_us_median": tg["_idle"].median() / 1e3,
-                                 "copies_median": tg["_cn"].median(), "copy_us_median": tg["_cns"].median() / 1e3}))
-    out = out.join((kc.groupby(KEYS, sort=False)["_host"].median() / 1e3).rename("host_us_median"))
+    sums = cg.size().rename("calls").to_frame().join(cg.sum(), how="outer")
+    sums = sums.join(timed.groupby(KEYS, sort=False)["_gpu"].sum(min_count=1).rename("_gpu_sum"), how="outer")
     ag = a[KEYS].assign(allocs_before_exec=_is(a["alloc_phase"], "before_exec"),
                         allocs_after_enqueue=_is(a["alloc_phase"], "after_enqueue")).groupby(KEYS, sort=False)
-    out = out.join(ag.size().rename("allocs")).join(ag.sum())
+    sums = sums.join(ag.size().rename("allocs"), how="outer").join(ag.sum(), how="outer")
     ka = ka.assign(_b=ka["bytes"].astype("Float64").fillna(0).astype(float))
     kg = ka.groupby(KEYS, sort=False)
-    out = out.join(pd.DataFrame({"alloc_us_median": kg["_dur"].median() / 1e3,
-                                 "alloc_ms_total": kg["_dur"].sum() / 1e6, "bytes_total": kg["_b"].sum()}))
+    sums = sums.join(pd.DataFrame({"_dur_sum": kg["_dur"].sum(), "_b_sum": kg["_b"].sum()}), how="outer")
     if allocs is not None and len(allocs):
         ov = _identity(allocs[~allocs["exclude"].fillna(False).astype(bool)]).groupby(KEYS, sort=False)
-        out = out.join(pd.DataFrame({"hidden_ms_total": ov["hidden_ns"].sum(min_count=1) / 1e6,
-                                     "exposed_ms_total": ov["exposed_ns"].sum(min_count=1) / 1e6}))
+        sums = sums.join(pd.DataFrame({"_hidden": ov["hidden_ns"].sum(min_count=1),
+                                       "_exposed": ov["exposed_ns"].sum(min_count=1)}), how="outer")
+    values = pd.concat([counts.value_counts(timed, KEYS, _TIMED), counts.value_counts(kc, KEYS, ["_host"]),
+                        counts.value_counts(ka, KEYS, ["_dur"])], ignore_index=True)
+    return {"first": first, "sums": sums, "counts": values}
+
+
+def merge(chunks: list) -> dict | None:
+    """The `parts` of chunks in order as the parts of them all (a running total stays small: the
+    value counts grow with the distinct values, not with the rows)."""
+    chunks = [c for c in chunks if c is not None]
+    if len(chunks) <= 1:
+        return chunks[0] if chunks else None
+    first = pd.concat([c["first"] for c in chunks]).groupby(level=KEYS, sort=False).first()
+    sums = pd.concat([c["sums"] for c in chunks]).groupby(level=KEYS, sort=False).sum(min_count=1)
+    return {"first": first, "sums": sums, "counts": counts.combine([c["counts"] for c in chunks], KEYS)}
+
+
+def finish(chunks: list, breaks: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The table from the `parts` of one frame, or of the chunks of a capture in their order: counts
+    and sums add up (integer nanoseconds: exact in any order), medians come from the value counts."""
+    part = merge(chunks)
+    if part is None:
+        return pd.DataFrame(columns=COLUMNS)
+    first, sums, values = part["first"], part["sums"], part["counts"]
+    out = first.copy()
+    out["kind"] = out["kind"].astype(object).where(out["kind"].notna(), "unknown")
+    out = out.join(sums)
+    for c in ("_gpu_sum", "_dur_sum", "_b_sum", "_hidden", "_exposed"):
+        if c not in out:
+            out[c] = np.nan
+    out["gpu_ms_total"] = out["_gpu_sum"] / 1e6
+    out["alloc_ms_total"] = out["_dur_sum"] / 1e6
+    out["bytes_total"] = out["_b_sum"]
+    out["hidden_ms_total"] = out["_hidden"] / 1e6
+    out["exposed_ms_total"] = out["_exposed"] / 1e6
+    med = counts.medians(values, KEYS).reindex(out.index)
+    for col, (stat, unit) in _MEDIANS.items():
+        v = med[stat].astype(float) if stat in med else pd.Series(np.nan, index=out.index)
+        out[col] = v if unit is None else v / unit
     if breaks is not None and len(breaks):
         out = out.join(_identity(breaks).set_index(KEYS)["break_cost_us_per_inference"])
     out = out.reindex(columns=[c for c in COLUMNS if c not in KEYS])

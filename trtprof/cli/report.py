@@ -33,10 +33,9 @@ def report(capture_path, output, open_, quiet):
         if open_:
             common.open_in_browser(path, quiet)
         return
-    cap = common.load(capture_path)
-    path = common.write_report(cap, output)
+    path, complete = common.report_capture(capture_path, output)
     if not quiet:
-        status = "" if cap.complete else " (from an incomplete capture)"
+        status = "" if complete else " (from an incomplete capture)"
         common.echo(f"report written{status}: {path}, {common.open_hint(path)}", err=True)
     if open_:
         common.open_in_browser(path, quiet)

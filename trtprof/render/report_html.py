@@ -59,11 +59,11 @@ def _recorded(meta: dict) -> str:
     return text + "; every inference"
 
 
-def _header(cap: Capture, r: Results) -> str:
+def _header(cap: Capture, r: Results, rows: int | None = None) -> str:
     meta, df = cap.meta, cap.timeline
     env = meta.get("environment") if isinstance(meta.get("environment"), dict) else {}
     items = [("capture", str(cap.path) if cap.path else ""), ("command", command(meta)),
-             ("started", meta.get("start_time", "")), ("rows", f"{len(df):,}"),
+             ("started", meta.get("start_time", "")), ("rows", f"{len(df) if rows is None else rows:,}"),
              ("inferences", f"{len(r.infs):,}"), ("recorded", _recorded(meta)), ("GPU", env.get("gpu") or "none recorded"),
              ("versions", ", ".join(f"{k} {env[k]}" for k in ("torch", "torch_tensorrt", "tensorrt") if env.get(k)))]
     dl = "".join(f"<dt>{e(k)}</dt><dd>{'<code>' + e(v) + '</code>' if k == 'command' else e(v)}</dd>"
@@ -168,8 +168,8 @@ def _recommendations(r: Results) -> str:
     return "".join(parts)
 
 
-def _timeline(cap: Capture, r: Results, fig, nsys=None) -> str:
-    win, centre, why = timeline_fig.choose_window(cap.timeline, r.infs, r.changes, r.latency)
+def _timeline(cap: Capture, r: Results, fig, nsys=None, window=None) -> str:
+    win, centre, why = window or timeline_fig.choose_window(cap.timeline, r.infs, r.changes, r.latency)
     filled = getattr(nsys, "filled", 0)
     kernels, source = cap.kernels, "CUPTI"
     if kernels is None and getattr(nsys, "kernels", None) is not None and len(nsys.kernels):
@@ -316,11 +316,13 @@ def _footer(cap: Capture, r: Results) -> str:
               "(CLOCK_MONOTONIC); GPU times come from CUDA events converted to the host clock.</p>")
 
 
-def render(cap: Capture, r: Results, nsys=None) -> str:
+def render(cap: Capture, r: Results, nsys=None, window=None, rows: int | None = None) -> str:
     """The report as one HTML string: `r` is `analysis.report.analyse(cap.timeline)`, `nsys` the
-    capture's nsys import as `nsys.store.ReportView` (or None)."""
+    capture's nsys import as `nsys.store.ReportView` (or None). A capture analysed chunk by chunk
+    (`analysis.streamed`) comes as the rows of its timeline's `window` (keys, centre, why, from
+    `timeline_fig.choose_window`) with its number of `rows`."""
     fig = Figures()
-    body = "".join([_header(cap, r), _headline(r, fig), _recommendations(r), _timeline(cap, r, fig, nsys),
+    body = "".join([_header(cap, r, rows), _headline(r, fig), _recommendations(r), _timeline(cap, r, fig, nsys, window),
                     _latency(r, fig), _overlap(r, fig, nsys), _shapes(r), _subgraphs(r),
                     nsys_section(nsys), _footer(cap, r)])
     title = f"trtprof report \u2014 {cap.path.name if cap.path else 'capture'}"
