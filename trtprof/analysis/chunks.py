@@ -20,12 +20,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from trtprof.analysis.overlap import GPU_EVENTS
 from trtprof.timeline import store
 
-GPU_EVENTS = ("exec", "fallback")
 READ = ["pid", "model", "inference", "subgraph", "subgraph_kind", "event", "call", "host_start_ns",
-        "host_end_ns", "kernel_busy_ns"]
+        "host_end_ns", "gpu_start_ns", "kernel_first_ns", "kernel_busy_ns"]
 INF = np.iinfo(np.int64).max
+_STARTS = ("gpu_start_ns", "kernel_first_ns")  # where overlap.gpu_windows may start a row's GPU work
 
 
 @dataclass
@@ -44,6 +45,8 @@ def _frame(t: pa.Table) -> pd.DataFrame:
     cols = {}
     for name in t.column_names:
         c = t.column(name)
+        if name in _STARTS:  # exact int64, a missing start never the earliest
+            c = pc.fill_null(c, pa.scalar(INF, c.type))
         cols[name] = (pc.dictionary_encode(c) if pa.types.is_string(c.type) else c).to_pandas()
     return pd.DataFrame(cols)
 
@@ -76,20 +79,26 @@ class _Batch:
             if sub.empty:
                 continue
             pos = np.flatnonzero(mask)
-            codes = sub.groupby(keys, observed=True, sort=False).ngroup().to_numpy()
-            firsts = np.unique(codes, return_index=True)[1]
+            # dropna=False: a null model or subgraph is a key of its own, as the analysis groups it
+            codes = sub.groupby(keys, observed=True, sort=False, dropna=False).ngroup().to_numpy()
             v = sub[col].to_numpy(np.int64)
-            for k, at in enumerate(firsts):
+            for k, at in zip(*np.unique(codes, return_index=True)):
                 m = codes == k
                 before, after = _around(pos[m], v[m], n)
                 ok &= before < after
-                key = tuple(x.item() if hasattr(x, "item") else x for x in sub[keys].iloc[at])
+                key = tuple(None if pd.isna(x) else x.item() if hasattr(x, "item") else x for x in sub[keys].iloc[at])
                 sides[(kind, key)] = (int(v[m].min()), int(v[m].max()), before, after)
         alloc = (ev == "alloc").to_numpy(bool)
         gpu = ev.isin(GPU_EVENTS).to_numpy(bool)
         hs, he = d["host_start_ns"].to_numpy(np.int64), d["host_end_ns"].to_numpy(np.int64)
+        # GPU work starts at the earliest of its host start and the start overlap.gpu_windows takes
+        # (kernel span or event bracket, which clock error can put before the host start)
+        gs = hs
+        for c in _STARTS:
+            if c in d:
+                gs = np.minimum(gs, d[c].to_numpy(np.int64))
         a_end, _ = _around(np.flatnonzero(alloc), he[alloc], n)
-        _, g_start = _around(np.flatnonzero(gpu), hs[gpu], n)
+        _, g_start = _around(np.flatnonzero(gpu), gs[gpu], n)
         _, a_start = _around(np.flatnonzero(alloc), hs[alloc], n)
         ok &= a_end <= g_start
         cut = int(np.flatnonzero(ok)[-1]) if ok.any() else None

@@ -237,15 +237,15 @@ def _side(df: pd.DataFrame, chosen: pd.DataFrame, mode: str) -> dict:
     rows = _rows_of(df, chosen, mode)
     main, timed = _per_call(rows)
     keys = ["model", "subgraph"]
-    n_inf = chosen.groupby("model").size()
-    info = main.groupby(keys, sort=False).agg(kind=("subgraph_kind", "first"), runtime=("runtime", "first"),
+    n_inf = chosen.groupby("model", observed=True).size()
+    info = main.groupby(keys, sort=False, observed=True).agg(kind=("subgraph_kind", "first"), runtime=("runtime", "first"),
                                               calls=("host_us", "size"))
     al = rows[rows["event"] == "alloc"]
     al = al.assign(_us=dur(al, "host_start_ns", "host_end_ns") / 1e3,
                    _b=al["bytes"].astype("Float64").fillna(0).astype(float))
-    alloc = al.groupby(keys, sort=False).agg(allocs=("_us", "size"), alloc_us=("_us", "sum"), bytes=("_b", "sum"))
-    return {"info": info, "host": main.groupby(keys, sort=False)["host_us"],
-            "gpu": timed.groupby(keys, sort=False)["gpu_us"], "alloc": alloc, "n_inf": n_inf}
+    alloc = al.groupby(keys, sort=False, observed=True).agg(allocs=("_us", "size"), alloc_us=("_us", "sum"), bytes=("_b", "sum"))
+    return {"info": info, "host": main.groupby(keys, sort=False, observed=True)["host_us"],
+            "gpu": timed.groupby(keys, sort=False, observed=True)["gpu_us"], "alloc": alloc, "n_inf": n_inf}
 
 
 def _values(groups, key) -> np.ndarray:

@@ -23,7 +23,7 @@ def value_counts(frame: pd.DataFrame, keys: list[str], columns) -> pd.DataFrame:
         v = frame[keys + [c]]
         v = v[v[c].notna().to_numpy(bool)]
         if len(v):
-            n = v.groupby(keys + [c], sort=False).size()
+            n = v.groupby(keys + [c], sort=False, observed=True).size()
             parts.append(n.reset_index(name="n").rename(columns={c: "value"}).assign(stat=c))
     if not parts:
         return pd.DataFrame({**{k: pd.Series(dtype=object) for k in keys}, "value": pd.Series(dtype=float),
@@ -39,7 +39,7 @@ def combine(parts: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
     if len(parts) <= 1:
         return parts[0] if parts else value_counts(pd.DataFrame(), keys, [])
     c = pd.concat(parts, ignore_index=True)
-    return c.groupby(keys + ["stat", "value"], sort=False)["n"].sum().reset_index()
+    return c.groupby(keys + ["stat", "value"], sort=False, observed=True)["n"].sum().reset_index()
 
 
 def medians(counts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

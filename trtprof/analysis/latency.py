@@ -42,7 +42,7 @@ def latency_summary(lat: pd.DataFrame, by=("model", "mode")) -> pd.DataFrame:
     ok = lat[~lat["excluded"].astype(bool)] if len(lat) else lat
     if ok.empty:
         return pd.DataFrame(columns=cols)
-    g = ok.groupby(by, sort=True, dropna=False)["latency_ns"]
+    g = ok.groupby(by, sort=True, dropna=False, observed=True)["latency_ns"]
     out = pd.DataFrame({"n": g.size(), "median_ms": g.median() / 1e6, "p10_ms": g.quantile(0.1) / 1e6,
                         "p90_ms": g.quantile(0.9) / 1e6}).reset_index()
     return out[cols]

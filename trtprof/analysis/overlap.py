@@ -119,9 +119,9 @@ def inferences(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=KEY + ["mode", "excluded", "input_shapes", "engine_calls"])
     eng = inf[(inf["event"] == "call") & (inf["subgraph_kind"] == "engine")]
     pre = eng.assign(_on=_flag(eng["prealloc"]), _off=~_flag(eng["prealloc"]))
-    agg = pre.groupby(KEY, sort=False, dropna=False).agg(on=("_on", "any"), off=("_off", "any"),
+    agg = pre.groupby(KEY, sort=False, dropna=False, observed=True).agg(on=("_on", "any"), off=("_off", "any"),
                                                            engine_calls=("_on", "size"))
-    excl = inf.assign(_x=_flag(inf["exclude"])).groupby(KEY, sort=False, dropna=False)["_x"].any()
+    excl = inf.assign(_x=_flag(inf["exclude"])).groupby(KEY, sort=False, dropna=False, observed=True)["_x"].any()
     rows = inf[inf["event"] == "inference"].drop_duplicates(KEY).set_index(KEY)["input_shapes"]
     out = pd.DataFrame({"excluded": excl})
     out = out.join(agg, how="left").join(rows.rename("input_shapes"), how="left")
@@ -238,10 +238,10 @@ def exposure_parts(df: pd.DataFrame, allocs: pd.DataFrame, infs: pd.DataFrame) -
     calls = df.loc[(df["event"] == "call") & (df["subgraph_kind"] == "engine") & (df["inference"] >= 0),
                    KEY + ["subgraph"]].drop_duplicates()
     ran = calls.merge(ok, on=KEY)
-    denom = ran.groupby(["model", "subgraph", "mode"], sort=False).size().rename("inferences")
+    denom = ran.groupby(["model", "subgraph", "mode"], sort=False, observed=True).size().rename("inferences")
     a = allocs[allocs["inference"] >= 0].merge(ok, on=KEY)
     a = a.assign(_n=1, bytes=a["bytes"].astype("Float64").fillna(0).astype(float))
-    gb = a.groupby(["model", "subgraph", "mode"], sort=False)
+    gb = a.groupby(["model", "subgraph", "mode"], sort=False, observed=True)
     num = gb.agg(allocs=("_n", "sum"), bytes=("bytes", "sum"), alloc_ns=("alloc_ns", "sum"))
     num["hidden_ns"] = gb["hidden_ns"].sum(min_count=1)
     num["exposed_ns"] = gb["exposed_ns"].sum(min_count=1)
@@ -348,7 +348,7 @@ def reduce_gaps(gaps: pd.DataFrame) -> pd.DataFrame:
     g = gaps[~gaps["excluded"].astype(bool)]
     if "_n" not in g:
         g = g.assign(_n=1)
-    out = g.groupby(["model", "mode", "before", "after"], sort=False).agg(
+    out = g.groupby(["model", "mode", "before", "after"], sort=False, observed=True).agg(
         _n=("_n", "sum"), gap_ns=("gap_ns", "sum"), **{c: (c, "sum") for c in GAP_CATEGORIES}).reset_index()
     return out.assign(excluded=False)
 
@@ -363,7 +363,7 @@ def gap_summary(gaps: pd.DataFrame, infs: pd.DataFrame) -> pd.DataFrame:
     if gaps.empty or infs.empty:
         return pd.DataFrame(columns=cols)
     ok = infs[~infs["excluded"]]
-    n = ok.groupby(["model", "mode"]).size().rename("inferences")
+    n = ok.groupby(["model", "mode"], observed=True).size().rename("inferences")
     agg = reduce_gaps(gaps).rename(columns={"_n": "occurrences"})  # reduced gaps reduce again
     agg = agg.merge(n.reset_index(), on=["model", "mode"], how="left")
     for c in ["gap_ns", *GAP_CATEGORIES]:

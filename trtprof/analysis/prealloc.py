@@ -66,11 +66,11 @@ def compare_modes(lat: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED,
         return res
     ok = lat[~lat["excluded"].astype(bool) & lat["mode"].isin(["on", "off"])]
     # grouped once: masking the frame per model costs models x rows (26.7 k models, 200 k rows: minutes)
-    per_model = dict(iter(ok.groupby("model", sort=False, dropna=True)))
+    per_model = dict(iter(ok.groupby("model", sort=False, dropna=True, observed=True)))
     for model in sorted(lat["model"].dropna().unique()):
         m = per_model.get(model, ok.iloc[:0])
         c = Comparison(model=model)
-        counts = m.groupby(["input_shapes", "mode"], dropna=False).size().unstack(fill_value=0)
+        counts = m.groupby(["input_shapes", "mode"], dropna=False, observed=True).size().unstack(fill_value=0)
         both = counts[(counts.get("on", 0) >= min_n) & (counts.get("off", 0) >= min_n)] \
             if {"on", "off"} <= set(counts.columns) else counts.iloc[:0]
         if len(both):

@@ -69,12 +69,12 @@ def straggler(latency: dict, ends: dict | None = None) -> pd.DataFrame:
     else:
         d["end_ns"] = np.nan
     d = d.sort_values(["model", "inference", "rank"], kind="stable")
-    g = d.groupby(["model", "inference"], sort=False)
+    g = d.groupby(["model", "inference"], sort=False, observed=True)
     n = g["rank"].transform("size")
     d = d[n >= 2]
     if d.empty:
         return pd.DataFrame(columns=STRAGGLER_COLUMNS)
-    g = d.groupby(["model", "inference"], sort=False)
+    g = d.groupby(["model", "inference"], sort=False, observed=True)
     lo = d.loc[g["latency_ns"].idxmin()]  # idxmin / idxmax: the first of equal values, the lower rank
     hi = d.loc[g["latency_ns"].idxmax()]
     out = pd.DataFrame({"model": lo["model"].to_numpy(object), "inference": lo["inference"].to_numpy(np.int64),
@@ -94,7 +94,7 @@ def straggler_summary(st: pd.DataFrame) -> pd.DataFrame:
     if st.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     rows = []
-    for model, g in st.groupby("model", sort=True):
+    for model, g in st.groupby("model", sort=True, observed=True):
         worst = g.loc[g["spread_ms"].idxmax()]
         counts = g["slowest_rank"].value_counts()
         counts = {int(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
@@ -144,8 +144,8 @@ def lockstep_check(ranks) -> dict:
     for r, c in ranks.captures.items():
         rows = shifted(c.timeline, ranks.offsets.get(r, 0))
         rows = rows[(rows["event"] == "inference") & (rows["inference"] >= 0)]
-        starts[r] = rows.groupby(["model", "inference"])["host_start_ns"].min()
-    last_end = pd.concat([e.assign(rank=r) for r, e in ends.items()]).groupby(["model", "inference"])["end_ns"]
+        starts[r] = rows.groupby(["model", "inference"], observed=True)["host_start_ns"].min()
+    last_end = pd.concat([e.assign(rank=r) for r, e in ends.items()]).groupby(["model", "inference"], observed=True)["end_ns"]
     end_max, n_ranks = last_end.max(), last_end.size()
     checked, bad, margin = 0, 0, float("inf")
     for s in starts.values():

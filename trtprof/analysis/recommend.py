@@ -54,7 +54,7 @@ def _by_model(table: pd.DataFrame, mask=None) -> dict:
         table = table[pd.Series(mask, index=table.index).fillna(False).astype(bool)]
     if not len(table) or "model" not in table:
         return {}
-    return dict(iter(table.groupby("model", sort=False, dropna=True)))
+    return dict(iter(table.groupby("model", sort=False, dropna=True, observed=True)))
 
 
 def recommendations(r: Results) -> pd.DataFrame:
@@ -161,7 +161,7 @@ def recommendations(r: Results) -> pd.DataFrame:
                     f"{'' if cg.significant else ', not significant'})") if cg is not None else ""
         estimated = False
         if len(gs):
-            per_mode = gs.groupby("mode")["python_ns_per_inference"].sum()
+            per_mode = gs.groupby("mode", observed=True)["python_ns_per_inference"].sum()
             py, mode = float(per_mode.min()), str(per_mode.idxmin())
             if worth(py, PYTHON_SHARE):
                 estimated = True

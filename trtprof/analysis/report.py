@@ -129,7 +129,7 @@ def gap_facts(df: pd.DataFrame, gaps: pd.DataFrame) -> dict:
     return {"inference_gpu": bool((inf["gpu_start_ns"].notna() & inf["gpu_end_ns"].notna()).any()),
             "inside": bool(len(inside) and (inside["event"] == "inference").any()),
             "windows": bool(len(g)), "nonempty": bool(len(ne)),
-            "per": int(ne.groupby(overlap.KEY)["subgraph"].nunique().max()) if len(ne) else 0,
+            "per": int(ne.groupby(overlap.KEY, observed=True)["subgraph"].nunique().max()) if len(ne) else 0,
             "subs": set(schema.natural_order(inside.loc[inside["event"].isin(overlap.GPU_EVENTS), "subgraph"].unique())),
             "timed": set(schema.natural_order(ne["subgraph"].unique())), "gaps": len(gaps)}
 

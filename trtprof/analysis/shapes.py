@@ -38,7 +38,7 @@ def calls_in_order(df: pd.DataFrame) -> pd.DataFrame:
     """One row per subgraph call: engine `call` rows and `fallback` rows, ordered per subgraph."""
     c = df[((df["event"] == "call") & (df["subgraph_kind"] == "engine")) | (df["event"] == "fallback")]
     c = c.sort_values(SUB + ["call", "host_start_ns"], kind="stable")
-    prev = c.groupby(SUB, sort=False)["input_shapes"].shift(1)
+    prev = c.groupby(SUB, sort=False, observed=True)["input_shapes"].shift(1)
     flag = c["shape_changed"].astype("boolean")
     # trust the capture's flag; where it is missing, compare with the previous call's shapes
     derived = prev.notna() & (prev != c["input_shapes"]).fillna(False)
@@ -60,10 +60,10 @@ def shape_changes(df: pd.DataFrame, allocs: pd.DataFrame | None = None) -> pd.Da
     allocs = alloc_overlap(df) if allocs is None else allocs
     a = allocs.assign(bytes=allocs["bytes"].astype("Float64").fillna(0).astype(float))
     keys = SUB + ["call"]
-    gb = a[a["alloc_phase"] == "before_exec"].groupby(keys, sort=False)
+    gb = a[a["alloc_phase"] == "before_exec"].groupby(keys, sort=False, observed=True)
     before = gb.agg(realloc_ns=("alloc_ns", "sum"), realloc_bytes=("bytes", "sum"))
     before["realloc_exposed_ns"] = gb["exposed_ns"].sum(min_count=1)
-    after = a[a["alloc_phase"] == "after_enqueue"].groupby(keys, sort=False).agg(
+    after = a[a["alloc_phase"] == "after_enqueue"].groupby(keys, sort=False, observed=True).agg(
         discarded_alloc_ns=("alloc_ns", "sum"), discarded_bytes=("bytes", "sum")).reset_index()
     after["call"] = after["call"] + 1  # the previous call's buffer is the one this call would have used
     out = ch.rename(columns={"subgraph_kind": "kind", "input_shapes": "new_shapes"})
@@ -103,14 +103,14 @@ def frequency_parts(calls: pd.DataFrame, keep=None) -> tuple | None:
     default; the rows before them only say what came before: a chunk of a capture with the last
     calls of the chunk before it): per (model, subgraph) sums, and its distinct input shapes."""
     pre = calls["prealloc"].fillna(False).astype(bool).to_numpy()
-    back2 = calls.groupby(SUB, sort=False)["input_shapes"].shift(2)
+    back2 = calls.groupby(SUB, sort=False, observed=True)["input_shapes"].shift(2)
     ret = (calls["changed"] & (back2 == calls["input_shapes"]).fillna(False)).to_numpy(bool)
     calls = calls.assign(_pre=pre, _prech=pre & calls["changed"].to_numpy(), _ret=ret)
     if keep is not None:
         calls = calls[np.asarray(keep, bool)]
     if calls.empty:
         return None
-    sums = calls.groupby(["model", "subgraph"], sort=False).agg(
+    sums = calls.groupby(["model", "subgraph"], sort=False, observed=True).agg(
         kind=("subgraph_kind", "first"), calls=("changed", "size"), changes=("changed", "sum"),
         prealloc_calls=("_pre", "sum"), prealloc_changes=("_prech", "sum"), _returns=("_ret", "sum"))
     shapes = calls.loc[calls["input_shapes"].notna().to_numpy(bool), ["model", "subgraph", "input_shapes"]]
@@ -128,7 +128,7 @@ def frequency_finish(parts: list) -> pd.DataFrame:
         prealloc_calls=("prealloc_calls", "sum"), prealloc_changes=("prealloc_changes", "sum"),
         _returns=("_returns", "sum"))
     shapes = pd.concat([p[1] for p in parts]).drop_duplicates()
-    distinct = shapes.groupby(["model", "subgraph"], sort=False).size()
+    distinct = shapes.groupby(["model", "subgraph"], sort=False, observed=True).size()
     out = out.assign(distinct_shapes=distinct.reindex(out.index).fillna(0).astype("int64").to_numpy()).reset_index()
     # A, B, A, B: at least ALTERNATING of the calls that could change (all but the first) changed,
     # and as many of those that could go back (all but the first two) went back
@@ -180,7 +180,7 @@ def realloc_causes(df: pd.DataFrame, allocs: pd.DataFrame) -> pd.Series:
     if not re.any():
         return out
     calls = df[(df["event"] == "call") & (df["subgraph_kind"] == "engine")].sort_values(SUB + ["call"], kind="stable")
-    prev = calls.groupby(SUB, sort=False)["prealloc"].shift(1).astype("boolean")
+    prev = calls.groupby(SUB, sort=False, observed=True)["prealloc"].shift(1).astype("boolean")
     info = calls[SUB + ["call"]].assign(_prev_on=prev.fillna(False).astype(bool).to_numpy(),
                                         _changed=calls["shape_changed"].astype("boolean").fillna(False)
                                         .astype(bool).to_numpy()).drop_duplicates(SUB + ["call"])
@@ -204,7 +204,7 @@ def transitions(changes: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=TRANSITION_COLUMNS)
     c = changes.assign(old_shapes=changes["old_shapes"].astype(object).where(changes["old_shapes"].notna(), "(none)"),
                        new_shapes=changes["new_shapes"].astype(object).where(changes["new_shapes"].notna(), "(none)"))
-    g = c.groupby(["model", "subgraph", "prealloc", "old_shapes", "new_shapes"], sort=False, dropna=False)
+    g = c.groupby(["model", "subgraph", "prealloc", "old_shapes", "new_shapes"], sort=False, dropna=False, observed=True)
     out = g.agg(changes=("call", "size"), thrown_away=("outputs_discarded", "sum"),
                 realloc_us_median=("realloc_ns", "median"), exposed_us_median=("realloc_exposed_ns", "median"),
                 discarded_bytes=("discarded_bytes", "sum")).reset_index()

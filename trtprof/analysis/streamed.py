@@ -142,9 +142,9 @@ def _next_carry(carry: Carry, c: pd.DataFrame, seq: pd.DataFrame, allocs: pd.Dat
             g, _, ge = overlap.gpu_windows(f)
             open_.append(g.loc[ge > until, GPU_READS])
     gpu = pd.concat(open_, ignore_index=True)
-    calls = shapes.calls_in_order(seq).groupby(SUB, sort=False).tail(2)
+    calls = shapes.calls_in_order(seq).groupby(SUB, sort=False, observed=True).tail(2)
     calls = calls[list(seq.columns)].assign(_carried=True)
-    last = calls.groupby(SUB, sort=False)["call"].max().rename("_last").reset_index()
+    last = calls.groupby(SUB, sort=False, observed=True)["call"].max().rename("_last").reset_index()
     a = _cat([allocs], carry.allocs)
     if a is not None and len(a):
         a = a.merge(last, on=SUB)
@@ -176,7 +176,7 @@ def analyse(tl, meta: dict, n_boot: int = N_BOOT, seed: int = SEED, chunk_rows: 
         flags["kernels"] |= report.has_kernels(c)
         inside = c.loc[(c["inference"] >= 0).to_numpy(bool), overlap.KEY + ["host_start_ns"]]
         # each inference's first start, in the order of `infs` (both group the same rows by KEY in order)
-        infs["_start"] = inside.groupby(overlap.KEY, sort=False, dropna=False)["host_start_ns"].min().to_numpy()
+        infs["_start"] = inside.groupby(overlap.KEY, sort=False, dropna=False, observed=True)["host_start_ns"].min().to_numpy()
         rows = c[((c["event"] == "inference") & (c["inference"] >= 0)).to_numpy(bool)].drop_duplicates(overlap.KEY)
         acc["cg"].append(rows.loc[rows["cudagraph"].notna(), overlap.KEY + ["event", "cudagraph"]])
         acc["infs"].append(_compact(infs))
@@ -199,7 +199,7 @@ def analyse(tl, meta: dict, n_boot: int = N_BOOT, seed: int = SEED, chunk_rows: 
             ch = ch[ch["_old"].isna().to_numpy(bool)].drop(columns="_old")
         acc["changes"].append(_compact(ch, CHANGE_LABELS))
         acc["streams"].append(stream_parts(c, offset))
-        span = inside.groupby(["pid", "model"], sort=False)["inference"].agg(["min", "max"]).reset_index()
+        span = inside.groupby(["pid", "model"], sort=False, observed=True)["inference"].agg(["min", "max"]).reset_index()
         spans.append({(int(pid), m): (int(lo), int(hi)) for pid, m, lo, hi in span.itertuples(index=False)})
         carry = _next_carry(carry, c, seq, allocs, p.carry_until[j])
         del c, seq, allocs, gaps, inside, calls, ch, rows, infs, lat

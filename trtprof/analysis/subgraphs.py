@@ -44,17 +44,17 @@ def break_parts(df: pd.DataFrame, gaps: pd.DataFrame, infs: pd.DataFrame) -> pd.
     fb = fb.merge(ok, on=overlap.KEY)
     gpu = dur(fb, "gpu_start_ns", "gpu_end_ns")
     fb = fb.assign(_t=gpu.fillna(dur(fb, "host_start_ns", "host_end_ns")))
-    per = fb.groupby(["model", "subgraph"] + ["pid", "inference"], sort=False)["_t"].sum().reset_index()
+    per = fb.groupby(["model", "subgraph"] + ["pid", "inference"], sort=False, observed=True)["_t"].sum().reset_index()
     if len(gaps):
         g = gaps[~gaps["excluded"]]
         parts = [g.rename(columns={side: "subgraph"})[["model", "subgraph", "pid", "inference", "gap_ns"]]
                  for side in ("before", "after")]
-        gsum = pd.concat(parts).groupby(["model", "subgraph", "pid", "inference"])["gap_ns"].sum()
+        gsum = pd.concat(parts).groupby(["model", "subgraph", "pid", "inference"], observed=True)["gap_ns"].sum()
         per = per.merge(gsum.reset_index(), on=["model", "subgraph", "pid", "inference"], how="left")
     else:
         per["gap_ns"] = 0.0
     per["gap_ns"] = per["gap_ns"].fillna(0.0)
-    return per.groupby(["model", "subgraph"], sort=False).agg(
+    return per.groupby(["model", "subgraph"], sort=False, observed=True).agg(
         inferences=("_t", "size"), _t=("_t", "sum"), gap_ns=("gap_ns", "sum")).reset_index()
 
 
@@ -65,7 +65,7 @@ def break_finish(parts: list[pd.DataFrame]) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame(columns=cols)
     out = parts[0] if len(parts) == 1 else \
-        pd.concat(parts, ignore_index=True).groupby(["model", "subgraph"], sort=False).sum().reset_index()
+        pd.concat(parts, ignore_index=True).groupby(["model", "subgraph"], sort=False, observed=True).sum().reset_index()
     # sums of integer nanoseconds are exact in any order, so sum / count is the mean of the whole
     out["fallback_us"] = out["_t"] / out["inferences"] / 1e3
     out["gaps_us"] = out["gap_ns"] / out["inferences"] / 1e3
@@ -143,11 +143,11 @@ def parts(df: pd.DataFrame, allocs: pd.DataFrame | None = None, kinds=None) -> d
               KEYS + ["alloc_phase", "bytes", "host_start_ns", "host_end_ns", "exclude"]]
     ka = a[keep.loc[a.index]]
     ka = ka.assign(_dur=dur(ka, "host_start_ns", "host_end_ns"))
-    first = d.groupby(KEYS, sort=False).agg(kind=("subgraph_kind", "first"), runtime=("runtime", "first"))
+    first = d.groupby(KEYS, sort=False, observed=True).agg(kind=("subgraph_kind", "first"), runtime=("runtime", "first"))
     flags = calls[KEYS].assign(
         calls_preallocated=_is(calls["outputs"], "preallocated"), calls_new_outputs=_is(calls["outputs"], "new"),
         shape_changes=calls["shape_changed"].fillna(False).astype(bool).to_numpy(np.int64))
-    cg = flags.groupby(KEYS, sort=False)
+    cg = flags.groupby(KEYS, sort=False, observed=True)
     if "kernel_busy_ns" in timed:
         timed = timed.assign(_kn=timed["kernel_count"].astype("Float64").astype(float),
                              _kb=timed["kernel_busy_ns"].astype("Float64").astype(float),
@@ -159,15 +159,15 @@ def parts(df: pd.DataFrame, allocs: pd.DataFrame | None = None, kinds=None) -> d
                             for n, c in (("_cn", "copy_count"), ("_cns", "copy_ns"))})
     timed = timed.assign(_idle=timed["_gpu"] - timed["_kb"])
     sums = cg.size().rename("calls").to_frame().join(cg.sum(), how="outer")
-    sums = sums.join(timed.groupby(KEYS, sort=False)["_gpu"].sum(min_count=1).rename("_gpu_sum"), how="outer")
+    sums = sums.join(timed.groupby(KEYS, sort=False, observed=True)["_gpu"].sum(min_count=1).rename("_gpu_sum"), how="outer")
     ag = a[KEYS].assign(allocs_before_exec=_is(a["alloc_phase"], "before_exec"),
-                        allocs_after_enqueue=_is(a["alloc_phase"], "after_enqueue")).groupby(KEYS, sort=False)
+                        allocs_after_enqueue=_is(a["alloc_phase"], "after_enqueue")).groupby(KEYS, sort=False, observed=True)
     sums = sums.join(ag.size().rename("allocs"), how="outer").join(ag.sum(), how="outer")
     ka = ka.assign(_b=ka["bytes"].astype("Float64").fillna(0).astype(float))
-    kg = ka.groupby(KEYS, sort=False)
+    kg = ka.groupby(KEYS, sort=False, observed=True)
     sums = sums.join(pd.DataFrame({"_dur_sum": kg["_dur"].sum(), "_b_sum": kg["_b"].sum()}), how="outer")
     if allocs is not None and len(allocs):
-        ov = _identity(allocs[~allocs["exclude"].fillna(False).astype(bool)]).groupby(KEYS, sort=False)
+        ov = _identity(allocs[~allocs["exclude"].fillna(False).astype(bool)]).groupby(KEYS, sort=False, observed=True)
         sums = sums.join(pd.DataFrame({"_hidden": ov["hidden_ns"].sum(min_count=1),
                                        "_exposed": ov["exposed_ns"].sum(min_count=1)}), how="outer")
     values = pd.concat([counts.value_counts(timed, KEYS, _TIMED), counts.value_counts(kc, KEYS, ["_host"]),
