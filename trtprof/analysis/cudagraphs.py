@@ -50,7 +50,7 @@ def verdict(c: Comparison, kind: str, min_n: int = MIN_N) -> str:
     """One sentence: what CUDA graphs did at the median, with the CI in percent, and at p90."""
     what = f"CUDA graphs ({kind})"
     on = f", on inputs {c.shapes[0]}" if c.shapes else ""
-    if not (c.tails and c.saved_ms == c.saved_ms):
+    if not c.compared:
         if c.n_on == 0:
             return f"{what}: no steady-state inference with CUDA graphs on ({c.n_off} off): no comparison"
         if c.n_off == 0:

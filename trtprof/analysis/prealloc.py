@@ -35,6 +35,11 @@ class Comparison:
     tails: list = field(default_factory=list)  # Tail per quantile (p90, p99)
     verdict: str = ""
 
+    @property
+    def compared(self) -> bool:
+        """Both modes ran often enough on one input shape for a saving with its CI."""
+        return bool(self.tails) and self.saved_ms == self.saved_ms
+
 
 @dataclass
 class Tail:

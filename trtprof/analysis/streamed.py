@@ -12,6 +12,7 @@ of the inferences the timeline draws are read again, at the end (`Streamed.windo
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -233,7 +234,9 @@ def _join(parts: list, labels=LABELS) -> pd.DataFrame:
     return out[cols]
 
 
+@functools.lru_cache(maxsize=1)
 def _libc():
+    """glibc, loaded once (each chunk asks for it); None elsewhere."""
     try:
         import ctypes
 

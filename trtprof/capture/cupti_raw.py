@@ -23,13 +23,14 @@ import os
 
 import numpy as np
 
+from trtprof.capture.kernels import FIELDS, _columns as columns  # one record layout for both paths
+
 # kind -> (cupti-python dtype, cupti-python record class) for CUDA 13.0's CUpti_ActivityKernel10,
 # CUpti_ActivityMemcpy6 and CUpti_ActivityMemset4, looked up by attribute
 RECORDS = {"kernel": ("activity_kernel10_dtype", "ActivityKernel10"),
            "memcpy": ("activity_memcpy6_dtype", "ActivityMemcpy6"),
            "memset": ("activity_memset4_dtype", "ActivityMemset4")}
 NEEDED_FIELDS = ("kind", "start", "end", "stream_id", "correlation_id", "device_id")
-FIELDS = ("kind", "name", "start_ns", "end_ns", "stream", "correlation", "device")  # kernels.FIELDS
 MAX_LIMIT_REACHED = 12      # CUPTI_ERROR_MAX_LIMIT_REACHED: no more records in this buffer
 ALIGN = 8                   # ACTIVITY_RECORD_ALIGNMENT
 
@@ -151,7 +152,7 @@ def _field(records, index, name: str) -> np.ndarray:
 def merge(parts) -> dict:
     """[(offsets, columns)] -> one set of columns in buffer order."""
     if not parts:
-        return {f: np.zeros(0, dtype=object if f in ("kind", "name") else np.int64) for f in FIELDS}
+        return columns([])
     order = np.argsort(np.concatenate([p[0] for p in parts]), kind="stable")
     return {f: np.concatenate([p[1][f] for p in parts])[order] for f in FIELDS}
 
@@ -302,9 +303,3 @@ class Reader:
             got["error"] = f"{p['truncated']} record(s) ran past the buffer's valid bytes"
         got["cupti_dropped"] = self.lib.dropped(ctx, stream_id)
         return got
-
-
-def columns(recs) -> dict:
-    """Tuples in FIELDS order (the record objects' values) -> columns, as parse() gives them."""
-    cols = list(zip(*recs)) if recs else [()] * len(FIELDS)
-    return {f: np.array(v, dtype=object if f in ("kind", "name") else np.int64) for f, v in zip(FIELDS, cols)}

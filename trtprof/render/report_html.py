@@ -96,8 +96,7 @@ def _headline(r: Results, fig) -> str:
              "after pre-allocated outputs were switched on (it allocates to fill the buffer).</p>"]
     parts.append(_cudagraphs(r))
     for c in r.comparisons:
-        compared = bool(c.tails) and c.saved_ms == c.saved_ms
-        kind = "verdict" if compared or not r.cudagraphs else "muted"
+        kind = "verdict" if c.compared or not r.cudagraphs else "muted"
         parts.append(f'<p class="{kind}">{e(c.model)}: {e(c.verdict)}</p>')
         detail = [t for t in (c.shape_note and c.shape_note[0].upper() + c.shape_note[1:] + ".",
                               prealloc_analysis.tail_sentence(c)) if t]
