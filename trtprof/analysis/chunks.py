@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from trtprof.analysis import report
 from trtprof.analysis.overlap import GPU_EVENTS
 from trtprof.timeline import store
 
@@ -109,8 +110,7 @@ class _Batch:
         self.alloc_end, self.gpu_start = int(a_end[n]), int(g_start[0])
         self.alloc_start = int(a_start[0])
         self.cut_alloc_end, self.cut_gpu_start, self.cut_alloc_start = int(a_end[at]), int(g_start[at]), int(a_start[at])
-        k = d[gpu & d["kernel_busy_ns"].notna().to_numpy(bool)]
-        self.kernel_pids = set(k["pid"].unique().tolist())
+        self.kernel_pids = report.kernel_pids(d)
 
 
 def plan(timeline, chunk_rows: int, batch_rows: int = store.ROW_GROUP) -> Plan:

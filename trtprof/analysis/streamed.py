@@ -68,7 +68,7 @@ class Streamed:
             return schema.empty_frame(), self.results.allocs, self.results.gaps
         c = _read(self.timeline, self.plan, hit[0], hit[-1])
         infs = overlap.inferences(c)
-        allocs, _, _ = _allocs(c, infs, self.carries[hit[0]], self.plan.kernel_pids)
+        allocs, _, _ = _allocs(c, self.carries[hit[0]], self.plan.kernel_pids)
         return c, allocs, overlap.gpu_gaps(c, infs)
 
 
@@ -121,7 +121,7 @@ def _cat(frames: list, rows: pd.DataFrame | None = None) -> pd.DataFrame | None:
     return pd.concat(frames, ignore_index=True)
 
 
-def _allocs(c: pd.DataFrame, infs: pd.DataFrame, carry: Carry, kernel_pids: set):
+def _allocs(c: pd.DataFrame, carry: Carry, kernel_pids: set):
     """The chunk's allocations as the whole timeline gives them (GPU work carried in), the frame
     the sequence analyses read (the carried calls before the chunk's rows), and the caveat."""
     if carry.gpu is None:
@@ -169,7 +169,7 @@ def analyse(tl, meta: dict, n_boot: int = N_BOOT, seed: int = SEED, chunk_rows: 
         carries.append(carry)
         infs = overlap.inferences(c)
         lat = inference_latency(c, infs)
-        allocs, seq, caveat = _allocs(c, infs, carry, p.kernel_pids)
+        allocs, seq, caveat = _allocs(c, carry, p.kernel_pids)
         gaps = overlap.gpu_gaps(c, infs)
         flags["caveat"] = flags["caveat"] or caveat
         flags["gpu"] |= overlap.has_gpu_times(c)
