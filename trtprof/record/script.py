@@ -120,17 +120,34 @@ def check_target(target: str, module: bool) -> str:
 
 
 _CAPTURING_PID = [None]  # the process whose script the SIGTERM handler below belongs to
+_BEFORE = [signal.SIG_DFL]  # the SIGTERM disposition the process had before that handler
 
 
 def _raise_terminated(signum, frame):
-    """SIGTERM in the captured script: unwind like Ctrl-C so the capture is written. A forked child
-    (a multiprocessing worker being terminated) inherits the handler: there SIGTERM does what it
-    would have done without trtprof."""
+    """SIGTERM in the captured script: unwind like Ctrl-C so the capture is written. A child forked
+    in the window before `_child_sigterm` ran: there SIGTERM does what it would have done without
+    trtprof."""
     if os.getpid() != _CAPTURING_PID[0]:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, _BEFORE[0])
         os.kill(os.getpid(), signal.SIGTERM)
         return
     raise runner.Terminated()
+
+
+def _child_sigterm() -> None:
+    """A forked child gets back the SIGTERM disposition it would have had without trtprof. Why not
+    leave the Python handler to re-raise it: a Python handler runs only between bytecodes, so a
+    SIGTERM that lands just before a blocking call (a multiprocessing worker about to wait on its
+    queue's lock, which `Pool.terminate` kills that way) is noted and never acted on, and the
+    worker, then the parent joining it, waits forever. The kernel's default action has no such gap."""
+    if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+        try:
+            signal.signal(signal.SIGTERM, _BEFORE[0])
+        except (ValueError, OSError, TypeError):  # not the main thread after all: the handler re-raises instead
+            pass
+
+
+os.register_at_fork(after_in_child=_child_sigterm)
 
 
 def _batch_rows() -> int | None:
@@ -183,6 +200,7 @@ def capture_script(target: str, args: list[str], *, module: bool = False, out: s
     session.start()  # CaptureError (BAD_OUTPUT) when the folder cannot be written
     _CAPTURING_PID[0] = os.getpid()
     old = signal.signal(signal.SIGTERM, _raise_terminated)
+    old = _BEFORE[0] = signal.SIG_DFL if old is None else old  # None: set outside Python, unknown
     real_exit = os._exit
     os._exit = _finishing_exit(session, real_exit)
     try:
