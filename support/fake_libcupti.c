@@ -15,9 +15,11 @@ static requested_t requested;
 static completed_t completed;
 static size_t record_size[64];     /* by CUpti_ActivityKind: how far the walk steps over a record */
 static size_t dropped;
+static int register_status;        /* what registering returns: 0, or a CUPTI error to play a refusal */
 
 int cuptiActivityRegisterCallbacks(requested_t r, completed_t c) {
     if (!r || !c) return 1;
+    if (register_status) return register_status;
     requested = r;
     completed = c;
     return 0;
@@ -45,6 +47,7 @@ int cuptiActivityGetNumDroppedRecords(void *ctx, uint32_t stream_id, size_t *n) 
 
 void fake_set_record_size(uint32_t kind, size_t size) { if (kind < 64) record_size[kind] = size; }
 void fake_set_dropped(size_t n) { dropped = n; }
+void fake_set_register_status(int status) { register_status = status; }
 
 /* 0: delivered; 1: no callbacks; 2: no buffer given (or too small); 3: buffer not 8-byte aligned */
 int fake_deliver(const uint8_t *data, size_t n, uint32_t stream_id) {

@@ -254,7 +254,7 @@ def test_unaligned_offsets_are_read_byte_by_byte():
 
 
 # -- KernelActivity on the raw path, against a compiled stand-in libcupti ----------------------------------
-CHILD = r'''
+CHILD_SETUP = r'''
 import ctypes, json, sys, threading, types
 import numpy as np
 sys.path[:0] = [sys.argv[2], sys.argv[2] + "/tests"]
@@ -297,6 +297,8 @@ for kind, size in ((10, 216), (1, 96), (2, 88), (5, 40)):
 names = [ctypes.create_string_buffer(s) for s in (b"gemm", b"relu")]
 gemm, relu = (ctypes.addressof(n) for n in names)
 out = {}
+'''
+CHILD = CHILD_SETUP + r'''
 fake = Fake()
 sys.modules["cupti"] = types.SimpleNamespace(cupti=fake)     # what `from cupti import cupti` finds
 ka = CK.KernelActivity()
@@ -368,6 +370,61 @@ def test_kernel_activity_raw_path_end_to_end(fake_libcupti):
     assert "raw buffers" in out["note"] and "1 buffer(s) filled first" in out["note"]
     assert out["after_stop"] == 3 and out["registered_by_cupti_python"] == 0
     assert out["python_started"] and out["python_path"] == "python" and out["python_registered"] == 1
+
+
+CHILD_REFUSED = CHILD_SETUP + r'''
+from trtprof.capture.install import Instrumenter
+
+class RegisterRefused(Fake):
+    def activity_register_callbacks(self, requested, completed):
+        raise self.cuptiError("CUPTI_ERROR_NOT_INITIALIZED")
+
+class EnableRefused(Fake):
+    def activity_enable(self, kind):
+        raise self.cuptiError("CUPTI_ERROR_INVALID_KIND")
+
+def use(fake):
+    sys.modules["cupti"] = types.SimpleNamespace(cupti=fake)
+    return fake
+
+lib.fake_set_register_status(17)                  # CUPTI refuses the raw callbacks
+fake = use(Fake())
+ka = CK.KernelActivity()
+out["refused"] = {"started": ka.start(), "handover": ka.info()["handover"], "registered": fake.registered}
+fake.launch(10, 10, 20, name="a")
+out["refused"]["names"] = ka.flush()["name"].tolist()
+ka.stop()
+use(RegisterRefused())                            # ... and cupti-python's callbacks as well
+kb = CK.KernelActivity()
+out["both"] = {"started": kb.start(), "handover": kb.info()["handover"], "reason": kb.reason}
+lib.fake_set_register_status(0)                   # the raw callbacks taken, enabling refused
+use(EnableRefused())
+ins = Instrumenter(None)
+ins._start_kernels()
+out["enable"] = {"kernel_info": ins.kernel_info, "notes": ins.notes}
+print(json.dumps(out))
+'''
+
+
+def test_refused_registration_or_enable_reports_the_path_that_ran(fake_libcupti):
+    # a handover path is named only where it runs: a refused raw registration falls back to cupti-python's
+    # callbacks, a refusal of those or of activity_enable leaves none, and kernels.handover says why
+    r = subprocess.run([sys.executable, "-c", CHILD_REFUSED, str(fake_libcupti), str(ROOT)], capture_output=True,
+                       text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    ref = out["refused"]
+    assert ref["started"] and ref["registered"] == 1 and ref["names"] == ["a"]
+    assert ref["handover"]["path"] == "python" and ref["handover"]["cupti_dropped"] is None
+    assert ref["handover"]["raw_reason"] == "RuntimeError: cuptiActivityRegisterCallbacks returned 17 (?)"
+    both = out["both"]
+    assert not both["started"] and both["handover"]["path"] is None
+    assert "returned 17" in both["handover"]["raw_reason"] and "NOT_INITIALIZED" in both["reason"]
+    info = out["enable"]["kernel_info"]
+    assert info["recorded"] is False and "INVALID_KIND" in info["reason"]
+    h = info["handover"]                            # where meta.json's kernels.handover is
+    assert h["path"] is None and h["cupti_dropped"] is None and h["raw_reason"] == info["reason"]
+    assert "\n" not in h["raw_reason"] and any(info["reason"] in n for n in out["enable"]["notes"])
 
 
 def test_raw_path_unavailable_falls_back_with_a_reason(monkeypatch):

@@ -237,7 +237,7 @@ class Instrumenter:
             self.kernel_info = {"recorded": True, "source": "CUPTI (cupti-python)", "sampled": self.sample > 1}
         else:
             reason = act.reason or "kernel activity could not start"
-            self.kernel_info = {"recorded": False, "reason": reason}
+            self.kernel_info = {"recorded": False, "reason": reason, "handover": act.info()["handover"]}
             self.notes.append(f"{reason}; GPU times are CUDA-event brackets only")
 
     def _stop_kernels(self) -> None:

@@ -103,7 +103,7 @@ class KernelActivity:
         # callback spent copying records out, and the time inside activity_flush_all (callbacks included)
         self.handover = {"buffers": 0, "records": 0, "callback_ns": 0, "flushes": 0, "flush_ns": 0,
                          "max_flush_ns": 0, "buffers_on_cupti_thread": 0, "cupti_thread_ns": 0,
-                         # which path ran ("raw" or "python", once started), why not raw, records CUPTI
+                         # which path ran ("raw", "python"; None until one does), why not raw, records CUPTI
                          # says it dropped (raw path only: None on cupti-python's), records read one by one
                          # because a dtype did not match this libcupti's record size, and those sizes
                          "path": None, "raw_reason": None, "cupti_dropped": None, "fallback_records": 0,
@@ -171,6 +171,9 @@ class KernelActivity:
             self.reason = ("kernel activity off: CUPTI is already in use in this process (nsys or "
                            f"torch.profiler?): {_one_line(e)}") if _taken(e) \
                 else f"kernel activity off: {_one_line(e)}"
+            self._raw, h = None, self.handover      # no path runs: the handover must not name one
+            h["path"], h["cupti_dropped"] = None, None
+            h["raw_reason"] = h["raw_reason"] or self.reason
             return False
         return True
 
@@ -188,19 +191,20 @@ class KernelActivity:
             self.last_error = _one_line(e)
 
     def _register(self) -> None:
-        """CUPTI's buffer callbacks: the raw path where it can be set up here (else cupti-python's, with
-        `raw_reason`). A CUPTI failure of the registration itself raises, as cupti-python's would."""
+        """CUPTI's buffer callbacks: the raw path where it can be set up and CUPTI takes its callbacks,
+        else cupti-python's, with `raw_reason` (so that `path` names the one that runs). A CUPTI failure
+        of cupti-python's registration raises: then no path runs."""
         h = self.handover
         if self._want == "raw":
             try:
                 from trtprof.capture import cupti_raw
                 reader = cupti_raw.Reader(self._cupti, self._codes)
-            except Exception as e:  # cupti_raw.Unavailable, or an import failure: cupti-python's path serves
+                reader.lib.attach(self._take_raw, self._buffer_bytes)
+            except Exception as e:  # Unavailable, an import failure, CUPTI refusing: cupti-python's path serves
                 h["raw_reason"] = _one_line(e)
             else:
                 self._raw = reader
                 h["path"], h["cupti_dropped"] = "raw", 0
-                reader.lib.attach(self._take_raw, self._buffer_bytes)
                 return
         self._cupti.activity_register_callbacks(self._requested, self._completed)
         h["path"] = "python"
