@@ -145,16 +145,31 @@ def test_records_of_another_size_fall_back_and_say_so():
     assert p["mismatch"] == {"kernel": [224]}
     assert [(c, at.tolist()) for c, at in p["fallback"]] == [(KERNEL, [offs[0], offs[2]])]
     assert p["columns"]["kind"].tolist() == ["memcpy", "memcpy"]     # the other kind still in bulk
-    # the buffer's last record only has to fit: whatever follows it up to `valid` is not its size
+    # a kind whose one record is the buffer's last: measured to `valid`, so checked as well
     data2, offs2 = buf(rec(MEMCPY, 30, 40), rec(KERNEL, 50, 60, name=0x10, size=224))
     p2 = R.parse(data2, len(data2), offs2, KINDS, R.Names(Reader({0x10: "k"})))
-    assert p2["mismatch"] == {} and p2["columns"]["start_ns"].tolist() == [30, 50]
+    assert p2["mismatch"] == {"kernel": [224]} and p2["columns"]["start_ns"].tolist() == [30]
+    assert [(c, at.tolist()) for c, at in p2["fallback"]] == [(KERNEL, [offs2[1]])]
     # smaller than the dtype (an older libcupti): also not read with it
     small, offs3 = buf(rec(MEMSET, 1, 2, size=88), rec(MEMSET, 3, 4, size=88))
     p3 = R.parse(small, len(small), offs3, {MEMSET: ("memset", _dt([("kind", "<i4", 0), ("start", "<u8", 16),
                  ("end", "<u8", 24), ("device_id", "<u4", 32), ("stream_id", "<u4", 40),
                  ("correlation_id", "<u4", 44)], 96), None)}, R.Names(Reader({})))
     assert p3["mismatch"] == {"memset": [88]} and len(p3["columns"]["start_ns"]) == 0
+
+
+def test_a_buffer_of_one_record_is_checked_too():
+    one, at = buf(rec(KERNEL, 50, 60, name=0x10, size=224))
+    p = R.parse(one, len(one), at, KINDS, R.Names(Reader({0x10: "k"})))
+    assert p["mismatch"] == {"kernel": [224]} and [c for c, _ in p["fallback"]] == [KERNEL]
+    assert len(p["columns"]["start_ns"]) == 0 and p["truncated"] == 0
+    same, at = buf(rec(KERNEL, 50, 60, name=0x10))          # the dtype's own size: read in bulk
+    q = R.parse(same, len(same), at, KINDS, R.Names(Reader({0x10: "k"})))
+    assert q["mismatch"] == {} and q["columns"]["start_ns"].tolist() == [50]
+    # where consecutive records of the kind give its size, bytes after the last record do not count
+    two, at = buf(rec(KERNEL, 1, 2, name=0x10), rec(KERNEL, 3, 4, name=0x10), b"\0" * 8)
+    r = R.parse(two, len(two), at[:2], KINDS, R.Names(Reader({0x10: "k"})))
+    assert r["mismatch"] == {} and r["columns"]["start_ns"].tolist() == [1, 3]
 
 
 def _walker(sizes):
@@ -316,7 +331,8 @@ deliver_on_another_thread(b)                      # a full buffer: CUPTI's own t
 lib.fake_set_record_size(10, 224)                 # a libcupti whose kernel record is longer
 c, _ = buf(rec(10, 7_000_000, 7_000_100, corr=5, name=relu, size=224), rec(1, 7_000_200, 7_000_300, corr=6),
            rec(10, 7_000_400, 7_000_500, corr=7, name=gemm, size=224), rec(1, 7_000_600, 7_000_700, corr=8))
-fake.buffers.append((c, 0))
+d, _ = buf(rec(10, 8_000_000, 8_000_100, corr=9, name=gemm, size=224))   # one record: checked too
+fake.buffers += [(c, 0), (d, 0)]
 f2 = ka.flush()
 out["f2"] = {k: v.tolist() for k, v in f2.items()}
 out["info"] = ka.info()
@@ -358,17 +374,17 @@ def test_kernel_activity_raw_path_end_to_end(fake_libcupti):
     assert f1["start_ns"] == [5_000_000 + off, 5_000_500 + off, 5_000_700 + off]
     assert f1["stream"] == [21, 7, 7] and f1["correlation"] == [1, 2, 3]
     f2 = out["f2"]                                  # buffer b (CUPTI's thread), then c (kernels one by one)
-    assert sorted(f2["correlation"]) == [4, 5, 6, 7, 8]
-    assert dict(zip(f2["correlation"], f2["name"])) == {4: "gemm", 5: "relu", 6: None, 7: "gemm", 8: None}
+    assert sorted(f2["correlation"]) == [4, 5, 6, 7, 8, 9]
+    assert dict(zip(f2["correlation"], f2["name"])) == {4: "gemm", 5: "relu", 6: None, 7: "gemm", 8: None, 9: "gemm"}
     info = out["info"]
     h = info["handover"]
     assert info["dropped"] == 1                      # the record without timestamps
-    assert h["cupti_dropped"] == 3 and h["records"] == 4 + 1 + 4 and h["buffers"] == 3
+    assert h["cupti_dropped"] == 3 and h["records"] == 4 + 1 + 4 + 1 and h["buffers"] == 4
     assert h["buffers_on_cupti_thread"] == 1 and h["flushes"] == 2
-    assert h["fallback_records"] == 2 and h["mismatch"] == {"kernel": [224]}
+    assert h["fallback_records"] == 2 + 1 and h["mismatch"] == {"kernel": [224]}
     assert "another size" in info["last_error"] and info["callback_errors"] == 0
     assert "raw buffers" in out["note"] and "1 buffer(s) filled first" in out["note"]
-    assert out["after_stop"] == 3 and out["registered_by_cupti_python"] == 0
+    assert out["after_stop"] == 4 and out["registered_by_cupti_python"] == 0
     assert out["python_started"] and out["python_path"] == "python" and out["python_registered"] == 1
 
 

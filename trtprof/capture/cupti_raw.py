@@ -11,10 +11,13 @@ for all records of a kind in one numpy step, through cupti-python's own record d
 with cupti-python.
 
 A dtype is used only where it is this libcupti's record: the spacing between consecutive records of a
-kind must equal its itemsize (8-byte aligned, as CUPTI packs them). Where it does not (a libcupti of
-another version than the dtypes), that kind's records in that buffer go through cupti-python's record
-classes one by one, as before, and `mismatch` says so. `parse` and `walk` are pure: the CPU tests feed
-them synthetic buffers. Importing this module imports neither cupti nor torch.
+kind must equal its itemsize (8-byte aligned, as CUPTI packs them). A kind whose one record in a buffer
+is the buffer's last is measured to the buffer's valid end instead, so that a buffer of one record is
+checked too (only then: where consecutive records give the size, bytes CUPTI might leave after the last
+record do not count against it). Where it does not match (a libcupti of another version than the
+dtypes), that kind's records in that buffer go through cupti-python's record classes one by one, as
+before, and `mismatch` says so. `parse` and `walk` are pure: the CPU tests feed them synthetic buffers.
+Importing this module imports neither cupti nor torch.
 """
 from __future__ import annotations
 
@@ -88,19 +91,20 @@ class Names:
 
 def parse(buf, valid: int, offsets, kinds: dict, names) -> dict:
     """Records of a completed buffer -> {"columns": FIELDS arrays (CUPTI clock, buffer order), "fallback":
-    [(code, offsets)] kinds whose dtype is not this libcupti's record, "mismatch": {kind: spacings seen},
+    [(code, offsets)] kinds whose dtype is not this libcupti's record (by the spacing of consecutive
+    records, or the last record's to `valid` where a kind has no other), "mismatch": {kind: spacings seen},
     "skipped": records of other kinds, "truncated": records that run past `valid`}.
 
     `kinds` is layouts(): {code: (kind, dtype, _)}; `names` maps name pointers to strings (Names)."""
     raw = np.frombuffer(buf, dtype=np.uint8, count=valid)
     offs = np.asarray(offsets, dtype=np.int64)
-    ok = (offs >= 0) & (offs + 4 <= valid)
-    truncated = int((~ok).sum())
-    offs = offs[ok]
-    code = _field(*_gather(raw, offs, np.dtype([("kind", "<u4")])), "kind")
-    spacing = np.diff(np.append(offs, valid))
+    spacing = np.diff(np.append(offs, valid))      # to the next record the walk gave, even a cut one
     last = np.zeros(len(offs), dtype=bool)
     last[-1:] = True
+    ok = (offs >= 0) & (offs + 4 <= valid)
+    truncated = int((~ok).sum())
+    offs, spacing, last = offs[ok], spacing[ok], last[ok]
+    code = _field(*_gather(raw, offs, np.dtype([("kind", "<u4")])), "kind")
     parts, fallback, mismatch, known = [], [], {}, np.zeros(len(offs), dtype=bool)
     for c, (kind, dt, _cls) in kinds.items():
         sel = code == c
@@ -112,7 +116,8 @@ def parse(buf, valid: int, offsets, kinds: dict, names) -> dict:
         cut = sel & last & (spacing < size)          # the buffer's last record, cut short
         truncated += int(cut.sum())
         sel &= ~cut
-        bad = sel & ~last & (spacing != whole)
+        inner = sel & ~last                           # spacing to the next record: the record's size
+        bad = (inner if inner.any() else sel) & (spacing != whole)   # else to `valid`
         if bad.any():
             mismatch[kind] = sorted(set(spacing[bad].tolist()))
             fallback.append((c, offs[sel]))
