@@ -443,6 +443,36 @@ def test_refused_registration_or_enable_reports_the_path_that_ran(fake_libcupti)
     assert "\n" not in h["raw_reason"] and any(info["reason"] in n for n in out["enable"]["notes"])
 
 
+CHILD_DROPS = CHILD_SETUP + r'''
+from trtprof.capture.install import Instrumenter
+fake = Fake()
+sys.modules["cupti"] = types.SimpleNamespace(cupti=fake)
+ins = Instrumenter(None, kernel_sink=lambda records: None)
+ins._start_kernels()
+a, _ = buf(rec(10, 5_000_000, 5_000_400, corr=1, name=gemm))
+fake.buffers.append((a, 0))
+lib.fake_set_dropped(3)                           # read when buffer a completes
+ins.kernels.flush()
+lib.fake_set_dropped(5)                           # no buffer completes after these
+ins._stop_kernels()
+out = {"kernel_info": ins.kernel_info, "notes": ins.notes}
+print(json.dumps(out))
+'''
+
+
+def test_dropped_records_are_counted_and_noted(fake_libcupti):
+    # records CUPTI dropped for lack of buffer space: all of them in meta.json (those no completed buffer
+    # reported too, read after the flush) and a note, since the kernel table cannot show what it misses
+    r = subprocess.run([sys.executable, "-c", CHILD_DROPS, str(fake_libcupti), str(ROOT)], capture_output=True,
+                       text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    h = out["kernel_info"]["handover"]
+    assert h["path"] == "raw" and h["records"] == 1 and h["cupti_dropped"] == 3 + 5
+    noted = [n for n in out["notes"] if "CUPTI dropped" in n]
+    assert len(noted) == 1 and "8 record(s)" in noted[0] and "\n" not in noted[0]
+
+
 def test_raw_path_unavailable_falls_back_with_a_reason(monkeypatch):
     # no libcupti mapped in this process (a CPU machine): cupti-python's callbacks serve, and info says why
     from test_kernels import FakeCupti, _fake

@@ -246,9 +246,7 @@ class Instrumenter:
             return
         records = act.stop()
         self.kernel_info.update(act.info())
-        note = act.handover_note()
-        if note:
-            self.notes.append(note)
+        self.notes += [n for n in (act.handover_note(), act.dropped_note()) if n]
         try:
             self.kernel_sink(records)
         except Exception as e:  # noqa: BLE001 - the rows matter more than their kernels

@@ -336,6 +336,10 @@ class KernelActivity:
                     self._cupti.activity_flush_all(1 if forced else 0)
                 finally:
                     self._flushing = False
+                if self._raw is not None:   # drops after the last completed buffer (CUPTI had none to fill)
+                    n = self._raw.lib.dropped(None, 0)
+                    with self._lock:
+                        self.handover["cupti_dropped"] += n
                 dt, h = time.perf_counter_ns() - t0, self.handover
                 h["flushes"] += 1
                 h["flush_ns"] += dt
@@ -372,6 +376,16 @@ class KernelActivity:
                      f"running inferences ({h['cupti_thread_ns'] / 1e9:.2f} s of their callback time), whose "
                      "latencies include it")
         return line
+
+    def dropped_note(self) -> str | None:
+        """One line for the capture's notes when CUPTI dropped records for lack of buffer space: the
+        kernel table misses them, and nothing in the table itself shows it."""
+        n = self.handover["cupti_dropped"]
+        if not n:
+            return None
+        return (f"kernel activity: CUPTI dropped {n} record(s) for lack of buffer space "
+                "(kernels.handover.cupti_dropped): the kernel table misses them, so rows may show fewer "
+                "kernels and less GPU busy time than ran")
 
     def due(self, now: int) -> bool:
         """Whether a forced flush is due at this safe point (perf_counter_ns `now`)."""
