@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from trtprof.analysis import chunks, cudagraphs, overlap, report, shapes, subgraphs
@@ -212,10 +213,20 @@ LABELS = ("model", "mode", "input_shapes")  # per-inference text: a few distinct
 CHANGE_LABELS = ("model", "subgraph", "kind", "old_shapes", "new_shapes")
 
 
+INTS = ("pid", "inference", "engine_calls", "call")  # per-inference numbers that fit 32 bits
+UNREAD = ("host_ns", "gpu_ns")  # latency columns no part of the report reads (latency_ns is)
+
+
 def _compact(frame: pd.DataFrame, labels=LABELS) -> pd.DataFrame:
-    """A per-inference table with its labels as categories (a byte or two per inference instead of
-    a string): what 14 M inferences of a 100 M-row capture take."""
-    return frame.assign(**{c: frame[c].astype("category") for c in labels if c in frame})
+    """A per-inference table as the report keeps it for 14 M inferences (a 100 M-row capture): labels
+    as categories (a byte or two instead of a string), process ids, inference and call numbers in 32
+    bits where they fit, and without the latency columns nothing reads."""
+    out = {c: frame[c].astype("category") for c in labels if c in frame}
+    for c in INTS:
+        v = frame[c] if c in frame else None
+        if v is not None and v.dtype.kind == "i" and len(v) and -2**31 < v.min() and v.max() < 2**31:
+            out[c] = v.astype(np.int32)
+    return frame.drop(columns=[c for c in UNREAD if c in frame]).assign(**out)
 
 
 def _join(parts: list, labels=LABELS) -> pd.DataFrame:

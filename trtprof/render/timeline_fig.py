@@ -33,9 +33,24 @@ def choose_window(df: pd.DataFrame, infs: pd.DataFrame, changes: pd.DataFrame, l
         return infs[KEY], 0, "no inference recorded"
     d = df.loc[df["inference"] >= 0, KEY + ["host_start_ns"]]
     starts = d.groupby(KEY, sort=False)["host_start_ns"].min().reset_index()  # works without inference rows
-    order = infs.merge(starts, on=KEY, how="left").sort_values(["host_start_ns"], kind="stable")
-    model = order["model"].value_counts().index[0]  # the model run most
-    order = order[order["model"] == model].reset_index(drop=True)
+    return window_in(infs.merge(starts, on=KEY, how="left"), changes, latency, size)
+
+
+def window_in(order: pd.DataFrame, changes: pd.DataFrame, latency: pd.DataFrame,
+              size: int = WINDOW) -> tuple[pd.DataFrame, int, str]:
+    """`choose_window` given one row per inference (KEY, mode, host_start_ns: its first start), in any
+    order. Sorted as positions, then only the drawn model's rows taken: a sorted copy of every
+    inference is what 14 M inferences cannot afford."""
+    if order.empty:
+        return order[KEY], 0, "no inference recorded"
+    start = order["host_start_ns"]
+    if start.dtype.kind == "i":  # no missing start: the positions of a stable sort, NaN-free
+        perm = np.argsort(start.to_numpy(), kind="stable")
+    else:
+        perm = start.reset_index(drop=True).sort_values(kind="stable").index.to_numpy()
+    model = order["model"].take(perm).value_counts().index[0]  # the model run most (ties: as sorted)
+    keep = perm[(order["model"].to_numpy() == model)[perm]]
+    order = order.take(keep).reset_index(drop=True)
     pos, why = None, ""
     forced = changes[(changes["model"] == model) & changes["outputs_discarded"]] if len(changes) else changes
     if len(forced):
