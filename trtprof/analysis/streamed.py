@@ -217,32 +217,43 @@ INTS = ("pid", "inference", "engine_calls", "call")  # per-inference numbers tha
 UNREAD = ("host_ns", "gpu_ns")  # latency columns no part of the report reads (latency_ns is)
 
 
-def _compact(frame: pd.DataFrame, labels=LABELS) -> pd.DataFrame:
-    """A per-inference table as the report keeps it for 14 M inferences (a 100 M-row capture): labels
-    as categories (a byte or two instead of a string), process ids, inference and call numbers in 32
-    bits where they fit, and without the latency columns nothing reads."""
-    out = {c: frame[c].astype("category") for c in labels if c in frame}
-    for c in INTS:
-        v = frame[c] if c in frame else None
-        if v is not None and v.dtype.kind == "i" and len(v) and -2**31 < v.min() and v.max() < 2**31:
-            out[c] = v.astype(np.int32)
-    return frame.drop(columns=[c for c in UNREAD if c in frame]).assign(**out)
+def _compact(frame: pd.DataFrame, labels=LABELS) -> dict:
+    """A per-inference table as the report keeps it for 14 M inferences (a 100 M-row capture), as
+    independent columns (so `_join` can free each as it goes): labels as categories (a byte or two
+    instead of a string), process ids, inference and call numbers in 32 bits where they fit, and
+    without the latency columns nothing reads."""
+    out = {}
+    for c in frame.columns:
+        if c in UNREAD:
+            continue
+        v = frame[c]
+        if c in labels:
+            out[c] = pd.Categorical(v)
+        elif c in INTS and v.dtype.kind == "i" and len(v) and -2**31 < v.min() and v.max() < 2**31:
+            out[c] = v.to_numpy(np.int32)
+        else:
+            out[c] = v.array.copy()
+    return out
 
 
 def _join(parts: list, labels=LABELS) -> pd.DataFrame:
     """The chunks' per-inference tables as one, labels as categories in sorted order (what grouping
-    sorts them by; pandas groups categories as observed, as it groups strings)."""
+    sorts them by; pandas groups categories as observed, as it groups strings). Column by column,
+    each chunk's column let go once joined: the parts and the whole are not held at once."""
     from pandas.api.types import union_categoricals
 
-    parts = [p for p in parts if len(p)] or parts[:1]
-    if len(parts) == 1:
-        return parts[0].reset_index(drop=True)
-    cols = list(parts[0].columns)
-    labels = [c for c in labels if c in cols]
-    out = pd.concat([p.drop(columns=labels) for p in parts], ignore_index=True)
-    for c in labels:
-        out[c] = union_categoricals([p[c] for p in parts], sort_categories=True)
-    return out[cols]
+    parts = [p for p in parts if len(next(iter(p.values()), ()))] or parts[:1]
+    cols = list(parts[0])
+    out = {}
+    for c in cols:
+        vals = [p.pop(c) for p in parts]
+        if c in labels:
+            out[c] = union_categoricals(vals, sort_categories=True) if len(vals) > 1 else vals[0]
+        else:
+            out[c] = pd.concat([pd.Series(v, copy=False) for v in vals], ignore_index=True).array \
+                if len(vals) > 1 else vals[0]
+        del vals
+    return pd.DataFrame(out, copy=False)
 
 
 @functools.lru_cache(maxsize=1)
