@@ -119,7 +119,10 @@ class Timeline:
             import pyarrow.parquet as pq
 
             try:
-                f = pq.ParquetFile(self._parquet)
+                # pre_buffer off: pre-buffered column chunks stay allocated until the file is closed,
+                # ~3 MB a row group here (100 M rows: over 2 GB held to the last batch); read on
+                # demand, the reader's memory stays that of one row group
+                f = pq.ParquetFile(self._parquet, pre_buffer=False)
                 source = f.iter_batches(batch_size=batch_rows, columns=present, use_threads=False)
             except Exception as e:  # noqa: BLE001
                 raise CaptureError(f"{self._parquet} is not a readable parquet file ({first_line(e)})") from None
