@@ -11,6 +11,12 @@ the working tree's, for the sizes up to `--baseline-max`.
     python3 bench/bench_scale.py --rows 1000000,10000000 --commands report,perfetto,csv,load
     python3 bench/bench_scale.py --rows 1000000 --commands perfetto --baseline f315613 --json out.json
 
+`--ranks N` makes each size a folder of N ranks (DIR/rank0 ... as `torchrun ... -m trtprof capture -o DIR`
+writes it, each rank of that many rows with its own seed and the rank block of meta.json), on which
+the commands run as on one capture (`trtprof report DIR`: the merged report):
+
+    python3 bench/bench_scale.py --rows 12500000 --ranks 8 --commands report --keep /work/scale-data
+
 Captures are reused from `--keep` (make them once: 100 M rows take about 20 minutes and 2.1 GB of
 disk). The machine line gives the CPU, memory and date, and each run the load average before and
 after it: on a shared machine wall time follows the load, peak RSS does not.
@@ -47,8 +53,9 @@ LAZY = ("import trtprof, sys; tl = trtprof.load(sys.argv[1], lazy=True); "
         "print(n, s)")
 
 
-def generate(rows: int, folder: Path) -> int:
-    """A capture of about `rows` rows (whole inferences), written row group by row group."""
+def generate(rows: int, folder: Path, seed: int = 0, meta: dict | None = None) -> int:
+    """A capture of about `rows` rows (whole inferences), written row group by row group (`seed`:
+    the first group's seed, the next ones counting up from it; `meta`: added to meta.json)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -60,9 +67,9 @@ def generate(rows: int, folder: Path) -> int:
     written, g, t0 = 0, 0, 10**12
     with pq.ParquetWriter(folder / "timeline.parquet", schema.ARROW_SCHEMA, compression="zstd") as out:
         while written < rows:
-            rng = np.random.default_rng(g)
+            rng = np.random.default_rng(seed + g)
             shapes = list(np.where(rng.random(GROUP_INFERENCES) < 0.03, "(4,128)", "(8,128)"))
-            df = synthetic.timeline(GROUP_INFERENCES, shapes=shapes, seed=g, t0=t0)
+            df = synthetic.timeline(GROUP_INFERENCES, shapes=shapes, seed=seed + g, t0=t0)
             df = df.head(rows - written)
             for c in ("inference", "call"):
                 df[c] = df[c] + g * GROUP_INFERENCES
@@ -72,9 +79,25 @@ def generate(rows: int, folder: Path) -> int:
             written += len(df)
             g += 1
     meta = {"schema_version": schema.SCHEMA_VERSION, "rules": list(schema.RULES), "status": "complete",
-            "rows": written, "command": ["python", "bench/bench_scale.py"], "environment": {"gpu": "synthetic"}}
+            "rows": written, "command": ["python", "bench/bench_scale.py"], "environment": {"gpu": "synthetic"},
+            **(meta or {})}
     (folder / "meta.json").write_text(json.dumps(meta))
     return written
+
+
+def generate_ranks(n: int, rows: int, folder: Path) -> int:
+    """A folder of `n` ranks of about `rows` rows each: DIR/rankK a capture of its own seed (the
+    ranks' latencies differ, so the straggler view has spreads to find), with the rank block
+    `timeline.ranks.load_ranks` reads (rank, world size, host, one boot's clock reference: no shift).
+    Returns the rows of all ranks."""
+    clock = {"boot_id": "bench-boot", "perf_counter_ns": 10**12, "time_ns": 1_700_000_000 * 10**9, "bracket_ns": 0}
+    total = 0
+    for r in range(n):
+        info = {"rank": r, "world_size": n, "local_rank": r, "local_world_size": n, "host": "bench",
+                "launcher": "torchrun", "clock": clock, "device": {"index": r, "name": "synthetic"}}
+        total += generate(rows, folder / f"rank{r}", seed=1_000_003 * r, meta={"rank": info, "pid": 4242})
+    (folder / "meta.ranks.json").write_text(json.dumps({"rows": total, "ranks": n}))
+    return total
 
 
 def argv(command: str, folder: Path, out: Path) -> list[str]:
@@ -132,6 +155,7 @@ def main() -> None:
     ap.add_argument("--baseline-max", type=int, default=1_000_000, help="largest size the baseline runs on")
     ap.add_argument("--baseline-commands", default="report,perfetto,csv",
                     help="commands the baseline runs (load and lazy need this trtprof)")
+    ap.add_argument("--ranks", type=int, default=0, help="each size a folder of this many ranks of that size")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per command")
     ap.add_argument("--keep", type=Path, default=None, help="folder to keep the captures in (reused if there)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -144,12 +168,14 @@ def main() -> None:
     print(f"machine: {machine()}")
     try:
         for rows in (int(r) for r in a.rows.split(",")):
-            folder = (a.keep or tmp) / f"cap-{rows}"
+            folder = (a.keep or tmp) / (f"ranks{a.ranks}-{rows}" if a.ranks else f"cap-{rows}")
+            made_file = folder / ("meta.ranks.json" if a.ranks else "meta.json")  # written last: a finished folder
             t = time.perf_counter()
-            made = json.loads((folder / "meta.json").read_text())["rows"] if (folder / "meta.json").is_file() \
-                else generate(rows, folder)
-            size = (folder / "timeline.parquet").stat().st_size / 1e6
-            print(f"{made:,} rows, timeline.parquet {size:.0f} MB (made in {time.perf_counter() - t:.0f} s)")
+            made = json.loads(made_file.read_text())["rows"] if made_file.is_file() \
+                else generate_ranks(a.ranks, rows, folder) if a.ranks else generate(rows, folder)
+            size = sum(p.stat().st_size for p in folder.rglob("timeline.parquet")) / 1e6
+            what = f" in {a.ranks} ranks" if a.ranks else ""
+            print(f"{made:,} rows{what}, timeline.parquet {size:.0f} MB (made in {time.perf_counter() - t:.0f} s)")
             for command in a.commands.split(","):
                 old = base and rows <= a.baseline_max and command in a.baseline_commands.split(",")
                 trees = [("working tree", ROOT)] + ([(a.baseline, base)] if old else [])

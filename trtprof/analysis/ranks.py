@@ -35,55 +35,84 @@ class RankResults:
     summary: pd.DataFrame  # SUMMARY_COLUMNS, one row per model
     subgraphs: pd.DataFrame  # rank + the per-subgraph table's columns
     notes: list = field(default_factory=list)
+    rows: dict = field(default_factory=dict)  # rank -> rows of its timeline
+    readers: dict = field(default_factory=dict)  # rank -> keys -> (rows, allocs, gaps); chunked only
+
+
+def end_times(rows: pd.DataFrame) -> pd.DataFrame:
+    """model, inference, end_ns (host end or GPU end, the later) of inference rows, in their order."""
+    he = rows["host_end_ns"].to_numpy(np.float64)
+    ge = rows["gpu_end_ns"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    end = np.where(np.isnan(ge), he, np.fmax(he, ge))
+    return pd.DataFrame({"model": rows["model"].to_numpy(object), "inference": rows["inference"].to_numpy(np.int64),
+                         "end_ns": end})
 
 
 def _ends(df: pd.DataFrame) -> pd.DataFrame:
     """model, inference, end_ns (host end or GPU end, the later) of each top-level inference row."""
     rows = df[(df["event"] == "inference") & (df["inference"] >= 0)]
-    he = rows["host_end_ns"].to_numpy(np.float64)
-    ge = rows["gpu_end_ns"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-    end = np.where(np.isnan(ge), he, np.fmax(he, ge))
-    return pd.DataFrame({"model": rows["model"].to_numpy(object), "inference": rows["inference"].to_numpy(np.int64),
-                         "end_ns": end}).drop_duplicates(["model", "inference"])
+    return end_times(rows).drop_duplicates(["model", "inference"])
+
+
+def _keys(model, inference, models: list) -> np.ndarray:
+    """One int64 per (model, inference): the model's place in `models` (sorted) above the inference
+    number, so keys sort as (model, inference) do; -1 for a model not in `models`."""
+    codes = pd.Categorical(model, categories=models).codes.astype(np.int64)
+    key = (codes << 32) | np.asarray(inference, dtype=np.int64)
+    key[codes < 0] = -1
+    return key
+
+
+def _first(key: np.ndarray, *values) -> tuple:
+    """The distinct keys, sorted, and the values of each key's first row (drop_duplicates' keep first)."""
+    uniq, first = np.unique(key, return_index=True)
+    return (uniq, *(v[first] for v in values))
 
 
 def straggler(latency: dict, ends: dict | None = None) -> pd.DataFrame:
     """Per (model, inference) run by at least two ranks: the fastest and slowest rank's latency, the
     spread between them and, with `ends` (rank -> `_ends` frame on the common clock), the finish skew.
 
-    `latency`: rank -> `latency.inference_latency` rows. Ties go to the lower rank."""
-    parts = []
-    for r, lat in latency.items():
-        ok = lat[~lat["excluded"].astype(bool)] if len(lat) else lat
-        if len(ok):
-            parts.append(pd.DataFrame({"rank": np.int64(r), "model": ok["model"].to_numpy(object),
-                                       "inference": ok["inference"].to_numpy(np.int64),
-                                       "latency_ns": ok["latency_ns"].to_numpy(float)}))
-    if not parts:
+    `latency`: rank -> `latency.inference_latency` rows (model as strings or categories). Ties go to
+    the lower rank.
+
+    Why arrays rather than a merged, grouped frame: 8 ranks of 1.7 M inferences are 14 M rows, whose
+    frame with string models, merged and grouped, takes gigabytes; here a (model, inference) is one
+    int64 and the per-rank values numpy columns, about 30 bytes a row."""
+    ok = {r: lat[~lat["excluded"].astype(bool).to_numpy()] for r, lat in sorted(latency.items()) if len(lat)}
+    ok = {r: lat for r, lat in ok.items() if len(lat)}
+    if not ok:
         return pd.DataFrame(columns=STRAGGLER_COLUMNS)
-    d = pd.concat(parts, ignore_index=True).drop_duplicates(["rank", "model", "inference"])
-    if ends:
-        e = pd.concat([v.assign(rank=np.int64(r)) for r, v in ends.items() if len(v)] or
-                      [pd.DataFrame(columns=["model", "inference", "end_ns", "rank"])], ignore_index=True)
-        d = d.merge(e, on=["rank", "model", "inference"], how="left")
-    else:
-        d["end_ns"] = np.nan
-    d = d.sort_values(["model", "inference", "rank"], kind="stable")
-    g = d.groupby(["model", "inference"], sort=False, observed=True)
-    n = g["rank"].transform("size")
-    d = d[n >= 2]
-    if d.empty:
+    models = sorted(set().union(*(set(pd.unique(lat["model"])) for lat in ok.values())))
+    keys, ranks, lats, fins = [], [], [], []
+    for r, lat in ok.items():  # in rank order: within a key, the rows stay in rank order
+        k, v = _first(_keys(lat["model"], lat["inference"], models), lat["latency_ns"].to_numpy(float))
+        end = np.full(len(k), np.nan)
+        e = (ends or {}).get(r)
+        if e is not None and len(e):
+            ek, ev = _first(_keys(e["model"], e["inference"], models), e["end_ns"].to_numpy(float))
+            at = np.minimum(np.searchsorted(ek, k), len(ek) - 1)
+            hit = ek[at] == k
+            end[hit] = ev[at[hit]]
+        keys.append(k), lats.append(v), fins.append(end), ranks.append(np.full(len(k), r, np.int64))
+    order = np.argsort(np.concatenate(keys), kind="stable")
+    key = np.concatenate(keys)[order]
+    rank, lat, end = (np.concatenate(a)[order] for a in (ranks, lats, fins))
+    del keys, ranks, lats, fins, order
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    sizes = np.diff(np.r_[starts, len(key)])
+    if not (sizes >= 2).any():
         return pd.DataFrame(columns=STRAGGLER_COLUMNS)
-    g = d.groupby(["model", "inference"], sort=False, observed=True)
-    lo = d.loc[g["latency_ns"].idxmin()]  # idxmin / idxmax: the first of equal values, the lower rank
-    hi = d.loc[g["latency_ns"].idxmax()]
-    out = pd.DataFrame({"model": lo["model"].to_numpy(object), "inference": lo["inference"].to_numpy(np.int64),
-                        "ranks": g.size().to_numpy(np.int64),
-                        "fastest_rank": lo["rank"].to_numpy(np.int64), "slowest_rank": hi["rank"].to_numpy(np.int64),
-                        "fastest_ms": lo["latency_ns"].to_numpy(float) / 1e6,
-                        "slowest_ms": hi["latency_ns"].to_numpy(float) / 1e6})
+    pos = np.arange(len(key))
+    lo = np.minimum.reduceat(np.where(lat == np.repeat(np.minimum.reduceat(lat, starts), sizes), pos, len(key)), starts)
+    hi = np.minimum.reduceat(np.where(lat == np.repeat(np.maximum.reduceat(lat, starts), sizes), pos, len(key)), starts)
+    skew = (np.fmax.reduceat(end, starts) - np.fmin.reduceat(end, starts)) / 1e6
+    two = sizes >= 2
+    lo, hi, skew, first = lo[two], hi[two], skew[two], key[starts[two]]
+    out = pd.DataFrame({"model": np.asarray(models, dtype=object)[first >> 32], "inference": first & 0xFFFFFFFF,
+                        "ranks": sizes[two].astype(np.int64), "fastest_rank": rank[lo], "slowest_rank": rank[hi],
+                        "fastest_ms": lat[lo] / 1e6, "slowest_ms": lat[hi] / 1e6})
     out["spread_ms"] = out["slowest_ms"] - out["fastest_ms"]
-    skew = (g["end_ns"].max() - g["end_ns"].min()).to_numpy(float) / 1e6
     out["finish_skew_ms"] = skew
     return out[STRAGGLER_COLUMNS].reset_index(drop=True)
 
@@ -122,6 +151,13 @@ def analyse_ranks(ranks, n_boot: int = report.N_BOOT) -> RankResults:
     per = {r: report.analyse(c.timeline, n_boot=n_boot, kernels=c.kernels, meta=c.meta)
            for r, c in ranks.captures.items()}
     ends = {r: _ends(shifted(c.timeline, ranks.offsets.get(r, 0))) for r, c in ranks.captures.items()}
+    return combine(ranks, per, ends, {r: len(c.timeline) for r, c in ranks.captures.items()})
+
+
+def combine(ranks, per: dict, ends: dict, rows: dict) -> RankResults:
+    """The merged results from each rank's own analysis (`per`: rank -> report.Results), its
+    inference ends on the common clock (`ends`: rank -> `_ends` frame) and its number of rows: what
+    the whole load (`analyse_ranks`) and the chunked one (`analysis.ranks_streamed`) share."""
     st = straggler({r: res.latency for r, res in per.items()}, ends)
     subs = [res.subgraphs.assign(rank=np.int64(r)) for r, res in per.items() if len(res.subgraphs)]
     sub = pd.concat(subs, ignore_index=True) if subs else pd.DataFrame(columns=["rank"])
@@ -130,7 +166,7 @@ def analyse_ranks(ranks, n_boot: int = report.N_BOOT) -> RankResults:
     if len(per) < 2:
         notes.append("only one rank could be read: no straggler view")
     return RankResults(per_rank=per, latency=latency_by_rank(per), straggler=st, summary=straggler_summary(st),
-                       subgraphs=sub, notes=notes)
+                       subgraphs=sub, notes=notes, rows=rows)
 
 
 def lockstep_check(ranks) -> dict:

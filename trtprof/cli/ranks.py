@@ -26,15 +26,53 @@ def load(path, label: str = ""):
     return ranks
 
 
-def _analyse(ranks):
+def _opened(path):
+    """(the ranks of `path` opened without reading their rows, the ranks to analyse chunk by chunk)
+    when any rank is past `common.STREAM_ROWS` (`common.streamable`: the single report's rule);
+    None otherwise, or for a folder the lazy opening refuses (loaded, and refused, as before)."""
+    from trtprof.timeline.ranks import open_ranks
+
+    try:
+        ranks = open_ranks(path)
+    except common.TrtprofError:
+        return None
+    stream = {r for r, c in ranks.captures.items() if common.streamable(c.timeline)}
+    return (ranks, stream) if stream else None
+
+
+def load_and_analyse(path):
+    """(ranks, results): loaded whole and analysed (`analysis.ranks`) when every rank is short; else
+    opened lazily and analysed a rank at a time, the long ones chunk by chunk
+    (`analysis.ranks_streamed`), in bounded memory, with the same results."""
+    lazy = _opened(path)
+    if lazy is None:
+        ranks = load(path)
+        return ranks, _analyse(ranks)
+    ranks, stream = lazy
+    return ranks, _analyse(ranks, stream)
+
+
+def _analyse(ranks, stream=None):
+    from trtprof.analysis import ranks_streamed
     from trtprof.analysis.ranks import analyse_ranks
 
     try:
-        return analyse_ranks(ranks)
+        return analyse_ranks(ranks) if stream is None else ranks_streamed.analyse(ranks, stream)
     except common.TrtprofError:
         raise
     except Exception as e:  # noqa: BLE001 - ranks the analysis cannot make sense of: one line
         raise common.unexpected(f"cannot analyse {ranks.root}", e) from None
+
+
+def _window_rows(res):
+    """Each rank's rows of the merged timeline's window, where the ranks were not loaded whole."""
+    if not res.readers:
+        return None
+    from trtprof.analysis import ranks_streamed
+    from trtprof.render import ranks_timeline
+
+    _, _, wins = ranks_timeline.windows(res)
+    return ranks_streamed.window_rows(res, {r: keys for r, (keys, _) in wins.items()})
 
 
 def write_report(ranks, output=None, res=None) -> Path:
@@ -46,7 +84,9 @@ def write_report(ranks, output=None, res=None) -> Path:
                               [ranks.root, *(c.path for c in ranks.captures.values())])
     res = _analyse(ranks) if res is None else res
     try:
-        html = ranks_html.render(ranks, res, path.parent.resolve())
+        html = ranks_html.render(ranks, res, path.parent.resolve(), _window_rows(res))
+    except common.TrtprofError:  # a rank's window rows that cannot be read again: its own line
+        raise
     except Exception as e:  # noqa: BLE001
         raise common.unexpected(f"cannot render the report of {ranks.root}", e) from None
     return common.write(path, lambda f: f.write(html))
@@ -56,8 +96,7 @@ def report(path, output, quiet: bool):
     """`trtprof report DIR`: the per-rank lines and the straggler line on stderr, the page written."""
     from trtprof.render import ranks_text
 
-    ranks = load(path)
-    res = _analyse(ranks)
+    ranks, res = load_and_analyse(path)
     out = write_report(ranks, output, res)
     if not quiet:
         common.echo(ranks_text.render(ranks, res, subgraphs=False), err=True)
@@ -79,8 +118,7 @@ def after_capture(root: Path, info: dict, quiet: bool, no_report: bool) -> None:
     from trtprof.render import ranks_text
 
     try:
-        ranks = load(root)
-        res = _analyse(ranks)
+        ranks, res = load_and_analyse(root)
         if not quiet:
             common.echo(ranks_text.render(ranks, res), err=True)
         if not no_report:

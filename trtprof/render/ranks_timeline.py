@@ -28,7 +28,7 @@ def _centre(res) -> tuple[str | None, int | None, str]:
             f"(rank {int(top['max_spread_rank'])} slowest, by {top['max_spread_ms']:.3f} ms)")
     for r in res.per_rank.values():
         if len(r.latency):
-            m = r.latency["model"].value_counts().index[0]
+            m = r.latency["model"].astype(object).value_counts().index[0]  # categories: as strings count
             return m, int(r.latency.loc[r.latency["model"] == m, "inference"].min()), "from the first inference"
     return None, None, "no inference recorded"
 
@@ -60,23 +60,38 @@ def _moved(trace: dict, rank: int, shift_ms: float, seen: set) -> dict:
     return t
 
 
-def figure(ranks, res, size: int = timeline_fig.WINDOW) -> Fig | None:
-    """The figure, or None when no rank recorded an inference. `ranks`: timeline.ranks.Ranks;
-    `res`: analysis.ranks.RankResults."""
+def windows(res, size: int = timeline_fig.WINDOW) -> tuple[str | None, str, dict]:
+    """(model, why, rank -> (window keys, position of the centre)): the inferences each rank draws."""
     model, centre, why = _centre(res)
+    out = {}
+    if model is None:
+        return None, why, out
+    for r, rr in res.per_rank.items():
+        win, pos = _window(rr.infs, model, centre, size)
+        if not win.empty:
+            out[r] = (win, pos)
+    return model, why, out
+
+
+def figure(ranks, res, size: int = timeline_fig.WINDOW, rows: dict | None = None) -> Fig | None:
+    """The figure, or None when no rank recorded an inference. `ranks`: timeline.ranks.Ranks;
+    `res`: analysis.ranks.RankResults; `rows`: rank -> (rows, allocations, gaps) of its window
+    (`analysis.ranks_streamed.window_rows`) where the ranks' timelines are not loaded whole."""
+    model, why, wins = windows(res, size)
     if model is None:
         return None
     built = []
     for r, cap in ranks.captures.items():
+        if r not in wins:
+            continue
+        win, pos = wins[r]
         rr = res.per_rank[r]
-        win, pos = _window(rr.infs, model, centre, size)
-        if win.empty:
+        df, allocs, gaps = rows[r] if rows is not None else (cap.timeline, rr.allocs, rr.gaps)
+        mine = df.merge(win, on=KEY)
+        if mine.empty:
             continue
-        rows = cap.timeline.merge(win, on=KEY)
-        if rows.empty:
-            continue
-        fig = timeline_fig.timeline_figure(cap.timeline, win, pos, why, rr.allocs, rr.gaps, rr.streams)
-        t0 = int(rows["host_start_ns"].min()) + ranks.offsets.get(r, 0)
+        fig = timeline_fig.timeline_figure(df, win, pos, why, allocs, gaps, rr.streams)
+        t0 = int(mine["host_start_ns"].min()) + ranks.offsets.get(r, 0)
         built.append((r, fig, t0))
     if not built:
         return None

@@ -96,9 +96,50 @@ def clock_offsets(metas: dict[int, dict]) -> tuple[dict[int, int], str]:
     return offsets, text
 
 
+@dataclass
+class Opened:
+    """A rank's capture opened without reading its rows (`open_ranks`): what the merged report asks
+    of a rank besides its analysis (metadata, folder, status), as a loaded `Capture` answers it, and
+    the lazily read timeline (`scan.Timeline`) its analysis reads chunk by chunk."""
+    timeline: object  # scan.Timeline
+
+    @property
+    def meta(self) -> dict:
+        return self.timeline.meta
+
+    @property
+    def path(self) -> Path:
+        return Path(self.timeline.path)
+
+    @property
+    def complete(self) -> bool:
+        return self.meta.get("status") == "complete"
+
+    def load(self) -> Capture:
+        """The whole capture (`load_capture`), for a rank the chunked analysis does not take."""
+        return load_capture(self.path)
+
+
+def _open(path) -> Opened:
+    from trtprof.timeline.scan import open_timeline
+
+    return Opened(open_timeline(path))
+
+
 def load_ranks(root: str | os.PathLike) -> Ranks:
     """Load every rank folder of `root`. A rank folder that is not a readable capture, or holds rows of
     another rank, is left out with a note; none readable is a CaptureError (one line)."""
+    return _ranks(root, load_capture)
+
+
+def open_ranks(root: str | os.PathLike) -> Ranks:
+    """`load_ranks` without reading any rank's rows: each capture an `Opened` (metadata now, rows on
+    demand), for a folder whose ranks do not fit in memory together. Same notes, same errors, for
+    what the metadata shows (rows damaged inside a file show when they are read)."""
+    return _ranks(root, _open)
+
+
+def _ranks(root, opener) -> Ranks:
     root = Path(root)
     folders = rank_folders(root)
     if not folders:
@@ -106,7 +147,7 @@ def load_ranks(root: str | os.PathLike) -> Ranks:
     captures, notes, worlds = {}, [], set()
     for r, path in folders.items():
         try:
-            cap = load_capture(path)
+            cap = opener(path)
         except TrtprofError as e:
             notes.append(f"rank {r} left out: {e}")
             continue
@@ -142,6 +183,44 @@ def shifted(df: pd.DataFrame, offset: int) -> pd.DataFrame:
         if c in out:
             out[c] = out[c] + offset
     return out
+
+
+END_READS = ["model", "inference", "host_end_ns", "gpu_end_ns"]
+
+
+def inference_rows(tl, offset: int):
+    """The top-level inference rows of the lazily opened timeline `tl` (model, inference and the two
+    end times only), batch by batch, on the common clock (`shifted` by the rank's `offset`): what
+    the finish skew reads of a rank, without reading the rest of its rows."""
+    for f in tl.frames(END_READS, filter=[("event", "==", "inference"), ("inference", ">=", 0)]):
+        if len(f):
+            yield shifted(f, offset)
+
+
+def window_rows(tl, keys: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the inferences `keys` (pid, model, inference) of the lazily opened timeline `tl`,
+    in timeline order: the rows a loaded capture holds for them, read with a filter on the models
+    and the span of inference numbers, then only the exact keys kept."""
+    if keys.empty:
+        return tl.to_pandas(filter=[("seq", "<", 0)])
+    models = [str(m) for m in pd.unique(keys["model"])]
+    inf = keys["inference"].to_numpy(np.int64)
+    rows = tl.to_pandas(filter=[("model", "in", models), ("inference", ">=", int(inf.min())),
+                                ("inference", "<=", int(inf.max()))])
+    rows.attrs.pop("trtprof", None)  # as load_capture gives it: no metadata on the frame
+    return rows[in_keys(rows, keys)].reset_index(drop=True)
+
+
+def in_keys(df: pd.DataFrame, keys: pd.DataFrame) -> np.ndarray:
+    """Which rows of `df` belong to one of the inferences `keys` (pid, model, inference)."""
+    k = ["pid", "model", "inference"]
+    if df.empty or keys.empty:
+        return np.zeros(len(df), bool)
+    want = pd.DataFrame({"pid": keys["pid"].to_numpy(np.int64), "model": keys["model"].to_numpy(object),
+                         "inference": keys["inference"].to_numpy(np.int64)}).drop_duplicates().assign(_in=True)
+    have = pd.DataFrame({"pid": df["pid"].to_numpy(np.int64), "model": df["model"].to_numpy(object),
+                         "inference": df["inference"].to_numpy(np.int64)})
+    return have.merge(want, on=k, how="left")["_in"].notna().to_numpy()
 
 
 def merged(ranks: Ranks) -> pd.DataFrame:
