@@ -328,3 +328,23 @@ def test_merged_report_renders_in_the_browser(run, tmp_path):
     assert any(c.startswith("rank 0 \u00b7 host") for c in lanes) and any(c.startswith("rank 1 \u00b7 host") for c in lanes)
     assert len(timeline["legend"]) == len(set(timeline["legend"]))  # one legend entry per kind, not per rank
     assert set(timeline["traces"]) <= set(timeline["legend"])
+
+
+def test_straggler_figure_of_a_long_run_draws_buckets_and_the_largest_spreads():
+    """Millions of inferences: a marker and a hover text each would make a page of hundreds of MB."""
+    from trtprof.render import figures, ranks_html
+
+    rng = np.random.default_rng(3)
+    n = figures.MAX_POINTS * 3
+    st = pd.DataFrame({"model": "m", "inference": np.arange(n), "ranks": 2, "fastest_rank": 0,
+                       "slowest_rank": rng.integers(0, 3, n), "fastest_ms": 1.0, "slowest_ms": 1 + rng.gamma(2, 0.1, n)})
+    st["spread_ms"] = st["slowest_ms"] - st["fastest_ms"]
+    data = ranks_html.straggler_figure(st).data
+    lines = [t for t in data if t["mode"] == "lines"]
+    marks = [t for t in data if t["mode"] == "markers"]
+    assert len(lines) == 2 and all(len(t["x"]) == figures.MAX_POINTS for t in lines)
+    assert sum(len(t["x"]) for t in marks) == ranks_html.TOP
+    assert max(max(t["y"]) for t in marks) == st["spread_ms"].max()
+    assert max(lines[0]["y"]) == st["spread_ms"].max()  # the max per bucket reaches the largest spread
+    small = ranks_html.straggler_figure(st.head(100)).data
+    assert all(t["mode"] == "markers" for t in small) and sum(len(t["x"]) for t in small) == 100

@@ -140,7 +140,7 @@ def latency_range(lat: pd.DataFrame) -> tuple[float, float] | None:
     return max(0.0, lo - pad), hi + pad
 
 
-def _buckets(x: np.ndarray, y: np.ndarray, n: int = MAX_POINTS) -> tuple:
+def buckets(x: np.ndarray, y: np.ndarray, n: int = MAX_POINTS) -> tuple:
     """MAX_POINTS consecutive buckets of (x, y) in order: each bucket's median x and min, median
     and max y. Bucket b holds the points i with i * n // len(x) == b."""
     b = (np.arange(len(x)) * n) // len(x)
@@ -175,7 +175,7 @@ def latency_over_run(lat: pd.DataFrame) -> Fig:
             m = y <= top
             fig.add("scatter", x=idx[m], y=y[m], mode="markers", name=name, marker={"size": 4, "color": color})
             continue
-        x, lo, med, hi = _buckets(idx, np.minimum(y, top))
+        x, lo, med, hi = buckets(idx, np.minimum(y, top))
         fig.add("scatter", x=x, y=hi, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip")
         fig.add("scatter", x=x, y=lo, mode="lines", line={"width": 0}, fill="tonexty", fillcolor=color,
                 opacity=0.2, name=f"{name}: min\u2013max per bucket (clipped at the axis top)", hoverinfo="skip")

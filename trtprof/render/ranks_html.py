@@ -79,16 +79,33 @@ def latency_figure(res) -> Fig:
     return fig
 
 
+TOP = 500  # past MAX_POINTS inferences: the largest spreads drawn one by one, the rest as buckets
+
+
 def straggler_figure(st) -> Fig:
-    """Spread (slowest minus fastest rank) per inference index, one marker colour per slowest rank."""
+    """Spread (slowest minus fastest rank) per inference index, one marker colour per slowest rank.
+    Past `figures.MAX_POINTS` inferences (a long run has millions: a marker and a hover text each
+    would make a page of hundreds of MB), the spread per bucket of consecutive inferences (median and
+    max, per model) and the `TOP` largest spreads as markers."""
     fig = Fig()
+    among = ""
+    if len(st) > figures.MAX_POINTS:
+        among = f", among the {TOP} largest spreads"
+        for model, g in st.groupby("model", sort=True, observed=True):
+            x, _, med, hi = figures.buckets(g["inference"].to_numpy(np.int64), g["spread_ms"].to_numpy(float))
+            label = figures.esc(model)
+            fig.add("scatter", x=x, y=hi, mode="lines", name=f"{label}: max spread per bucket",
+                    line={"width": 1, "color": "#bbbbbb"}, hoverinfo="skip")
+            fig.add("scatter", x=x, y=med, mode="lines", name=f"{label}: median spread per bucket",
+                    line={"width": 1, "color": "#555555"}, hoverinfo="skip")
+        st = st.nlargest(TOP, "spread_ms", keep="first").sort_values(["model", "inference"], kind="stable")
     for r in sorted(st["slowest_rank"].unique()):
         d = st[st["slowest_rank"] == r]
         hover = [f"<b>{figures.esc(m)}</b> inference {i}<br>slowest rank {r}: {s:.3f} ms<br>fastest rank {f}: "
                  f"{fa:.3f} ms<br>spread {sp:.3f} ms" for m, i, s, f, fa, sp in
                  zip(d["model"], d["inference"], d["slowest_ms"], d["fastest_rank"], d["fastest_ms"], d["spread_ms"])]
         fig.add("scatter", x=d["inference"].to_numpy(np.int64), y=d["spread_ms"].to_numpy(float), mode="markers",
-                name=f"rank {r} slowest ({len(d)})", marker={"size": 6}, hoverinfo="text", hovertext=hover)
+                name=f"rank {r} slowest ({len(d)}{among})", marker={"size": 6}, hoverinfo="text", hovertext=hover)
     figures.layout(fig, "Straggler: slowest minus fastest rank, per inference index")
     fig.axis("xaxis", title={"text": "inference index"})
     fig.axis("yaxis", title={"text": "spread, ms"})
