@@ -422,13 +422,18 @@ print(json.dumps(out))
 '''
 
 
+def _child(code: str, lib) -> dict:
+    """Run `code` in a fresh interpreter against the stand-in libcupti; its last stdout line, as JSON."""
+    r = subprocess.run([sys.executable, "-c", code, str(lib), str(ROOT)], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def test_refused_registration_or_enable_reports_the_path_that_ran(fake_libcupti):
     # a handover path is named only where it runs: a refused raw registration falls back to cupti-python's
     # callbacks, a refusal of those or of activity_enable leaves none, and kernels.handover says why
-    r = subprocess.run([sys.executable, "-c", CHILD_REFUSED, str(fake_libcupti), str(ROOT)], capture_output=True,
-                       text=True, cwd=ROOT, timeout=120)
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out = _child(CHILD_REFUSED, fake_libcupti)
     ref = out["refused"]
     assert ref["started"] and ref["registered"] == 1 and ref["names"] == ["a"]
     assert ref["handover"]["path"] == "python" and ref["handover"]["cupti_dropped"] is None
@@ -463,10 +468,7 @@ print(json.dumps(out))
 def test_dropped_records_are_counted_and_noted(fake_libcupti):
     # records CUPTI dropped for lack of buffer space: all of them in meta.json (those no completed buffer
     # reported too, read after the flush) and a note, since the kernel table cannot show what it misses
-    r = subprocess.run([sys.executable, "-c", CHILD_DROPS, str(fake_libcupti), str(ROOT)], capture_output=True,
-                       text=True, cwd=ROOT, timeout=120)
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out = _child(CHILD_DROPS, fake_libcupti)
     h = out["kernel_info"]["handover"]
     assert h["path"] == "raw" and h["records"] == 1 and h["cupti_dropped"] == 3 + 5
     noted = [n for n in out["notes"] if "CUPTI dropped" in n]
