@@ -253,3 +253,24 @@ def test_each_kernel_is_drawn_in_a_lane_of_its_cupti_stream(tmp_path):
         timeline_fig.MAX_KERNELS = keep
     cut = [t for t in few.data if "(CUPTI)" in t.get("name", "")]
     assert sum(len(t["base"]) for t in cut) == 5 and all("shown first" in t["name"] for t in cut)
+
+
+def test_the_window_model_is_the_one_run_most_ties_to_the_first_started_for_strings_and_categories():
+    """The chunked report holds models as categories, the whole load as strings: the same window."""
+    import numpy as np
+    import pandas as pd
+
+    from trtprof.render.timeline_fig import window_in
+
+    starts = np.array([50, 10, 40, 20, 30, 60])
+    order = pd.DataFrame({"pid": 1, "model": ["m0", "m1", "m0", "m1", "m0", "m1"], "inference": [0, 0, 1, 1, 2, 2],
+                          "mode": "on", "host_start_ns": starts})
+    empty = pd.DataFrame(columns=["model", "outputs_discarded"])
+    lat = order[["pid", "model", "inference"]].assign(latency_ns=1.0)
+    for models in (order["model"], order["model"].astype("category")):
+        win, _, _ = window_in(order.assign(model=models), empty, lat.assign(model=models))
+        assert set(win["model"].astype(str)) == {"m1"} and list(win["inference"]) == [0, 1, 2]
+    third = order.assign(model=["m0", "m1", "m0", "m1", "m0", "m0"], inference=[0, 0, 1, 1, 2, 3])  # m0 run most
+    third = third.assign(model=third["model"].astype("category"))
+    win, _, _ = window_in(third, empty, third[["pid", "model", "inference"]].assign(latency_ns=1.0))
+    assert set(win["model"].astype(str)) == {"m0"} and list(win["inference"]) == [2, 1, 0, 3]

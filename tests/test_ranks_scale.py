@@ -117,7 +117,8 @@ def test_a_short_folder_stays_whole(tmp_path, monkeypatch):
     root = _folder(tmp_path, sizes=(20, 20))
     monkeypatch.setattr(streamed, "analyse", lambda *a, **k: pytest.fail("a short folder was cut into chunks"))
     out = CliRunner().invoke(main, ["report", str(root), "-o", str(tmp_path / "r.html"), "-q"])
-    assert out.exit_code == 0, out.output and (tmp_path / "r.html").is_file()
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "r.html").is_file()
 
 
 def test_unreadable_rank_in_a_long_folder_is_one_line(tmp_path, monkeypatch):
@@ -195,3 +196,28 @@ def test_compact_straggler_is_the_frame_straggler(seed):
     assert len(want) > 0 or seed > 3
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
     pd.testing.assert_frame_equal(analysis.straggler(latency), _reference_straggler(ref_lat), check_dtype=False)
+
+
+def test_a_rank_damaged_inside_its_file_is_left_out_with_a_note_on_both_paths(tmp_path, monkeypatch):
+    """Rows damaged in a column the opening does not read: the whole load leaves the rank out with a
+    note; the bounded path meets the damage only when its analysis reads the rank, and does the same."""
+    import pyarrow.parquet as pq
+
+    from trtprof.cli import common, ranks as cli
+
+    root = _folder(tmp_path)
+    path = root / "rank1" / "timeline.parquet"
+    md = pq.ParquetFile(path).metadata
+    names = [md.schema.column(i).name for i in range(md.num_columns)]
+    col = md.row_group(0).column(names.index("subgraph"))
+    data = bytearray(path.read_bytes())
+    at = col.data_page_offset
+    data[at + 8:at + 64] = b"\xff" * 56  # the page's values, past its header's first bytes
+    path.write_bytes(bytes(data))
+    whole = cli.load(root)
+    assert 1 not in whole.captures and any(n.startswith("rank 1 left out") for n in whole.notes)
+    monkeypatch.setattr(common, "STREAM_ROWS", 10)
+    ranks, res = cli.load_and_analyse(root)
+    assert 1 not in ranks.captures and 1 not in res.per_rank
+    assert any(n.startswith("rank 1 left out") for n in ranks.notes)
+    assert set(res.per_rank) == set(whole.captures)

@@ -36,7 +36,7 @@ class RankResults:
     subgraphs: pd.DataFrame  # rank + the per-subgraph table's columns
     notes: list = field(default_factory=list)
     rows: dict = field(default_factory=dict)  # rank -> rows of its timeline
-    readers: dict = field(default_factory=dict)  # rank -> keys -> (rows, allocs, gaps); chunked only
+    readers: dict = field(default_factory=dict)  # rank -> keys -> (rows, allocs, gaps); every rank of a folder opened lazily
 
 
 def end_times(rows: pd.DataFrame) -> pd.DataFrame:
@@ -58,7 +58,10 @@ def _keys(model, inference, models: list) -> np.ndarray:
     """One int64 per (model, inference): the model's place in `models` (sorted) above the inference
     number, so keys sort as (model, inference) do; -1 for a model not in `models`."""
     codes = pd.Categorical(model, categories=models).codes.astype(np.int64)
-    key = (codes << 32) | np.asarray(inference, dtype=np.int64)
+    inference = np.asarray(inference, dtype=np.int64)
+    if len(inference) and (inference.min() < 0 or inference.max() >= 2**32):
+        raise ValueError("inference numbers past 32 bits: the straggler key cannot hold them")
+    key = (codes << 32) | inference
     key[codes < 0] = -1
     return key
 
@@ -78,7 +81,9 @@ def straggler(latency: dict, ends: dict | None = None) -> pd.DataFrame:
 
     Why arrays rather than a merged, grouped frame: 8 ranks of 1.7 M inferences are 14 M rows, whose
     frame with string models, merged and grouped, takes gigabytes; here a (model, inference) is one
-    int64 and the per-rank values numpy columns, about 30 bytes a row."""
+    int64 and the per-rank values numpy columns, about 30 bytes a row. Assumes what
+    `inference_latency` gives: a model on every row and a latency on every row (host times always
+    exist), so nothing here skips NaN as pandas' idxmin would."""
     ok = {r: lat[~lat["excluded"].astype(bool).to_numpy()] for r, lat in sorted(latency.items()) if len(lat)}
     ok = {r: lat for r, lat in ok.items() if len(lat)}
     if not ok:

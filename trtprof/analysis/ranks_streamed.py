@@ -6,7 +6,7 @@ about 5 GB loaded). Here each rank is analysed alone and let go: chunk by chunk 
 where the caller says so (a rank past the chunked report's threshold), else loaded whole as today
 (a short rank, or one with kernel records or an nsys import, which are read whole). Of each rank only
 what the merged report reads is kept: its `report.Results` (per-inference tables, compact), its
-inference ends on the common clock (read lazily: four columns of the inference rows), its number of
+inference ends on the common clock (read lazily: four columns of the rows whose `event` is inference), its number of
 rows, and a reader of the rows of a window of inferences for the timeline (`window_rows`). The merged
 numbers are then `ranks.combine`'s, as for the whole load, so the page is the same.
 """
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from trtprof.analysis import ranks as whole, report, streamed as chunked
+from trtprof.errors import CaptureError, ExitCode, TrtprofError
 from trtprof.timeline.ranks import in_keys, inference_rows, window_rows as read_window
 
 
@@ -51,17 +52,26 @@ def analyse(ranks, streamed: set, n_boot: int = report.N_BOOT, **plan) -> whole.
     are analysed chunk by chunk (`plan`: chunk_rows, batch_rows), the others loaded whole, one rank at
     a time. `RankResults.readers` holds each rank's window reader, for `window_rows`."""
     per, end, rows, readers = {}, {}, {}, {}
-    for r, c in ranks.captures.items():
-        if r in streamed:
-            s = chunked.analyse(c.timeline, c.meta, n_boot=n_boot, **plan)
-            s.starts = None  # the merged timeline chooses its window from the inferences
-            per[r], rows[r], readers[r] = s.results, s.rows, s.window
-        else:
-            cap = c.load()
-            per[r] = report.analyse(cap.timeline, n_boot=n_boot, kernels=cap.kernels, meta=cap.meta)
-            rows[r], readers[r] = len(cap.timeline), _whole_reader(c.timeline, per[r])
-            del cap
-        end[r] = ends(c.timeline, ranks.offsets.get(r, 0))
+    for r, c in list(ranks.captures.items()):
+        try:
+            if r in streamed:
+                s = chunked.analyse(c.timeline, c.meta, n_boot=n_boot, **plan)
+                s.starts = None  # the merged timeline chooses its window from the inferences
+                per[r], rows[r], readers[r] = s.results, s.rows, s.window
+            else:
+                cap = c.load()
+                per[r] = report.analyse(cap.timeline, n_boot=n_boot, kernels=cap.kernels, meta=cap.meta)
+                rows[r], readers[r] = len(cap.timeline), _whole_reader(c.timeline, per[r])
+                del cap
+            end[r] = ends(c.timeline, ranks.offsets.get(r, 0))
+        except TrtprofError as e:  # rows damaged inside its file: left out, as `load_ranks` leaves it out
+            for d in (per, end, rows, readers):
+                d.pop(r, None)
+            del ranks.captures[r]
+            ranks.notes.append(f"rank {r} left out: {e}")
+    if not ranks.captures:
+        raise CaptureError(f"no rank of {ranks.root} is a readable capture ({ranks.notes[-1]})",
+                           ExitCode.BAD_CAPTURE)
     res = whole.combine(ranks, per, end, rows)
     res.readers = readers
     return res

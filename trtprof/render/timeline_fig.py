@@ -48,8 +48,16 @@ def window_in(order: pd.DataFrame, changes: pd.DataFrame, latency: pd.DataFrame,
         perm = np.argsort(start.to_numpy(), kind="stable")
     else:
         perm = start.reset_index(drop=True).sort_values(kind="stable").index.to_numpy()
-    model = order["model"].take(perm).value_counts().index[0]  # the model run most (ties: as sorted)
-    keep = perm[(order["model"].to_numpy() == model)[perm]]
+    cat = pd.Categorical(order["model"])
+    codes = cat.codes[perm]  # in start order; -1: no model
+    known = np.flatnonzero(codes >= 0)
+    seen, first = np.unique(codes[known], return_index=True)
+    n = np.bincount(codes[known], minlength=len(cat.categories))[seen]
+    # the model run most; a tie goes to the one that started first (as value_counts of the models in
+    # start order gives it for strings, not for categories, which it sorts by name)
+    best = seen[np.lexsort((known[first], -n))[0]]
+    model = cat.categories[best]
+    keep = perm[codes == best]
     order = order.take(keep).reset_index(drop=True)
     pos, why = None, ""
     forced = changes[(changes["model"] == model) & changes["outputs_discarded"]] if len(changes) else changes

@@ -123,7 +123,9 @@ class Opened:
 def _open(path) -> Opened:
     from trtprof.timeline.scan import open_timeline
 
-    return Opened(open_timeline(path))
+    opened = Opened(open_timeline(path))
+    opened.meta  # its repair count reads two columns of every row: a damaged one is this rank's note
+    return opened
 
 
 def load_ranks(root: str | os.PathLike) -> Ranks:
@@ -133,9 +135,11 @@ def load_ranks(root: str | os.PathLike) -> Ranks:
 
 
 def open_ranks(root: str | os.PathLike) -> Ranks:
-    """`load_ranks` without reading any rank's rows: each capture an `Opened` (metadata now, rows on
-    demand), for a folder whose ranks do not fit in memory together. Same notes, same errors, for
-    what the metadata shows (rows damaged inside a file show when they are read)."""
+    """`load_ranks` without loading any rank's rows: each capture an `Opened` (metadata now, rows on
+    demand), for a folder whose ranks do not fit in memory together. Only the two columns the repair
+    count reads (`Timeline.meta`) are scanned now, so a rank damaged there is left out with a note
+    here; one damaged in another column is left out when its analysis reads it
+    (`analysis.ranks_streamed.analyse`)."""
     return _ranks(root, _open)
 
 
