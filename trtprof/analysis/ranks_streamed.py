@@ -24,20 +24,11 @@ def ends(tl, offset: int) -> pd.DataFrame:
     """`ranks._ends` of the lazily opened timeline `tl` on the common clock, read batch by batch and
     kept compact (model as categories, inference in 32 bits where it fits): 1.7 M inferences of a
     12.5 M-row rank are about 14 bytes each instead of a string and three 64-bit numbers."""
-    from pandas.api.types import union_categoricals
-
-    models, infs, end = [], [], []
-    for f in inference_rows(tl, offset):
-        e = whole.end_times(f)
-        models.append(pd.Categorical(e["model"]))
-        i = e["inference"].to_numpy(np.int64)
-        infs.append(i.astype(np.int32) if i.max() < 2**31 else i)
-        end.append(e["end_ns"].to_numpy(float))
-    if not models:
+    parts = [chunked._compact(whole.end_times(f), labels=("model",)) for f in inference_rows(tl, offset)]
+    if not parts:
         return pd.DataFrame({"model": pd.Series([], dtype=object), "inference": np.zeros(0, np.int64),
                              "end_ns": np.zeros(0)})
-    out = pd.DataFrame({"model": union_categoricals(models, sort_categories=True),
-                        "inference": np.concatenate(infs), "end_ns": np.concatenate(end)})
+    out = chunked._join(parts, labels=("model",))
     return out.drop_duplicates(["model", "inference"]).reset_index(drop=True)
 
 
