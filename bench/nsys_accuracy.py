@@ -36,9 +36,10 @@ ITERS = {"small": 200, "breaks": 100}
 WARMUP = 20
 
 
-def run_capture(case: str, runtime: str, out: Path, iters: int, timeout: int, nsys: bool = True) -> tuple[int | None, str]:
+def run_capture(case: str, runtime: str, out: Path, iters: int, timeout: int, nsys: bool = True,
+                extra: tuple = ()) -> tuple[int | None, str]:
     cmd = [sys.executable, "-m", "trtprof", "capture", *(["--nsys"] if nsys else []), "--no-report", "-o", str(out),
-           str(ROOT / "examples" / "bert_cases.py"), case, "--iters", str(iters), "--warmup", str(WARMUP)]
+           str(ROOT / "examples" / "bert_cases.py"), case, "--iters", str(iters), "--warmup", str(WARMUP), *extra]
     if runtime == "python":
         cmd.append("--python-runtime")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))

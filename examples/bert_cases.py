@@ -4,7 +4,8 @@
     trtprof capture --prealloc alternate:25 examples/bert_cases.py breaks --iters 300
     trtprof capture --prealloc alternate:50 examples/bert_cases.py shapes --iters 600
 
-small  : BERT-base fp16, batch 1, seq 128, one engine (the tutorial's "small inference")
+small  : BERT-base fp16, batch 1, seq 128, one engine (the tutorial's "small inference"; --batch/--seq
+         change the input, e.g. a batch large enough that the GPU, not the host's launches, sets the pace)
 breaks : the same with every GELU left to PyTorch: one fallback per layer ("multiple graph breaks")
 shapes : a dynamic sequence range; the sequence length alternates every --period inferences between
          128 and 96 ("input shape changes")
@@ -46,6 +47,8 @@ def main(argv=None) -> int:
     p.add_argument("--python-runtime", action="store_true")
     p.add_argument("--iters", type=int, default=600)
     p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--seq", type=int, default=128, help="sequence length (shapes: the longer of the two)")
     p.add_argument("--period", type=int, default=1, help="shapes: inferences per sequence length")
     p.add_argument("--wrapper", type=int, default=0, metavar="K",
                    help="alternate K plain inferences with K through enable_cudagraphs' module")
@@ -58,10 +61,11 @@ def main(argv=None) -> int:
     model = build_bert()
     if args.wrapper:  # the wrapper clones each output: give it BERT's hidden states as one tensor
         model = FirstOutput(model)
-    trt = compile_bert(model, python_runtime=args.python_runtime, graph_breaks=args.case == "breaks",
-                       dynamic_seq=(64, 128) if args.case == "shapes" else None)
-    seqs = [128, 96] if args.case == "shapes" else [128]
-    batches = {s: bert_inputs(1, s) for s in seqs}
+    trt = compile_bert(model, args.batch, args.seq, python_runtime=args.python_runtime,
+                       graph_breaks=args.case == "breaks",
+                       dynamic_seq=(args.seq // 2, args.seq) if args.case == "shapes" else None)
+    seqs = [args.seq, args.seq * 3 // 4] if args.case == "shapes" else [args.seq]
+    batches = {s: bert_inputs(args.batch, s) for s in seqs}
     with torch.no_grad():
         for i in range(args.warmup):
             trt(*batches[seqs[(i // args.period) % len(seqs)]])
@@ -75,7 +79,7 @@ def main(argv=None) -> int:
                     torch.cuda.synchronize()  # one inference at a time, like the tutorial's timing loop
     engines = sum(1 for n, _ in trt.named_children() if n.startswith("_run_on_acc"))
     fallbacks = sum(1 for n, _ in trt.named_children() if n.startswith("_run_on_gpu"))
-    print(f"{args.case}: {args.iters} inferences after {args.warmup} warm-ups; {engines} engines, "
+    print(f"{args.case} (batch {args.batch}, seq {args.seq}): {args.iters} inferences after {args.warmup} warm-ups; {engines} engines, "
           f"{fallbacks} fallbacks")
     return 0
 

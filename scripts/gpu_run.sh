@@ -5,7 +5,7 @@
 # ("name iters K;...") the cudagraphs step's; RANKS_RT the ranks step's runtimes; DEADLINE (seconds from
 # the start) gives the tests step what is left, else TESTS_TIMEOUT.
 #   source .trtbundle/activate.sh && bash scripts/gpu_run.sh "$OUT" [steps...]
-# steps: probe cupti-raw tests cudagraphs python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken goal goal-profile hooks nsys nsys-acc profile cases
+# steps: probe cupti-raw tests cudagraphs python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken goal goal-profile breakdown hooks nsys nsys-acc profile cases
 #        ranks (two ranks sharing one GPU) ranks2 (one rank per GPU, on nvidia-h200-x2) (default: tests bert bench nsys)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -68,8 +68,15 @@ for s in $steps; do
     done;;
   goal-profile)  # issue 22: where a recorded inference's extra time goes, by function (cProfile, both arms)
     for rt in ${PROFILE_RT:-cpp python}; do
-      log "goal profile $rt"; timeout ${PROFILE_TIMEOUT:-150} python3 bench/bench_overhead.py --goal --profile 40 \
-        --runtime "$rt" --pairs ${PROFILE_PAIRS:-300} --out "$w/profile-$rt" 2>&1 | quiet | tail -100 > "$w/goal-profile-$rt.txt"
+      log "goal profile $rt ${PROFILE_EXTRA:-}"; timeout ${PROFILE_TIMEOUT:-150} python3 bench/bench_overhead.py --goal --profile 40 \
+        --runtime "$rt" --pairs ${PROFILE_PAIRS:-300} ${PROFILE_EXTRA:-} --out "$w/profile-$rt" 2>&1 | quiet | tail -100 > "$w/goal-profile-$rt.txt"
+    done;;
+  breakdown)  # issue 22: the recorded inference's cost with parts of the recording switched off, one run each
+    for rt in ${BREAKDOWN_RT:-cpp}; do
+      log "breakdown $rt ${BREAKDOWN_EXTRA:---graph-breaks}"; timeout ${BREAKDOWN_TIMEOUT:-200} python3 bench/bench_overhead.py --toggle \
+        --modes none --blocks 2 --pairs ${BREAKDOWN_PAIRS:-300} --runtime "$rt" ${BREAKDOWN_EXTRA:---graph-breaks} \
+        --toggle-configs ${BREAKDOWN_CONFIGS:-trtprof-minimal-nokernels-noalloc,trtprof-nokernels-noalloc,trtprof-nokernels,trtprof} \
+        --out "$w/breakdown-$rt" 2>&1 | quiet | tail -60 > "$w/breakdown-$rt.txt"; log "breakdown $rt rc=${PIPESTATUS[0]}"
     done;;
   hooks)
     log hooks; timeout 200 python3 bench/bench_hooks.py --out "$w/bench" 2>&1 | quiet > "$w/bench-hooks.txt";;
@@ -84,7 +91,7 @@ for s in $steps; do
       done
     done;;
   kernel-acc)
-    log "kernel accuracy"; timeout ${KACC_TIMEOUT:-560} python3 bench/kernel_accuracy.py --out "$w/kernel-acc" --timeout ${KACC_RUN_TIMEOUT:-130} --cases ${KACC_CASES:-small breaks} 2>&1 | quiet > "$w/kernel-accuracy.txt"
+    log "kernel accuracy"; timeout ${KACC_TIMEOUT:-560} python3 bench/kernel_accuracy.py --out "$w/kernel-acc" --timeout ${KACC_RUN_TIMEOUT:-130} --cases ${KACC_CASES:-small breaks} ${KACC_EXTRA:-} 2>&1 | quiet > "$w/kernel-accuracy.txt"
     log "kernel accuracy rc=${PIPESTATUS[0]}"; find "$w/kernel-acc" \( -name '*.sqlite' -o -name '*.nsys-rep' -o -name 'timeline.parquet' -o -name 'kernels.parquet' \) -delete;;
   bench-kernels)
     log "bench kernels"; timeout 300 python3 bench/bench_overhead.py --runtime cpp --toggle --blocks 16 \
