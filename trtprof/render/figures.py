@@ -107,18 +107,21 @@ def bar(fig: Fig, **trace) -> None:
 # -- latency ---------------------------------------------------------------------------------------------
 def latency_histogram(lat: pd.DataFrame) -> Fig:
     """Distribution of latency per inference, one histogram per pre-alloc mode (numpy-binned)."""
-    ok = lat[~lat["excluded"]]
     fig = Fig()
-    v = ok["latency_ns"].to_numpy(float) / 1e6
+    # arrays, one mode at a time (not a frame per mode): 14 M inferences in a 100 M-row capture
+    ok = ~lat["excluded"].to_numpy(bool)
+    v = lat["latency_ns"].to_numpy(float)[ok] / 1e6
     if len(v):
         lo, hi = np.quantile(v, [0.0, 0.995])
         hi = hi if hi > lo else lo + 1e-3
         edges = np.linspace(lo, hi, 61)
-        for mode, g in ok.groupby("mode", sort=True):
-            x = np.clip(g["latency_ns"].to_numpy(float) / 1e6, lo, hi)
+        codes, modes = pd.factorize(lat["mode"])  # NaN: -1, left out as grouping leaves it out
+        codes = codes[ok]
+        for code, mode in sorted(enumerate(modes), key=lambda cm: cm[1]):
+            x = np.clip(v[codes == code], lo, hi)
             counts, _ = np.histogram(x, edges)
             bar(fig, x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges),
-                name=f"{MODE_LABEL.get(mode, esc(mode))} ({len(g)})",
+                name=f"{MODE_LABEL.get(mode, esc(mode))} ({len(x)})",
                 marker={"color": COLORS.get(mode, "#7f7f7f")}, opacity=0.6)
     layout(fig, "Latency per inference (the last bin holds the slowest 0.5 %)", barmode="overlay")
     fig.axis("xaxis", title={"text": "latency, ms (call until host and GPU are done)"})
