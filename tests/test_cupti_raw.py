@@ -459,6 +459,11 @@ fake.buffers.append((a, 0))
 lib.fake_set_dropped(3)                           # read when buffer a completes
 ins.kernels.flush()
 lib.fake_set_dropped(5)                           # no buffer completes after these
+from trtprof.capture import cupti_raw as R       # a buffer that cannot be allocated: CUPTI's request fails
+saved, R._STATE["bytes"] = R._STATE["bytes"], -(1 << 40)
+b, size, most = ctypes.c_void_p(), ctypes.c_size_t(), ctypes.c_size_t()
+R._C_REQUESTED(ctypes.byref(b), ctypes.byref(size), ctypes.byref(most))
+R._STATE["bytes"] = saved
 ins._stop_kernels()
 out = {"kernel_info": ins.kernel_info, "notes": ins.notes}
 print(json.dumps(out))
@@ -470,9 +475,10 @@ def test_dropped_records_are_counted_and_noted(fake_libcupti):
     # reported too, read after the flush) and a note, since the kernel table cannot show what it misses
     out = _child(CHILD_DROPS, fake_libcupti)
     h = out["kernel_info"]["handover"]
-    assert h["path"] == "raw" and h["records"] == 1 and h["cupti_dropped"] == 3 + 5
+    assert h["path"] == "raw" and h["records"] == 1 and h["cupti_dropped"] == 3 + 5 and h["buffers_lost"] == 1
     noted = [n for n in out["notes"] if "CUPTI dropped" in n]
     assert len(noted) == 1 and "8 record(s)" in noted[0] and "\n" not in noted[0]
+    assert "1 buffer(s) of records could not be allocated" in noted[0]
 
 
 def test_raw_path_unavailable_falls_back_with_a_reason(monkeypatch):

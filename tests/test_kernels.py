@@ -468,3 +468,39 @@ def test_handover_is_counted_by_thread_and_noted(monkeypatch):
     assert "1 buffer(s) filled first" in ka.handover_note() and "\n" not in ka.handover_note()
     assert ka.info()["handover"]["buffers"] == 2
     ka.stop()
+
+
+def test_resume_refused_is_counted_and_noted(monkeypatch):
+    # sampling switches the kinds on before each recorded inference: when CUPTI refuses, that
+    # inference's rows have no kernels, which the capture's notes must say (not only last_error)
+    class Refusing(FakeCupti):
+        refuse = False
+
+        def activity_enable(self, kind):
+            if self.refuse:
+                raise self.cuptiError("CUPTI_ERROR_NOT_READY")
+            super().activity_enable(kind)
+    fake = Refusing()
+    _fake(monkeypatch, fake)
+    ka = CK.KernelActivity()
+    assert ka.start() and ka.dropped_note() is None
+    assert ka.pause()
+    fake.refuse = True
+    assert ka.resume() is False and ka.resume() is False
+    fake.refuse = False
+    assert ka.resume() is True and ka.resume() is True     # already on: not counted again
+    assert ka.info()["resume_failures"] == 2
+    note = ka.dropped_note()
+    assert "could not be switched on for 2 recorded inference(s)" in note and "NOT_READY" in note
+    assert "\n" not in note
+    ka.stop()
+
+
+def test_a_start_failure_names_no_raw_reason_when_cupti_python_was_asked_for(monkeypatch):
+    fake = FakeCupti(taken=True)
+    _fake(monkeypatch, fake)
+    kp = CK.KernelActivity(handover="python")
+    assert kp.start() is False and "already in use" in kp.reason
+    assert kp.info()["handover"]["raw_reason"] is None and kp.info()["handover"]["path"] is None
+    kr = CK.KernelActivity(handover="raw")
+    assert kr.start() is False and kr.info()["handover"]["raw_reason"] == kr.reason

@@ -24,11 +24,11 @@ def ends(tl, offset: int) -> pd.DataFrame:
     """`ranks._ends` of the lazily opened timeline `tl` on the common clock, read batch by batch and
     kept compact (model as categories, inference in 32 bits where it fits): 1.7 M inferences of a
     12.5 M-row rank are about 14 bytes each instead of a string and three 64-bit numbers."""
-    parts = [chunked._compact(whole.end_times(f), labels=("model",)) for f in inference_rows(tl, offset)]
+    parts = [chunked.compact(whole.end_times(f), labels=("model",)) for f in inference_rows(tl, offset)]
     if not parts:
         return pd.DataFrame({"model": pd.Series([], dtype=object), "inference": np.zeros(0, np.int64),
                              "end_ns": np.zeros(0)})
-    out = chunked._join(parts, labels=("model",))
+    out = chunked.join_parts(parts, labels=("model",))
     return out.drop_duplicates(["model", "inference"]).reset_index(drop=True)
 
 

@@ -181,8 +181,8 @@ def analyse(tl, meta: dict, n_boot: int = N_BOOT, seed: int = SEED, chunk_rows: 
         infs["_start"] = inside.groupby(overlap.KEY, sort=False, dropna=False, observed=True)["host_start_ns"].min().to_numpy()
         rows = c[((c["event"] == "inference") & (c["inference"] >= 0)).to_numpy(bool)].drop_duplicates(overlap.KEY)
         acc["cg"].append(rows.loc[rows["cudagraph"].notna(), overlap.KEY + ["event", "cudagraph"]])
-        acc["infs"].append(_compact(infs))
-        acc["lat"].append(_compact(lat))
+        acc["infs"].append(compact(infs))
+        acc["lat"].append(compact(lat))
         reduced = overlap.reduce_gaps(gaps) if len(gaps) else ()
         if len(reduced):  # included gaps: the summary has rows
             acc["gaps"].append(reduced)
@@ -199,7 +199,7 @@ def analyse(tl, meta: dict, n_boot: int = N_BOOT, seed: int = SEED, chunk_rows: 
             old = carry.calls[SUB + ["call"]].assign(_old=True)
             ch = ch.merge(old, on=SUB + ["call"], how="left")
             ch = ch[ch["_old"].isna().to_numpy(bool)].drop(columns="_old")
-        acc["changes"].append(_compact(ch, CHANGE_LABELS))
+        acc["changes"].append(compact(ch, CHANGE_LABELS))
         acc["streams"].append(stream_parts(c, offset))
         span = inside.groupby(["pid", "model"], sort=False, observed=True)["inference"].agg(["min", "max"]).reset_index()
         spans.append({(int(pid), m): (int(lo), int(hi)) for pid, m, lo, hi in span.itertuples(index=False)})
@@ -217,9 +217,9 @@ INTS = ("pid", "inference", "engine_calls", "call")  # per-inference numbers tha
 UNREAD = ("host_ns", "gpu_ns")  # latency columns no part of the report reads (latency_ns is)
 
 
-def _compact(frame: pd.DataFrame, labels=LABELS) -> dict:
+def compact(frame: pd.DataFrame, labels=LABELS) -> dict:
     """A per-inference table as the report keeps it for 14 M inferences (a 100 M-row capture), as
-    independent columns (so `_join` can free each as it goes): labels as categories (a byte or two
+    independent columns (so `join_parts` can free each as it goes): labels as categories (a byte or two
     instead of a string), process ids, inference and call numbers in 32 bits where they fit, and
     without the latency columns nothing reads."""
     out = {}
@@ -236,7 +236,7 @@ def _compact(frame: pd.DataFrame, labels=LABELS) -> dict:
     return out
 
 
-def _join(parts: list, labels=LABELS) -> pd.DataFrame:
+def join_parts(parts: list, labels=LABELS) -> pd.DataFrame:
     """The chunks' per-inference tables as one, labels as categories in sorted order (what grouping
     sorts them by; pandas groups categories as observed, as it groups strings). Column by column,
     each chunk's column let go once joined: the parts and the whole are not held at once."""
@@ -289,15 +289,15 @@ def _release() -> None:
 
 
 def _finish(acc, flags, p, meta, n_boot, seed, out: Streamed) -> Streamed:
-    infs = _join(acc.pop("infs"))
+    infs = join_parts(acc.pop("infs"))
     start = infs.pop("_start").to_numpy() if "_start" in infs else []
     out.starts = infs[overlap.KEY].assign(host_start_ns=start)  # shares the key columns (copy on write)
-    lat = _join(acc.pop("lat"))
+    lat = join_parts(acc.pop("lat"))
     empty = pd.DataFrame(columns=overlap.KEY)
     gap_rows = _cat(acc["gaps"])
     gap_sum = schema.sort_subgraphs(overlap.gap_summary(gap_rows if gap_rows is not None else empty, infs),
                                     by=("model", "mode", "before", "after"))
-    changes = shapes.order_changes(_join(acc.pop("changes"), CHANGE_LABELS))
+    changes = shapes.order_changes(join_parts(acc.pop("changes"), CHANGE_LABELS))
     unknown = _cat(acc["unknown"])
     breaks = subgraphs.break_finish(acc["breaks"])
     freq = shapes.frequency_finish(acc["freq"])

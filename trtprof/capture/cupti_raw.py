@@ -214,6 +214,12 @@ def _completed(ctx, stream_id, buffer, size, valid):
 _C_REQUESTED, _C_COMPLETED = REQUESTED(_requested), COMPLETED(_completed)
 
 
+def lost() -> int:
+    """Buffers this process could not allocate for CUPTI, or whose records could not be handed to
+    their owner (a count since the process started: callers keep their own baseline)."""
+    return int(_STATE["lost"])
+
+
 class Library:
     """The libcupti cupti-python uses, opened through ctypes for the three calls cupti-python's
     callback interface cannot give raw: register the buffer callbacks, walk a buffer, dropped counts."""

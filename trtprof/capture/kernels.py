@@ -91,6 +91,7 @@ class KernelActivity:
         self.clock = None           # {"source", "offset_ns", "error_ns", "drift_ns"} once started
         self.dropped = self.callback_errors = 0     # records without timestamps; bad records
         self.last_error = None      # one line: the latest failure inside a call that must not raise
+        self.resume_failures = 0    # recorded inferences (sampling) for which the kinds could not be enabled
         self._buffer_bytes = int(buffer_bytes or BUFFER_BYTES)
         self._cupti = self._subscriber = None
         self._codes: dict = {}      # int(ActivityKind) -> our kind name
@@ -107,13 +108,14 @@ class KernelActivity:
                          # says it dropped (raw path only: None on cupti-python's), records read one by one
                          # because a dtype did not match this libcupti's record size, and those sizes
                          "path": None, "raw_reason": None, "cupti_dropped": None, "fallback_records": 0,
-                         "mismatch": {}}
+                         "mismatch": {}, "buffers_lost": 0}
         want = str(handover or os.environ.get(HANDOVER_ENV) or HANDOVERS[0]).strip().lower()
         if want not in HANDOVERS:
             self.handover["raw_reason"] = f"unknown handover {want!r} (raw or python): raw"
             want = HANDOVERS[0]
         self._want = want
         self._raw = None            # cupti_raw.Reader on the raw path
+        self._lost0 = 0             # cupti_raw.lost() when the raw path was attached
         self._flushing = False      # our thread is inside activity_flush_all: a callback now is ours
         self._last_flush = self._next_flush = 0
 
@@ -173,7 +175,8 @@ class KernelActivity:
                 else f"kernel activity off: {_one_line(e)}"
             self._raw, h = None, self.handover      # no path runs: the handover must not name one
             h["path"], h["cupti_dropped"] = None, None
-            h["raw_reason"] = h["raw_reason"] or self.reason
+            if self._want == "raw":                 # the raw path was asked for and does not run
+                h["raw_reason"] = h["raw_reason"] or self.reason
             return False
         return True
 
@@ -203,7 +206,7 @@ class KernelActivity:
             except Exception as e:  # Unavailable, an import failure, CUPTI refusing: cupti-python's path serves
                 h["raw_reason"] = _one_line(e)
             else:
-                self._raw = reader
+                self._raw, self._lost0 = reader, cupti_raw.lost()
                 h["path"], h["cupti_dropped"] = "raw", 0
                 return
         self._cupti.activity_register_callbacks(self._requested, self._completed)
@@ -224,8 +227,14 @@ class KernelActivity:
         return ok
 
     def resume(self) -> bool:
-        """Enable the kinds again (before a recorded inference). Never raises."""
-        return self._started and (self._enabled or self._set(True))
+        """Enable the kinds again (before a recorded inference). Never raises; a failure is counted
+        (`resume_failures`, said in the capture's notes: that inference's rows have no kernels)."""
+        if not self._started or self._enabled:
+            return self._started
+        ok = self._set(True)
+        if not ok:
+            self.resume_failures += 1
+        return ok
 
     def pause(self) -> bool:
         """Disable the kinds (after a recorded inference): kernels already launched are still
@@ -378,14 +387,24 @@ class KernelActivity:
         return line
 
     def dropped_note(self) -> str | None:
-        """One line for the capture's notes when CUPTI dropped records for lack of buffer space: the
-        kernel table misses them, and nothing in the table itself shows it."""
-        n = self.handover["cupti_dropped"]
-        if not n:
+        """One line for the capture's notes when records are missing from the kernel table and
+        nothing in the table itself shows it: CUPTI dropped them for lack of buffer space, a buffer
+        could not be allocated or read (raw path), or the kinds could not be switched on for some
+        recorded inferences (sampling)."""
+        h, parts = self._count_lost(), []
+        if h["cupti_dropped"]:
+            parts.append(f"CUPTI dropped {h['cupti_dropped']} record(s) for lack of buffer space "
+                         "(kernels.handover.cupti_dropped)")
+        if h["buffers_lost"]:
+            parts.append(f"{h['buffers_lost']} buffer(s) of records could not be allocated or read "
+                         "(kernels.handover.buffers_lost)")
+        if self.resume_failures:
+            parts.append(f"kernel activity could not be switched on for {self.resume_failures} recorded "
+                         f"inference(s) ({self.last_error})")
+        if not parts:
             return None
-        return (f"kernel activity: CUPTI dropped {n} record(s) for lack of buffer space "
-                "(kernels.handover.cupti_dropped): the kernel table misses them, so rows may show fewer "
-                "kernels and less GPU busy time than ran")
+        return ("kernel activity: " + "; ".join(parts) + ": the kernel table misses them, so rows may show "
+                "fewer kernels and less GPU busy time than ran")
 
     def due(self, now: int) -> bool:
         """Whether a forced flush is due at this safe point (perf_counter_ns `now`)."""
@@ -422,14 +441,23 @@ class KernelActivity:
         self._streams[handle] = sid
         return sid
 
+    def _count_lost(self) -> dict:
+        """The handover counts with the raw path's lost buffers brought up to date."""
+        if self._raw is not None:
+            from trtprof.capture import cupti_raw
+            self.handover["buffers_lost"] = cupti_raw.lost() - self._lost0
+        return self.handover
+
     def info(self) -> dict:
         """What meta.json should say about this source."""
-        h = dict(self.handover, mismatch=dict(self.handover["mismatch"]))
+        h = self._count_lost()
+        h = dict(h, mismatch=dict(h["mismatch"]))
         if self._raw is not None:
             h["library"] = self._raw.lib.path
         return {"available": self.reason is None and self._cupti is not None, "reason": self.reason,
                 "kinds": list(self.kinds), "clock": self.clock, "dropped": self.dropped,
-                "callback_errors": self.callback_errors, "last_error": self.last_error, "handover": h}
+                "callback_errors": self.callback_errors, "last_error": self.last_error,
+                "resume_failures": self.resume_failures, "handover": h}
 
 
 def _concat(chunks) -> dict:
