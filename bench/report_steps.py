@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Benchmark: the memory each step after the chunk loop of a streamed report takes (Linux only).
+
+Why: on a large capture the report's peak comes after the chunk loop, in the statistics and the page
+over the per-inference tables (14 M inferences in a 100 M-row capture); `bench_scale.py` gives the
+peak, this says which step makes it. Each step is wrapped; before it runs the process's peak RSS
+(`VmHWM`) is reset (`/proc/self/clear_refs`, 5), so its peak is the step's own; a step called inside
+another is not measured apart.
+
+    python3 bench/report_steps.py /work/scale-data/cap-10000000
+
+Prints one line per call on stderr: RSS before, the peak during the call (and the difference), RSS
+after, seconds.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # trtprof from this tree
+
+
+def rss() -> dict:
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            k, v = line.split(":", 1)
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0]) // 1024
+    return out
+
+
+_DEPTH = [0]
+
+
+def wrap(owner, name: str) -> None:
+    f = getattr(owner, name)
+
+    @functools.wraps(f)
+    def step(*a, **k):
+        if _DEPTH[0]:
+            return f(*a, **k)
+        _DEPTH[0] += 1
+        before, t = rss()["VmRSS"], time.perf_counter()
+        with open("/proc/self/clear_refs", "w") as c:
+            c.write("5")
+        try:
+            return f(*a, **k)
+        finally:
+            r = rss()
+            print(f"{name:20s} before {before:6d} MB  peak {r['VmHWM']:6d} MB (+{r['VmHWM'] - before:5d})  "
+                  f"after {r['VmRSS']:6d} MB  {time.perf_counter() - t:6.1f} s", file=sys.stderr, flush=True)
+            _DEPTH[0] -= 1
+    setattr(owner, name, step)
+
+
+def main(argv=None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not Path("/proc/self/clear_refs").exists():
+        print("usage: report_steps.py CAPTURE (Linux: reads /proc/self/status)", file=sys.stderr)
+        return 2
+    from trtprof.analysis import streamed
+    from trtprof.cli import common
+    from trtprof.render import figures, timeline_fig
+    from trtprof.timeline import scan
+
+    for name in ("join_parts", "latency_summary", "compare_modes", "recommendations"):
+        wrap(streamed, name)
+    wrap(streamed.cudagraphs, "compare")
+    wrap(streamed.Streamed, "window")
+    wrap(timeline_fig, "window_in")
+    for name in ("latency_histogram", "latency_over_run"):
+        wrap(figures, name)
+    t = time.perf_counter()
+    common.streamed_html(scan.open_timeline(Path(args[0])))
+    print(f"report in {time.perf_counter() - t:.1f} s; at the end {rss()}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
