@@ -8,6 +8,16 @@ synchronize, so the GPU is idle and the event completes at once), and every othe
 resolution degrades past a few seconds, so the reference is moved forward to a recently resolved event
 about once a second.
 
+Why the clock is anchored again: the GPU's timer runs at its own rate. On the H100 machine event times
+drifted from the host clock by 2.2 us per second (two ranks of `scripts/gpu_run.sh OUT ranks`,
+2026-12-07: the end event's lead over the engine's last CUPTI kernel end grew linearly), so 30 s after
+one anchor the windows sat ~60 us late, and on GPU-paced work (kernels back to back) a window edge
+moved past the next kernel's start: each kernel went to the previous row. Moving the reference
+forward keeps that error (its host time is converted, not measured). So at safe points, at most once a
+second and only when the GPU has caught up (the new event completes within `REANCHOR_ERR_NS` of its
+record, no synchronize), a fresh event is tied to the host clock (`reanchor`); how far the old
+conversion had drifted is kept (`drift`), for meta.json.
+
 Why nothing is recorded during a stream capture: an event recorded while a stream is being captured
 into a CUDA graph (`torch.cuda.graph`, Torch-TensorRT's CUDA-graph modes) becomes a node of the graph
 and can never be resolved ("CUDA error: invalid argument"), and querying events then can invalidate
@@ -27,6 +37,8 @@ import functools
 import time
 
 _REBASE_MS = 1000.0
+REANCHOR_NS = 1_000_000_000  # at most one fresh anchor a second (at safe points)
+REANCHOR_ERR_NS = 10_000  # accepted when the event completed within this of its record (GPU idle)
 
 
 class _NotRecorded:
@@ -81,7 +93,11 @@ class GpuClock:
         self._Event = torch.cuda.Event
         # the C-level record: torch.cuda.Event.record adds a Python frame (and, without a stream,
         # a torch.cuda.current_stream() call, ~5 us on the H100 machine's host)
-        self._record = getattr(torch._C, "_CudaEventBase", torch.cuda.Event).record
+        base = getattr(torch._C, "_CudaEventBase", torch.cuda.Event)
+        self._record = base.record
+        # and the C-level query / elapsed time: torch.cuda.Event's own add a Python frame each, and
+        # the drain calls both for every event (53 of each per graph-broken BERT inference)
+        self._query, self._elapsed = base.query, base.elapsed_time
         self._raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
         self._device = getattr(torch._C, "_cuda_getDevice", None)
         self._streams: dict = {}
@@ -89,6 +105,11 @@ class GpuClock:
         self._ref = None
         self._ref_host = 0
         self.anchor_error_ns = None  # half-width of the window the anchor event fell into
+        self._anchored_at = 0  # host ns of the latest anchor
+        # fresh anchors after the first: how many, the worst half-width, and the drift each found
+        # (host time measured minus the time the previous anchor's conversion gave, ns; per second)
+        self.drift = {"reanchors": 0, "max_error_ns": 0, "last_ns": None, "max_abs_ns": 0,
+                      "ns_per_s": None, "tries": 0}
 
     def anchor(self) -> None:
         """Tie a reference event to the host clock. Synchronizes: call once, before timing.
@@ -112,8 +133,43 @@ class GpuClock:
             if best is None or hi - lo < best[2] - best[1]:
                 best = (ev, lo, hi)
         self._ref, lo, hi = best
-        self._ref_host = (lo + hi) // 2
+        self._ref_host = self._anchored_at = (lo + hi) // 2
         self.anchor_error_ns = (hi - lo) // 2
+
+    def reanchor(self, now_ns: int) -> bool:
+        """At a safe point: a fresh reference event tied to the host clock, if a second has passed
+        since the last anchor and the GPU has caught up (no synchronize: the event must complete
+        within REANCHOR_ERR_NS of its record, polled that long at most). True when it took."""
+        if self._ref is None or now_ns - self._anchored_at < REANCHOR_NS or Captures.depth:
+            return False
+        self._anchored_at = now_ns  # tried: the next try a second later, whatever comes of this one
+        d = self.drift
+        d["tries"] += 1
+        ev = self._pool.pop() if self._pool else self._Event(enable_timing=True)
+        start = lo = time.perf_counter_ns()
+        self._record(ev, self.current_stream())
+        while True:
+            tq = time.perf_counter_ns()
+            if ev.query():
+                hi = time.perf_counter_ns()
+                break
+            if tq - start > REANCHOR_ERR_NS:
+                self._pool.append(ev)  # the GPU is busy: keep the reference there is
+                return False
+            lo = tq  # not done at tq: it completed after
+        host = (lo + hi) // 2
+        was = self._ref_host + round(self._elapsed(self._ref, ev) * 1e6)
+        old, old_host = self._ref, self._ref_host
+        self._ref, self._ref_host, self._anchored_at = ev, host, host
+        if old is not None:
+            self._pool.append(old)
+        d["reanchors"] += 1
+        d["max_error_ns"] = max(d["max_error_ns"], (hi - lo) // 2)
+        d["last_ns"] = host - was
+        d["max_abs_ns"] = max(d["max_abs_ns"], abs(host - was))
+        if host > old_host:
+            d["ns_per_s"] = round((host - was) * 1e9 / (host - old_host), 1)
+        return True
 
     @property
     def anchored(self) -> bool:
@@ -159,15 +215,14 @@ class GpuClock:
         except Exception:  # noqa: BLE001 - a CUDA error here is not ours to raise
             return False
 
-    @staticmethod
-    def done(ev) -> bool:
-        return ev.query()
+    def done(self, ev) -> bool:
+        return self._query(ev)
 
     def host_ns(self, ev) -> int:
         """Host-clock ns of a completed event (which stays usable: `recycle` returns it to the pool)."""
         if ev is None:
             return None
-        ms = self._ref.elapsed_time(ev)
+        ms = self._elapsed(self._ref, ev)
         host = self._ref_host + round(ms * 1e6)
         if ms > _REBASE_MS:  # move the reference forward; `recycle` keeps it out of the pool
             self._ref, self._ref_host = ev, host

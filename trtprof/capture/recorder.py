@@ -153,6 +153,10 @@ class Recorder:
                 except Exception as e:  # noqa: BLE001 - a GPU error: keep the rows, lose their GPU times
                     self._failed(e)
             self._resolve(force=wait)
+            if not self._pending and not wait and self.gpu is not None:
+                reanchor = getattr(self.gpu, "reanchor", None)  # the GPU caught up: a fresh anchor, once a second
+                if reanchor is not None:
+                    reanchor(now())
             if self._ready and (wait or flush or len(self._ready) >= self.batch):
                 out, self._ready = self._ready, []
                 self._last_write = now()

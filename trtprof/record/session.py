@@ -145,6 +145,7 @@ class Session:
             "capture_path": inst.capture_path,  # op | module-classes | op+module-classes
             "torch_tensorrt": _torch_tensorrt_version(),
             "gpu_anchor_error_ns": getattr(inst.gpu, "anchor_error_ns", None),
+            "gpu_clock_drift": getattr(inst.gpu, "drift", None),
             "kernels": {**inst.kernel_info, **self.writer.meta.get("kernels", {})},
         }
         if reason:
