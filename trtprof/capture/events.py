@@ -122,19 +122,26 @@ class GpuClock:
         for _ in range(5):
             ev = self._Event(enable_timing=True)
             sync()
-            lo = time.perf_counter_ns()
-            ev.record()
-            while True:
-                tq = time.perf_counter_ns()
-                if ev.query():
-                    hi = time.perf_counter_ns()
-                    break
-                lo = max(lo, tq)
+            lo, hi = self._tie(ev)
             if best is None or hi - lo < best[2] - best[1]:
                 best = (ev, lo, hi)
         self._ref, lo, hi = best
         self._ref_host = self._anchored_at = (lo + hi) // 2
         self.anchor_error_ns = (hi - lo) // 2
+
+    def _tie(self, ev, limit_ns: int | None = None):
+        """Record `ev` on the current stream and poll it: (lo, hi), the host window it completed in
+        (after the last query that saw it pending, before the first that saw it done); None when
+        it is still pending `limit_ns` after the record."""
+        start = lo = time.perf_counter_ns()
+        self._record(ev, self.current_stream())
+        while True:
+            tq = time.perf_counter_ns()
+            if self._query(ev):
+                return lo, time.perf_counter_ns()
+            if limit_ns is not None and tq - start > limit_ns:
+                return None
+            lo = tq
 
     def reanchor(self, now_ns: int) -> bool:
         """At a safe point: a fresh reference event tied to the host clock, if a second has passed
@@ -146,17 +153,11 @@ class GpuClock:
         d = self.drift
         d["tries"] += 1
         ev = self._pool.pop() if self._pool else self._Event(enable_timing=True)
-        start = lo = time.perf_counter_ns()
-        self._record(ev, self.current_stream())
-        while True:
-            tq = time.perf_counter_ns()
-            if ev.query():
-                hi = time.perf_counter_ns()
-                break
-            if tq - start > REANCHOR_ERR_NS:
-                self._pool.append(ev)  # the GPU is busy: keep the reference there is
-                return False
-            lo = tq  # not done at tq: it completed after
+        got = self._tie(ev, REANCHOR_ERR_NS)
+        if got is None:
+            self._pool.append(ev)  # the GPU is busy: keep the reference there is
+            return False
+        lo, hi = got
         host = (lo + hi) // 2
         was = self._ref_host + round(self._elapsed(self._ref, ev) * 1e6)
         old, old_host = self._ref, self._ref_host
