@@ -29,9 +29,11 @@ class _Event:
 
 
 class FakeClock:
-    """GpuClock's interface: record / current_stream / done / host_ns / recycle / synchronize."""
+    """GpuClock's interface: record / current_stream / done / host_ns / recycle / synchronize, and
+    `next_anchor_ns` (never: no fresh anchor is asked of it)."""
 
     anchor_error_ns = 0
+    next_anchor_ns = 1 << 62
 
     def __init__(self, torch_module=None):
         self.ticks = itertools.count(1)

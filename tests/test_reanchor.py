@@ -118,3 +118,37 @@ def test_meta_says_the_drift(tmp_path, monkeypatch):
     d = cap.meta["gpu_clock_drift"]
     assert d["tries"] >= 1 and d["reanchors"] >= 1 and d["ns_per_s"] < 0
     assert isinstance(d["max_error_ns"], int) and d["max_abs_ns"] > 0
+
+
+def test_an_inference_start_reanchors_where_safe_points_cannot(tmp_path, monkeypatch):
+    # a GPU-paced loop that synchronizes after each inference: at the safe point (the end of the
+    # inference's call) its events are still pending, at the next inference's start the GPU is idle
+    import torch
+
+    import trtprof
+    from cpu_models import partitioned
+    from trtprof.capture import install
+
+    clock = _clock()
+    busy_at_safe_points = []
+    real_drain = Recorder.drain
+
+    def drain(self, wait=False, flush=False):
+        Drifting.busy = not wait  # pending at every safe point; done when the capture ends
+        try:
+            return real_drain(self, wait, flush)
+        finally:
+            busy_at_safe_points.append(Drifting.busy)
+            Drifting.busy = False  # the user's synchronize: idle again before the next inference
+
+    gpu_doubles.use_fake_gpu(monkeypatch)
+    monkeypatch.setattr(install, "GpuClock", lambda t: clock)
+    monkeypatch.setattr(Recorder, "drain", drain)
+    m, x = partitioned("python"), torch.randn(2, 8)
+    with trtprof.profile(tmp_path / "c", cpp_allocs=False) as cap:
+        cap.instrument(m)
+        for _ in range(30):
+            m(x)
+            time.sleep(0.005)
+    d = cap.meta["gpu_clock_drift"]
+    assert any(busy_at_safe_points) and d["reanchors"] >= 2 and d["ns_per_s"] < 0

@@ -13,10 +13,12 @@ drifted from the host clock by 2.2 us per second (two ranks of `scripts/gpu_run.
 2026-12-07: the end event's lead over the engine's last CUPTI kernel end grew linearly), so 30 s after
 one anchor the windows sat ~60 us late, and on GPU-paced work (kernels back to back) a window edge
 moved past the next kernel's start: each kernel went to the previous row. Moving the reference
-forward keeps that error (its host time is converted, not measured). So at safe points, at most once a
-second and only when the GPU has caught up (the new event completes within `REANCHOR_ERR_NS` of its
-record, no synchronize), a fresh event is tied to the host clock (`reanchor`); how far the old
-conversion had drifted is kept (`drift`), for meta.json.
+forward keeps that error (its host time is converted, not measured). So at most once a second, at the
+start of a top-level inference (where a loop that synchronizes after each inference leaves the GPU
+idle, GPU-paced or not) and at safe points with no event pending, and only when the GPU has caught
+up (the new event completes within `REANCHOR_ERR_NS` of its record, no synchronize), a fresh event is
+tied to the host clock (`reanchor`); how far the old conversion had drifted is kept (`drift`), for
+meta.json.
 
 Why nothing is recorded during a stream capture: an event recorded while a stream is being captured
 into a CUDA graph (`torch.cuda.graph`, Torch-TensorRT's CUDA-graph modes) becomes a node of the graph
@@ -106,6 +108,7 @@ class GpuClock:
         self._ref_host = 0
         self.anchor_error_ns = None  # half-width of the window the anchor event fell into
         self._anchored_at = 0  # host ns of the latest anchor
+        self.next_anchor_ns = 1 << 62  # when a fresh anchor may be tried (callers compare, then call)
         # fresh anchors after the first: how many, the worst half-width, and the drift each found
         # (host time measured minus the time the previous anchor's conversion gave, ns; per second)
         self.drift = {"reanchors": 0, "max_error_ns": 0, "last_ns": None, "max_abs_ns": 0,
@@ -127,6 +130,7 @@ class GpuClock:
                 best = (ev, lo, hi)
         self._ref, lo, hi = best
         self._ref_host = self._anchored_at = (lo + hi) // 2
+        self.next_anchor_ns = self._anchored_at + REANCHOR_NS
         self.anchor_error_ns = (hi - lo) // 2
 
     def _tie(self, ev, limit_ns: int | None = None):
@@ -150,6 +154,9 @@ class GpuClock:
         if self._ref is None or now_ns - self._anchored_at < REANCHOR_NS or Captures.depth:
             return False
         self._anchored_at = now_ns  # tried: the next try a second later, whatever comes of this one
+        self.next_anchor_ns = now_ns + REANCHOR_NS
+        if self._stream_capturing():  # a capture trtprof did not see begin: no event now
+            return False
         d = self.drift
         d["tries"] += 1
         ev = self._pool.pop() if self._pool else self._Event(enable_timing=True)
@@ -162,6 +169,7 @@ class GpuClock:
         was = self._ref_host + round(self._elapsed(self._ref, ev) * 1e6)
         old, old_host = self._ref, self._ref_host
         self._ref, self._ref_host, self._anchored_at = ev, host, host
+        self.next_anchor_ns = host + REANCHOR_NS
         if old is not None:
             self._pool.append(old)
         d["reanchors"] += 1

@@ -225,6 +225,11 @@ def _model_pre(module, args):
     st.last_end = None
     if ins.sample > 1 and ins.kernels is not None and not st.inferences:
         ins.kernels.resume()  # kernel activity only around recorded inferences (before the range opens)
+    gpu = ins.gpu
+    if gpu is not None and not st.inferences:  # once a second: the GPU clock anchored afresh where it is idle
+        t = now()
+        if t >= gpu.next_anchor_ns:
+            gpu.reanchor(t)
     frame = _open(ins, st.inferences, module, info, shapes, info.attrs.get(_INFERENCE) or ins.attrs(info, "inference"),
                   ins.inference_gpu)
     if cg_flip is not None:
