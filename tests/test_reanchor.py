@@ -36,6 +36,7 @@ def _clock():
 @pytest.fixture(autouse=True)
 def _fast(monkeypatch):
     monkeypatch.setattr(events, "REANCHOR_NS", 20_000_000)  # a fresh anchor at most every 20 ms here
+    monkeypatch.setattr(events, "REANCHOR_ERR_NS", 300_000)  # these Python events take microseconds
     Drifting.busy = False
 
 
@@ -152,3 +153,23 @@ def test_an_inference_start_reanchors_where_safe_points_cannot(tmp_path, monkeyp
             time.sleep(0.005)
     d = cap.meta["gpu_clock_drift"]
     assert any(busy_at_safe_points) and d["reanchors"] >= 2 and d["ns_per_s"] < 0
+
+
+def test_a_wide_window_is_refused(monkeypatch):
+    # the polling thread preempted between the record and the query that saw it done: the window the
+    # event completed in is milliseconds wide, and an anchor in it would be off by as much
+    real = Drifting.query
+    slow_now = []
+
+    def slow(self):
+        if slow_now:
+            time.sleep(0.002)  # wider than the 300 us allowed here
+        return real(self)
+    monkeypatch.setattr(Drifting, "query", slow)  # before the clock takes its C-level query
+    clock = _clock()
+    clock.record()
+    ref = clock._ref
+    time.sleep(0.03)
+    slow_now.append(True)
+    assert clock.reanchor(time.perf_counter_ns()) is False and clock._ref is ref
+    assert clock.drift["tries"] == 1 and clock.drift["reanchors"] == 0

@@ -40,7 +40,8 @@ import time
 
 _REBASE_MS = 1000.0
 REANCHOR_NS = 1_000_000_000  # at most one fresh anchor a second (at safe points)
-REANCHOR_ERR_NS = 10_000  # accepted when the event completed within this of its record (GPU idle)
+REANCHOR_ERR_NS = 10_000  # accepted when the event completed within this of its record (GPU idle) and the
+# window it completed in is no wider (the polling thread was not preempted)
 
 
 class _NotRecorded:
@@ -161,8 +162,10 @@ class GpuClock:
         d["tries"] += 1
         ev = self._pool.pop() if self._pool else self._Event(enable_timing=True)
         got = self._tie(ev, REANCHOR_ERR_NS)
-        if got is None:
-            self._pool.append(ev)  # the GPU is busy: keep the reference there is
+        if got is None or got[1] - got[0] > REANCHOR_ERR_NS:
+            # the GPU is busy, or this thread was preempted while it polled (the window is wider than
+            # the error allowed): keep the reference there is
+            self._pool.append(ev)
             return False
         lo, hi = got
         host = (lo + hi) // 2
