@@ -140,8 +140,11 @@ def test_signal_keeps_capture(tmp_path, fake_env, sig, code):
             time.sleep(0.001)
     """)
     s = _script(tmp_path, body)
+    # SIGINT as a terminal gives it: a suite started in the background (`cmd &`) runs with SIGINT
+    # ignored, which children inherit and Python then leaves ignored
     p = subprocess.Popen([sys.executable, "-m", "trtprof", "capture", "-o", "cap", str(s)], cwd=tmp_path,
-                         env=fake_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         env=fake_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while not (tmp_path / "ready").exists() and time.time() < deadline:
         time.sleep(0.05)

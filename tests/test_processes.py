@@ -290,8 +290,10 @@ def test_second_ctrl_c_while_finishing(tmp_path, fake_env):
         while True:
             m(x)
     """)
+    # SIGINT as a terminal gives it, even where the suite runs in the background with SIGINT ignored
     p = subprocess.Popen(_cmd("-o", "cap", "--no-report", s), cwd=tmp_path, env=fake_env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for(tmp_path / "ready", p)
     p.send_signal(signal.SIGINT)
     _wait_for(tmp_path / "finishing", p)
