@@ -10,7 +10,8 @@ two processes, so part of any difference is run-to-run variation, not measuremen
 host time per call in both runs (`host_diff_pct`) says how far the runs differed, which is what moves
 the span of a launch-bound call (the GPU waits for the host's launches). `--batch 128` makes the
 kernels outlast the host's launches (the GPU, not the host, sets the pace), so the spans of the two
-runs measure the same thing and the comparison is of the measurement alone.
+runs measure the same thing and the comparison is of the measurement alone. The nsys run turns nsys's
+CPU sampling and context-switch trace off (`--nsys-args`), which would slow its host further.
 
     source .trtbundle/activate.sh
     python3 bench/kernel_accuracy.py --out /tmp/kacc [--cases small breaks] [--runtimes cpp] [--batch 128]
@@ -30,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nsys_accuracy import ITERS, TOLERANCE_PCT, WARMUP, run_capture  # noqa: E402
+
+QUIET_HOST = "--sample=none --cpuctxsw=none"  # nsys's own host work kept to its CUDA and NVTX trace
 
 
 def _medians(df, busy: str, first: str, last: str):
@@ -85,6 +88,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=1, help="inputs per inference (bert_cases.py --batch)")
     p.add_argument("--seq", type=int, default=128, help="sequence length (bert_cases.py --seq)")
     p.add_argument("--timeout", type=int, default=200, help="seconds per run (compile included)")
+    p.add_argument("--nsys-args", default=QUIET_HOST,
+                   help=f"extra nsys profile options of the nsys run (default {QUIET_HOST!r}: no CPU sampling "
+                        "and no context-switch trace, which slow the host and so the span of launch-bound calls)")
     a = p.parse_args(argv)
     if shutil.which("nsys") is None:
         print("nsys is not on PATH (source .trtbundle/activate.sh)", file=sys.stderr)
@@ -95,7 +101,8 @@ def main(argv=None) -> int:
         return 2
     a.out.mkdir(parents=True, exist_ok=True)
     res = {"machine": torch.cuda.get_device_name(0), "host": platform.node(), "date": time.strftime("%Y-%m-%d"),
-           "torch": torch.__version__, "tolerance_pct": TOLERANCE_PCT, "warmup": WARMUP, "runs": []}
+           "torch": torch.__version__, "tolerance_pct": TOLERANCE_PCT, "warmup": WARMUP,
+           "nsys_args": a.nsys_args, "runs": []}
     ok = True
     for case in a.cases:
         for rt in a.runtimes:
@@ -105,7 +112,7 @@ def main(argv=None) -> int:
             for nsys in (False, True):
                 f = a.out / f"{case}{shape}-{rt}-{'nsys' if nsys else 'cupti'}"
                 rc, text = run_capture(case, rt, f, a.iters or ITERS[case], a.timeout, nsys=nsys,
-                                       extra=("--batch", str(a.batch), "--seq", str(a.seq)))
+                                       extra=("--batch", str(a.batch), "--seq", str(a.seq)), nsys_args=a.nsys_args)
                 (a.out / f"{f.name}.log").write_text(text)
                 entry[f"exit_{'nsys' if nsys else 'cupti'}"] = rc
                 folders[nsys] = f

@@ -37,8 +37,9 @@ WARMUP = 20
 
 
 def run_capture(case: str, runtime: str, out: Path, iters: int, timeout: int, nsys: bool = True,
-                extra: tuple = ()) -> tuple[int | None, str]:
-    cmd = [sys.executable, "-m", "trtprof", "capture", *(["--nsys"] if nsys else []), "--no-report", "-o", str(out),
+                extra: tuple = (), nsys_args: str = "") -> tuple[int | None, str]:
+    under = ["--nsys", *(["--nsys-args", nsys_args] if nsys_args else [])] if nsys else []
+    cmd = [sys.executable, "-m", "trtprof", "capture", *under, "--no-report", "-o", str(out),
            str(ROOT / "examples" / "bert_cases.py"), case, "--iters", str(iters), "--warmup", str(WARMUP), *extra]
     if runtime == "python":
         cmd.append("--python-runtime")
