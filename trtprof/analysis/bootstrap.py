@@ -20,9 +20,10 @@ MIN_N = 5  # values per side before a comparison means anything
 def bootstrap_quantile(x, q: float = 0.5, n_boot: int = N_BOOT, rng: np.random.Generator | None = None) -> np.ndarray:
     """`n_boot` bootstrap replicates of the q-quantile of `x` (linear interpolation, numpy's and
     pandas' default), via order statistics of uniforms: the quantile sits between the j-th and
-    (j+1)-th order statistics, j = floor((n - 1) q), so each replicate draws those two."""
+    (j+1)-th order statistics, j = floor((n - 1) q), so each replicate draws those two. `x`: values,
+    or a `counts.Counted` (values with how often each occurred, read in order without expanding)."""
     rng = np.random.default_rng(SEED) if rng is None else rng
-    x = np.sort(np.asarray(x, dtype=float))
+    x = _ordered(x)
     n = len(x)
     if n == 0:
         return np.full(n_boot, np.nan)
@@ -31,12 +32,28 @@ def bootstrap_quantile(x, q: float = 0.5, n_boot: int = N_BOOT, rng: np.random.G
     frac = h - j
     k = j + 1  # 1-based rank of the lower order statistic
     u = rng.beta(k, n + 1 - k, n_boot)
-    lo = np.minimum((n * u).astype(np.int64), n - 1)
+    lo = _at(x, np.minimum((n * u).astype(np.int64), n - 1))
     if frac <= 1e-12:
-        return x[lo]
+        return lo
     u2 = u + (1.0 - u) * rng.beta(1, n - k, n_boot)  # the next order statistic
-    hi = np.minimum((n * u2).astype(np.int64), n - 1)
-    return x[lo] + frac * (x[hi] - x[lo])
+    hi = _at(x, np.minimum((n * u2).astype(np.int64), n - 1))
+    return lo + frac * (hi - lo)
+
+
+def _ordered(x):
+    """`x` sorted, NaN left out; a `Counted` is already."""
+    if hasattr(x, "order_stat"):
+        return x
+    x = np.asarray(x, dtype=float)
+    return np.sort(x[~np.isnan(x)])
+
+
+def _at(x, i: np.ndarray) -> np.ndarray:
+    return x.order_stat(i) if hasattr(x, "order_stat") else x[i]
+
+
+def _quantile(x, q: float) -> float:
+    return float(x.quantile(q) if hasattr(x, "order_stat") else np.quantile(x, q))
 
 
 def bootstrap_median(x, n_boot: int = N_BOOT, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -63,15 +80,14 @@ class Diff:
 def diff_medians(a, b, *, n_boot: int = N_BOOT, seed: int = SEED,
                  min_n: int = MIN_N, q: float = 0.5) -> Diff:
     """B - A of the medians (or of the q-quantiles: q=0.9 for p90) with a percentile-bootstrap 95 %
-    CI, each side resampled on its own. The `median_*` fields then hold the quantiles."""
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    CI, each side resampled on its own. The `median_*` fields then hold the quantiles. `a`, `b`:
+    values (NaN left out) or `counts.Counted`, which give the same figures as the values they count."""
+    a, b = _ordered(a), _ordered(b)
     d = Diff(n_a=len(a), n_b=len(b))
     if len(a):
-        d.median_a = float(np.quantile(a, q))
+        d.median_a = _quantile(a, q)
     if len(b):
-        d.median_b = float(np.quantile(b, q))
+        d.median_b = _quantile(b, q)
     if len(a) and len(b):
         d.diff = d.median_b - d.median_a
         d.diff_pct = 100 * d.diff / d.median_a if d.median_a else float("nan")

@@ -84,6 +84,8 @@ class CaptureDiff:
     warnings: list = field(default_factory=list)
     partition: list = field(default_factory=list)  # how the partitions differ, one phrase per model (empty: same)
     environment: pd.DataFrame | None = None  # key, a, b for the keys that differ
+    runtimes_a: list = field(default_factory=list)  # the engine runtimes each capture ran (every row)
+    runtimes_b: list = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -244,15 +246,22 @@ def _side(df: pd.DataFrame, chosen: pd.DataFrame, mode: str) -> dict:
     al = al.assign(_us=dur(al, "host_start_ns", "host_end_ns") / 1e3,
                    _b=al["bytes"].astype("Float64").fillna(0).astype(float))
     alloc = al.groupby(keys, sort=False, observed=True).agg(allocs=("_us", "size"), alloc_us=("_us", "sum"), bytes=("_b", "sum"))
-    return {"info": info, "host": main.groupby(keys, sort=False, observed=True)["host_us"],
-            "gpu": timed.groupby(keys, sort=False, observed=True)["gpu_us"], "alloc": alloc, "n_inf": n_inf}
+    return {"info": info, "host": _Groups(main.groupby(keys, sort=False, observed=True)["host_us"]),
+            "gpu": _Groups(timed.groupby(keys, sort=False, observed=True)["gpu_us"]), "alloc": alloc, "n_inf": n_inf}
 
 
-def _values(groups, key) -> np.ndarray:
-    try:
-        return groups.get_group(key).to_numpy(float)
-    except KeyError:
-        return np.zeros(0)
+class _Groups:
+    """A side's per-call values by (model, subgraph), as `diff_medians` takes them: `get(key)`.
+    (The chunked comparison, `compare_streamed`, gives a dict of `counts.Counted` instead.)"""
+
+    def __init__(self, groups):
+        self.groups = groups
+
+    def get(self, key, default=None):
+        try:
+            return self.groups.get_group(key).to_numpy(float)
+        except KeyError:
+            return default
 
 
 def subgraph_diff(df_a: pd.DataFrame, df_b: pd.DataFrame, chosen_a: pd.DataFrame, chosen_b: pd.DataFrame,
@@ -265,8 +274,13 @@ def subgraph_diff(df_a: pd.DataFrame, df_b: pd.DataFrame, chosen_a: pd.DataFrame
 
     Per-inference figures divide by the compared inferences of the model (rows outside any inference
     have no inference to divide by: NaN for the model "")."""
-    sa, sb = _side(df_a, chosen_a, mode), _side(df_b, chosen_b, mode)
+    return sides_diff(_side(df_a, chosen_a, mode), _side(df_b, chosen_b, mode), n_boot, seed, min_n)
+
+
+def sides_diff(sa: dict, sb: dict, n_boot: int = N_BOOT, seed: int = SEED, min_n: int = MIN_N) -> pd.DataFrame:
+    """`subgraph_diff` from each side's summary (`_side`, or the chunked one of `compare_streamed`)."""
     keys = list(dict.fromkeys(list(sa["info"].index) + list(sb["info"].index)))
+    none = np.zeros(0)
     out = []
     for key in keys:
         ia = sa["info"].loc[key] if key in sa["info"].index else None
@@ -280,7 +294,7 @@ def subgraph_diff(df_a: pd.DataFrame, df_b: pd.DataFrame, chosen_a: pd.DataFrame
         na, nb = float(sa["n_inf"].get(key[0], np.nan)), float(sb["n_inf"].get(key[0], np.nan))
         r["calls_per_inf_a"], r["calls_per_inf_b"] = r["calls_a"] / na, r["calls_b"] / nb
         for m in ("gpu", "host"):
-            d = diff_medians(_values(sa[m], key), _values(sb[m], key), n_boot=n_boot, seed=seed, min_n=min_n)
+            d = diff_medians(sa[m].get(key, none), sb[m].get(key, none), n_boot=n_boot, seed=seed, min_n=min_n)
             r.update({f"{m}_us_a": d.median_a, f"{m}_us_b": d.median_b, f"{m}_diff_us": d.diff,
                       f"{m}_diff_pct": d.diff_pct, f"{m}_ci_lo_pct": d.ci_pct[0], f"{m}_ci_hi_pct": d.ci_pct[1],
                       f"{m}_significant": d.significant if d.enough else pd.NA})
@@ -312,17 +326,33 @@ def compare_timelines(df_a: pd.DataFrame, df_b: pd.DataFrame, *, mode: str = "al
     """Compare timeline B against timeline A (see the module docstring for what is compared)."""
     lat_a, lat_b = inference_latency(df_a), inference_latency(df_b)
     chosen_a, chosen_b, sel = select(lat_a, lat_b, mode, shape)
+    sides = (_side(df_a, chosen_a, mode), _side(df_b, chosen_b, mode))
+    return assemble(lat_a, lat_b, chosen_a, chosen_b, sel, sides,
+                    (overlap.has_gpu_times(df_a), overlap.has_gpu_times(df_b)),
+                    (engine_runtimes(df_a), engine_runtimes(df_b)), mode, n_boot, seed, min_n)
+
+
+def engine_runtimes(df: pd.DataFrame) -> list:
+    """The runtimes of a timeline's engine rows (the compare page's header)."""
+    return sorted(set(df.loc[(df["subgraph_kind"] == "engine").to_numpy(dtype=bool, na_value=False), "runtime"].dropna()))
+
+
+def assemble(lat_a, lat_b, chosen_a, chosen_b, sel: Selection, sides: tuple, gpu: tuple, runtimes: tuple,
+             mode: str, n_boot: int, seed: int, min_n: int) -> CaptureDiff:
+    """The comparison from each side's per-inference latencies, the chosen ones and the per-subgraph
+    summaries: what the whole timelines and the chunked captures (`compare_streamed`) share."""
     ma, mb = set(lat_a["model"].dropna()), set(lat_b["model"].dropna())
     models = []
     for model in sorted(ma & mb):
         a, b = chosen_a[chosen_a["model"] == model], chosen_b[chosen_b["model"] == model]
         d = diff_medians(a["latency_ns"] / 1e6, b["latency_ns"] / 1e6, n_boot=n_boot, seed=seed, min_n=min_n)
         models.append(ModelDiff(model, d, _by_shape(a, b, n_boot, seed, min_n), verdict(d, min_n)))
-    subs = subgraph_diff(df_a, df_b, chosen_a, chosen_b, mode, n_boot, seed, min_n)
-    ga, gb = overlap.has_gpu_times(df_a), overlap.has_gpu_times(df_b)
+    subs = sides_diff(*sides, n_boot, seed, min_n)
+    ga, gb = gpu
     res = CaptureDiff(selection=sel, models=models, subgraphs=subs, models_only_a=sorted(ma - mb),
                       models_only_b=sorted(mb - ma), gpu_times_a=ga, gpu_times_b=gb,
-                      latency_a=chosen_a.reset_index(drop=True), latency_b=chosen_b.reset_index(drop=True))
+                      latency_a=chosen_a.reset_index(drop=True), latency_b=chosen_b.reset_index(drop=True),
+                      runtimes_a=list(runtimes[0]), runtimes_b=list(runtimes[1]))
     res.partition = partition_diff(subs, sorted(ma & mb))
     if res.partition:
         res.warnings.append("the captures have different partitions (" + " | ".join(res.partition) + "): "
@@ -339,7 +369,7 @@ def compare_timelines(df_a: pd.DataFrame, df_b: pd.DataFrame, *, mode: str = "al
                             "stream; Python runtime: around the enqueue on the engine stream), so compare "
                             "engine GPU times with care; end-to-end latency is measured the same way")
     if mode == "all":
-        mix = [f"{side}: " + ", ".join(f"{k} {v}" for k, v in c["mode"].value_counts().sort_index().items())
+        mix = [f"{side}: " + ", ".join(f"{k} {v}" for k, v in c["mode"].value_counts().sort_index().items() if v)
                for side, c in (("A", chosen_a), ("B", chosen_b)) if len(c)]
         share = [c["mode"].value_counts(normalize=True) for c in (chosen_a, chosen_b)]
         if len(chosen_a) and len(chosen_b) and \
@@ -351,7 +381,12 @@ def compare_timelines(df_a: pd.DataFrame, df_b: pd.DataFrame, *, mode: str = "al
 
 def compare_captures(a: Capture, b: Capture, **kw) -> CaptureDiff:
     """compare_timelines on two loaded captures, plus the environment differences and status warnings."""
-    res = compare_timelines(a.timeline, b.timeline, **kw)
+    return finish(compare_timelines(a.timeline, b.timeline, **kw), a, b)
+
+
+def finish(res: CaptureDiff, a: Capture, b: Capture) -> CaptureDiff:
+    """The environment differences and status warnings of the captures compared (`meta` and `complete`
+    are all it reads of them)."""
     res.environment = environment_diff(a.meta, b.meta)
     for side, c in (("A", a), ("B", b)):
         if not c.complete:

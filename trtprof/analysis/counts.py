@@ -60,3 +60,41 @@ def medians(counts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     idx = groups[gid[first]]
     long = pd.DataFrame(list(idx), columns=keys + ["stat"]).assign(median=med)
     return long.pivot(index=keys, columns="stat", values="median")
+
+
+class Counted:
+    """The values a count table holds for one group, in order, without expanding them: what
+    `bootstrap.diff_medians` needs of a sample (its size, its q-quantile, its i-th smallest value)
+    and gives the figures of the values themselves (numpy's linear quantile, on the two values it
+    falls between)."""
+
+    def __init__(self, values, n):
+        v, n = np.asarray(values, dtype=float), np.asarray(n, dtype=np.int64)
+        keep = ~np.isnan(v) & (n > 0)
+        order = np.argsort(v[keep], kind="stable")
+        self.values, self.cum = v[keep][order], np.cumsum(n[keep][order])
+
+    def __len__(self) -> int:
+        return int(self.cum[-1]) if len(self.cum) else 0
+
+    def order_stat(self, i) -> np.ndarray:
+        """The i-th smallest values (0-based; an array of positions)."""
+        return self.values[np.searchsorted(self.cum, i, side="right")]
+
+    def quantile(self, q: float) -> float:
+        n = len(self)
+        h = (n - 1) * float(q)
+        j = int(np.floor(h))
+        pair = self.order_stat(np.array([j, min(j + 1, n - 1)]))
+        return float(np.quantile(pair, h - j))
+
+
+def counted(counts: pd.DataFrame, keys: list[str], stat: str) -> dict:
+    """{group key tuple: Counted} of one stat of a count table (`value_counts` long form)."""
+    c = counts[counts["stat"] == stat]
+    if not len(c):
+        return {}
+    out = {}
+    for key, g in c.groupby(keys, sort=False, observed=True):
+        out[key if isinstance(key, tuple) else (key,)] = Counted(g["value"].to_numpy(), g["n"].to_numpy())
+    return out

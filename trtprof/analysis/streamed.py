@@ -114,6 +114,9 @@ def _chunks(tl, plan: chunks.Plan):
         row += len(c)
 
 
+chunks_of = _chunks  # for the other chunked analyses (compare_streamed)
+
+
 def _cat(frames: list, rows: pd.DataFrame | None = None) -> pd.DataFrame | None:
     """`rows` (carried in) then `frames`, concatenated; a single frame is returned as it is."""
     frames = [f for f in ([rows] + frames) if f is not None and len(f)]
@@ -286,6 +289,9 @@ def _release() -> None:
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+release = _release  # what a chunked analysis calls after each chunk
 
 
 def _finish(acc, flags, p, meta, n_boot, seed, out: Streamed) -> Streamed:

@@ -199,6 +199,45 @@ def streamable(tl) -> bool:
         not any((folder / f).exists() for f in (FILE, NSYS_PARQUET, NSYS_JSON))
 
 
+def long(tl) -> bool:
+    """Past `STREAM_ROWS`: analysed chunk by chunk (the compare's rule; the report's is `streamable`)."""
+    return getattr(tl, "num_rows", 0) > STREAM_ROWS
+
+
+def compare_open(path_a, path_b):
+    """(A, B, sides): the captures at the two paths loaded whole (sides None), or, when either is past
+    `STREAM_ROWS`, opened for `analysis.compare_streamed` (the same comparison, read chunk by chunk):
+    A and B are then `timeline.ranks.Opened` (metadata, path and status: what the renderers read) and
+    sides their ((timeline, pid offset),) lists for `compare_run`."""
+    from trtprof.timeline.scan import open_timeline
+
+    try:
+        lazy = long(open_timeline(path_a)) or long(open_timeline(path_b))
+    except TrtprofError:  # not captures: loaded (and refused) as before
+        lazy = False
+    if not lazy:
+        return load(path_a, "A"), load(path_b, "B"), None
+    from trtprof.timeline.ranks import Opened
+
+    a, b = Opened(open_lazy(path_a, "A")), Opened(open_lazy(path_b, "B"))
+    return a, b, ([(a.timeline, 0)], [(b.timeline, 0)])
+
+
+def compare_run(a, b, mode: str, shape: str, path_a, path_b, sides=None):
+    """B against A: loaded captures compared whole, or `sides` (two (timeline, pid offset) lists)
+    read chunk by chunk; what the analysis cannot make sense of is one line."""
+    from trtprof.analysis import compare, compare_streamed
+
+    try:
+        if sides is None:
+            return compare.compare_captures(a, b, mode=mode, shape=shape)
+        return compare.finish(compare_streamed.compare_sides(*sides, mode=mode, shape=shape), a, b)
+    except TrtprofError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a capture the analysis cannot make sense of: one line
+        raise unexpected(f"cannot compare {path_a} and {path_b}", e) from None
+
+
 def report_capture(path, output=None):
     """Write the report of the capture at `path`; returns (report path, whether the capture is
     complete). A capture past `STREAM_ROWS` is analysed chunk by chunk (`analysis.streamed`), in

@@ -64,18 +64,12 @@ def compare(capture_a, capture_b, output, mode, shape, no_html, quiet):
         if not no_html:
             _page(res, cap_a, cap_b, out, quiet)
         return
-    cap_a, cap_b = common.load(capture_a, "A"), common.load(capture_b, "B")
+    cap_a, cap_b, sides = common.compare_open(capture_a, capture_b)
     out = None if no_html else common.output_path(output, default_output(capture_a, capture_b),
                                                   [cap_a.path, cap_b.path])  # a bad -o fails before the work
-    from trtprof.analysis import compare as analysis
     from trtprof.render import compare_text
 
-    try:
-        res = analysis.compare_captures(cap_a, cap_b, mode=mode, shape=shape)
-    except Exception as e:  # noqa: BLE001 - a capture the analysis cannot make sense of: one line
-        if isinstance(e, common.TrtprofError):
-            raise
-        raise common.unexpected(f"cannot compare {capture_a} and {capture_b}", e) from None
+    res = common.compare_run(cap_a, cap_b, mode, shape, capture_a, capture_b, sides)
     common.echo(compare_text.render(res, capture_a, capture_b, cap_a.meta, cap_b.meta))  # the result: even with -q
     if no_html:
         return

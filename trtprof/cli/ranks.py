@@ -153,38 +153,59 @@ def export(path, fmt: str, output, quiet: bool, formats: dict) -> Path:
 
 def compare(path_a, path_b, mode: str, shape: str):
     """Rank by rank where both are folders of ranks, then the whole runs merged. Returns the text and
-    the merged (CaptureDiff, Capture A, Capture B) for the HTML page."""
-    from trtprof.analysis import compare as analysis
+    the merged (CaptureDiff, Capture A, Capture B) for the HTML page. When any rank (or a single
+    capture on one side) is past `common.STREAM_ROWS`, every comparison reads its captures chunk by
+    chunk (`analysis.compare_streamed`), the merged one each side's ranks in turn."""
     from trtprof.render import compare_text
-    from trtprof.timeline.ranks import merged_capture
+    from trtprof.timeline.ranks import Opened, merged_capture, merged_meta, merged_sides
+    from trtprof.timeline.store import Capture
 
-    ra = load(path_a, "A") if is_ranks(path_a) else None
-    rb = load(path_b, "B") if is_ranks(path_b) else None
-    cap_a = merged_capture(ra) if ra else common.load(path_a, "A")
-    cap_b = merged_capture(rb) if rb else common.load(path_b, "B")
+    lazy = _lazy_sides(path_a, path_b)
+    if lazy is None:
+        ra = load(path_a, "A") if is_ranks(path_a) else None
+        rb = load(path_b, "B") if is_ranks(path_b) else None
+        cap_a = merged_capture(ra) if ra else common.load(path_a, "A")
+        cap_b = merged_capture(rb) if rb else common.load(path_b, "B")
+        pair = lambda r: (ra.captures[r], rb.captures[r], None)  # noqa: E731
+        sides = None
+    else:
+        ra, rb = lazy
+        single = [None if r else Opened(common.open_lazy(p, side)) for r, p, side in ((ra, path_a, "A"), (rb, path_b, "B"))]
+        cap_a, cap_b = (Capture(timeline=None, meta=merged_meta(r), path=r.root) if r else o
+                        for r, o in ((ra, single[0]), (rb, single[1])))
+        pair = lambda r: (ra.captures[r], rb.captures[r], ([(ra.captures[r].timeline, 0)], [(rb.captures[r].timeline, 0)]))  # noqa: E731
+        sides = tuple(merged_sides(r) if r else [(o.timeline, 0)] for r, o in ((ra, single[0]), (rb, single[1])))
     blocks = []
     if ra and rb:
         both = [r for r in ra.captures if r in rb.captures]
         for r in both:
-            res = _run(analysis.compare_captures, ra.captures[r], rb.captures[r], mode, shape, path_a, path_b)
-            blocks.append(f"== rank {r} ==\n" + compare_text.render(res, ra.captures[r].path, rb.captures[r].path,
-                                                                   ra.captures[r].meta, rb.captures[r].meta))
+            a, b, s = pair(r)
+            res = common.compare_run(a, b, mode, shape, path_a, path_b, s)
+            blocks.append(f"== rank {r} ==\n" + compare_text.render(res, a.path, b.path, a.meta, b.meta))
         only = sorted(set(ra.captures) ^ set(rb.captures))
         if only:
             blocks.append(f"ranks in one run only (not compared rank by rank): {', '.join(map(str, only))}")
     else:
         blocks.append("one side is a single capture: the runs are compared merged only (rank by rank needs two "
                       "folders of ranks)")
-    res = _run(analysis.compare_captures, cap_a, cap_b, mode, shape, path_a, path_b)
+    res = common.compare_run(cap_a, cap_b, mode, shape, path_a, path_b, sides)
     label = "all ranks merged" if ra or rb else "merged"
     blocks.append(f"== {label} ==\n" + compare_text.render(res, path_a, path_b, cap_a.meta, cap_b.meta))
     return "\n\n".join(blocks), (res, cap_a, cap_b)
 
 
-def _run(fn, a, b, mode, shape, path_a, path_b):
-    try:
-        return fn(a, b, mode=mode, shape=shape)
-    except common.TrtprofError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise common.unexpected(f"cannot compare {path_a} and {path_b}", e) from None
+def _lazy_sides(path_a, path_b):
+    """(ranks A, ranks B) opened without reading rows (None for a single capture) when any rank or
+    single capture of either side is past `common.STREAM_ROWS`; None when all fit (loaded whole)."""
+    from trtprof.timeline.ranks import open_ranks
+    from trtprof.timeline.scan import open_timeline
+
+    opened, is_long = [], False
+    for p in (path_a, path_b):
+        try:
+            r = open_ranks(p) if is_ranks(p) else None
+            is_long |= any(common.long(c.timeline) for c in r.captures.values()) if r else common.long(open_timeline(p))
+        except common.TrtprofError:  # loaded (and refused) as before
+            return None
+        opened.append(r)
+    return tuple(opened) if is_long else None

@@ -90,10 +90,9 @@ def subgraph_figure(subs: pd.DataFrame) -> Fig:
 
 
 # -- sections -----------------------------------------------------------------------------------------------
-def _side(cap: Capture, lat: pd.DataFrame) -> list[tuple[str, str]]:
+def _side(cap: Capture, lat: pd.DataFrame, runtimes: list) -> list[tuple[str, str]]:
     meta = cap.meta
     env = meta.get("environment") if isinstance(meta.get("environment"), dict) else {}
-    runtimes = sorted(set(cap.timeline.loc[cap.timeline["subgraph_kind"] == "engine", "runtime"].dropna()))
     return [("capture", str(cap.path) if cap.path else ""), ("command", _command(meta)),
             ("started", str(meta.get("start_time", ""))),
             ("status", "complete" if cap.complete else f"incomplete: {meta.get('incomplete_reason') or ''}"),
@@ -103,7 +102,7 @@ def _side(cap: Capture, lat: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def _header(res: CaptureDiff, a: Capture, b: Capture) -> str:
-    sa, sb = _side(a, res.latency_a), _side(b, res.latency_b)
+    sa, sb = _side(a, res.latency_a, res.runtimes_a), _side(b, res.latency_b, res.runtimes_b)
     rows = "".join(f"<tr><th>{e(k)}</th>" + "".join(f"<td>{'<code>' + e(v) + '</code>' if k == 'command' and v else e(v)}</td>"
                                                    for v in (va, vb)) + "</tr>"
                    for (k, va), (_, vb) in zip(sa, sb))

@@ -245,9 +245,21 @@ def merged(ranks: Ranks) -> pd.DataFrame:
 def merged_capture(ranks: Ranks) -> Capture:
     """The merged timeline as one Capture (for the analyses that take one: compare of the whole run);
     its metadata is the lowest rank's, with the folder's status (complete only if every rank is)."""
+    return Capture(timeline=merged(ranks).drop(columns="rank"), meta=merged_meta(ranks), path=ranks.root)
+
+
+def merged_meta(ranks: Ranks) -> dict:
+    """The metadata of the whole run: the lowest rank's, with the folder's status."""
     first = ranks.captures[min(ranks.captures)]
     meta = dict(first.meta, status="complete" if ranks.complete else "incomplete")
     if not ranks.complete:
         meta["incomplete_reason"] = "; ".join(f"rank {r}: {c.meta.get('incomplete_reason') or 'incomplete'}"
                                               for r, c in ranks.captures.items() if not c.complete)
-    return Capture(timeline=merged(ranks).drop(columns="rank"), meta=meta, path=ranks.root)
+    return meta
+
+
+def merged_sides(ranks: Ranks) -> list:
+    """The ranks as a side of a chunked comparison (`analysis.compare_streamed`): (timeline, pid
+    offset) each; every rank's pids are offset (what `merged` does only where two ranks share one:
+    a comparison reads pids only to tell inferences apart)."""
+    return [(c.timeline, r * PID_SPACING) for r, c in ranks.captures.items()]
