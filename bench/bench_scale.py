@@ -21,7 +21,8 @@ Captures are reused from `--keep` (make them once: 100 M rows take about 20 minu
 disk). The machine line gives the CPU, memory and date, and each run the load average before and
 after it: on a shared machine wall time follows the load, peak RSS does not.
 
-Commands: report (`trtprof report -q`: past 1 Mi rows analysed chunk by chunk), perfetto / csv (`trtprof export -q`), load
+Commands: report (`trtprof report -q`: past 1 Mi rows analysed chunk by chunk), compare (`trtprof compare
+CAP CAP -q`, the capture against itself, page written; past 1 Mi rows read chunk by chunk), perfetto / csv (`trtprof export -q`), load
 (`trtprof.load(path, columns=..., filter=...)` of the exec rows' GPU times), lazy (a lazy
 timeline's batches summed column by column).
 """
@@ -105,6 +106,8 @@ def argv(command: str, folder: Path, out: Path) -> list[str]:
     return {"report": [py, "-m", "trtprof", "report", str(folder), "-o", str(out / "report.html"), "-q"],
             "perfetto": [py, "-m", "trtprof", "export", str(folder), "-o", str(out / "trace.json"), "-q"],
             "csv": [py, "-m", "trtprof", "export", str(folder), "-f", "csv", "-o", str(out / "t.csv"), "-q"],
+            # the capture against itself: both sides read in full, the page written
+            "compare": [py, "-m", "trtprof", "compare", str(folder), str(folder), "-o", str(out / "compare.html"), "-q"],
             "load": [py, "-c", LOAD, str(folder)], "lazy": [py, "-c", LAZY, str(folder)]}[command]
 
 

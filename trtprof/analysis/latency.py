@@ -36,14 +36,54 @@ def inference_latency(df: pd.DataFrame, infs: pd.DataFrame | None = None) -> pd.
 
 
 def latency_summary(lat: pd.DataFrame, by=("model", "mode")) -> pd.DataFrame:
-    """n, median, p10, p90 (ms) of the included inferences per group."""
+    """n, median, p10, p90 (ms) of the included inferences per group (groups in sorted order, a
+    missing key last; n counts an inference without a latency, the figures leave it out): pandas'
+    groupby figures, computed by `_sorted_groups` in a third of the memory (a 100 M-row capture has
+    14 M inferences, and pandas' grouping took about 50 bytes each)."""
     by = list(by)
     cols = by + ["n", "median_ms", "p10_ms", "p90_ms"]
-    # the columns read, of the included inferences: not a copy of every column (14 M inferences)
+    # the columns read, of the included inferences: not a copy of every column
     ok = lat.loc[~lat["excluded"].astype(bool).to_numpy(), by + ["latency_ns"]] if len(lat) else lat
     if ok.empty:
         return pd.DataFrame(columns=cols)
-    g = ok.groupby(by, sort=True, dropna=False, observed=True)["latency_ns"]
-    out = pd.DataFrame({"n": g.size(), "median_ms": g.median() / 1e6, "p10_ms": g.quantile(0.1) / 1e6,
-                        "p90_ms": g.quantile(0.9) / 1e6}).reset_index()
+    keys, start, size, count, v = _sorted_groups(ok, by, "latency_ns")
+    out = keys.assign(n=size, median_ms=_quantile(v, start, count, 0.5, median=True) / 1e6,
+                      p10_ms=_quantile(v, start, count, 0.1) / 1e6, p90_ms=_quantile(v, start, count, 0.9) / 1e6)
     return out[cols]
+
+
+def _sorted_groups(frame: pd.DataFrame, by: list, value: str):
+    """(group keys, first position, rows, non-missing values of each group, the values sorted by
+    group then value) of `frame` grouped by `by` as `groupby(by, sort=True, dropna=False,
+    observed=True)` groups it: one int64 key per row and one sort, instead of pandas' codes per key."""
+    key = np.zeros(len(frame), np.int64)
+    for c in by:
+        codes, uniques = pd.factorize(frame[c], sort=True, use_na_sentinel=True)
+        codes = np.where(codes < 0, len(uniques), codes)  # a missing key: its own group, last
+        key *= len(uniques) + 1
+        key += codes
+        del codes
+    vals = frame[value].to_numpy(np.float64, na_value=np.nan)
+    order = np.lexsort((vals, key))  # by group, then value (missing values last in their group)
+    key, vals = key[order], vals[order]
+    start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    size = np.diff(np.r_[start, len(key)])
+    count = np.add.reduceat(~np.isnan(vals), start) if len(start) else np.zeros(0, np.int64)
+    keys = frame[by].iloc[order[start]].reset_index(drop=True)
+    return keys, start, size, count, vals
+
+
+def _quantile(v: np.ndarray, start: np.ndarray, count: np.ndarray, q: float, median: bool = False) -> np.ndarray:
+    """Per group (its `count` values sorted from `start`), pandas' linear q-quantile (or median:
+    the middle value, or the mean of the two middle ones); NaN for a group without values."""
+    m = np.maximum(count, 1)
+    if median:
+        lo, hi = v[start + (m - 1) // 2], v[start + m // 2]
+        out = (lo + hi) / 2
+    else:
+        idx = q * (m - 1)
+        below = idx.astype(np.int64)
+        above = np.where(below < m - 1, below + 1, below)
+        lo, hi = v[start + below], v[start + above]
+        out = lo + (hi - lo) * (idx - below)
+    return np.where(count > 0, out, np.nan)
