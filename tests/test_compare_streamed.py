@@ -35,7 +35,7 @@ def _same(a: Path, b: Path, mode: str, shape: str = "common") -> None:
     part = compare.finish(compare_streamed.compare_sides([(scan.open_timeline(a), 0)], [(scan.open_timeline(b), 0)],
                                                          mode=mode, shape=shape, chunk_rows=300), ca, cb)
     assert compare_text.render(part, a, b, ca.meta, cb.meta) == compare_text.render(whole, a, b, ca.meta, cb.meta)
-    pd.testing.assert_frame_equal(part.subgraphs, whole.subgraphs, check_dtype=False, rtol=1e-12)
+    pd.testing.assert_frame_equal(part.subgraphs, whole.subgraphs, check_dtype=False, check_exact=True)
     for m, n in zip(part.models, whole.models):
         assert m.latency == n.latency
         pd.testing.assert_frame_equal(m.by_shape, n.by_shape, check_dtype=False)
@@ -106,3 +106,49 @@ def test_compare_of_long_ranks_is_the_whole_one(tmp_path, monkeypatch):
     assert whole.exit_code == 0, whole.output
     assert "== rank 1 ==" in whole.output and "all ranks merged" in whole.output
     assert called == [1, 1, 2] and part.output == whole.output
+
+
+def _damaged(folder: Path, df: pd.DataFrame) -> Path:
+    """A capture whose last row group of one column is garbage: opened lazily, found when read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trtprof.timeline.schema import ARROW_SCHEMA
+
+    synthetic.write_capture(df, folder)
+    path = folder / "timeline.parquet"
+    pq.write_table(pa.Table.from_pandas(df, schema=ARROW_SCHEMA, preserve_index=False), path, row_group_size=400,
+                   compression="snappy")
+    md = pq.ParquetFile(path).metadata
+    cc = md.row_group(md.num_row_groups - 1).column(md.schema.names.index("subgraph_kind"))
+    off = cc.dictionary_page_offset or cc.data_page_offset
+    b = bytearray(path.read_bytes())
+    b[off:off + cc.total_compressed_size] = b"\xab" * cc.total_compressed_size
+    path.write_bytes(bytes(b))
+    return folder
+
+
+def test_long_ranks_with_an_empty_or_a_damaged_rank(tmp_path, monkeypatch):
+    """An empty rank compares as nothing ran (as loaded whole); a rank found damaged while read is
+    left out with a line saying so, the rest compared; a side of empty ranks is one line, exit 6."""
+    from trtprof.cli import common, main
+
+    empty = synthetic.timeline(5, seed=1).iloc[:0]
+    for run, seed in (("x", 1), ("y", 3)):
+        synthetic.write_capture(synthetic.timeline(150, seed=seed, pid=100), tmp_path / run / "rank0")
+        synthetic.write_capture(empty, tmp_path / run / "rank1")
+    synthetic.write_capture(synthetic.timeline(150, seed=5, pid=100), tmp_path / "z" / "rank0")
+    _damaged(tmp_path / "z" / "rank1", synthetic.timeline(150, seed=6, pid=101))
+    for r in (0, 1):
+        synthetic.write_capture(empty, tmp_path / "e" / f"rank{r}")
+    monkeypatch.setattr(common, "STREAM_ROWS", 100)
+    run = lambda *a: CliRunner().invoke(main, ["compare", *map(str, a), "--no-html"])  # noqa: E731
+    out = run(tmp_path / "x", tmp_path / "y")
+    assert out.exit_code == 0 and "(0 inferences compared" in out.output.split("== rank 1 ==")[1], out.output
+    assert "no model ran in both captures" in out.output
+    out = run(tmp_path / "x", tmp_path / "e")
+    assert out.exit_code == 6 and out.output.count("\n") == 1 and "no rank in" in out.output
+    out = run(tmp_path / "x", tmp_path / "z")
+    assert out.exit_code == 0, out.output
+    assert "== rank 1 ==\nnot compared:" in out.output and "rank1 left out" in out.output
+    assert "all ranks merged" in out.output

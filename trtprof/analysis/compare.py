@@ -79,7 +79,8 @@ class CaptureDiff:
     models_only_b: list
     gpu_times_a: bool
     gpu_times_b: bool
-    latency_a: pd.DataFrame  # the selected inferences' latencies (latency.inference_latency rows)
+    latency_a: pd.DataFrame  # the selected inferences' latencies (latency.inference_latency rows; read chunk by
+    # chunk: labels as categories, numbers in 32 bits, without host_ns / gpu_ns, pids offset per rank)
     latency_b: pd.DataFrame
     warnings: list = field(default_factory=list)
     partition: list = field(default_factory=list)  # how the partitions differ, one phrase per model (empty: same)
@@ -242,12 +243,22 @@ def _side(df: pd.DataFrame, chosen: pd.DataFrame, mode: str) -> dict:
     n_inf = chosen.groupby("model", observed=True).size()
     info = main.groupby(keys, sort=False, observed=True).agg(kind=("subgraph_kind", "first"), runtime=("runtime", "first"),
                                               calls=("host_us", "size"))
-    al = rows[rows["event"] == "alloc"]
-    al = al.assign(_us=dur(al, "host_start_ns", "host_end_ns") / 1e3,
-                   _b=al["bytes"].astype("Float64").fillna(0).astype(float))
-    alloc = al.groupby(keys, sort=False, observed=True).agg(allocs=("_us", "size"), alloc_us=("_us", "sum"), bytes=("_b", "sum"))
-    return {"info": info, "host": _Groups(main.groupby(keys, sort=False, observed=True)["host_us"]),
-            "gpu": _Groups(timed.groupby(keys, sort=False, observed=True)["gpu_us"]), "alloc": alloc, "n_inf": n_inf}
+    return {"info": info, "alloc": in_us(alloc_sums(rows)), "host": _Groups(main.groupby(keys, sort=False, observed=True)["host_us"]),
+            "gpu": _Groups(timed.groupby(keys, sort=False, observed=True)["gpu_us"]), "n_inf": n_inf}
+
+
+def alloc_sums(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, subgraph) of the allocation rows: how many, their host time (ns) and bytes. Sums of
+    integer nanoseconds: exact in any order, so chunks add up to the whole (`compare_streamed`)."""
+    al = rows[(rows["event"] == "alloc").to_numpy(dtype=bool, na_value=False)]
+    al = al.assign(_ns=dur(al, "host_start_ns", "host_end_ns"), _b=al["bytes"].astype("Float64").fillna(0).astype(float))
+    return al.groupby(["model", "subgraph"], sort=False, observed=True).agg(
+        allocs=("_ns", "size"), alloc_ns=("_ns", "sum"), bytes=("_b", "sum"))
+
+
+def in_us(alloc: pd.DataFrame) -> pd.DataFrame:
+    """`alloc_sums` with the host time in microseconds (`alloc_us`), as the comparison reports it."""
+    return alloc.assign(alloc_us=alloc["alloc_ns"] / 1e3).drop(columns="alloc_ns")
 
 
 class _Groups:

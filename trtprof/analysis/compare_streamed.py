@@ -8,8 +8,8 @@ bootstrap intervals. Those come exactly from value counts (integer nanoseconds r
 which chunks add up, read without expanding (`counts.Counted`). Chunks hold whole inferences
 (`chunks.plan`). Each capture is read twice: once for the per-inference tables, from which both
 sides' selection is made (it depends on the other side: shapes run in both), then for the rows of
-the inferences chosen. A side may be several captures (the ranks of a run), each read in turn;
-their process ids are offset by rank where two share one, as the merged timeline does.
+the inferences chosen. A side may be several captures (the ranks of a run), each read in turn, its
+process ids offset (by rank: `timeline.ranks.merged_sides`) so no two ranks share one.
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import pandas as pd
 
 from trtprof.analysis import chunks, compare, counts, overlap, streamed
 from trtprof.analysis.bootstrap import MIN_N, N_BOOT, SEED
-from trtprof.analysis.latency import dur, inference_latency
+from trtprof.analysis.latency import inference_latency
+from trtprof.errors import TrtprofError
 from trtprof.timeline import schema, store
 
 KEYS = ["model", "subgraph"]
@@ -37,15 +38,31 @@ def _frames(timelines: list, chunk_rows: int):
             streamed.release()
 
 
-def latencies(timelines: list, chunk_rows: int) -> tuple[pd.DataFrame, bool, list]:
+def latencies(timelines: list, chunk_rows: int) -> tuple[pd.DataFrame, bool, list, list, list]:
     """First pass: the side's per-inference latencies (`inference_latency`, as `streamed` keeps
-    them), whether it has GPU times and the runtimes its engines ran."""
-    parts, gpu, runtimes = [], False, set()
-    for c in _frames(timelines, chunk_rows):
-        parts.append(streamed.compact(inference_latency(c, overlap.inferences(c))))
-        gpu |= overlap.has_gpu_times(c)
-        runtimes |= set(compare.engine_runtimes(c))
-    return streamed.join_parts(parts), gpu, sorted(runtimes)
+    them), whether it has GPU times, the runtimes its engines ran, the timelines read and a note for
+    each left out. A timeline found damaged while it is read (one rank of a folder: `open_ranks`
+    checks two columns only) is left out with a note when the side has others, as `load_ranks`
+    leaves such a rank out; its own error otherwise."""
+    parts, gpu, runtimes, kept, notes = [], False, set(), [], []
+    for tl, offset in timelines:
+        mine, g, r = [], False, set()
+        try:
+            for c in _frames([(tl, offset)], chunk_rows):
+                mine.append(streamed.compact(inference_latency(c, overlap.inferences(c))))
+                g |= overlap.has_gpu_times(c)
+                r |= set(compare.engine_runtimes(c))
+        except TrtprofError as e:
+            if len(timelines) == 1:
+                raise
+            notes.append(f"{tl.path} left out: {e}")
+            continue
+        parts += mine
+        gpu |= g
+        runtimes |= r
+        kept.append((tl, offset))
+    lat = streamed.join_parts(parts) if parts else inference_latency(schema.empty_frame())
+    return lat, gpu, sorted(runtimes), kept, notes
 
 
 def _chosen_index(chosen: pd.DataFrame) -> dict:
@@ -89,15 +106,12 @@ class _Side:
                 self.first[flag].append(part.groupby(KEYS, sort=False, observed=True)[["subgraph_kind", "runtime"]].first())
         if len(main):
             self.calls.append(main.groupby(KEYS, sort=False, observed=True).size())
-        al = rows[(rows["event"] == "alloc").to_numpy(bool)]
+        al = compare.alloc_sums(rows)
         if len(al):
-            al = al.assign(_us=dur(al, "host_start_ns", "host_end_ns") / 1e3,
-                           _b=al["bytes"].astype("Float64").fillna(0).astype(float))
-            self.alloc.append(al.groupby(KEYS, sort=False, observed=True).agg(
-                allocs=("_us", "size"), alloc_us=("_us", "sum"), bytes=("_b", "sum")))
+            self.alloc.append(al)
         self.counts.append(counts.combine([counts.value_counts(main, KEYS, ["host_us"]),
                                            counts.value_counts(timed, KEYS, ["gpu_us"])], KEYS))
-        if len(self.counts) > 1:  # a running total: it grows with distinct values, not with rows
+        if len(self.counts) >= 16:  # a running total: it grows with distinct values, not with rows
             self.counts = [counts.combine(self.counts, KEYS)]
 
     def summary(self, chosen: pd.DataFrame) -> dict:
@@ -110,8 +124,9 @@ class _Side:
         else:
             info = pd.DataFrame({"kind": [], "runtime": [], "calls": []},
                                 index=pd.MultiIndex.from_tuples([], names=KEYS))
-        alloc = pd.concat(self.alloc).groupby(level=KEYS, sort=False, observed=True).sum() if self.alloc else \
-            pd.DataFrame({"allocs": [], "alloc_us": [], "bytes": []}, index=pd.MultiIndex.from_tuples([], names=KEYS))
+        alloc = compare.in_us(pd.concat(self.alloc).groupby(level=KEYS, sort=False, observed=True).sum() if self.alloc else
+                              pd.DataFrame({"allocs": [], "alloc_ns": [], "bytes": []},
+                                           index=pd.MultiIndex.from_tuples([], names=KEYS)))
         c = counts.combine(self.counts, KEYS)
         out = {"info": info, "alloc": alloc, "n_inf": chosen.groupby("model", observed=True).size()}
         for m, stat in STATS.items():
@@ -125,7 +140,7 @@ def compare_sides(a: list, b: list, *, mode: str = "all", shape: str = compare.S
     """Compare side B against side A, each a list of (`scan.Timeline`, pid offset); the result is
     `compare.compare_timelines`' on the timelines read whole (the tests hold them to it)."""
     chunk_rows = chunk_rows or streamed.CHUNK_ROWS
-    (lat_a, ga, ra), (lat_b, gb, rb) = latencies(a, chunk_rows), latencies(b, chunk_rows)
+    (lat_a, ga, ra, a, notes_a), (lat_b, gb, rb, b, notes_b) = latencies(a, chunk_rows), latencies(b, chunk_rows)
     chosen_a, chosen_b, sel = compare.select(lat_a, lat_b, mode, shape)
     sides = []
     for timelines, chosen in ((a, chosen_a), (b, chosen_b)):
@@ -133,5 +148,7 @@ def compare_sides(a: list, b: list, *, mode: str = "all", shape: str = compare.S
         for c in _frames(timelines, chunk_rows):
             side.add(c, _chosen_in(c, index), mode)
         sides.append(side.summary(chosen))
-    return compare.assemble(lat_a, lat_b, chosen_a, chosen_b, sel, tuple(sides), (ga, gb), (ra, rb),
-                            mode, n_boot, seed, min_n)
+    res = compare.assemble(lat_a, lat_b, chosen_a, chosen_b, sel, tuple(sides), (ga, gb), (ra, rb),
+                           mode, n_boot, seed, min_n)
+    res.warnings += [f"{side}: {n}" for side, ns in (("A", notes_a), ("B", notes_b)) for n in ns]
+    return res

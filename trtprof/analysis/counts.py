@@ -5,8 +5,9 @@ Why counts rather than the values: a per-subgraph median over a 100 M-row captur
 of the group, but the values are integer nanoseconds (and counts) with far fewer distinct values
 than rows, so their counts are small, add up exactly across chunks, and give the same median as the
 values themselves: the middle value, or the mean of the two middle ones (pandas' and numpy's rule).
-The per-subgraph table computes its medians this way for a whole frame and for a capture read in
-chunks alike, so there is one implementation of them.
+The report's per-subgraph table computes its medians this way for a whole frame and for a capture
+read in chunks alike, so there is one implementation of them; `Counted` gives a comparison's
+medians and bootstrap intervals from counts (`analysis/compare_streamed.py`).
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from trtprof.errors import EmptyCaptureError, ExitCode, MissingDependency, TrtprofError, clean, first_line  # noqa: F401
+from trtprof.errors import CaptureError, EmptyCaptureError, ExitCode, MissingDependency, TrtprofError, clean, first_line  # noqa: F401
 
 # files of a capture folder an output must never replace
 OWN_FILES = ("meta.json", "timeline.parquet", "timeline.arrows", "nsys.parquet", "nsys.json", ".capturing",
