@@ -103,13 +103,31 @@ def _select(lat: pd.DataFrame, mode: str) -> pd.DataFrame:
     return ok if mode == "all" else ok[ok["mode"] == mode]
 
 
+UNKNOWN_SHAPE = "(unknown)"
+
+
 def _shape_key(s: pd.Series) -> pd.Series:
-    return s.astype(object).where(s.notna(), "(unknown)").astype(str)
+    """Input shapes as text, a missing one "(unknown)". Categories stay categories (a chunked capture's
+    14 M inferences: one string per distinct shape, not one per inference)."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        c = s.cat.remove_unused_categories()
+        c = c.cat.rename_categories([str(v) for v in c.cat.categories])
+        if c.isna().any():
+            if UNKNOWN_SHAPE not in c.cat.categories:
+                c = c.cat.add_categories(UNKNOWN_SHAPE)
+            c = c.fillna(UNKNOWN_SHAPE)
+        return c
+    return s.astype(object).where(s.notna(), UNKNOWN_SHAPE).astype(str)
+
+
+def _keys(k: pd.Series) -> set:
+    return set(k.unique())
 
 
 def _counts(keys: pd.Series, limit: int = 6, width: int = 60) -> str:
     """'off 59, on 20': each value and how often, the most frequent first, at most `limit` of them."""
     vc = keys.value_counts()
+    vc = vc[vc > 0]  # categories no value has
     if vc.empty:
         return "none"
     items = [f"{k if len(k) <= width else k[:width - 1] + chr(0x2026)} ({n})" for k, n in vc.head(limit).items()]
@@ -151,12 +169,12 @@ def select(lat_a: pd.DataFrame, lat_b: pd.DataFrame, mode: str = "all",
     if shape == SHAPES_ALL:
         keep = None
     elif shape == SHAPES_COMMON:
-        sa, sb = set(ka), set(kb)
+        sa, sb = _keys(ka), _keys(kb)
         keep = sa & sb if (sa != sb and sa and sb) else None
         if keep is not None:
             sel.shapes = sorted(keep)
     else:
-        keep = {k for k in set(ka) | set(kb) if _nospace(k) == _nospace(shape)}
+        keep = {k for k in _keys(ka) | _keys(kb) if _nospace(k) == _nospace(shape)}
         if not keep:
             raise UsageError(f"--shape {shape}: no compared inference ran with this input shape; shapes "
                              f"(inferences) in A: {_counts(ka)}; in B: {_counts(kb)}")
@@ -197,7 +215,7 @@ BY_SHAPE_COLUMNS = ["input_shapes", "n_a", "n_b", "median_a_ms", "median_b_ms", 
 def _by_shape(a: pd.DataFrame, b: pd.DataFrame, n_boot: int, seed: int, min_n: int) -> pd.DataFrame:
     ka, kb = _shape_key(a["input_shapes"]), _shape_key(b["input_shapes"])
     rows = []
-    for s in sorted(set(ka) | set(kb)):
+    for s in sorted(_keys(ka) | _keys(kb)):
         d = diff_medians(a.loc[(ka == s).to_numpy(), "latency_ns"] / 1e6, b.loc[(kb == s).to_numpy(), "latency_ns"] / 1e6,
                          n_boot=n_boot, seed=seed, min_n=min_n)
         rows.append([s, d.n_a, d.n_b, d.median_a, d.median_b, d.diff, d.diff_pct, *d.ci_pct,
