@@ -111,7 +111,7 @@ class _Side:
             self.alloc.append(al)
         self.counts.append(counts.combine([counts.value_counts(main, KEYS, ["host_us"]),
                                            counts.value_counts(timed, KEYS, ["gpu_us"])], KEYS))
-        if len(self.counts) >= 16:  # a running total: it grows with distinct values, not with rows
+        if len(self.counts) >= 4:  # a running total: it grows with distinct values, not with rows
             self.counts = [counts.combine(self.counts, KEYS)]
 
     def summary(self, chosen: pd.DataFrame) -> dict:
