@@ -8,6 +8,7 @@ peak, this says which step makes it. Each step is wrapped; before it runs the pr
 another is not measured apart.
 
     python3 bench/report_steps.py /work/scale-data/cap-10000000
+    python3 bench/report_steps.py --compare /work/scale-data/cap-10000000   # the capture compared with itself
 
 Prints one line per call on stderr: RSS before, the peak during the call (and the difference), RSS
 after, seconds.
@@ -58,14 +59,29 @@ def wrap(owner, name: str) -> None:
 
 def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    compare = args[:1] == ["--compare"]
+    args = args[1:] if compare else args
     if len(args) != 1 or not Path("/proc/self/clear_refs").exists():
-        print("usage: report_steps.py CAPTURE (Linux: reads /proc/self/status)", file=sys.stderr)
+        print("usage: report_steps.py [--compare] CAPTURE (Linux: reads /proc/self/status)", file=sys.stderr)
         return 2
-    from trtprof.analysis import streamed
+    from trtprof.analysis import compare as comparison, compare_streamed, streamed
     from trtprof.cli import common
-    from trtprof.render import figures, timeline_fig
+    from trtprof.render import compare_html, figures, timeline_fig
     from trtprof.timeline import scan
 
+    t = time.perf_counter()
+    if compare:  # the chunked comparison's passes and what follows them (the capture against itself)
+        for name in ("latencies", "_Side"):
+            wrap(compare_streamed, name)
+        for name in ("select", "sides_diff", "_by_shape", "diff_medians"):
+            wrap(comparison, name)
+        wrap(compare_html, "render")
+        res, a, b = None, None, None
+        a, b, sides = common.compare_open(args[0], args[0])
+        res = common.compare_run(a, b, "all", "common", args[0], args[0], sides)
+        compare_html.render(res, a, b)
+        print(f"compare in {time.perf_counter() - t:.1f} s; at the end {rss()}", file=sys.stderr)
+        return 0
     for name in ("join_parts", "latency_summary", "compare_modes", "recommendations"):
         wrap(streamed, name)
     wrap(streamed.cudagraphs, "compare")
@@ -73,7 +89,6 @@ def main(argv=None) -> int:
     wrap(timeline_fig, "window_in")
     for name in ("latency_histogram", "latency_over_run"):
         wrap(figures, name)
-    t = time.perf_counter()
     common.streamed_html(scan.open_timeline(Path(args[0])))
     print(f"report in {time.perf_counter() - t:.1f} s; at the end {rss()}", file=sys.stderr)
     return 0
