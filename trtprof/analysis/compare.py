@@ -368,8 +368,9 @@ def engine_runtimes(df: pd.DataFrame) -> list:
 
 def assemble(lat_a, lat_b, chosen_a, chosen_b, sel: Selection, sides: tuple, gpu: tuple, runtimes: tuple,
              mode: str, n_boot: int, seed: int, min_n: int) -> CaptureDiff:
-    """The comparison from each side's per-inference latencies, the chosen ones and the per-subgraph
-    summaries: what the whole timelines and the chunked captures (`compare_streamed`) share."""
+    """The comparison from each side's per-inference latencies (only their models are read), the
+    chosen ones and the per-subgraph summaries: what the whole timelines and the chunked captures
+    (`compare_streamed`) share."""
     ma, mb = set(lat_a["model"].dropna()), set(lat_b["model"].dropna())
     models = []
     for model in sorted(ma & mb):

@@ -142,6 +142,8 @@ def compare_sides(a: list, b: list, *, mode: str = "all", shape: str = compare.S
     chunk_rows = chunk_rows or streamed.CHUNK_ROWS
     (lat_a, ga, ra, a, notes_a), (lat_b, gb, rb, b, notes_b) = latencies(a, chunk_rows), latencies(b, chunk_rows)
     chosen_a, chosen_b, sel = compare.select(lat_a, lat_b, mode, shape)
+    # of every inference only its model is read again (`assemble`): the tables go, the chosen ones stay
+    lat_a, lat_b = (lat[["model"]].drop_duplicates() for lat in (lat_a, lat_b))
     sides = []
     for timelines, chosen in ((a, chosen_a), (b, chosen_b)):
         side, index = _Side(), _chosen_index(chosen)
