@@ -250,7 +250,7 @@ def _per_call(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     main, timed = schema.call_rows(rows), schema.timed_rows(rows)
     m = main.assign(host_us=dur(main, "host_start_ns", "host_end_ns") / 1e3)
     t = timed.assign(gpu_us=dur(timed, "gpu_start_ns", "gpu_end_ns") / 1e3)
-    return (m[keys + ["pid", "call", "subgraph_kind", "runtime", "host_us"]],
+    return (m[keys + ["pid", "inference", "call", "subgraph_kind", "runtime", "host_us"]],
             t[keys + ["pid", "call", "gpu_us"]])
 
 

@@ -26,10 +26,14 @@ KEYS = ["model", "subgraph"]
 STATS = {"host": "host_us", "gpu": "gpu_us"}
 
 
-def _frames(timelines: list, chunk_rows: int):
-    """Each chunk of each (timeline, pid offset) of a side as a frame, pids offset."""
+def _frames(timelines: list, chunk_rows: int, plans: dict | None = None):
+    """Each chunk of each (timeline, pid offset) of a side as a frame, pids offset. `plans` keeps
+    each timeline's chunk plan (a read of its key columns) for the second pass."""
+    plans = {} if plans is None else plans
     for tl, offset in timelines:
-        p = chunks.plan(tl, chunk_rows, max(1, min(store.ROW_GROUP, chunk_rows // 2)))
+        p = plans.get(id(tl))
+        if p is None:
+            p = plans[id(tl)] = chunks.plan(tl, chunk_rows, max(1, min(store.ROW_GROUP, chunk_rows // 2)))
         for _, c, _ in streamed.chunks_of(tl, p):
             if offset:
                 c["pid"] = c["pid"].to_numpy(np.int64) + offset
@@ -38,7 +42,7 @@ def _frames(timelines: list, chunk_rows: int):
             streamed.release()
 
 
-def latencies(timelines: list, chunk_rows: int) -> tuple[pd.DataFrame, bool, list, list, list]:
+def latencies(timelines: list, chunk_rows: int, plans: dict | None = None) -> tuple[pd.DataFrame, bool, list, list, list]:
     """First pass: the side's per-inference latencies (`inference_latency`, as `streamed` keeps
     them), whether it has GPU times, the runtimes its engines ran, the timelines read and a note for
     each left out. A timeline found damaged while it is read (one rank of a folder: `open_ranks`
@@ -48,7 +52,7 @@ def latencies(timelines: list, chunk_rows: int) -> tuple[pd.DataFrame, bool, lis
     for tl, offset in timelines:
         mine, g, r = [], False, set()
         try:
-            for c in _frames([(tl, offset)], chunk_rows):
+            for c in _frames([(tl, offset)], chunk_rows, plans):
                 mine.append(streamed.compact(inference_latency(c, overlap.inferences(c))))
                 g |= overlap.has_gpu_times(c)
                 r |= set(compare.engine_runtimes(c))
@@ -99,7 +103,7 @@ class _Side:
     def add(self, c: pd.DataFrame, chosen: pd.DataFrame, mode: str) -> None:
         rows = compare._rows_of(c, chosen, mode)
         main, timed = compare._per_call(rows)
-        inside = (schema.call_rows(rows)["inference"] >= 0).to_numpy(bool)
+        inside = (main["inference"] >= 0).to_numpy(bool)
         for flag in (True, False):
             part = main[inside == flag]
             if len(part):
@@ -140,14 +144,16 @@ def compare_sides(a: list, b: list, *, mode: str = "all", shape: str = compare.S
     """Compare side B against side A, each a list of (`scan.Timeline`, pid offset); the result is
     `compare.compare_timelines`' on the timelines read whole (the tests hold them to it)."""
     chunk_rows = chunk_rows or streamed.CHUNK_ROWS
-    (lat_a, ga, ra, a, notes_a), (lat_b, gb, rb, b, notes_b) = latencies(a, chunk_rows), latencies(b, chunk_rows)
+    plans: dict = {}  # id(timeline) -> its chunk plan, made in the first pass and read in the second
+    (lat_a, ga, ra, a, notes_a), (lat_b, gb, rb, b, notes_b) = (latencies(a, chunk_rows, plans),
+                                                                latencies(b, chunk_rows, plans))
     chosen_a, chosen_b, sel = compare.select(lat_a, lat_b, mode, shape)
     # of every inference only its model is read again (`assemble`): the tables go, the chosen ones stay
     lat_a, lat_b = (lat[["model"]].drop_duplicates() for lat in (lat_a, lat_b))
     sides = []
     for timelines, chosen in ((a, chosen_a), (b, chosen_b)):
         side, index = _Side(), _chosen_index(chosen)
-        for c in _frames(timelines, chunk_rows):
+        for c in _frames(timelines, chunk_rows, plans):
             side.add(c, _chosen_in(c, index), mode)
         sides.append(side.summary(chosen))
     res = compare.assemble(lat_a, lat_b, chosen_a, chosen_b, sel, tuple(sides), (ga, gb), (ra, rb),
