@@ -17,11 +17,14 @@ RATE = 2e-3  # the fake GPU timer gains 2 ms a second
 class Drifting(gpu_doubles.Event):
     t0 = time.perf_counter_ns()
     busy = False
+    lag = 0.0  # seconds the record call takes after the event is timed: a wide window to tie it in
 
     def record(self, stream=None):
         super().record(stream)
         self.host = time.perf_counter_ns()
         self.t = self.host + round((self.host - Drifting.t0) * RATE)
+        if Drifting.lag:
+            time.sleep(Drifting.lag)
 
     def query(self):
         return not Drifting.busy and super().query()
@@ -38,6 +41,7 @@ def _fast(monkeypatch):
     monkeypatch.setattr(events, "REANCHOR_NS", 20_000_000)  # a fresh anchor at most every 20 ms here
     monkeypatch.setattr(events, "REANCHOR_ERR_NS", 300_000)  # these Python events take microseconds
     Drifting.busy = False
+    Drifting.lag = 0.0
 
 
 def _error_us(clock, ev) -> float:
@@ -57,6 +61,24 @@ def test_a_fresh_anchor_takes_out_the_drift_and_measures_it():
     d = clock.drift
     assert d["reanchors"] == 1 and d["tries"] == 1 and d["last_ns"] < 0  # the old conversion ran late
     assert abs(d["last_ns"]) == d["max_abs_ns"] and 0.5 * RATE * 1e9 < -d["ns_per_s"] < 2 * RATE * 1e9
+
+
+def test_without_drift_a_wide_window_moves_nothing(monkeypatch):
+    """No drift, and the fresh event tied in a window 400 us wide: the old conversion's time lies in
+    it, so the windows stay where they were (the window's middle would have moved them ~200 us)."""
+    monkeypatch.setattr(__import__(__name__), "RATE", 0.0)
+    monkeypatch.setattr(events, "REANCHOR_ERR_NS", 5_000_000)  # a window that wide is taken here
+    clock = _clock()
+    clock.record()
+    time.sleep(0.03)
+    old = clock.record()
+    before = clock.host_ns(old)
+    Drifting.lag = 400e-6
+    assert clock.reanchor(time.perf_counter_ns()) is True
+    Drifting.lag = 0.0
+    assert abs(clock.host_ns(old) - before) <= clock.anchor_error_ns + 2
+    assert clock.drift["corrected_ns"] == 0 or abs(clock.drift["corrected_ns"]) <= clock.anchor_error_ns
+    assert clock.drift["max_error_ns"] >= 150_000  # the window was that wide
 
 
 def test_not_again_within_the_period_nor_while_the_gpu_is_busy_nor_during_a_capture():
