@@ -38,42 +38,80 @@ def inference_latency(df: pd.DataFrame, infs: pd.DataFrame | None = None) -> pd.
 def latency_summary(lat: pd.DataFrame, by=("model", "mode")) -> pd.DataFrame:
     """n, median, p10, p90 (ms) of the included inferences per group (groups in sorted order, a
     missing key last; n counts an inference without a latency, the figures leave it out): pandas'
-    groupby figures, computed by `_sorted_groups` in a third of the memory (a 100 M-row capture has
+    groupby figures, computed by `sorted_groups` in a third of the memory (a 100 M-row capture has
     14 M inferences, and pandas' grouping took about 50 bytes each)."""
     by = list(by)
     cols = by + ["n", "median_ms", "p10_ms", "p90_ms"]
-    # the columns read, of the included inferences: not a copy of every column
-    ok = lat.loc[~lat["excluded"].astype(bool).to_numpy(), by + ["latency_ns"]] if len(lat) else lat
-    if ok.empty:
+    if not len(lat):
         return pd.DataFrame(columns=cols)
-    keys, start, size, count, v = _sorted_groups(ok, by, "latency_ns")
-    out = keys.assign(n=size, median_ms=_quantile(v, start, count, 0.5, median=True) / 1e6,
-                      p10_ms=_quantile(v, start, count, 0.1) / 1e6, p90_ms=_quantile(v, start, count, 0.9) / 1e6)
+    g = sorted_groups(lat, by, "latency_ns", ~lat["excluded"].astype(bool).to_numpy())
+    if not len(g.size):
+        return pd.DataFrame(columns=cols)
+    v, start, count = g.values, g.start, g.count
+    out = g.keys.assign(n=g.size, median_ms=quantiles(v, start, count, 0.5, median=True) / 1e6,
+                        p10_ms=quantiles(v, start, count, 0.1) / 1e6, p90_ms=quantiles(v, start, count, 0.9) / 1e6)
     return out[cols]
 
 
-def _sorted_groups(frame: pd.DataFrame, by: list, value: str):
-    """(group keys, first position, rows, non-missing values of each group, the values sorted by
-    group then value) of `frame` grouped by `by` as `groupby(by, sort=True, dropna=False,
-    observed=True)` groups it: one int64 key per row and one sort, instead of pandas' codes per key."""
-    key = np.zeros(len(frame), np.int64)
+class Groups:
+    """Rows grouped as `groupby(by, sort=True, dropna=False, observed=True)` groups them: `keys` (a
+    frame, one row per group, the columns' own dtypes), and per group its `start` in `values` (the
+    group's values sorted, missing ones last), `size` (rows) and `count` (non-missing values)."""
+
+    def __init__(self, keys, start, size, count, values):
+        self.keys, self.start, self.size, self.count, self.values = keys, start, size, count, values
+
+    def sorted_values(self, i: int) -> np.ndarray:
+        """Group i's non-missing values in order: a view, not a copy."""
+        s = int(self.start[i])
+        return self.values[s:s + int(self.count[i])]
+
+
+def _codes(col: pd.Series) -> tuple[np.ndarray, int]:
+    """Codes of a key column in sorted order (a category's order for a categorical, as groupby
+    sorts it), -1 for a missing value, and how many distinct values there are."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return col.cat.codes.to_numpy(), len(col.cat.categories)  # a byte or two a row, no copy
+    codes, uniques = pd.factorize(col, sort=True, use_na_sentinel=True)
+    return codes, len(uniques)
+
+
+def sorted_groups(frame: pd.DataFrame, by: list, value: str, mask: np.ndarray | None = None) -> Groups:
+    """The rows of `frame` where `mask` holds, grouped by `by` (`Groups`), in about 16 bytes a row
+    at the peak: one group key per row in the smallest integer that holds it, a stable sort of the
+    keys (a radix sort for 16-bit keys), the values taken in that order, each group's values sorted
+    in place. No copy of the frame's columns is made."""
+    n = len(frame)
+    dims = []
     for c in by:
-        codes, uniques = pd.factorize(frame[c], sort=True, use_na_sentinel=True)
-        codes = np.where(codes < 0, len(uniques), codes)  # a missing key: its own group, last
-        key *= len(uniques) + 1
-        key += codes
-        del codes
-    vals = frame[value].to_numpy(np.float64, na_value=np.nan)
-    order = np.lexsort((vals, key))  # by group, then value (missing values last in their group)
-    key, vals = key[order], vals[order]
-    start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    size = np.diff(np.r_[start, len(key)])
+        codes, k = _codes(frame[c])
+        dims.append((codes, k + 1))  # + 1: a missing key, its own group, last
+    total = int(np.prod([d for _, d in dims], dtype=object)) + 1  # + 1: rows left out, after all groups
+    kt = np.int16 if total < 2**15 else np.int32 if total < 2**31 else np.int64
+    key = np.zeros(n, kt)
+    for codes, d in dims:
+        key *= d
+        key += np.where(codes < 0, d - 1, codes).astype(kt, copy=False)
+    del dims, codes
+    if mask is not None:
+        key[~np.asarray(mask, bool)] = total - 1
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    kept = int(np.searchsorted(key, total - 1)) if mask is not None else n
+    key, order = key[:kept], order[:kept]
+    start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if kept else np.zeros(0, np.int64)
+    del key
+    vals = frame[value].to_numpy(np.float64, na_value=np.nan)[order]
+    bounds = np.r_[start, kept]
+    for s, e in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        vals[s:e].sort()  # missing values last, as a sort by group then value puts them
+    size = np.diff(bounds)
     count = np.add.reduceat(~np.isnan(vals), start) if len(start) else np.zeros(0, np.int64)
     keys = frame[by].iloc[order[start]].reset_index(drop=True)
-    return keys, start, size, count, vals
+    return Groups(keys, start, size, count, vals)
 
 
-def _quantile(v: np.ndarray, start: np.ndarray, count: np.ndarray, q: float, median: bool = False) -> np.ndarray:
+def quantiles(v: np.ndarray, start: np.ndarray, count: np.ndarray, q: float, median: bool = False) -> np.ndarray:
     """Per group (its `count` values sorted from `start`), pandas' linear q-quantile (or median:
     the middle value, or the mean of the two middle ones); NaN for a group without values."""
     m = np.maximum(count, 1)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
-from trtprof.analysis.bootstrap import MIN_N, N_BOOT, SEED, diff_medians, fmt_ms, fmt_pcts
+from trtprof.analysis.bootstrap import MIN_N, N_BOOT, SEED, Sorted, diff_medians, fmt_ms, fmt_pcts
+from trtprof.analysis.latency import sorted_groups
 
 
 @dataclass
@@ -69,15 +71,18 @@ def compare_modes(lat: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED,
     res = []
     if lat.empty:
         return res
-    # the columns read, of the included inferences in either mode: not a copy of every column
-    ok = lat.loc[(~lat["excluded"].astype(bool) & lat["mode"].isin(["on", "off"])).to_numpy(),
-                 ["model", "input_shapes", "mode", "latency_ns"]]
-    # grouped once: masking the frame per model costs models x rows (26.7 k models, 200 k rows: minutes)
-    per_model = dict(iter(ok.groupby("model", sort=False, dropna=True, observed=True)))
+    # the included inferences in either mode, grouped by (model, shape, mode) with each group's
+    # latencies sorted once (`sorted_groups`: no copy of the table, nor of it split by model; masking
+    # it per model would cost models x rows, 26.7 k models and 200 k rows took minutes)
+    ok = (~lat["excluded"].astype(bool) & lat["mode"].isin(["on", "off"])).to_numpy()
+    g = sorted_groups(lat, ["model", "input_shapes", "mode"], "latency_ns", ok)
+    keys = g.keys.assign(_n=g.size, _i=np.arange(len(g.size)))
+    per_model = dict(iter(keys.groupby("model", sort=False, dropna=True, observed=True)))
     for model in sorted(lat["model"].dropna().unique()):
-        m = per_model.get(model, ok.iloc[:0])
+        k = per_model.get(model, keys.iloc[:0])
         c = Comparison(model=model)
-        counts = m.groupby(["input_shapes", "mode"], dropna=False, observed=True).size().unstack(fill_value=0)
+        # the groups' sizes grouped as the inferences themselves would be: the same index and order
+        counts = k.groupby(["input_shapes", "mode"], dropna=False, observed=True)["_n"].sum().unstack(fill_value=0)
         both = counts[(counts.get("on", 0) >= min_n) & (counts.get("off", 0) >= min_n)] \
             if {"on", "off"} <= set(counts.columns) else counts.iloc[:0]
         if len(both):
@@ -85,9 +90,8 @@ def compare_modes(lat: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED,
             if len(counts) > 1:
                 c.shapes = [shape]
                 c.shape_note = _shape_note(counts, shape, min_n)
-            m = m[m["input_shapes"] == shape] if not pd.isna(shape) else m[m["input_shapes"].isna()]
-        off = m.loc[m["mode"] == "off", "latency_ns"].to_numpy(float) / 1e6
-        on = m.loc[m["mode"] == "on", "latency_ns"].to_numpy(float) / 1e6
+            k = k[k["input_shapes"] == shape] if not pd.isna(shape) else k[k["input_shapes"].isna()]
+        off, on = (_latencies_ms(g, k[(k["mode"] == m).to_numpy(bool)]["_i"]) for m in ("off", "on"))
         d = diff_medians(off, on, n_boot=n_boot, seed=seed, min_n=min_n)  # on - off: minus the saving
         c.n_off, c.n_on, c.median_off_ms, c.median_on_ms = d.n_a, d.n_b, d.median_a, d.median_b
         if not d.enough:
@@ -103,6 +107,13 @@ def compare_modes(lat: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED,
         c.verdict = verdict(c)
         res.append(c)
     return res
+
+
+def _latencies_ms(g, groups) -> Sorted:
+    """The latencies (ms) of the groups of `g` numbered `groups`, sorted, NaN left out."""
+    parts = [g.sorted_values(i) for i in groups]
+    v = parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts)) if parts else np.zeros(0)
+    return Sorted(v / 1e6)  # a positive divisor keeps the order
 
 
 def _shape_note(counts: pd.DataFrame, shape, min_n: int) -> str:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from trtprof.analysis import shapes
 from trtprof.analysis.bootstrap import fmt_ms
+from trtprof.analysis.latency import quantiles, sorted_groups
 from trtprof.analysis.prealloc import tail_against, tail_sentence
 
 if TYPE_CHECKING:
@@ -62,11 +63,16 @@ def _per_inference(r: Results) -> tuple[dict, dict, dict]:
     they ran in, and how many ran with pre-allocated outputs on; read from the three columns
     needed, not from a copy of the tables split by model."""
     lat = r.latency
-    inc = lat.loc[~lat["excluded"].astype(bool).to_numpy(), ["model", "mode", "latency_ns"]]
-    base = inc.groupby("model", sort=False, observed=True)["latency_ns"].median().to_dict()
+    inc = ~lat["excluded"].astype(bool).to_numpy()
+    g = sorted_groups(lat, ["model"], "latency_ns", inc)  # no copy of the table: ~16 bytes an inference
+    med = quantiles(g.values, g.start, g.count, 0.5, median=True)
+    base = {m: v for m, v in zip(g.keys["model"], med) if not pd.isna(m)}
+    del g
     modes: dict = {}
-    for model, mode in inc.groupby(["model", "mode"], sort=False, observed=True).size().index:
-        modes.setdefault(model, set()).add(mode)
+    k = sorted_groups(lat, ["model", "mode"], "latency_ns", inc).keys
+    for model, mode in k.itertuples(index=False):
+        if not (pd.isna(model) or pd.isna(mode)):
+            modes.setdefault(model, set()).add(mode)
     infs = r.infs
     on = infs.loc[((infs["mode"] == "on") & ~infs["excluded"].astype(bool)).to_numpy(), "model"]
     return base, modes, {k: int(v) for k, v in on.value_counts(dropna=True).items() if v}
