@@ -183,7 +183,28 @@ def _early_kernels(tmp_path) -> Path:
     return synthetic.write_capture(df, tmp_path / "early")
 
 
-@pytest.fixture(params=["synthetic", "overlapping", "early-kernels"] + [p.name for p in CASES]
+def _cut_short(tmp_path) -> Path:
+    """Inferences without their `inference` row (a capture ended inside them): counted among the
+    inferences, left out of the latencies; the chunks holding them keep a latency table of their own."""
+    df = synthetic.timeline(300, seed=6)
+    gone = (df["event"] == "inference").to_numpy() & np.isin(df["inference"].to_numpy(), [40, 41, 170])
+    df = df[~gone].reset_index(drop=True)
+    df["seq"] = np.arange(len(df))
+    return synthetic.write_capture(df, tmp_path / "cut")
+
+
+def test_latency_kept_on_the_inference_columns_unless_a_row_is_missing(tmp_path):
+    from trtprof.analysis import overlap, streamed
+    from trtprof.analysis.latency import inference_latency
+    from trtprof.timeline.store import load_capture
+
+    for folder, shared in ((_synthetic(tmp_path), True), (_cut_short(tmp_path), False)):
+        df = load_capture(folder).timeline
+        infs = overlap.inferences(df)
+        assert (len(streamed.latency_part(inference_latency(df, infs), infs)) == 1) is shared
+
+
+@pytest.fixture(params=["synthetic", "overlapping", "early-kernels", "cut-short"] + [p.name for p in CASES]
                 + [f"bert/{p.name}" for p in BERT] + [f"cudagraphs/{p.name}" for p in CG])
 def any_capture(request, tmp_path):
     if request.param == "synthetic":
@@ -192,6 +213,8 @@ def any_capture(request, tmp_path):
         return _overlapping(tmp_path)
     if request.param == "early-kernels":
         return _early_kernels(tmp_path)
+    if request.param == "cut-short":
+        return _cut_short(tmp_path)
     if "/" in request.param:
         return Path(__file__).parent.parent / "reports" / request.param
     return CASES[0].parent / request.param

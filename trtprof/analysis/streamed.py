@@ -185,7 +185,7 @@ def analyse(tl, meta: dict, n_boot: int = N_BOOT, seed: int = SEED, chunk_rows: 
         rows = c[((c["event"] == "inference") & (c["inference"] >= 0)).to_numpy(bool)].drop_duplicates(overlap.KEY)
         acc["cg"].append(rows.loc[rows["cudagraph"].notna(), overlap.KEY + ["event", "cudagraph"]])
         acc["infs"].append(compact(infs))
-        acc["lat"].append(compact(lat))
+        acc["lat"].append(latency_part(lat, infs))
         reduced = overlap.reduce_gaps(gaps) if len(gaps) else ()
         if len(reduced):  # included gaps: the summary has rows
             acc["gaps"].append(reduced)
@@ -237,6 +237,34 @@ def compact(frame: pd.DataFrame, labels=LABELS) -> dict:
         else:
             out[c] = v.array.copy()
     return out
+
+
+SHARED = overlap.KEY + ["mode", "excluded", "input_shapes"]  # latency columns equal to the inferences' ones
+
+
+def latency_part(lat: pd.DataFrame, infs: pd.DataFrame) -> dict:
+    """A chunk's latency table as kept: its latencies alone when its other columns are the
+    inference table's, row for row (each inference has its `inference` row, in the order its rows
+    began: one thread's inferences), so that `_finish` builds the latency table on the inference
+    table's columns (12 bytes an inference less: 160 MB of a 100 M-row capture); whole otherwise."""
+    if len(lat) == len(infs) and lat[SHARED].reset_index(drop=True).equals(infs[SHARED].reset_index(drop=True)):
+        return {"latency_ns": lat["latency_ns"].array.copy()}
+    return compact(lat)
+
+
+def _latency_table(infs_parts: list, lat_parts: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(inferences, latency) from the chunks' parts: the latency table on the inference table's
+    columns when every chunk's were the same (`latency_part`), else each made whole and joined."""
+    shared = [len(p) == 1 for p in lat_parts]
+    if not all(shared):
+        for i, p in enumerate(lat_parts):
+            if shared[i]:
+                lat_parts[i] = {**{c: infs_parts[i][c] for c in SHARED}, **p}
+    infs = join_parts(infs_parts)
+    lat = join_parts(lat_parts)
+    if all(shared) and len(lat):
+        lat = pd.DataFrame({**{c: infs[c] for c in SHARED}, "latency_ns": lat["latency_ns"]}, copy=False)
+    return infs, lat
 
 
 def join_parts(parts: list, labels=LABELS) -> pd.DataFrame:
@@ -295,10 +323,9 @@ release = _release  # what a chunked analysis calls after each chunk
 
 
 def _finish(acc, flags, p, meta, n_boot, seed, out: Streamed) -> Streamed:
-    infs = join_parts(acc.pop("infs"))
+    infs, lat = _latency_table(acc.pop("infs"), acc.pop("lat"))
     start = infs.pop("_start").to_numpy() if "_start" in infs else []
     out.starts = infs[overlap.KEY].assign(host_start_ns=start)  # shares the key columns (copy on write)
-    lat = join_parts(acc.pop("lat"))
     empty = pd.DataFrame(columns=overlap.KEY)
     gap_rows = _cat(acc["gaps"])
     gap_sum = schema.sort_subgraphs(overlap.gap_summary(gap_rows if gap_rows is not None else empty, infs),
