@@ -10,8 +10,8 @@ another is not measured apart.
     python3 bench/report_steps.py /work/scale-data/cap-10000000
     python3 bench/report_steps.py --compare /work/scale-data/cap-10000000   # the capture compared with itself
 
-Prints one line per call on stderr: RSS before, the peak during the call (and the difference), RSS
-after, seconds.
+Prints one line per call on stderr: the peak between the step before and this one (for the first:
+the chunk loop's), RSS before, the peak during the call (and the difference), RSS after, seconds.
 """
 from __future__ import annotations
 
@@ -44,15 +44,17 @@ def wrap(owner, name: str) -> None:
         if _DEPTH[0]:
             return f(*a, **k)
         _DEPTH[0] += 1
-        before, t = rss()["VmRSS"], time.perf_counter()
+        r0 = rss()
+        before, t = r0["VmRSS"], time.perf_counter()
         with open("/proc/self/clear_refs", "w") as c:
             c.write("5")
         try:
             return f(*a, **k)
         finally:
             r = rss()
-            print(f"{name:20s} before {before:6d} MB  peak {r['VmHWM']:6d} MB (+{r['VmHWM'] - before:5d})  "
-                  f"after {r['VmRSS']:6d} MB  {time.perf_counter() - t:6.1f} s", file=sys.stderr, flush=True)
+            print(f"{name:20s} peak since the step before {r0['VmHWM']:6d} MB  before {before:6d} MB  "
+                  f"peak {r['VmHWM']:6d} MB (+{r['VmHWM'] - before:5d})  after {r['VmRSS']:6d} MB  "
+                  f"{time.perf_counter() - t:6.1f} s", file=sys.stderr, flush=True)
             _DEPTH[0] -= 1
     setattr(owner, name, step)
 
