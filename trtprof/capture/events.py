@@ -110,6 +110,7 @@ class GpuClock:
         self._ref = None
         self._ref_host = 0
         self.anchor_error_ns = None  # half-width of the window the anchor event fell into
+        self.on_anchor = None  # called once right after the first anchor (the GPU is idle then)
         self._anchored_at = 0  # host ns of the latest anchor
         self.next_anchor_ns = 1 << 62  # when a fresh anchor may be tried (callers compare, then call)
         # fresh anchors after the first: how many, the worst half-width, and the drift each found
@@ -135,6 +136,9 @@ class GpuClock:
         self._ref_host = self._anchored_at = (lo + hi) // 2
         self.next_anchor_ns = self._anchored_at + REANCHOR_NS
         self.anchor_error_ns = (hi - lo) // 2
+        hook, self.on_anchor = self.on_anchor, None
+        if hook is not None:  # once: the kernel-clock calibration (capture/calibrate.py), GPU idle now
+            hook()
 
     def _tie(self, ev, limit_ns: int | None = None):
         """Record `ev` on the current stream and poll it: (lo, hi), the host window it completed in

@@ -117,6 +117,7 @@ class Instrumenter:
         self.kernel_sink = kernel_sink  # receives KernelActivity.flush() records
         self.kernels = None  # the KernelActivity while it records
         self.kernel_info: dict = {"recorded": False}
+        self._gpu_clock = None  # the GpuClock kernel activity is calibrated against (`_calibrate`)
         self.ins: state.Instrumentation | None = None
         self._saved: list = []
         self.notes: list[str] = []
@@ -169,6 +170,7 @@ class Instrumenter:
         if self.nvtx and not marks.available:
             self.notes.append("the nvtx package is missing: no NVTX ranges are emitted")
         if gpu is not None and self.options.kernels and self.kernel_sink is not None:
+            self._gpu_clock = gpu
             self._start_kernels()
         rec = Recorder(self.sink, gpu, marks, self.batch)
         rec.on_error = self._recording_failed
@@ -235,10 +237,33 @@ class Instrumenter:
         if act.start(paused=self.sample > 1):
             self.kernels = act
             self.kernel_info = {"recorded": True, "source": "CUPTI (cupti-python)", "sampled": self.sample > 1}
+            if self._gpu_clock is not None:
+                self._gpu_clock.on_anchor = self._calibrate
         else:
             reason = act.reason or "kernel activity could not start"
             self.kernel_info = {"recorded": False, "reason": reason, "handover": act.info()["handover"]}
             self.notes.append(f"{reason}; GPU times are CUDA-event brackets only")
+
+    def _calibrate(self) -> None:
+        """Known kernels between events, right after the clock's anchor (capture/calibrate.py), with
+        kernel activity on for them; the store maps CUPTI's times onto the events' with them."""
+        import torch
+
+        from trtprof.capture import calibrate
+
+        act = self.kernels
+        if act is None:
+            return
+        paused = not act.enabled
+        try:
+            if paused:
+                act.resume()
+            self.kernel_info["calibration"] = calibrate.run(self._gpu_clock, *calibrate.prepare(torch))
+        except Exception as e:  # noqa: BLE001 - in the user's first call: kernels go by the clocks as they are
+            self.kernel_info["calibration"] = {"error": f"{type(e).__name__}: {str(e).strip()[:160]}"}
+        finally:
+            if paused:
+                act.pause()
 
     def _stop_kernels(self) -> None:
         act, self.kernels = self.kernels, None

@@ -226,6 +226,11 @@ class KernelActivity:
         self._enabled = on and ok
         return ok
 
+    @property
+    def enabled(self) -> bool:
+        """The kinds are on now (not paused)."""
+        return self._enabled
+
     def resume(self) -> bool:
         """Enable the kinds again (before a recorded inference). Never raises; a failure is counted
         (`resume_failures`, said in the capture's notes: that inference's rows have no kernels)."""

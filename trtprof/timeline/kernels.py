@@ -211,6 +211,43 @@ def write(folder, records, seq=None) -> Path:
     return path
 
 
+CALIBRATION_SLACK_NS = 10_000_000  # how far CUPTI's times may be off and the kernels still be found
+
+
+def calibrate(k: dict, cal: dict | None) -> tuple[dict, dict | None]:
+    """The kernel records with CUPTI's times mapped onto the events' (`capture/calibrate.py`): each
+    calibration kernel ran between its two events, so the offset lies in [max(event before - kernel
+    start), min(event after - kernel end)] over the rounds; its middle is added to every record's
+    times, and the calibration kernels (trtprof's own) are left out. (records, what was found for
+    meta.json); the records unchanged when the calibration is missing, its kernels are not all found,
+    or the bounds do not meet (then the reason is said)."""
+    if not cal or "pairs" not in cal:
+        return k, ({"reason": cal["error"]} if cal and "error" in cal else None)
+    pairs = np.asarray(cal["pairs"], dtype=np.int64).reshape(-1, 2)
+    lo_t, hi_t = cal["host_ns"]
+    start, end = np.asarray(k["start_ns"], np.int64), np.asarray(k["end_ns"], np.int64)
+    names = pd.Series(k["name"], dtype=object).fillna("").str.lower()
+    mine = names.str.contains(cal.get("kernel", "spin_kernel"), regex=False).to_numpy(bool) \
+        & (start >= lo_t - CALIBRATION_SLACK_NS) & (end <= hi_t + CALIBRATION_SLACK_NS)
+    if "kind" in k:
+        mine &= pd.Series(k["kind"], dtype=object).eq("kernel").to_numpy(bool)
+    found = np.flatnonzero(mine)
+    if len(found) != len(pairs):
+        return k, {"reason": f"{len(found)} calibration kernels found of {len(pairs)}: CUPTI's times kept as they are"}
+    order = found[np.argsort(start[found], kind="stable")]
+    lo = int((pairs[:, 0] - start[order]).max())
+    hi = int((pairs[:, 1] - end[order]).min())
+    if lo > hi:
+        return k, {"reason": f"the calibration kernels do not fit between their events (bounds {lo} > {hi} ns): "
+                             "CUPTI's times kept as they are"}
+    offset = (lo + hi) // 2
+    keep = ~mine
+    out = {c: np.asarray(v)[keep] for c, v in k.items()}
+    out["start_ns"] = start[keep] + offset
+    out["end_ns"] = end[keep] + offset
+    return out, {"offset_ns": offset, "error_ns": (hi - lo) // 2, "rounds": int(len(pairs))}
+
+
 def attribute_timeline(rows: pd.DataFrame, kernels, watched=None):
     """Kernel columns for the rows of a timeline: (per-row DataFrame indexed by seq with ROW_COLUMNS,
     each kernel's seq for kernels.parquet, counts).

@@ -203,6 +203,10 @@ class CaptureWriter:
             k = recs.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
             k = {c: k[c].to_numpy() for c in k.columns} | {c: k[c].astype("int64").to_numpy()
                                                             for c in ("start_ns", "end_ns", "stream")}
+            info = self.meta.setdefault("kernels", {})
+            k, found = kernels.calibrate(k, info.pop("calibration", None))
+            if found is not None:
+                info["calibration"] = found
             table, kseq, counts = kernels.attribute_timeline(rows, k, watched)
             kernels.write(self.folder, {c: v for c, v in k.items() if c != "seq"}, kseq)
         except Exception as e:  # noqa: BLE001 - kernels are extra: the timeline must still be written
