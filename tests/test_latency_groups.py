@@ -143,3 +143,17 @@ def test_recommendation_medians_are_pandas(seed):
     for model, mode in inc.groupby(["model", "mode"], sort=False, observed=True).size().index:
         want_modes.setdefault(model, set()).add(mode)
     assert modes == want_modes
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_group_sizes_are_pandas_sizes(seed):
+    """`groups.group_sizes`: the groups (a missing key left out), their order, dtypes and sizes of
+    pandas' `groupby(by, observed=True).size()` on the masked rows."""
+    from trtprof.analysis.groups import group_sizes
+
+    lat = _random_lat(seed)
+    mask = ~lat["excluded"].to_numpy(bool)
+    for by in (["model", "mode"], ["model", "mode", "input_shapes"], ["input_shapes"]):
+        want = lat[mask].groupby(by, observed=True).size().rename("size").reset_index()
+        pd.testing.assert_frame_equal(group_sizes(lat, by, mask), want, check_exact=True)
+    assert len(group_sizes(lat.iloc[:0], ["model"])) == 0

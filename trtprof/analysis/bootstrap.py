@@ -41,7 +41,7 @@ def bootstrap_quantile(x, q: float = 0.5, n_boot: int = N_BOOT, rng: np.random.G
 
 
 class Sorted:
-    """Values already sorted, NaN left out (a group of `latency.sorted_groups`): read in place, where
+    """Values already sorted, NaN left out (a group of `groups.sorted_groups`): read in place, where
     an array would be sorted again, a copy, for each of the median, p90 and p99."""
 
     def __init__(self, values: np.ndarray):

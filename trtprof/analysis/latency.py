@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from trtprof.analysis import overlap
+from trtprof.analysis.groups import quantiles, sorted_groups
 
 
 def dur(d: pd.DataFrame, start: str, end: str) -> pd.Series:
@@ -51,77 +52,3 @@ def latency_summary(lat: pd.DataFrame, by=("model", "mode")) -> pd.DataFrame:
     out = g.keys.assign(n=g.size, median_ms=quantiles(v, start, count, 0.5, median=True) / 1e6,
                         p10_ms=quantiles(v, start, count, 0.1) / 1e6, p90_ms=quantiles(v, start, count, 0.9) / 1e6)
     return out[cols]
-
-
-class Groups:
-    """Rows grouped as `groupby(by, sort=True, dropna=False, observed=True)` groups them: `keys` (a
-    frame, one row per group, the columns' own dtypes), and per group its `start` in `values` (the
-    group's values sorted, missing ones last), `size` (rows) and `count` (non-missing values)."""
-
-    def __init__(self, keys, start, size, count, values):
-        self.keys, self.start, self.size, self.count, self.values = keys, start, size, count, values
-
-    def sorted_values(self, i: int) -> np.ndarray:
-        """Group i's non-missing values in order: a view, not a copy."""
-        s = int(self.start[i])
-        return self.values[s:s + int(self.count[i])]
-
-
-def _codes(col: pd.Series) -> tuple[np.ndarray, int]:
-    """Codes of a key column in sorted order (a category's order for a categorical, as groupby
-    sorts it), -1 for a missing value, and how many distinct values there are."""
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        return col.cat.codes.to_numpy(), len(col.cat.categories)  # a byte or two a row, no copy
-    codes, uniques = pd.factorize(col, sort=True, use_na_sentinel=True)
-    return codes, len(uniques)
-
-
-def sorted_groups(frame: pd.DataFrame, by: list, value: str, mask: np.ndarray | None = None) -> Groups:
-    """The rows of `frame` where `mask` holds, grouped by `by` (`Groups`), in about 16 bytes a row
-    at the peak: one group key per row in the smallest integer that holds it, a stable sort of the
-    keys (a radix sort for 16-bit keys), the values taken in that order, each group's values sorted
-    in place. No copy of the frame's columns is made."""
-    n = len(frame)
-    dims = []
-    for c in by:
-        codes, k = _codes(frame[c])
-        dims.append((codes, k + 1))  # + 1: a missing key, its own group, last
-    total = int(np.prod([d for _, d in dims], dtype=object)) + 1  # + 1: rows left out, after all groups
-    kt = np.int16 if total < 2**15 else np.int32 if total < 2**31 else np.int64
-    key = np.zeros(n, kt)
-    for codes, d in dims:
-        key *= d
-        key += np.where(codes < 0, d - 1, codes).astype(kt, copy=False)
-    del dims, codes
-    if mask is not None:
-        key[~np.asarray(mask, bool)] = total - 1
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    kept = int(np.searchsorted(key, total - 1)) if mask is not None else n
-    key, order = key[:kept], order[:kept]
-    start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if kept else np.zeros(0, np.int64)
-    del key
-    vals = frame[value].to_numpy(np.float64, na_value=np.nan)[order]
-    bounds = np.r_[start, kept]
-    for s, e in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        vals[s:e].sort()  # missing values last, as a sort by group then value puts them
-    size = np.diff(bounds)
-    count = np.add.reduceat(~np.isnan(vals), start) if len(start) else np.zeros(0, np.int64)
-    keys = frame[by].iloc[order[start]].reset_index(drop=True)
-    return Groups(keys, start, size, count, vals)
-
-
-def quantiles(v: np.ndarray, start: np.ndarray, count: np.ndarray, q: float, median: bool = False) -> np.ndarray:
-    """Per group (its `count` values sorted from `start`), pandas' linear q-quantile (or median:
-    the middle value, or the mean of the two middle ones); NaN for a group without values."""
-    m = np.maximum(count, 1)
-    if median:
-        lo, hi = v[start + (m - 1) // 2], v[start + m // 2]
-        out = (lo + hi) / 2
-    else:
-        idx = q * (m - 1)
-        below = idx.astype(np.int64)
-        above = np.where(below < m - 1, below + 1, below)
-        lo, hi = v[start + below], v[start + above]
-        out = lo + (hi - lo) * (idx - below)
-    return np.where(count > 0, out, np.nan)

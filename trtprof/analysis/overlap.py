@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from trtprof.analysis.groups import group_sizes
+
 GPU_EVENTS = ("exec", "fallback")
 HOST_ACTIVITIES = ("alloc", "fallback", "enqueue")  # in priority order when they overlap
 GAP_CATEGORIES = ("alloc_ns", "fallback_ns", "enqueue_ns", "python_ns")
@@ -362,10 +364,10 @@ def gap_summary(gaps: pd.DataFrame, infs: pd.DataFrame) -> pd.DataFrame:
         [c.replace("_ns", "_ns_per_inference") for c in GAP_CATEGORIES]
     if gaps.empty or infs.empty:
         return pd.DataFrame(columns=cols)
-    ok = infs[~infs["excluded"]]
-    n = ok.groupby(["model", "mode"], observed=True).size().rename("inferences")
+    # counted without a copy of the inference table (14 M rows in a 100 M-row capture: +800 MB)
+    n = group_sizes(infs, ["model", "mode"], ~infs["excluded"].astype(bool).to_numpy()).rename(columns={"size": "inferences"})
     agg = reduce_gaps(gaps).rename(columns={"_n": "occurrences"})  # reduced gaps reduce again
-    agg = agg.merge(n.reset_index(), on=["model", "mode"], how="left")
+    agg = agg.merge(n, on=["model", "mode"], how="left")
     for c in ["gap_ns", *GAP_CATEGORIES]:
         agg[c.replace("_ns", "_ns_per_inference")] = agg[c] / agg["inferences"]
     return agg[cols].sort_values(["model", "mode", "gap_ns_per_inference"], ascending=[True, True, False]) \

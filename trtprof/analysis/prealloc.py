@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from trtprof.analysis.bootstrap import MIN_N, N_BOOT, SEED, Sorted, diff_medians, fmt_ms, fmt_pcts
-from trtprof.analysis.latency import sorted_groups
+from trtprof.analysis.groups import sorted_groups
 
 
 @dataclass

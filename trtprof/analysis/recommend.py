@@ -18,7 +18,7 @@ import pandas as pd
 
 from trtprof.analysis import shapes
 from trtprof.analysis.bootstrap import fmt_ms
-from trtprof.analysis.latency import quantiles, sorted_groups
+from trtprof.analysis.groups import quantiles, sorted_groups
 from trtprof.analysis.prealloc import tail_against, tail_sentence
 
 if TYPE_CHECKING:
