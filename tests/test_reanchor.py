@@ -57,8 +57,10 @@ def test_a_fresh_anchor_takes_out_the_drift_and_measures_it():
     assert drifted > 0.5 * RATE * 0.06 * 1e6  # ~120 us late after 60 ms at 2 ms/s
     assert clock.reanchor(time.perf_counter_ns()) is True
     fresh = clock.record()
-    assert abs(_error_us(clock, fresh)) < max(20.0, drifted / 4)
     d = clock.drift
+    # the fresh anchor lies in the host window its event completed in: off by at most that window's
+    # width (twice max_error_ns), whatever the load on the machine made it
+    assert abs(_error_us(clock, fresh)) <= 2 * d["max_error_ns"] / 1e3 + 5 and abs(_error_us(clock, fresh)) < drifted
     assert d["reanchors"] == 1 and d["tries"] == 1 and d["last_ns"] < 0  # the old conversion ran late
     assert abs(d["last_ns"]) == d["max_abs_ns"] and 0.5 * RATE * 1e9 < -d["ns_per_s"] < 2 * RATE * 1e9
 
