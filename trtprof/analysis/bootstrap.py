@@ -53,13 +53,6 @@ class Sorted:
     def order_stat(self, i) -> np.ndarray:
         return self.values[i]
 
-    def quantile(self, q: float) -> float:
-        """numpy's linear q-quantile, on the two values it falls between (as `counts.Counted`)."""
-        n = len(self.values)
-        h = (n - 1) * float(q)
-        j = int(np.floor(h))
-        return float(np.quantile(self.values[[j, min(j + 1, n - 1)]], h - j))
-
 
 def _ordered(x):
     """`x` sorted, NaN left out; a `Counted` or `Sorted` is already."""
@@ -74,7 +67,14 @@ def _at(x, i: np.ndarray) -> np.ndarray:
 
 
 def _quantile(x, q: float) -> float:
-    return float(x.quantile(q) if hasattr(x, "order_stat") else np.quantile(x, q))
+    """numpy's linear q-quantile; of a `Counted` or `Sorted`, on the two order statistics it falls
+    between (the same figure, without expanding or copying the values)."""
+    if not hasattr(x, "order_stat"):
+        return float(np.quantile(x, q))
+    n = len(x)
+    h = (n - 1) * float(q)
+    j = int(np.floor(h))
+    return float(np.quantile(x.order_stat(np.array([j, min(j + 1, n - 1)])), h - j))
 
 
 def bootstrap_median(x, n_boot: int = N_BOOT, rng: np.random.Generator | None = None) -> np.ndarray:

@@ -82,13 +82,6 @@ class Counted:
         """The i-th smallest values (0-based; an array of positions)."""
         return self.values[np.searchsorted(self.cum, i, side="right")]
 
-    def quantile(self, q: float) -> float:
-        n = len(self)
-        h = (n - 1) * float(q)
-        j = int(np.floor(h))
-        pair = self.order_stat(np.array([j, min(j + 1, n - 1)]))
-        return float(np.quantile(pair, h - j))
-
 
 def counted(counts: pd.DataFrame, keys: list[str], stat: str) -> dict:
     """{group key tuple: Counted} of one stat of a count table (`value_counts` long form)."""

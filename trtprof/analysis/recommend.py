@@ -18,7 +18,7 @@ import pandas as pd
 
 from trtprof.analysis import shapes
 from trtprof.analysis.bootstrap import fmt_ms
-from trtprof.analysis.groups import quantiles, sorted_groups
+from trtprof.analysis.groups import group_sizes, quantiles, sorted_groups
 from trtprof.analysis.prealloc import tail_against, tail_sentence
 
 if TYPE_CHECKING:
@@ -69,10 +69,8 @@ def _per_inference(r: Results) -> tuple[dict, dict, dict]:
     base = {m: v for m, v in zip(g.keys["model"], med) if not pd.isna(m)}
     del g
     modes: dict = {}
-    k = sorted_groups(lat, ["model", "mode"], "latency_ns", inc).keys
-    for model, mode in k.itertuples(index=False):
-        if not (pd.isna(model) or pd.isna(mode)):
-            modes.setdefault(model, set()).add(mode)
+    for model, mode, _ in group_sizes(lat, ["model", "mode"], inc).itertuples(index=False):
+        modes.setdefault(model, set()).add(mode)
     infs = r.infs
     on = infs.loc[((infs["mode"] == "on") & ~infs["excluded"].astype(bool)).to_numpy(), "model"]
     return base, modes, {k: int(v) for k, v in on.value_counts(dropna=True).items() if v}

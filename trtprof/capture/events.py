@@ -190,7 +190,7 @@ class GpuClock:
         d["max_error_ns"] = max(d["max_error_ns"], (hi - lo) // 2)
         d["last_ns"] = mid - was  # measured drift, to within the window's half-width
         d["max_abs_ns"] = max(d["max_abs_ns"], abs(mid - was))
-        d["corrected_ns"] = d.get("corrected_ns", 0) + (host - was)  # what the conversion was moved by, in all
+        d["corrected_ns"] += host - was  # what the conversion was moved by, in all
         if host > old_host:
             d["ns_per_s"] = round((mid - was) * 1e9 / (host - old_host), 1)
         return True

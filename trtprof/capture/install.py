@@ -117,7 +117,6 @@ class Instrumenter:
         self.kernel_sink = kernel_sink  # receives KernelActivity.flush() records
         self.kernels = None  # the KernelActivity while it records
         self.kernel_info: dict = {"recorded": False}
-        self._gpu_clock = None  # the GpuClock kernel activity is calibrated against (`_calibrate`)
         self.ins: state.Instrumentation | None = None
         self._saved: list = []
         self.notes: list[str] = []
@@ -170,8 +169,7 @@ class Instrumenter:
         if self.nvtx and not marks.available:
             self.notes.append("the nvtx package is missing: no NVTX ranges are emitted")
         if gpu is not None and self.options.kernels and self.kernel_sink is not None:
-            self._gpu_clock = gpu
-            self._start_kernels()
+            self._start_kernels(gpu)
         rec = Recorder(self.sink, gpu, marks, self.batch)
         rec.on_error = self._recording_failed
         self._rec = rec
@@ -228,7 +226,7 @@ class Instrumenter:
             self.op.scan()  # programs loaded before the capture began
         return self
 
-    def _start_kernels(self) -> None:
+    def _start_kernels(self, gpu=None) -> None:
         """CUPTI kernel activity (capture/kernels.py): on for the whole capture, or, when sampling,
         switched on around recorded inferences only (graph._model_pre/_model_post)."""
         from trtprof.capture.kernels import KernelActivity
@@ -237,8 +235,8 @@ class Instrumenter:
         if act.start(paused=self.sample > 1):
             self.kernels = act
             self.kernel_info = {"recorded": True, "source": "CUPTI (cupti-python)", "sampled": self.sample > 1}
-            if self._gpu_clock is not None:
-                self._gpu_clock.on_anchor = self._calibrate
+            if gpu is not None:  # its first anchor calibrates the kernel times (`_calibrate`)
+                gpu.on_anchor = self._calibrate
         else:
             reason = act.reason or "kernel activity could not start"
             self.kernel_info = {"recorded": False, "reason": reason, "handover": act.info()["handover"]}
@@ -258,7 +256,7 @@ class Instrumenter:
         try:
             if paused:
                 act.resume()
-            self.kernel_info["calibration"] = calibrate.run(self._gpu_clock, *calibrate.prepare(torch))
+            self.kernel_info["calibration"] = calibrate.run(self.gpu, *calibrate.prepare(torch))
         except Exception as e:  # noqa: BLE001 - in the user's first call: kernels go by the clocks as they are
             self.kernel_info["calibration"] = {"error": f"{type(e).__name__}: {str(e).strip()[:160]}"}
         finally:
