@@ -37,9 +37,22 @@ def test_the_offset_is_found_and_applied(delta):
     k = _records(PAIRS, delta, others=[(10**12 + 200_000, 10**12 + 260_000)])
     out, found = kernels.calibrate(k, _cal(PAIRS))
     # each kernel sits 1 us after its first event and 1 us before its second: +/- 1 us around delta
-    assert abs(found["offset_ns"] - delta) <= 1_000 and found["error_ns"] <= 1_000 and found["rounds"] == 8
+    lo, hi = found["bounds_ns"]
+    assert lo <= delta <= hi and hi - lo <= 2_000 and found["rounds"] == 8
+    assert found["offset_ns"] == min(max(0, lo), hi) and abs(found["offset_ns"] - delta) <= 1_000
     assert list(out["name"]) == ["gemm"]  # trtprof's own kernels left out
     assert abs(out["start_ns"][0] - (10**12 + 200_000)) <= 1_000 and len(out["seq"]) == 1
+
+
+def test_bounds_that_hold_zero_keep_cuptis_times():
+    """Loose pairs (an idle GPU: each event done at its record, the kernel a launch later) that allow
+    no offset at all leave the times alone rather than move them by the bounds' middle."""
+    loose = [(10**12 + i * 40_000, 10**12 + i * 40_000 + 30_000) for i in range(8)]
+    k = _records(loose, -3_000, others=[(10**12 + 500_000, 10**12 + 510_000)])
+    out, found = kernels.calibrate(k, _cal(loose))
+    lo, hi = found["bounds_ns"]
+    assert lo <= 0 <= hi and hi - lo > 20_000 and found["offset_ns"] == 0
+    assert out["start_ns"][0] == k["start_ns"][-1]
 
 
 def test_not_applied_when_kernels_are_missing_or_do_not_fit():
@@ -67,14 +80,16 @@ def test_run_on_the_stand_in_gpu_gives_pairs_that_hold_their_kernels():
         def synchronize(self):
             pass
 
-    def launch():  # a kernel on the stand-in GPU's own timer, between the events around it
+    def launch(cycles):  # a kernel on the stand-in GPU's own timer, between the events around it
         e = gpu_doubles.Event()
         e.record()
         launched.append((e.t, e.t + 1))
+        assert cycles in (calibrate.LEAD_CYCLES, calibrate.SPIN_CYCLES)
 
     gpu.record()  # anchors
     cal = calibrate.run(gpu, Stream(), launch)
-    assert len(cal["pairs"]) == calibrate.ROUNDS == len(launched)
+    assert len(cal["pairs"]) == calibrate.ROUNDS + 1 == len(launched) == cal["rounds"]
+    assert all(a[1] == b[0] for a, b in zip(cal["pairs"], cal["pairs"][1:]))  # one chain of events
     gpu_to_host = gpu._ref_host - gpu._ref.t  # how the clock maps the stand-in's timer onto the host's
     assert all(a <= s + gpu_to_host and e + gpu_to_host <= b for (a, b), (s, e) in zip(cal["pairs"], launched))
     k = {"kind": np.array(["kernel"] * len(launched), dtype=object),
@@ -82,7 +97,8 @@ def test_run_on_the_stand_in_gpu_gives_pairs_that_hold_their_kernels():
          "start_ns": np.array([s for s, _ in launched], np.int64), "end_ns": np.array([e for _, e in launched], np.int64)}
     out, found = kernels.calibrate(k, cal)
     assert len(out["start_ns"]) == 0
-    assert found["offset_ns"] - found["error_ns"] - 1 <= gpu_to_host <= found["offset_ns"] + found["error_ns"] + 1
+    lo, hi = found["bounds_ns"]
+    assert lo - 1 <= gpu_to_host <= hi + 1
 
 
 def test_prepare_needs_torchs_spin_kernel():

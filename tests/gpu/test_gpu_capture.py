@@ -253,7 +253,8 @@ def test_kernels_on_every_timed_row(captured):
     assert cap.meta["kernels"]["clock"]["error_ns"] < 5_000
     cal = cap.meta["kernels"].get("calibration")  # CUPTI's times mapped onto the events' (capture/calibrate.py)
     assert cal is not None and "offset_ns" in cal, cal
-    assert cal["rounds"] == 8 and cal["error_ns"] < 20_000
+    lo, hi = cal["bounds_ns"]  # the rounds queued behind a long kernel run back to back: tight bounds
+    assert cal["rounds"] == 9 and hi - lo < 5_000 and lo <= cal["offset_ns"] <= hi, cal
 
 
 def test_gpu_paced_windows_hold_their_own_kernels(tmp_path):

@@ -217,8 +217,10 @@ CALIBRATION_SLACK_NS = 10_000_000  # how far CUPTI's times may be off and the ke
 def calibrate(k: dict, cal: dict | None) -> tuple[dict, dict | None]:
     """The kernel records with CUPTI's times mapped onto the events' (`capture/calibrate.py`): each
     calibration kernel ran between its two events, so the offset lies in [max(event before - kernel
-    start), min(event after - kernel end)] over the rounds; its middle is added to every record's
-    times, and the calibration kernels (trtprof's own) are left out. (records, what was found for
+    start), min(event after - kernel end)] over the rounds. The least offset in those bounds (0 when
+    they hold it: CUPTI's conversion is kept unless the kernels show it wrong, as the clock's fresh
+    anchors keep the old conversion) is added to every record's times, and the calibration kernels
+    (trtprof's own) are left out. (records, what was found for
     meta.json); the records unchanged when the calibration is missing, its kernels are not all found,
     or the bounds do not meet (then the reason is said)."""
     if not cal or "pairs" not in cal:
@@ -240,12 +242,12 @@ def calibrate(k: dict, cal: dict | None) -> tuple[dict, dict | None]:
     if lo > hi:
         return k, {"reason": f"the calibration kernels do not fit between their events (bounds {lo} > {hi} ns): "
                              "CUPTI's times kept as they are"}
-    offset = (lo + hi) // 2
+    offset = min(max(0, lo), hi)
     keep = ~mine
     out = {c: np.asarray(v)[keep] for c, v in k.items()}
     out["start_ns"] = start[keep] + offset
     out["end_ns"] = end[keep] + offset
-    return out, {"offset_ns": offset, "error_ns": (hi - lo) // 2, "rounds": int(len(pairs))}
+    return out, {"offset_ns": offset, "bounds_ns": [lo, hi], "rounds": int(len(pairs))}
 
 
 def attribute_timeline(rows: pd.DataFrame, kernels, watched=None):
