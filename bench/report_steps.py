@@ -9,6 +9,7 @@ another is not measured apart.
 
     python3 bench/report_steps.py /work/scale-data/cap-10000000
     python3 bench/report_steps.py --compare /work/scale-data/cap-10000000   # the capture compared with itself
+    python3 bench/report_steps.py --ranks /work/scale-data/ranks8-12500000  # a folder of ranks, merged
 
 Prints one line per call on stderr: the peak between the step before and this one (for the first:
 the chunk loop's), RSS before, the peak during the call (and the difference), RSS after, seconds.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,11 +63,14 @@ def wrap(owner, name: str) -> None:
 
 def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    compare = args[:1] == ["--compare"]
-    args = args[1:] if compare else args
+    mode = args[0] if args[:1] in (["--compare"], ["--ranks"]) else ""
+    args = args[1:] if mode else args
+    compare = mode == "--compare"
     if len(args) != 1 or not Path("/proc/self/clear_refs").exists():
-        print("usage: report_steps.py [--compare] CAPTURE (Linux: reads /proc/self/status)", file=sys.stderr)
+        print("usage: report_steps.py [--compare | --ranks] CAPTURE (Linux: reads /proc/self/status)", file=sys.stderr)
         return 2
+    if mode == "--ranks":
+        return _ranks(args[0])
     from trtprof.analysis import compare as comparison, compare_streamed, streamed
     from trtprof.cli import common
     from trtprof.render import compare_html, figures, timeline_fig
@@ -93,6 +98,28 @@ def main(argv=None) -> int:
         wrap(figures, name)
     common.streamed_html(scan.open_timeline(Path(args[0])))
     print(f"report in {time.perf_counter() - t:.1f} s; at the end {rss()}", file=sys.stderr)
+    return 0
+
+
+def _ranks(path: str) -> int:
+    """The merged report of a folder of ranks: each rank's chunked analysis, its inference ends, the
+    combination, the window's rows and the page."""
+    from trtprof.analysis import ranks, ranks_streamed, streamed
+    from trtprof.cli import ranks as cli_ranks
+    from trtprof.render import ranks_html, ranks_text, ranks_timeline
+
+    t = time.perf_counter()
+    wrap(streamed, "analyse")
+    wrap(ranks_streamed, "ends")
+    wrap(ranks, "combine")
+    wrap(ranks_streamed, "window_rows")
+    for owner, names in ((ranks_html, ("latency_figure", "straggler_figure", "_subgraphs", "_straggler",
+                                       "_latency")), (ranks_timeline, ("figure",)), (ranks_text, ("render",))):
+        for name in names:
+            wrap(owner, name)
+    with tempfile.TemporaryDirectory() as d:
+        cli_ranks.report(path, str(Path(d) / "report.html"), quiet=False)
+    print(f"merged report in {time.perf_counter() - t:.1f} s; at the end {rss()}", file=sys.stderr)
     return 0
 
 

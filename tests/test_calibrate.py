@@ -55,6 +55,16 @@ def test_bounds_that_hold_zero_keep_cuptis_times():
     assert out["start_ns"][0] == k["start_ns"][-1]
 
 
+def test_bounds_crossed_within_the_events_resolution_meet_where_they_cross():
+    """Back to back, an event and the kernel after it can read the same instant; the events' half
+    microsecond of resolution can then cross the bounds by a little, which is not a misfit."""
+    tight = [(10**12 + i * 10_000, 10**12 + i * 10_000 + 1_500) for i in range(8)]
+    k = _records(tight, 50_000)  # kernels from +1 us to +3 us: 2 us long between events 1.5 us apart
+    out, found = kernels.calibrate(k, _cal(tight))
+    lo, hi = found["bounds_ns"]
+    assert lo - hi == 500 and found["offset_ns"] == (lo + hi) // 2
+
+
 def test_not_applied_when_kernels_are_missing_or_do_not_fit():
     k = _records(PAIRS, 0)
     short = {c: v[1:] for c, v in k.items()}

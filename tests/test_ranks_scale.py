@@ -170,8 +170,9 @@ def _reference_straggler(latency: dict, ends: dict | None = None) -> pd.DataFram
     return out[analysis.STRAGGLER_COLUMNS].reset_index(drop=True)
 
 
+@pytest.mark.parametrize("block", [1, 3, 1 << 18])
 @pytest.mark.parametrize("seed", range(6))
-def test_compact_straggler_is_the_frame_straggler(seed):
+def test_compact_straggler_is_the_frame_straggler(seed, block):
     """Random ranks: latencies on a coarse grid (ties, broken by the lower rank), repeated rows (the
     first kept), excluded rows, inferences one rank ran, ends missing or NaN, models as strings on
     one rank and categories on another, ranks given out of order."""
@@ -192,10 +193,11 @@ def test_compact_straggler_is_the_frame_straggler(seed):
         ends[int(r)] = e.drop_duplicates(["model", "inference"])
     ref_lat = {r: v.astype({"model": object}) for r, v in latency.items()}
     want = _reference_straggler(ref_lat, ends)
-    got = analysis.straggler(latency, ends)
+    got = analysis.straggler(latency, ends, block=block)  # merged a block of keys at a time
     assert len(want) > 0 or seed > 3
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
-    pd.testing.assert_frame_equal(analysis.straggler(latency), _reference_straggler(ref_lat), check_dtype=False)
+    pd.testing.assert_frame_equal(analysis.straggler(latency, block=block), _reference_straggler(ref_lat),
+                                  check_dtype=False)
 
 
 def test_a_rank_damaged_inside_its_file_is_left_out_with_a_note_on_both_paths(tmp_path, monkeypatch):

@@ -72,7 +72,49 @@ def _first(key: np.ndarray, *values) -> tuple:
     return (uniq, *(v[first] for v in values))
 
 
-def straggler(latency: dict, ends: dict | None = None) -> pd.DataFrame:
+BLOCK = 1 << 18  # keys of one rank per block of the straggler's merge
+
+
+def _rank_arrays(lat: pd.DataFrame, end: pd.DataFrame | None, models: list) -> tuple:
+    """One rank's (sorted distinct keys, latency, end on the common clock) of its included inferences,
+    as numpy columns: the latency frame is masked column by column, never copied whole."""
+    ok = ~lat["excluded"].astype(bool).to_numpy()
+    k, v = _first(_keys(np.asarray(lat["model"])[ok], lat["inference"].to_numpy(np.int64)[ok], models),
+                  lat["latency_ns"].to_numpy(float)[ok])
+    fin = np.full(len(k), np.nan)
+    if end is not None and len(end):
+        ek, ev = _first(_keys(end["model"], end["inference"], models), end["end_ns"].to_numpy(float))
+        at = np.minimum(np.searchsorted(ek, k), len(ek) - 1)
+        hit = ek[at] == k
+        fin[hit] = ev[at[hit]]
+    return k, v, fin
+
+
+def _block(parts: list, models: np.ndarray) -> dict | None:
+    """The straggler columns of one block: `parts` holds, per rank in rank order, (rank, keys,
+    latencies, ends) of the same span of keys."""
+    key = np.concatenate([p[1] for p in parts])
+    order = np.argsort(key, kind="stable")  # within a key, the rows stay in rank order
+    key = key[order]
+    rank = np.concatenate([np.full(len(p[1]), p[0], np.int64) for p in parts])[order]
+    lat = np.concatenate([p[2] for p in parts])[order]
+    end = np.concatenate([p[3] for p in parts])[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    sizes = np.diff(np.r_[starts, len(key)])
+    two = sizes >= 2
+    if not two.any():
+        return None
+    pos = np.arange(len(key))
+    lo = np.minimum.reduceat(np.where(lat == np.repeat(np.minimum.reduceat(lat, starts), sizes), pos, len(key)), starts)
+    hi = np.minimum.reduceat(np.where(lat == np.repeat(np.maximum.reduceat(lat, starts), sizes), pos, len(key)), starts)
+    skew = (np.fmax.reduceat(end, starts) - np.fmin.reduceat(end, starts)) / 1e6
+    lo, hi, first = lo[two], hi[two], key[starts[two]]
+    return {"model": models[first >> 32], "inference": first & 0xFFFFFFFF, "ranks": sizes[two].astype(np.int64),
+            "fastest_rank": rank[lo], "slowest_rank": rank[hi], "fastest_ms": lat[lo] / 1e6,
+            "slowest_ms": lat[hi] / 1e6, "finish_skew_ms": skew[two]}
+
+
+def straggler(latency: dict, ends: dict | None = None, block: int = BLOCK) -> pd.DataFrame:
     """Per (model, inference) run by at least two ranks: the fastest and slowest rank's latency, the
     spread between them and, with `ends` (rank -> `_ends` frame on the common clock), the finish skew.
 
@@ -81,44 +123,33 @@ def straggler(latency: dict, ends: dict | None = None) -> pd.DataFrame:
 
     Why arrays rather than a merged, grouped frame: 8 ranks of 1.7 M inferences are 14 M rows, whose
     frame with string models, merged and grouped, takes gigabytes; here a (model, inference) is one
-    int64 and the per-rank values numpy columns, about 30 bytes a row. Assumes what
-    `inference_latency` gives: a model on every row and a latency on every row (host times always
-    exist), so nothing here skips NaN as pandas' idxmin would."""
-    ok = {r: lat[~lat["excluded"].astype(bool).to_numpy()] for r, lat in sorted(latency.items()) if len(lat)}
-    ok = {r: lat for r, lat in ok.items() if len(lat)}
+    int64 and the per-rank values numpy columns (24 bytes a row), merged a block of keys at a time
+    (at most `block` keys of each rank): merging all 14 M rows at once took 1.4 GB more than the
+    ranks' own tables (8 x 12.5 M rows, 2026-12-07). Assumes what `inference_latency` gives: a model
+    on every row and a latency on every row (host times always exist), so nothing here skips NaN as
+    pandas' idxmin would."""
+    ok = {r: lat for r, lat in sorted(latency.items())
+          if len(lat) and not lat["excluded"].astype(bool).to_numpy().all()}
     if not ok:
         return pd.DataFrame(columns=STRAGGLER_COLUMNS)
-    models = sorted(set().union(*(set(pd.unique(lat["model"])) for lat in ok.values())))
-    keys, ranks, lats, fins = [], [], [], []
-    for r, lat in ok.items():  # in rank order: within a key, the rows stay in rank order
-        k, v = _first(_keys(lat["model"], lat["inference"], models), lat["latency_ns"].to_numpy(float))
-        end = np.full(len(k), np.nan)
-        e = (ends or {}).get(r)
-        if e is not None and len(e):
-            ek, ev = _first(_keys(e["model"], e["inference"], models), e["end_ns"].to_numpy(float))
-            at = np.minimum(np.searchsorted(ek, k), len(ek) - 1)
-            hit = ek[at] == k
-            end[hit] = ev[at[hit]]
-        keys.append(k), lats.append(v), fins.append(end), ranks.append(np.full(len(k), r, np.int64))
-    order = np.argsort(np.concatenate(keys), kind="stable")
-    key = np.concatenate(keys)[order]
-    rank, lat, end = (np.concatenate(a)[order] for a in (ranks, lats, fins))
-    del keys, ranks, lats, fins, order
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    sizes = np.diff(np.r_[starts, len(key)])
-    if not (sizes >= 2).any():
+    models = sorted(set().union(*(set(pd.unique(np.asarray(lat["model"])[~lat["excluded"].astype(bool).to_numpy()]))
+                                  for lat in ok.values())))
+    per = {r: _rank_arrays(lat, (ends or {}).get(r), models) for r, lat in ok.items()}
+    bounds = np.unique(np.concatenate([k[::block] for k, _, _ in per.values()]))
+    names, cols = np.asarray(models, dtype=object), []
+    for lo_key, hi_key in zip(bounds, np.r_[bounds[1:], np.iinfo(np.int64).max]):
+        parts = []
+        for r, (k, v, fin) in per.items():
+            a, b = np.searchsorted(k, [lo_key, hi_key])
+            if b > a:
+                parts.append((r, k[a:b], v[a:b], fin[a:b]))
+        got = _block(parts, names) if len(parts) >= 2 else None
+        if got is not None:
+            cols.append(got)
+    if not cols:
         return pd.DataFrame(columns=STRAGGLER_COLUMNS)
-    pos = np.arange(len(key))
-    lo = np.minimum.reduceat(np.where(lat == np.repeat(np.minimum.reduceat(lat, starts), sizes), pos, len(key)), starts)
-    hi = np.minimum.reduceat(np.where(lat == np.repeat(np.maximum.reduceat(lat, starts), sizes), pos, len(key)), starts)
-    skew = (np.fmax.reduceat(end, starts) - np.fmin.reduceat(end, starts)) / 1e6
-    two = sizes >= 2
-    lo, hi, skew, first = lo[two], hi[two], skew[two], key[starts[two]]
-    out = pd.DataFrame({"model": np.asarray(models, dtype=object)[first >> 32], "inference": first & 0xFFFFFFFF,
-                        "ranks": sizes[two].astype(np.int64), "fastest_rank": rank[lo], "slowest_rank": rank[hi],
-                        "fastest_ms": lat[lo] / 1e6, "slowest_ms": lat[hi] / 1e6})
+    out = pd.DataFrame({c: np.concatenate([b[c] for b in cols]) for c in cols[0]})
     out["spread_ms"] = out["slowest_ms"] - out["fastest_ms"]
-    out["finish_skew_ms"] = skew
     return out[STRAGGLER_COLUMNS].reset_index(drop=True)
 
 

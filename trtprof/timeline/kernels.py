@@ -214,6 +214,9 @@ def write(folder, records, seq=None) -> Path:
 CALIBRATION_SLACK_NS = 10_000_000  # how far CUPTI's times may be off and the kernels still be found
 
 
+EVENT_RESOLUTION_NS = 1_000  # CUDA event times: about half a microsecond each (cudaEventElapsedTime)
+
+
 def calibrate(k: dict, cal: dict | None) -> tuple[dict, dict | None]:
     """The kernel records with CUPTI's times mapped onto the events' (`capture/calibrate.py`): each
     calibration kernel ran between its two events, so the offset lies in [max(event before - kernel
@@ -239,10 +242,11 @@ def calibrate(k: dict, cal: dict | None) -> tuple[dict, dict | None]:
     order = found[np.argsort(start[found], kind="stable")]
     lo = int((pairs[:, 0] - start[order]).max())
     hi = int((pairs[:, 1] - end[order]).min())
-    if lo > hi:
+    if lo > hi + EVENT_RESOLUTION_NS:
         return k, {"reason": f"the calibration kernels do not fit between their events (bounds {lo} > {hi} ns): "
                              "CUPTI's times kept as they are"}
-    offset = min(max(0, lo), hi)
+    # bounds crossed by no more than the events' resolution (back-to-back work): where they cross
+    offset = min(max(0, lo), hi) if lo <= hi else (lo + hi) // 2
     keep = ~mine
     out = {c: np.asarray(v)[keep] for c, v in k.items()}
     out["start_ns"] = start[keep] + offset
