@@ -320,6 +320,7 @@ def _release() -> None:
 
 
 release = _release  # what a chunked analysis calls after each chunk
+heap = _heap  # and once before the first
 
 
 def _finish(acc, flags, p, meta, n_boot, seed, out: Streamed) -> Streamed:
