@@ -79,7 +79,7 @@ def _rank_arrays(lat: pd.DataFrame, end: pd.DataFrame | None, models: list) -> t
     """One rank's (sorted distinct keys, latency, end on the common clock) of its included inferences,
     as numpy columns: the latency frame is masked column by column, never copied whole."""
     ok = ~lat["excluded"].astype(bool).to_numpy()
-    k, v = _first(_keys(np.asarray(lat["model"])[ok], lat["inference"].to_numpy(np.int64)[ok], models),
+    k, v = _first(_keys(lat["model"][ok], lat["inference"].to_numpy(np.int64)[ok], models),
                   lat["latency_ns"].to_numpy(float)[ok])
     fin = np.full(len(k), np.nan)
     if end is not None and len(end):
@@ -132,7 +132,7 @@ def straggler(latency: dict, ends: dict | None = None, block: int = BLOCK) -> pd
           if len(lat) and not lat["excluded"].astype(bool).to_numpy().all()}
     if not ok:
         return pd.DataFrame(columns=STRAGGLER_COLUMNS)
-    models = sorted(set().union(*(set(pd.unique(np.asarray(lat["model"])[~lat["excluded"].astype(bool).to_numpy()]))
+    models = sorted(set().union(*(set(pd.unique(lat["model"][~lat["excluded"].astype(bool).to_numpy()]))
                                   for lat in ok.values())))
     per = {r: _rank_arrays(lat, (ends or {}).get(r), models) for r, lat in ok.items()}
     bounds = np.unique(np.concatenate([k[::block] for k, _, _ in per.values()]))
