@@ -212,8 +212,6 @@ def write(folder, records, seq=None) -> Path:
 
 
 CALIBRATION_SLACK_NS = 10_000_000  # how far CUPTI's times may be off and the kernels still be found
-
-
 EVENT_RESOLUTION_NS = 1_000  # CUDA event times: about half a microsecond each (cudaEventElapsedTime)
 
 
