@@ -5,7 +5,7 @@
 # ("name iters K;...") the cudagraphs step's; RANKS_RT the ranks step's runtimes; DEADLINE (seconds from
 # the start) gives the tests step what is left, else TESTS_TIMEOUT.
 #   source .trtbundle/activate.sh && bash scripts/gpu_run.sh "$OUT" [steps...]
-# steps: probe cupti-raw tests cudagraphs python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken goal goal-profile breakdown hooks nsys nsys-acc profile cases
+# steps: probe cupti-raw tests long cudagraphs python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken goal goal-profile breakdown hooks nsys nsys-acc profile cases
 #        ranks (two ranks sharing one GPU) ranks2 (one rank per GPU, on nvidia-h200-x2) (default: tests bert bench nsys)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +24,13 @@ for s in $steps; do
     log cupti-raw; timeout 150 python3 scripts/probe_cupti_raw.py --out "$w/probe_cupti_raw.json" \
       --budget ${CUPTI_RAW_BUDGET:-115} > "$w/cupti-raw.txt" 2>&1; log "cupti-raw rc=$?";;
   tests)
-    t=${TESTS_TIMEOUT:-300}; [ -n "${DEADLINE:-}" ] && t=$((DEADLINE - SECONDS))
+    t=${TESTS_TIMEOUT:-360}; [ -n "${DEADLINE:-}" ] && t=$((DEADLINE - SECONDS))  # 39 tests: 220 s was too short
     log "tests (${t} s)"; BERT_RUNTIMES= timeout $t bash scripts/gpu_tests.sh "$w/tests" 2>&1 | quiet > "$w/tests.txt"; log "tests rc=${PIPESTATUS[0]}";;
+  long)  # the kernel-clock check: a long GPU-paced capture (graph-broken BERT, batch 128) and each row's lead over its kernels
+    log long; timeout ${LONG_TIMEOUT:-150} python3 -m trtprof capture --no-report --quiet -o "$w/long" examples/bert_cases.py breaks \
+      --iters ${LONG_ITERS:-1500} --warmup 20 --batch 128 --seq 128 > "$w/long.txt" 2>&1; log "long rc=$?"
+    timeout 60 python3 bench/clock_drift.py "$w/long" --json "$w/drift.json" > "$w/drift.txt" 2>&1; log "clock drift rc=$?"
+    rm -f "$w/long/kernels.parquet" "$w"/long/*.arrows;;
   cudagraphs)
     mkdir -p "$w/cudagraphs"
     IFS=';' read -ra cg_cases <<< "${CG_CASES:-small 600 50;breaks 300 25}"
