@@ -75,10 +75,9 @@ def _first(key: np.ndarray, *values) -> tuple:
 BLOCK = 1 << 18  # keys of one rank per block of the straggler's merge
 
 
-def _rank_arrays(lat: pd.DataFrame, end: pd.DataFrame | None, models: list) -> tuple:
-    """One rank's (sorted distinct keys, latency, end on the common clock) of its included inferences,
-    as numpy columns: the latency frame is masked column by column, never copied whole."""
-    ok = ~lat["excluded"].astype(bool).to_numpy()
+def _rank_arrays(lat: pd.DataFrame, ok: np.ndarray, end: pd.DataFrame | None, models: list) -> tuple:
+    """One rank's (sorted distinct keys, latency, end on the common clock) of its included inferences
+    (`ok`), as numpy columns: the latency frame is masked column by column, never copied whole."""
     k, v = _first(_keys(lat["model"][ok], lat["inference"].to_numpy(np.int64)[ok], models),
                   lat["latency_ns"].to_numpy(float)[ok])
     fin = np.full(len(k), np.nan)
@@ -128,13 +127,12 @@ def straggler(latency: dict, ends: dict | None = None, block: int = BLOCK) -> pd
     ranks' own tables (8 x 12.5 M rows, 2026-12-07). Assumes what `inference_latency` gives: a model
     on every row and a latency on every row (host times always exist), so nothing here skips NaN as
     pandas' idxmin would."""
-    ok = {r: lat for r, lat in sorted(latency.items())
-          if len(lat) and not lat["excluded"].astype(bool).to_numpy().all()}
-    if not ok:
+    included = {r: ~lat["excluded"].astype(bool).to_numpy() for r, lat in sorted(latency.items()) if len(lat)}
+    included = {r: ok for r, ok in included.items() if ok.any()}
+    if not included:
         return pd.DataFrame(columns=STRAGGLER_COLUMNS)
-    models = sorted(set().union(*(set(pd.unique(lat["model"][~lat["excluded"].astype(bool).to_numpy()]))
-                                  for lat in ok.values())))
-    per = {r: _rank_arrays(lat, (ends or {}).get(r), models) for r, lat in ok.items()}
+    models = sorted(set().union(*(set(pd.unique(latency[r]["model"][ok])) for r, ok in included.items())))
+    per = {r: _rank_arrays(latency[r], ok, (ends or {}).get(r), models) for r, ok in included.items()}
     bounds = np.unique(np.concatenate([k[::block] for k, _, _ in per.values()]))
     names, cols = np.asarray(models, dtype=object), []
     for lo_key, hi_key in zip(bounds, np.r_[bounds[1:], np.iinfo(np.int64).max]):
