@@ -113,3 +113,24 @@ def test_every_help_has_an_example(cmd):
     assert res.exit_code == 0 and "Example:" in res.output and f"trtprof {cmd}" in res.output
     top = cli("--help")
     assert "Example:" in top.output and cmd in top.output
+
+
+@pytest.mark.parametrize("args, what", [
+    (["capture", "--prealloc", "maybe", "x.py"], "Invalid value for '--prealloc'"),
+    (["export", "CAP", "--format", "xml"], "'xml' is not one of"),
+    (["report"], "Missing argument 'CAPTURE'"),
+    (["--bogus"], "No such option '--bogus'"),
+    (["frob"], "No such command 'frob'"),
+])
+def test_a_usage_error_is_one_line(args, what, caps):
+    """click's usage error is four lines (usage, hint, blank, error): here one `trtprof:` line that
+    says where the help is, exit 2."""
+    res = CliRunner().invoke(main, [str(caps[0]) if a == "CAP" else a for a in args])
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == ExitCode.USAGE and len(lines) == 1, res.output
+    assert lines[0].startswith("trtprof: ") and what in lines[0] and "--help'" in lines[0]
+
+
+def test_trtprof_alone_still_shows_the_help():
+    res = CliRunner().invoke(main, [], prog_name="trtprof")
+    assert "Usage: trtprof [OPTIONS] COMMAND" in res.output and "capture" in res.output

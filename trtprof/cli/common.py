@@ -22,17 +22,36 @@ OWN_SUFFIXES = (".nsys-rep", ".sqlite")  # the nsys report and its export
 
 
 class Group(click.Group):
-    """The `trtprof` group: a TrtprofError from any command is one line on stderr and its exit code."""
+    """The `trtprof` group: a TrtprofError from any command is one line on stderr and its exit code,
+    and so is a usage error (click's own is four lines: usage, hint, blank, error). `trtprof` alone
+    still prints the help."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as e:
+            _usage(e, info_name or "trtprof")
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.UsageError as e:
+            _usage(e, ctx.command_path)
         except TrtprofError as e:
             say(str(e))
             sys.exit(e.exit_code)
         except KeyboardInterrupt:  # after the capture is written (it holds Ctrl-C while finishing)
             say("interrupted")
             sys.exit(ExitCode.INTERRUPTED)
+
+
+def _usage(e: click.UsageError, path: str):
+    """A usage error as one line naming where help is; the bare group keeps click's help page."""
+    if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # click >= 8.2
+        raise e
+    where = e.ctx.command_path if e.ctx is not None else path
+    say(f"{e.format_message()} (see '{where} --help')")
+    sys.exit(e.exit_code)
 
 
 def say(msg: str, quiet: bool = False) -> None:
