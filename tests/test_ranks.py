@@ -348,3 +348,20 @@ def test_straggler_figure_of_a_long_run_draws_buckets_and_the_largest_spreads():
     assert max(lines[0]["y"]) == st["spread_ms"].max()  # the max per bucket reaches the largest spread
     small = ranks_html.straggler_figure(st.head(100)).data
     assert all(t["mode"] == "markers" for t in small) and sum(len(t["x"]) for t in small) == 100
+
+
+@pytest.mark.parametrize("rows", [0, 12])
+def test_the_last_rank_suggests_a_report_only_when_one_could_be_made(tmp_path, capsys, rows):
+    """The merge after the last rank: a folder with no rows says so without a command that would fail
+    the same way; a merge that fails for another reason points to `trtprof report DIR`."""
+    from synthetic import timeline, write_capture
+    from trtprof.cli import ranks as cli_ranks
+
+    frame = timeline(rows, seed=3) if rows else timeline(4, seed=3).iloc[:0]
+    write_capture(frame, tmp_path / "rank0", {"rank": 0, "world_size": 1})
+    if rows:  # readable rows, then an unreadable timeline: a failed merge that a later report can name
+        (tmp_path / "rank0" / "timeline.parquet").write_bytes(b"not parquet")
+    cli_ranks.after_capture(tmp_path, {"rank": 0, "world_size": 1}, quiet=False, no_report=True)
+    err = capsys.readouterr().err
+    assert "merged report not written" in err and "Traceback" not in err
+    assert ("try trtprof report" in err) == bool(rows), err

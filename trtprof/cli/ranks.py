@@ -127,7 +127,9 @@ def after_capture(root: Path, info: dict, quiet: bool, no_report: bool) -> None:
                 common.echo(f"merged report of {len(ranks.captures)} ranks written: {out}, {common.open_hint(out)}",
                             err=True)
     except common.TrtprofError as e:  # the captures are written: a failed merge is a note
-        common.say(f"merged report not written: {e}; try trtprof report {root}", quiet)
+        # a report of ranks without rows would fail the same way: no command to suggest then
+        retry = "" if isinstance(e, common.EmptyCaptureError) else f"; try trtprof report {root}"
+        common.say(f"merged report not written: {e}{retry}", quiet)
 
 
 def export(path, fmt: str, output, quiet: bool, formats: dict) -> Path:
