@@ -42,7 +42,8 @@ def cpu_fallback(args) -> int:
     missing = "CUDA" if not torch.cuda.is_available() else "torch_tensorrt"
     model = build_bert("cpu", half=False)
     if model is None:
-        print(f"no {missing} and no transformers: nothing to run", file=sys.stderr)
+        print(f"no {missing} and no transformers: nothing to run (pip install -e '.[demo]' installs "
+              "transformers)", file=sys.stderr)
         return 0
     ids = torch.randint(0, 5, (args.batch, args.seq_len))
     with torch.no_grad():

@@ -60,6 +60,10 @@ def test_errors_name_arguments_not_flags(tmp_path):
         with trtprof.profile(out=tmp_path / "e", prealloc="sometimes"):
             pass
     assert "prealloc=" in str(e.value) and "--prealloc" not in str(e.value)
+    with pytest.raises(trtprof.TrtprofError) as e:  # not a TypeError about an internal class
+        with trtprof.profile(out=tmp_path / "f", levl="full"):
+            pass
+    assert "unknown option levl" in str(e.value) and "level" in str(e.value) and e.value.exit_code == ExitCode.USAGE
     assert api_words("--no-cpp-allocs and --level minimal") == "cpp_allocs=False and level= minimal"
 
 

@@ -6,6 +6,7 @@ Session, `stop()` writes the folder and gives back a loaded `Capture`.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import re
@@ -22,7 +23,7 @@ from trtprof._version import __version__
 from trtprof.capture import environment
 from trtprof.capture.install import Instrumenter
 from trtprof.capture.options import CaptureOptions
-from trtprof.errors import ExitCode, TrtprofError, first_line
+from trtprof.errors import ExitCode, TrtprofError, UsageError, first_line
 from trtprof.timeline.store import Capture, CaptureWriter, load_capture
 
 DEFAULT_ROOT = "reports"
@@ -38,6 +39,17 @@ def default_folder(stem: str, root: str | os.PathLike = DEFAULT_ROOT) -> Path:
     return path
 
 
+def _options(choices: dict) -> CaptureOptions:
+    """CaptureOptions from keywords; one that is not an option is a UsageError naming it and the
+    options there are (not a TypeError about an internal class)."""
+    known = {f.name for f in dataclasses.fields(CaptureOptions)}
+    unknown = sorted(set(choices) - known)
+    if unknown:
+        raise UsageError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
+                         f"the options are {', '.join(sorted(known))}")
+    return CaptureOptions(**choices)
+
+
 class Session:
     """Owns one capture from `start()` to `stop()`."""
 
@@ -47,7 +59,7 @@ class Session:
         """`options` (a CaptureOptions), or its fields as keywords (prealloc=, level=, sample=, ...);
         `run`: how the capture was started (script, module), recorded in meta.json; `meta`: more
         fields for meta.json from the start (a rank's place, so even a killed rank says which it was)."""
-        self.options = options if options is not None else CaptureOptions(**choices)
+        self.options = options if options is not None else _options(choices)
         self.folder = Path(os.path.abspath(out if out else default_folder(name)))
         self.run = run or {}
         self.extra_meta = dict(meta or {})
