@@ -126,3 +126,32 @@ def test_subgraph_table_kernel_columns_and_verdict():
     assert r.bound == "launch-bound"  # busy 22 % of the bracket, host 100 % of it
     df.loc[ex, "kernel_busy_ns"] = 850
     assert subgraphs.table(df).set_index("subgraph").loc["_run_on_acc_0", "bound"] == "GPU-bound"
+
+
+def test_graph_break_cost_counts_the_gpu_wait_once():
+    """acc_0 -> gpu_1 -> acc_2, kernels recorded: the fallback's event bracket (the GPU waiting for its
+    Python) overlaps the idle gaps measured between kernel spans, so the break's cost is its kernel
+    span plus those gaps: the time from acc_0's last kernel to acc_2's first, not more."""
+    rows = []
+    for i in range(3):
+        b = i * 10_000
+        rows += [dict(event="exec", subgraph="_run_on_acc_0", host=(b, b + 100), gpu=(b, b + 1000), inference=i),
+                 dict(event="fallback", subgraph="_run_on_gpu_1", subgraph_kind="fallback", runtime="torch",
+                      host=(b + 1000, b + 2000), gpu=(b + 1000, b + 2000), inference=i),
+                 dict(event="exec", subgraph="_run_on_acc_2", host=(b + 2000, b + 2100), gpu=(b + 2000, b + 3000),
+                      inference=i),
+                 dict(event="inference", subgraph="m", subgraph_kind="model", host=(b, b + 3000), inference=i)]
+    df = frame(rows)
+    first = {"_run_on_acc_0": (100, 900), "_run_on_gpu_1": (1800, 1850), "_run_on_acc_2": (2100, 2900)}
+    for sub, (k0, k1) in first.items():
+        m = df.subgraph == sub
+        base = df.loc[m, "gpu_start_ns"] - df.loc[m, "gpu_start_ns"] % 10_000
+        df.loc[m, "kernel_count"] = 1
+        df.loc[m, "kernel_first_ns"], df.loc[m, "kernel_last_ns"] = base + k0, base + k1
+        df.loc[m, "kernel_busy_ns"] = k1 - k0
+    infs = overlap.inferences(df)
+    infs["excluded"] = False
+    b = subgraphs.break_costs(df, overlap.gpu_gaps(df, infs), infs).set_index("subgraph").loc["_run_on_gpu_1"]
+    assert b.fallback_us == pytest.approx(0.05)  # its kernel span, not its 1 us bracket
+    assert b.gaps_us == pytest.approx((1800 - 900 + 2100 - 1850) / 1e3)
+    assert b.break_cost_us_per_inference == pytest.approx((2100 - 900) / 1e3)

@@ -160,16 +160,19 @@ def recommendations(r: Results) -> pd.DataFrame:
                     f"{len(ch)} re-allocations, {_us(cost)} exposed (host time where unknown) in total, "
                     f"/ {n_on} inferences with pre-allocated outputs on = {_us(gain)} per inference")
         # graph breaks
+        window = ("kernel span where recorded, else event bracket" if r.kernels else
+                  "event bracket" if r.gpu_times else "host time: no GPU times")
         for _, b in breaks.get(model, r.breaks.iloc[:0]).iterrows():
             gain = float(b["break_cost_us_per_inference"]) * 1e3
             if worth(gain, BREAK_SHARE):
                 add(f"Remove the graph break at {b['subgraph']} (ops PyTorch runs between engines)",
-                    f"the fallback takes {b['fallback_us']:.1f} \u00b5s and the GPU idles {b['gaps_us']:.1f} "
-                    "\u00b5s around it per inference; the tutorial says reducing graph breaks should be "
-                    "prioritized.", gain, "estimated: fallback time plus GPU gaps (upper bound: the ops still "
-                    "run, in an engine)",
-                    f"fallback {b['fallback_us']:.1f} \u00b5s + GPU idle before and after it {b['gaps_us']:.1f} "
-                    f"\u00b5s = {gain / 1e3:.1f} \u00b5s per inference (mean over {int(b['inferences'])} inferences)")
+                    f"the fallback's GPU work spans {b['fallback_us']:.1f} \u00b5s and the GPU idles "
+                    f"{b['gaps_us']:.1f} \u00b5s around it per inference; the tutorial says reducing graph breaks "
+                    "should be prioritized.", gain, "estimated: the fallback's GPU window plus the GPU gaps "
+                    "around it (upper bound: the ops still run, in an engine)",
+                    f"fallback GPU window {b['fallback_us']:.1f} \u00b5s ({window}) + GPU idle before and after "
+                    f"it {b['gaps_us']:.1f} \u00b5s = {gain / 1e3:.1f} \u00b5s per inference (mean over "
+                    f"{int(b['inferences'])} inferences)")
         # GPU idle while Python runs
         gs = gap_summary.get(model, r.gap_summary.iloc[:0])
         gs = gs[gs["mode"].isin(list(modes))]
