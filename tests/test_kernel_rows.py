@@ -155,3 +155,22 @@ def test_graph_break_cost_counts_the_gpu_wait_once():
     assert b.fallback_us == pytest.approx(0.05)  # its kernel span, not its 1 us bracket
     assert b.gaps_us == pytest.approx((1800 - 900 + 2100 - 1850) / 1e3)
     assert b.break_cost_us_per_inference == pytest.approx((2100 - 900) / 1e3)
+
+
+def test_busy_and_span_medians_cover_the_same_calls():
+    """Calls recorded with no kernels count 0 in busy and in span: 3 of 4 calls without kernels give
+    medians of 0 for both, not a busy of 0 beside the span of the one call that had kernels."""
+    rows = []
+    for i in range(4):
+        b = i * 1000
+        rows += [dict(event="fallback", subgraph="_run_on_gpu_1", subgraph_kind="fallback", runtime="torch",
+                      host=(b, b + 900), gpu=(b + 10, b + 910), stream=0x100, inference=i),
+                 dict(event="inference", subgraph="m", subgraph_kind="model", host=(b, b + 950), inference=i)]
+    df = frame(rows)
+    fb = (df.event == "fallback").to_numpy()
+    df.loc[fb, "kernel_count"] = [1, 0, 0, 0]
+    df.loc[fb, "kernel_busy_ns"] = [500, 0, 0, 0]
+    df.loc[fb, "kernel_first_ns"] = pd.array([110, None, None, None], dtype="Int64")
+    df.loc[fb, "kernel_last_ns"] = pd.array([610, None, None, None], dtype="Int64")
+    r = subgraphs.table(df).set_index("subgraph").loc["_run_on_gpu_1"]
+    assert r.kernels_median == 0 and r.kernel_busy_us_median == 0 and r.kernel_span_us_median == 0

@@ -77,3 +77,19 @@ def test_empty():
     assert shapes.shape_changes(frame([])).empty
     assert shapes.change_frequency(frame([])).empty
     assert shapes.advice(shapes.change_frequency(frame([]))) is None
+
+
+def test_a_fallbacks_reallocation_is_unknown_not_zero():
+    """A fallback's allocations are PyTorch's and are not recorded: its shape changes' allocation
+    figures are null (drawn as —), an engine's measured ones stay (the committed H200 capture)."""
+    from pathlib import Path
+
+    import trtprof
+    df = trtprof.load(Path(__file__).resolve().parent.parent / "reports" / "cases" / "shapes-cpp")
+    ch = shapes.shape_changes(df)
+    fb, eng = ch[ch["kind"] == "fallback"], ch[ch["kind"] == "engine"]
+    assert len(fb) and len(eng)
+    assert fb[["realloc_ns", "realloc_exposed_ns", "realloc_bytes"]].isna().all().all()
+    assert eng["realloc_ns"].notna().all() and (eng["realloc_ns"] > 0).any()
+    t = shapes.transitions(ch)
+    assert t.loc[t["subgraph"] == "_run_on_gpu_1", "realloc_us_median"].isna().all()

@@ -76,6 +76,9 @@ def shape_changes(df: pd.DataFrame, allocs: pd.DataFrame | None = None) -> pd.Da
     out.loc[out["realloc_ns"] == 0, "realloc_exposed_ns"] = 0.0  # nothing allocated: nothing exposed
     not_discarded = ~out["outputs_discarded"]
     out.loc[not_discarded, ["discarded_alloc_ns", "discarded_bytes"]] = 0.0
+    # a fallback's allocations are PyTorch's own and not recorded: unknown, not zero
+    unknown = (out["kind"] != "engine").to_numpy(bool)
+    out.loc[unknown, ["realloc_ns", "realloc_exposed_ns", "realloc_bytes"]] = np.nan
     return order_changes(out[CHANGE_COLUMNS])
 
 

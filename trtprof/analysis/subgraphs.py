@@ -157,7 +157,10 @@ def parts(df: pd.DataFrame, allocs: pd.DataFrame | None = None, kinds=None) -> d
     if "kernel_busy_ns" in timed:
         timed = timed.assign(_kn=timed["kernel_count"].astype("Float64").astype(float),
                              _kb=timed["kernel_busy_ns"].astype("Float64").astype(float),
-                             _ks=dur(timed, "kernel_first_ns", "kernel_last_ns"))
+                             # a call recorded with no kernel spans none: 0, so busy and span are
+                             # medians over the same calls (NaN only where nothing was recorded)
+                             _ks=dur(timed, "kernel_first_ns", "kernel_last_ns").mask(
+                                 timed["kernel_count"].astype("Float64").eq(0).fillna(False).to_numpy(bool), 0.0))
     else:
         timed = timed.assign(_kn=np.nan, _kb=np.nan, _ks=np.nan)
     # copies CUPTI saw inside the call (a CUDA-graph replay's staging copies in per-engine mode)

@@ -283,12 +283,13 @@ def _subgraphs(r: Results) -> str:
             '<p class="muted">Engines run in TensorRT; fallbacks are the parts PyTorch runs between them (graph '
             "breaks). Event bracket: the CUDA events around the call (the GPU's waiting for the host included); "
             "kernels busy: the time the GPU ran the call's kernels (union of their intervals, CUPTI), kernel span: "
-            "first kernel start to last kernel end, idle in bracket: bracket minus busy; copies: the memory copies CUPTI "
+            "first kernel start to last kernel end (0 for a call that ran none), all three medians over the same calls; "
+            "idle in bracket: the median over calls of bracket minus busy; copies: the memory copies CUPTI "
             "saw inside the call and their GPU time (in CUDA-graph per-engine mode, the staging copies in and out of "
             "the graph's buffers); bound: launch-bound when "
             "the GPU was busy under half of the bracket while the host took at least 80 % of it. Host time of the "
-            "whole call; allocation counts cover every call (medians leave out the first call after a pre-allocation switch); the cost of a graph break is the fallback's time plus the GPU idle gaps right before and "
-            "after it, per inference (an estimate).</p>"
+            "whole call; allocation counts cover every call (medians leave out the first call after a pre-allocation switch); the cost of a graph break is the fallback's GPU window (its kernel span where recorded, else its "
+            "bracket) plus the GPU idle gaps right before and after it, per inference (an estimate).</p>"
             + table(r.subgraphs, [("model", "model", None), ("subgraph", "subgraph", None), ("kind", "kind", None),
                                   ("runtime", "runtime", None), ("calls", "calls", str),
                                   ("gpu_ms_total", "event brackets ms total", ms), ("gpu_us_median", "event bracket \u00b5s median", lambda v: _num(v, ".1f")),
