@@ -19,6 +19,10 @@ from trtprof.analysis.subgraphs import table as by_subgraph  # noqa: E402
 from trtprof.render.summary_text import render as summary_table  # noqa: E402
 
 
+def _ms(v: float) -> str:
+    return f"{v:.3f}"
+
+
 def summarize(folder: Path) -> tuple[str, dict]:
     cap = trtprof.load_capture(folder)
     df = cap.timeline
@@ -27,16 +31,20 @@ def summarize(folder: Path) -> tuple[str, dict]:
     lines = [f"capture {folder.name}: {' '.join(cap.meta.get('command', [])[-6:])}",
              f"{env.get('gpu')} | torch {env.get('torch')} | torch_tensorrt {env.get('torch_tensorrt')} | "
              f"{env.get('tensorrt_backend')} {env.get('tensorrt')} | options {cap.meta.get('options')}", "",
-             summary_table(by_subgraph(df)), "", "latency per inference by pre-alloc mode (excluded calls left out):",
-             r.by_mode.to_string(index=False), "", "by input shape:", r.by_shape.to_string(index=False), ""]
+             summary_table(by_subgraph(df)), "", "latency per inference (ms) by pre-alloc mode (excluded calls left out):",
+             r.by_mode.to_string(index=False, float_format=_ms), "", "by input shape (ms):",
+             r.by_shape.to_string(index=False, float_format=_ms), ""]
     lines += [f"verdict: {c.verdict}" for c in r.comparisons]
     exp = r.exposure.groupby("mode")[["alloc_ns_per_inference", "exposed_ns_per_inference"]].sum() / 1e3
-    lines += ["", "allocation per inference, all engines (us): total and exposed (GPU idle meanwhile):",
-              exp.round(1).to_string()]
+    exp.columns = ["allocation us per inference", "exposed us per inference"]
+    lines += ["", "allocation per inference, all engines: host time of the allocations and the part of it the GPU "
+              f"sat idle ({r.busy_source or 'no GPU times'}):", exp.round(1).to_string()]
     if r.shape_advice:
         lines += ["", r.shape_advice]
     if len(r.recommendations):
-        lines += ["", "recommendations:", r.recommendations.to_string(index=False)]
+        lines += ["", "recommendations (gain per inference; an estimate unless marked measured):"]
+        lines += [f"- {x.action}: {x.gain_ms:.3f} ms ({x.gain_pct:.1f} %), {'measured' if x.measured else x.basis}; "
+                  f"{x.arithmetic}" for x in r.recommendations.itertuples(index=False)]
     text = "\n".join(lines) + "\n"
     (folder / "summary.txt").write_text(text)
     c = r.comparisons[0] if r.comparisons else None
@@ -45,8 +53,8 @@ def summarize(folder: Path) -> tuple[str, dict]:
     med = r.by_mode.set_index("mode")["median_ms"].to_dict()
     row = dict(capture=folder.name, engines=engines, fallbacks=fallbacks,
                off=med.get("off"), on=med.get("on"), verdict=c.verdict if c else "",
-               exposed_off=exp["exposed_ns_per_inference"].get("off"),
-               exposed_on=exp["exposed_ns_per_inference"].get("on"))
+               exposed_off=exp["exposed us per inference"].get("off"),
+               exposed_on=exp["exposed us per inference"].get("on"))
     return text, row
 
 

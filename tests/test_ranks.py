@@ -365,3 +365,15 @@ def test_the_last_rank_suggests_a_report_only_when_one_could_be_made(tmp_path, c
     err = capsys.readouterr().err
     assert "merged report not written" in err and "Traceback" not in err
     assert ("try trtprof report" in err) == bool(rows), err
+
+
+def test_terminal_summary_of_ranks_explains_every_column():
+    """The per-rank tables print once with one legend below: with kernel columns, theirs too (the
+    committed two-rank capture recorded kernels)."""
+    from trtprof.cli.ranks import load_and_analyse
+    from trtprof.render import ranks_text, summary_text
+
+    ranks, res = load_and_analyse(ROOT / "reports" / "ranks")
+    text = ranks_text.render(ranks, res)
+    assert "busy us" in text and text.count(summary_text.KERNEL_LEGEND) == 1
+    assert text.count(summary_text.LEGEND) == 1 and "bracket us" in text

@@ -12,15 +12,15 @@ import pandas as pd
 from trtprof.errors import clean
 
 _HEAD = [("subgraph", "subgraph", 18), ("kind", "kind", 8), ("calls", "calls", 6),
-         ("gpu_us_median", "GPU us", 9), ("host_us_median", "host us", 9), ("alloc_us_median", "alloc us", 9),
+         ("gpu_us_median", "bracket us", 10), ("host_us_median", "host us", 9), ("alloc_us_median", "alloc us", 9),
          ("allocs_before_exec", "alloc pre", 9), ("allocs_after_enqueue", "alloc post", 10),
          ("calls_preallocated", "prealloc'd", 10), ("calls_new_outputs", "fresh", 6),
          ("shape_changes", "shape chg", 9)]
 _KERNELS = [("kernel_busy_us_median", "busy us", 9), ("kernel_span_us_median", "span us", 9), ("bound", "bound", 13)]
 KERNEL_LEGEND = ("busy us: median time the GPU ran the call's kernels (union of their intervals, CUPTI); "
-                 "span us: first kernel start to last kernel end; bound: launch-bound when the GPU was busy "
+                 "span us: first kernel start to last kernel end (0 for a call that ran none); bound: launch-bound when the GPU was busy "
                  "under half of the bracket while the host took most of it. ")
-LEGEND = ("GPU us: median CUDA-event bracket of a call (includes the GPU waiting for the host); host us: "
+LEGEND = ("bracket us: median CUDA-event bracket of a call (includes the GPU waiting for the host); host us: "
           "median host time of a call; alloc us: median host time of an output allocation; alloc pre/post: "
           "allocations before execution / after the enqueue for the next call (counts cover every call; "
           "medians leave out the first call after a pre-allocation switch); prealloc'd/fresh: calls that used "
