@@ -100,6 +100,7 @@ def test_statistics_summary_report_and_recommendation(tmp_path, gpu, monkeypatch
     assert [x.model for x in r.cudagraphs] == ["model0"]
     html = report_html.render(trtprof.load_capture(cap.path), r)
     assert "CUDA graphs off vs on" in html and "on: median ms" in html
+    assert "over the calls of both modes together" in html  # the per-subgraph medians say they mix them
     # the estimate gets the measured difference next to it; without an estimate a measured one is made
     monkeypatch.setattr(recommend, "PYTHON_SHARE", 0.0)
     monkeypatch.setattr(recommend, "MIN_GAIN_NS", 0)

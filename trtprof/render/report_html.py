@@ -289,7 +289,10 @@ def _subgraphs(r: Results) -> str:
             "the graph's buffers); bound: launch-bound when "
             "the GPU was busy under half of the bracket while the host took at least 80 % of it. Host time of the "
             "whole call; allocation counts cover every call (medians leave out the first call after a pre-allocation switch); the cost of a graph break is the fallback's GPU window (its kernel span where recorded, else its "
-            "bracket) plus the GPU idle gaps right before and after it, per inference (an estimate).</p>"
+            "bracket) plus the GPU idle gaps right before and after it, per inference (an estimate)."
+            + (" This capture ran with CUDA graphs both off and on: each median here is over the calls of both "
+               "modes together (the copies' medians among them); the headline compares the two modes."
+               if r.cudagraphs else "") + "</p>"
             + table(r.subgraphs, [("model", "model", None), ("subgraph", "subgraph", None), ("kind", "kind", None),
                                   ("runtime", "runtime", None), ("calls", "calls", str),
                                   ("gpu_ms_total", "event brackets ms total", ms), ("gpu_us_median", "event bracket \u00b5s median", lambda v: _num(v, ".1f")),
