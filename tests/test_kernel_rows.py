@@ -174,3 +174,15 @@ def test_busy_and_span_medians_cover_the_same_calls():
     df.loc[fb, "kernel_last_ns"] = pd.array([610, None, None, None], dtype="Int64")
     r = subgraphs.table(df).set_index("subgraph").loc["_run_on_gpu_1"]
     assert r.kernels_median == 0 and r.kernel_busy_us_median == 0 and r.kernel_span_us_median == 0
+
+
+@pytest.mark.parametrize("kernels, noted", [
+    ({"records": 5000, "recorded": True}, True),  # kernels without the handover log: may hold stalls
+    ({"records": 5000, "recorded": True, "handover": {"path": "raw", "buffers": 2}}, False),
+    ({"records": 0, "recorded": False}, False),
+    (None, False),
+])
+def test_a_capture_without_the_handover_log_warns_of_profiler_stalls(kernels, noted):
+    from trtprof.analysis import report
+    notes = report.kernel_notes({"kernels": kernels} if kernels is not None else {})
+    assert bool(notes) == noted and all("handed them over" in n for n in notes)

@@ -119,6 +119,18 @@ def level_of(meta: dict) -> str | None:
     return str(level) if level else None
 
 
+def kernel_notes(meta: dict | None) -> list[str]:
+    """What a capture's kernel metadata says about its latencies. A capture that recorded kernels
+    without logging CUPTI's handover (`kernels.handover`, absent before trtprof took the records only
+    at safe points) may hold inferences stalled by the handover itself."""
+    k = (meta or {}).get("kernels")
+    if not isinstance(k, dict) or not k.get("records") or "handover" in k:
+        return []
+    return ["kernel records were taken by a trtprof that did not log where CUPTI handed them over "
+            "(meta.json has no kernels.handover): a buffer handed over inside an inference stalls it (0.4 to "
+            "1.0 s on the H200 then), so latency outliers of that size may be the profiler's, not the model's"]
+
+
 def gap_facts(df: pd.DataFrame, gaps: pd.DataFrame) -> dict:
     """What `gap_reason` reads of a timeline, as facts that the chunks of a capture combine (any,
     max, union, sum; `combine_facts`)."""
@@ -210,7 +222,7 @@ def analyse(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED, kernels: p
         recommendations=pd.DataFrame(columns=REC_COLUMNS), gpu_times=gpu_times,
         transitions=shapes.transitions(changes), streams=stream_names(df), overlap_caveat=caveat,
         gap_reason=gap_reason(df, gaps, gpu_times, gap_sum), kernels=has_kernels(df),
-        level=level_of(meta), data_notes=repair_notes(meta), busy_source=overlap.busy_source(df, kernels))
+        level=level_of(meta), data_notes=repair_notes(meta) + kernel_notes(meta), busy_source=overlap.busy_source(df, kernels))
     r.cudagraphs = cudagraphs.compare(df, lat, n_boot, seed)
     r.recommendations = recommendations(r)
     return r

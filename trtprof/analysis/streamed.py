@@ -353,7 +353,7 @@ def _finish(acc, flags, p, meta, n_boot, seed, out: Streamed) -> Streamed:
         transitions=shapes.transitions(changes), streams=names_from(acc["streams"]),
         overlap_caveat=flags["caveat"],
         gap_reason=report.gap_reason(None, empty, flags["gpu"], gap_sum, facts=report.combine_facts(acc["facts"])),
-        kernels=flags["kernels"], level=report.level_of(meta), data_notes=repair_notes(meta), busy_source=busy)
+        kernels=flags["kernels"], level=report.level_of(meta), data_notes=repair_notes(meta) + report.kernel_notes(meta), busy_source=busy)
     # no inference ran a CUDA graph: every one is "off", which `compare` answers with no comparison
     r.cudagraphs = cudagraphs.compare(cg, lat, n_boot, seed) if len(cg) else []
     r.recommendations = recommendations(r)
