@@ -166,11 +166,11 @@ def recommendations(r: Results) -> pd.DataFrame:
             gain = float(b["break_cost_us_per_inference"]) * 1e3
             if worth(gain, BREAK_SHARE):
                 add(f"Remove the graph break at {b['subgraph']} (ops PyTorch runs between engines)",
-                    f"the fallback's GPU work spans {b['fallback_us']:.1f} \u00b5s and the GPU idles "
+                    f"the fallback's window is {b['fallback_us']:.1f} \u00b5s ({window}) and the GPU idles "
                     f"{b['gaps_us']:.1f} \u00b5s around it per inference; the tutorial says reducing graph breaks "
-                    "should be prioritized.", gain, "estimated: the fallback's GPU window plus the GPU gaps "
+                    "should be prioritized.", gain, "estimated: the fallback's window plus the GPU gaps "
                     "around it (upper bound: the ops still run, in an engine)",
-                    f"fallback GPU window {b['fallback_us']:.1f} \u00b5s ({window}) + GPU idle before and after "
+                    f"fallback window {b['fallback_us']:.1f} \u00b5s + GPU idle before and after "
                     f"it {b['gaps_us']:.1f} \u00b5s = {gain / 1e3:.1f} \u00b5s per inference (mean over "
                     f"{int(b['inferences'])} inferences)")
         # GPU idle while Python runs

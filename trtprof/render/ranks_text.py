@@ -52,7 +52,7 @@ def render(ranks, res, subgraphs: bool = True) -> str:
     """`ranks`: timeline.ranks.Ranks; `res`: analysis.ranks.RankResults."""
     lines = [f"{len(ranks.captures)} rank{'s' if len(ranks.captures) != 1 else ''} in {clean(ranks.root)}"
              + (f" (world size {ranks.world_size})" if ranks.world_size else "") + f"; clock: {clean(ranks.clock)}"]
-    legend = ""
+    kernels = False
     for r, cap in ranks.captures.items():
         lat = res.latency[res.latency["rank"] == r]
         status = "" if cap.complete else " (incomplete)"
@@ -67,10 +67,9 @@ def render(ranks, res, subgraphs: bool = True) -> str:
             table = res.per_rank[r].subgraphs
             text = summary_text.render(table).split("\n")
             lines += ["  " + line for line in (text[:-1] if len(table) else text)]  # the legend once, below
-            if len(table) and len(text[-1]) > len(legend):  # the longest: with the kernel columns' part
-                legend = text[-1]
+            kernels = kernels or summary_text.has_kernels(table)
     if subgraphs and len(res.subgraphs):
-        lines.append(legend or summary_text.LEGEND)
+        lines.append(summary_text.legend(kernels))
     lines += straggler_lines(res.summary) or ["straggler: no inference index was run by two ranks"]
     lines += [f"note: {clean(n)}" for n in res.notes]
     return "\n".join(lines)

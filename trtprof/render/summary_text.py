@@ -42,7 +42,7 @@ def render(table: pd.DataFrame) -> str:
     if table.empty:
         return "no Torch-TensorRT module ran: nothing to summarise"
     lines = []
-    kernels = "kernel_busy_us_median" in table and table["kernel_busy_us_median"].notna().any()
+    kernels = has_kernels(table)
     head = _HEAD[:4] + (_KERNELS[:2] if kernels else []) + _HEAD[4:] + (_KERNELS[2:] if kernels else [])
     for model, g in table.groupby("model", sort=False):
         lines.append(f"{clean(model) or '(engines outside a compiled graph)'}:")
@@ -50,8 +50,18 @@ def render(table: pd.DataFrame) -> str:
         for _, row in g.iterrows():
             lines.append("  " + " ".join(_cell(row[c] if row[c] is not None else "-", w) if c == "bound" else
                                          _cell(row[c], w) for c, _, w in head))
-    lines.append((KERNEL_LEGEND if kernels else "") + LEGEND)
+    lines.append(legend(kernels))
     return "\n".join(lines)
+
+
+def has_kernels(table: pd.DataFrame) -> bool:
+    """Whether the table shows the kernel columns (some call has kernel activity)."""
+    return "kernel_busy_us_median" in table and bool(table["kernel_busy_us_median"].notna().any())
+
+
+def legend(kernels: bool) -> str:
+    """The one line below the tables that says what each column is."""
+    return (KERNEL_LEGEND if kernels else "") + LEGEND
 
 
 def cudagraph_lines(comparisons: list) -> str:
