@@ -42,14 +42,14 @@ def break_parts(df: pd.DataFrame, gaps: pd.DataFrame, infs: pd.DataFrame) -> pd.
         return pd.DataFrame(columns=["model", "subgraph", "inferences", "_t", "gap_ns"])
     ok = infs.loc[~infs["excluded"], overlap.KEY]
     fb = fb.merge(ok, on=overlap.KEY)
-    # the fallback's GPU window as the gaps see it (overlap.gpu_windows): its kernel span where
-    # recorded, else its event bracket, so the window and the gaps around it never overlap; an event
-    # bracket beside gaps between kernel spans would count the GPU's wait for the host twice
-    gpu = dur(fb, "gpu_start_ns", "gpu_end_ns")
-    if "kernel_first_ns" in fb:
-        gpu = dur(fb, "kernel_first_ns", "kernel_last_ns").where(
-            fb["kernel_first_ns"].notna() & fb["kernel_last_ns"].notna() & fb["gpu_start_ns"].notna(), gpu)
-    fb = fb.assign(_t=gpu.fillna(dur(fb, "host_start_ns", "host_end_ns")))
+    # the fallback's GPU window as the gaps see it (overlap.gpu_windows: its kernel span where
+    # recorded, else its event bracket), so the window and the gaps around it never overlap; an event
+    # bracket beside gaps between kernel spans would count the GPU's wait for the host twice.
+    # Without GPU times, its host time.
+    t = dur(fb, "host_start_ns", "host_end_ns")
+    g, gs, ge = overlap.gpu_windows(fb)
+    t.loc[g.index] = (ge - gs).astype(float)
+    fb = fb.assign(_t=t)
     per = fb.groupby(["model", "subgraph"] + ["pid", "inference"], sort=False, observed=True)["_t"].sum().reset_index()
     if len(gaps):
         g = gaps[~gaps["excluded"]]
