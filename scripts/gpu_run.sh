@@ -5,7 +5,7 @@
 # ("name iters K;...") the cudagraphs step's; RANKS_RT the ranks step's runtimes; DEADLINE (seconds from
 # the start) gives the tests step what is left, else TESTS_TIMEOUT.
 #   source .trtbundle/activate.sh && bash scripts/gpu_run.sh "$OUT" [steps...]
-# steps: probe cupti-raw tests long cudagraphs python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken goal goal-profile breakdown hooks nsys nsys-acc profile cases
+# steps: probe cupti-raw launch-time tests long cudagraphs python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken goal goal-profile breakdown hooks nsys nsys-acc profile cases
 #        ranks (two ranks sharing one GPU) ranks2 (one rank per GPU, on nvidia-h200-x2) (default: tests bert bench nsys)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,9 @@ for s in $steps; do
   cupti-raw)  # the raw CUPTI handover beside cupti-python's: records, checks, cost per record (about 2 minutes)
     log cupti-raw; timeout 150 python3 scripts/probe_cupti_raw.py --out "$w/probe_cupti_raw.json" \
       --budget ${CUPTI_RAW_BUDGET:-115} > "$w/cupti-raw.txt" 2>&1; log "cupti-raw rc=$?";;
+  launch-time)  # kernels attributed by CUPTI's launch-side timestamps instead of events (about 2 minutes)
+    log launch-time; timeout 200 python3 scripts/probe_launch_time.py --out "$w/launch_time.json" > "$w/launch-time.txt" 2>&1
+    log "launch-time rc=$?";;
   tests)
     t=${TESTS_TIMEOUT:-360}; [ -n "${DEADLINE:-}" ] && t=$((DEADLINE - SECONDS))  # 39 tests: 220 s was too short
     log "tests (${t} s)"; BERT_RUNTIMES= timeout $t bash scripts/gpu_tests.sh "$w/tests" 2>&1 | quiet > "$w/tests.txt"; log "tests rc=${PIPESTATUS[0]}";;
