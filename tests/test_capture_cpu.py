@@ -214,3 +214,29 @@ def test_untested_torch_tensorrt_version_is_said(tmp_path, trt, monkeypatch):
     assert len(notes) == 1 and "2.15.0+fake" in notes[0] and "through the op" in notes[0]
     assert (cap.timeline.event == "exec").sum() == 2
     assert cap.meta["capture_path"] == "op" and cap.meta["torch_tensorrt"] == "2.15.0+fake"
+
+
+@pytest.mark.parametrize("runtime", ["python", "cpp"])
+def test_first_recorded_call_is_a_cold_start(tmp_path, trt, runtime):
+    """Each subgraph's first call and the model's first inference are marked, not dropped: they are
+    counted as calls and left out of timing; the second of each is timed as usual."""
+    from trtprof.analysis.latency import cold_starts, inference_latency
+    from trtprof.capture.state import COLD_NOTE
+    m = _model(runtime)
+    x = torch.randn(2, 8)
+    with trtprof.profile(out=tmp_path / "c") as cap:
+        cap.instrument(m)
+        for _ in range(3):
+            m(x)
+    df = cap.timeline
+    ranges = df[df.event.isin(["inference", "call", "exec", "fallback"])]
+    first = ranges[ranges.inference == 0]
+    assert set(first.event) == {"inference", "call", "exec", "fallback"}
+    assert first.exclude.all() and (first.note == COLD_NOTE).all()
+    later = ranges[ranges.inference > 0]
+    assert len(later) == 2 * len(first) and not later.exclude.fillna(False).any()
+    # allocations of the cold call share its mark; counts still include the cold call
+    assert _rows(df, event="alloc", inference=0).exclude.all()
+    cold = cold_starts(inference_latency(df))
+    assert len(cold) == 1 and bool(cold.excluded[0]) and cold.latency_ms[0] > 0
+    assert cold.median_ms[0] > 0  # the median of inferences 1 and 2

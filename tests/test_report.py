@@ -109,6 +109,26 @@ def test_report_from_a_cpu_capture(tmp_path):
     assert html.escape(r.comparisons[0].verdict) in text
 
 
+def test_report_gives_the_cold_start_apart(tmp_path):
+    """The first inference is left out of the statistics and given, measured, in section 4."""
+    import torch
+
+    import trtprof
+    from cpu_models import partitioned
+    from trtprof.analysis.latency import cold_starts
+
+    m = partitioned("cpp")
+    with trtprof.profile(out=tmp_path / "cap") as cap:
+        cap.instrument(m)
+        for _ in range(5):
+            m(torch.randn(2, 8))
+    text = render(load_capture(tmp_path / "cap"), n_boot=50)
+    (c,) = cold_starts(analysis_report.analyse(cap.timeline).latency).itertuples(index=False)
+    assert c.excluded and c.latency_ms > 0
+    assert f"first inference {c.latency_ms:.3f} ms, against a median of {c.median_ms:.3f} ms" in text
+    assert "left out of the statistics" in text.split("id='latency'")[1]
+
+
 def test_report_from_synthetic_gpu_timeline(synth_capture):
     cap = load_capture(synth_capture)
     path = write_report(cap)

@@ -52,3 +52,22 @@ def latency_summary(lat: pd.DataFrame, by=("model", "mode")) -> pd.DataFrame:
     out = g.keys.assign(n=g.size, median_ms=quantiles(v, start, count, 0.5, median=True) / 1e6,
                         p10_ms=quantiles(v, start, count, 0.1) / 1e6, p90_ms=quantiles(v, start, count, 0.9) / 1e6)
     return out[cols]
+
+
+def cold_starts(lat: pd.DataFrame) -> pd.DataFrame:
+    """Per model and process, its first inference (index 0, when it was recorded): its latency, whether
+    it is left out of the statistics (captures since the cold-start rule), and the median of the
+    included inferences beside it. Why apart: the first call sets Torch-TensorRT's engines up lazily,
+    so it is the cold-start figure a user asks for, and no sample of the steady state."""
+    cols = ["model", "pid", "latency_ms", "excluded", "median_ms"]
+    if not len(lat) or "inference" not in lat:
+        return pd.DataFrame(columns=cols)
+    first = lat[lat["inference"] == 0]
+    if first.empty:
+        return pd.DataFrame(columns=cols)
+    kept = lat[~lat["excluded"].astype(bool)]
+    med = kept.groupby(["model", "pid"], sort=False, observed=True)["latency_ns"].median()
+    out = first[["model", "pid", "excluded"]].copy()
+    out["latency_ms"] = first["latency_ns"].to_numpy(float) / 1e6
+    out["median_ms"] = [med.get((m, p), np.nan) / 1e6 for m, p in zip(first["model"], first["pid"])]
+    return out[cols].reset_index(drop=True)

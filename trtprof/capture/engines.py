@@ -21,7 +21,7 @@ import operator
 from trtprof.capture import cudagraphs, events, graph, records as R, state
 from trtprof.capture.recorder import now
 from trtprof.capture.allocations import group_call
-from trtprof.capture.state import FLIP_NOTE, CallFrame, is_tracing, output_shapes, shapes_of
+from trtprof.capture.state import COLD_NOTE, FLIP_NOTE, CallFrame, is_tracing, output_shapes, shapes_of
 
 _NBYTES = operator.attrgetter("nbytes")
 _EXEC, _CALL_KEY = ("exec", ""), ("call", "")  # keys of an engine's NVTX attributes in SubgraphInfo.attrs
@@ -123,8 +123,11 @@ def _emit(rec, frame: CallFrame, host) -> None:
     cg = base[_CG] = frame.cudagraph
     if cg is not None and (frame.cg_captured or cg in cudagraphs.NOT_TIMED):
         base[_EXCL], base[_NOTE] = True, cudagraphs.NOTES[cg if cg in cudagraphs.NOT_TIMED else cudagraphs.CAPTURE]
+    graph_note = bool(base[_EXCL])  # kept over the cold start's: its rows lack GPU times
     if frame.flipped:
         base[_EXCL], base[_NOTE] = True, FLIP_NOTE
+    if frame.call == 0 and not graph_note:
+        base[_EXCL], base[_NOTE] = True, COLD_NOTE
     if frame.raised is not None:
         base[_EXCL], base[_NOTE] = True, state.raised_note(frame.raised)
     ex = frame.exec

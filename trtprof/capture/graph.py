@@ -22,7 +22,7 @@ import torch
 from trtprof.capture import cudagraphs, records as R, state
 from trtprof.capture.events import end_event, gpu_start, span, start_event
 from trtprof.capture.recorder import now
-from trtprof.capture.state import FLIP_NOTE, ModelInfo, RangeFrame, SubgraphInfo, is_tracing, shapes_of
+from trtprof.capture.state import COLD_NOTE, FLIP_NOTE, ModelInfo, RangeFrame, SubgraphInfo, is_tracing, shapes_of
 
 FALLBACK_PREFIX = "_run_on_gpu"
 _INFERENCE, _FALLBACK = ("inference", ""), ("fallback", "")  # keys of NVTX attributes in info.attrs
@@ -307,13 +307,15 @@ def _range_row(frame, host, event: str) -> list:
     cg = r[_CG] = frame.cudagraph
     if cg in cudagraphs.NOT_TIMED:
         r[_EXCL], r[_NOTE] = True, cudagraphs.NOTES[cg]
+    elif frame.index == 0:  # a CUDA-graph note says more (its rows lack GPU times)
+        r[_EXCL], r[_NOTE] = True, COLD_NOTE
     return r
 
 
 def _emit_inference(rec, frame, host) -> None:
     r = _range_row(frame, host, "inference")
     r[_INF] = frame.index
-    if frame.exclude:
+    if frame.exclude and frame.index:  # the first inference keeps its cold-start note
         r[_EXCL], r[_NOTE] = True, FLIP_NOTE if frame.exclude is True else frame.exclude
     if frame.raised is not None:
         r[_EXCL], r[_NOTE] = True, state.raised_note(frame.raised)

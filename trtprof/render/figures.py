@@ -156,8 +156,8 @@ def buckets(x: np.ndarray, y: np.ndarray, n: int = MAX_POINTS) -> tuple:
 
 def latency_over_run(lat: pd.DataFrame) -> Fig:
     """Latency of every inference in run order; bucketed (min / median / max) past MAX_POINTS.
-    Excluded inferences (the first after a mode switch, CUDA-graph warm-up and capture, one that
-    raised; a script's own first inferences are not excluded) are drawn in grey; any inference above
+    Excluded inferences (the first one recorded, the first after a mode switch, CUDA-graph warm-up and
+    capture, one that raised; a script's own warm-up loop after the first is not excluded) are drawn in grey; any inference above
     the axis range (`latency_range`) is drawn as a triangle on the top edge with its real value in
     the hover text."""
     fig = Fig()
@@ -189,7 +189,7 @@ def latency_over_run(lat: pd.DataFrame) -> Fig:
     if len(ex):
         y = ex["latency_ns"].to_numpy(float) / 1e6
         fig.add("scatter", x=ex["inference"].to_numpy(), y=np.minimum(y, top), mode="markers",
-                name="excluded from statistics (first after a mode switch, CUDA-graph warm-up or capture, raised)",
+                name="excluded from statistics (first recorded, first after a mode switch, CUDA-graph warm-up or capture, raised)",
                 marker={"size": 5, "color": COLORS["excluded"], "symbol": np.where(y > top, "triangle-up", "circle")},
                 hovertext=[f"inference {i}: {v:.3f} ms (excluded)" for i, v in zip(ex["inference"], y)], hoverinfo="text")
     high = lat[(~lat["excluded"].to_numpy(bool)) & (latency / 1e6 > top)].head(MAX_POINTS)

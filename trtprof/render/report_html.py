@@ -14,6 +14,7 @@ from trtprof._version import __version__
 from trtprof.analysis import prealloc as prealloc_analysis
 from trtprof.analysis import shapes as shape_analysis
 from trtprof.analysis import report as analysis
+from trtprof.analysis.latency import cold_starts
 from trtprof.render import figures, timeline_fig
 from trtprof.render.nsys_html import section as nsys_section
 from trtprof.render.page import Figures, command, document, e, ms, nbytes, num as _num, pct, table, us
@@ -93,7 +94,8 @@ def _headline(r: Results, fig) -> str:
              '<p class="muted">Latency of one inference = from the call of the compiled model until both the '
              "host returned and the GPU finished its work. Median and 10th/90th percentiles; the difference "
              "between modes comes with a 95 % bootstrap confidence interval. Excluded: the first inference "
-             "after pre-allocated outputs were switched on (it allocates to fill the buffer).</p>"]
+             "recorded (cold start, given in section 4), the first after pre-allocated outputs were switched on "
+             "(it allocates to fill the buffer), CUDA-graph warm-up and capture, and inferences that raised.</p>"]
     parts.append(_cudagraphs(r))
     for c in r.comparisons:
         kind = "verdict" if c.compared or not r.cudagraphs else "muted"
@@ -145,8 +147,25 @@ def _latency(r: Results, fig) -> str:
     return ("<h2 id='latency'>4. Latency per inference</h2>"
             '<p class="muted">The distribution for each mode, and every inference in run order (bucketed into '
             "min/median/max when there are many), to see warm-up, drift, the switch between modes and the "
-            "inferences slowed by shape changes.</p>"
+            "inferences slowed by shape changes.</p>" + _cold(r.latency)
             + fig(figures.latency_histogram(r.latency)) + fig(figures.latency_over_run(r.latency)))
+
+
+def _cold(lat) -> str:
+    """The first inference of each model, measured (host and GPU, as every latency here), apart."""
+    c = cold_starts(lat)
+    if c.empty:
+        return ""
+    many = c["pid"].nunique() > 1
+    items = []
+    for row in c.itertuples(index=False):
+        who = e(row.model) + (f" (process {row.pid})" if many else "")
+        rest = f", against a median of {row.median_ms:.3f} ms for the inferences after it" \
+            if row.median_ms == row.median_ms else ""
+        where = "left out of the statistics" if row.excluded else "included in this capture's statistics"
+        items.append(f"<li>{who}: first inference {row.latency_ms:.3f} ms{rest}; {where}.</li>")
+    return ('<p class="muted">Cold start: the first recorded inference sets the engines up (execution '
+            "contexts, kernels loaded, the caching allocator warmed).</p><ul>" + "".join(items) + "</ul>")
 
 
 def _recommendations(r: Results) -> str:

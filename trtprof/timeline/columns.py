@@ -38,8 +38,9 @@ SPEC: dict[str, tuple[str, bool, str]] = {
     "shape_changed": ("bool", True, "input shapes differ from this subgraph's previous call"),
     "reallocated": ("bool", True, "pre-alloc mode on but outputs were created before execution"),
     "new_segment": ("bool", True, "alloc (C++ runtime): a new cudaMalloc segment, not the cache"),
-    "exclude": ("bool", True, "left out of timing statistics (first call after a pre-alloc mode flip); "
-                              "still counted as a call"),
+    "exclude": ("bool", True, "left out of timing statistics (the first recorded call, the first after a "
+                              "pre-alloc mode flip, CUDA-graph warm-up or capture, a call that raised: `note` says "
+                              "which); still counted as a call"),
     "note": ("str", True, "free text explaining a special row"),
     # kernel activity (CUPTI), attributed to exec, fallback and inference rows when the capture
     # recorded it (docs/recording.md, "Kernels"); null when it did not, 0 when watched and none ran
