@@ -24,7 +24,7 @@ for s in $steps; do
     log cupti-raw; timeout 150 python3 scripts/probe_cupti_raw.py --out "$w/probe_cupti_raw.json" \
       --budget ${CUPTI_RAW_BUDGET:-115} > "$w/cupti-raw.txt" 2>&1; log "cupti-raw rc=$?";;
   launch-time)  # kernels attributed by CUPTI's launch-side timestamps instead of events (about 2 minutes)
-    log launch-time; timeout 200 python3 scripts/probe_launch_time.py --out "$w/launch_time.json" > "$w/launch-time.txt" 2>&1
+    log launch-time; timeout ${LAUNCH_TIMEOUT:-200} python3 scripts/probe_launch_time.py --out "$w/launch_time.json" ${LAUNCH_EXTRA:-} > "$w/launch-time.txt" 2>&1
     log "launch-time rc=$?";;
   tests)
     t=${TESTS_TIMEOUT:-360}; [ -n "${DEADLINE:-}" ] && t=$((DEADLINE - SECONDS))  # 39 tests: 220 s was too short

@@ -33,6 +33,7 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--windows", type=int, default=400)
     ap.add_argument("--blocks", type=int, default=12)
+    ap.add_argument("--budget", type=float, default=170.0, help="seconds before the cost phase stops")
     args = ap.parse_args()
     try:
         import torch
@@ -120,7 +121,7 @@ def main() -> int:
         save()
         print(name, json.dumps({k: v for k, v in per.items() if k != "sample"}), flush=True)
 
-    t_end = time.monotonic() + 170
+    t_end = time.monotonic() + args.budget
     for _ in range(20):
         small()
     check("idle", *windows(small, args.windows))
