@@ -45,7 +45,7 @@ def main() -> int:
         print("probe_launch_time: no CUDA device", file=sys.stderr)
         return 2
     res: dict = {"torch": torch.__version__, "device": torch.cuda.get_device_name(),
-                 "cupti_version": _try(cupti.get_version), "phases": {}}
+                 "cupti_version": _try(getattr(cupti, "get_version", lambda: None)), "phases": {}}
     out = Path(args.out)
 
     def save():
