@@ -240,3 +240,17 @@ def test_first_recorded_call_is_a_cold_start(tmp_path, trt, runtime):
     cold = cold_starts(inference_latency(df))
     assert len(cold) == 1 and bool(cold.excluded[0]) and cold.latency_ms[0] > 0
     assert cold.median_ms[0] > 0  # the median of inferences 1 and 2
+
+
+def test_a_second_capture_in_the_process_sees_warm_calls(tmp_path, trt):
+    """Cold is per process: the same model captured again starts warm, so nothing is left out."""
+    m = _model("cpp")
+    x = torch.randn(2, 8)
+    for name in ("a", "b"):
+        with trtprof.profile(out=tmp_path / name) as cap:
+            cap.instrument(m)
+            for _ in range(2):
+                m(x)
+        df = cap.timeline
+        cold = df.note.fillna("").str.contains("cold start")
+        assert cold.any() == (name == "a") and (df.exclude.fillna(False).astype(bool) == cold).all()

@@ -528,3 +528,17 @@ def test_any_pair_of_timelines_compares_and_renders(a, b, mode):
     assert res.verdict.splitlines()[0] in text
     page = compare_html.render(res, Capture(a, {"status": "complete"}), Capture(b, {}))
     assert "<b>x</b>" not in page and page.count("<script") == page.count("</script>")
+
+
+def test_cold_start_kept_on_one_side_only_is_warned():
+    """An older capture keeps its first inference in the statistics; a newer one leaves it out."""
+    import pandas as pd
+    from trtprof.analysis.compare import cold_mismatch
+
+    def lat(first_excluded):
+        return pd.DataFrame({"model": ["m"] * 3, "pid": [1] * 3, "inference": [0, 1, 2],
+                             "excluded": [first_excluded, False, False], "latency_ns": [9e6, 1e6, 1e6]})
+    w = cold_mismatch(lat(True), lat(False))
+    assert w and w.startswith("A leaves its first inference out") and "B keeps it" in w
+    assert cold_mismatch(lat(False), lat(True)).startswith("B leaves")
+    assert cold_mismatch(lat(True), lat(True)) is None and cold_mismatch(lat(False), lat(False)) is None

@@ -59,7 +59,7 @@ class Selection:
         if self.dropped_shapes_a or self.dropped_shapes_b:
             dropped = (f"; left out for their input shape: {self.dropped_shapes_a} inferences of A, "
                        f"{self.dropped_shapes_b} of B")
-        return f"inferences with {mode}, {shp}, excluded ones (first after a mode flip) left out{dropped}"
+        return f"inferences with {mode}, {shp}, excluded ones (cold start, first after a mode flip, CUDA-graph warm-up, raised) left out{dropped}"
 
 
 @dataclass
@@ -356,9 +356,26 @@ def compare_timelines(df_a: pd.DataFrame, df_b: pd.DataFrame, *, mode: str = "al
     lat_a, lat_b = inference_latency(df_a), inference_latency(df_b)
     chosen_a, chosen_b, sel = select(lat_a, lat_b, mode, shape)
     sides = (_side(df_a, chosen_a, mode), _side(df_b, chosen_b, mode))
-    return assemble(lat_a, lat_b, chosen_a, chosen_b, sel, sides,
-                    (overlap.has_gpu_times(df_a), overlap.has_gpu_times(df_b)),
-                    (engine_runtimes(df_a), engine_runtimes(df_b)), mode, n_boot, seed, min_n)
+    res = assemble(lat_a, lat_b, chosen_a, chosen_b, sel, sides,
+                   (overlap.has_gpu_times(df_a), overlap.has_gpu_times(df_b)),
+                   (engine_runtimes(df_a), engine_runtimes(df_b)), mode, n_boot, seed, min_n)
+    res.warnings += [w for w in (cold_mismatch(lat_a, lat_b),) if w]
+    return res
+
+
+def cold_mismatch(lat_a: pd.DataFrame, lat_b: pd.DataFrame) -> str | None:
+    """A warning when one capture leaves its first inference out (the cold start, trtprof since
+    2026-12-07) and the other keeps it in its statistics (an older capture): the tails and means of
+    the two sides then differ by that one inference."""
+    def sides(lat):
+        first = lat.loc[lat["inference"].to_numpy() == 0, "excluded"].astype(bool) if len(lat) else lat
+        return bool(len(first) and first.any()), bool(len(first) and not first.all())
+    (a_out, a_in), (b_out, b_in) = sides(lat_a), sides(lat_b)
+    if (a_out and b_in) or (b_out and a_in):
+        out, keep = ("A", "B") if a_out and b_in else ("B", "A")
+        return (f"{out} leaves its first inference out of the statistics (the cold start) and {keep} keeps it "
+                f"(a capture made before trtprof left it out): medians barely move, tails and means may")
+    return None
 
 
 def engine_runtimes(df: pd.DataFrame) -> list:

@@ -150,6 +150,7 @@ def compare_sides(a: list, b: list, *, mode: str = "all", shape: str = compare.S
     (lat_a, ga, ra, a, notes_a), (lat_b, gb, rb, b, notes_b) = (latencies(a, chunk_rows, plans),
                                                                 latencies(b, chunk_rows, plans))
     chosen_a, chosen_b, sel = compare.select(lat_a, lat_b, mode, shape)
+    cold = compare.cold_mismatch(lat_a, lat_b)
     # of every inference only its model is read again (`assemble`): the tables go, the chosen ones stay
     lat_a, lat_b = (lat[["model"]].drop_duplicates() for lat in (lat_a, lat_b))
     streamed.release()  # the first pass's and the selection's temporaries: at 10 M rows 186 MB of heap
@@ -163,5 +164,6 @@ def compare_sides(a: list, b: list, *, mode: str = "all", shape: str = compare.S
         streamed.release()
     res = compare.assemble(lat_a, lat_b, chosen_a, chosen_b, sel, tuple(sides), (ga, gb), (ra, rb),
                            mode, n_boot, seed, min_n)
+    res.warnings += [w for w in (cold,) if w]
     res.warnings += [f"{side}: {n}" for side, ns in (("A", notes_a), ("B", notes_b)) for n in ns]
     return res

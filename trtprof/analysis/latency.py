@@ -68,9 +68,10 @@ def cold_starts(lat: pd.DataFrame) -> pd.DataFrame:
     # masks, not a copy of the included rows: a 100 M-row capture has 14 M inferences
     kept = ~lat["excluded"].to_numpy(bool)
     pids, v = lat["pid"].to_numpy(), lat["latency_ns"].to_numpy(float)
+    after = lat["inference"].to_numpy() > 0
     med = []
     for m, p in zip(first["model"].to_numpy(object), first["pid"].to_numpy()):
-        sel = v[kept & (lat["model"] == m).to_numpy(bool) & (pids == p)]  # a categorical compares its codes
+        sel = v[kept & after & (lat["model"] == m).to_numpy(bool) & (pids == p)]  # a categorical compares codes
         sel = sel[~np.isnan(sel)]
         med.append(float(np.median(sel)) / 1e6 if sel.size else np.nan)
     out = first[["model", "pid", "excluded"]].copy()

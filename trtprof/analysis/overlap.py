@@ -114,7 +114,7 @@ def inferences(df: pd.DataFrame) -> pd.DataFrame:
 
     mode: "on" / "off" when every engine call of the inference had pre-allocated outputs on / off,
     "mixed" when both, "none" without engine calls. excluded: the inference row or any of its rows is
-    marked `exclude` (e.g. the first call after a mode flip), so its latency is not representative.
+    marked `exclude` (e.g. a cold start, the first call after a mode flip), so its latency is not representative.
     """
     inf = df[df["inference"] >= 0]
     if inf.empty:

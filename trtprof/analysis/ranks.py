@@ -7,7 +7,7 @@ rank than the fastest, and which rank was it? That spread is what a collective a
 client waiting for every shard, pays. Latency is each rank's own (call until host and GPU are done,
 `latency.inference_latency`), so it needs no common clock; the finish skew (latest end minus earliest
 end on the common clock, `timeline.ranks`) does, and is shown beside it. Inferences a rank marked
-excluded (the first after a pre-alloc flip) are left out for that rank. Stateless: frames in, frames out.
+excluded (the cold start, the first after a pre-alloc flip, ...) are left out for that rank. Stateless: frames in, frames out.
 """
 from __future__ import annotations
 

@@ -126,7 +126,7 @@ def _emit(rec, frame: CallFrame, host) -> None:
     graph_note = bool(base[_EXCL])  # kept over the cold start's: its rows lack GPU times
     if frame.flipped:
         base[_EXCL], base[_NOTE] = True, FLIP_NOTE
-    if frame.call == 0 and not graph_note:
+    if frame.call == 0 and not graph_note and state.first_in_process(frame.module):
         base[_EXCL], base[_NOTE] = True, COLD_NOTE
     if frame.raised is not None:
         base[_EXCL], base[_NOTE] = True, state.raised_note(frame.raised)

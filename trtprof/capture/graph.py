@@ -307,7 +307,7 @@ def _range_row(frame, host, event: str) -> list:
     cg = r[_CG] = frame.cudagraph
     if cg in cudagraphs.NOT_TIMED:
         r[_EXCL], r[_NOTE] = True, cudagraphs.NOTES[cg]
-    elif frame.index == 0:  # a CUDA-graph note says more (its rows lack GPU times)
+    elif frame.index == 0 and state.first_in_process(frame.module):  # a CUDA-graph note says more
         r[_EXCL], r[_NOTE] = True, COLD_NOTE
     return r
 
@@ -315,7 +315,7 @@ def _range_row(frame, host, event: str) -> list:
 def _emit_inference(rec, frame, host) -> None:
     r = _range_row(frame, host, "inference")
     r[_INF] = frame.index
-    if frame.exclude and frame.index:  # the first inference keeps its cold-start note
+    if frame.exclude and r[_NOTE] is not COLD_NOTE:  # a cold start keeps its note
         r[_EXCL], r[_NOTE] = True, FLIP_NOTE if frame.exclude is True else frame.exclude
     if frame.raised is not None:
         r[_EXCL], r[_NOTE] = True, state.raised_note(frame.raised)

@@ -15,18 +15,36 @@ from dataclasses import dataclass, field
 import torch
 
 from trtprof.capture import records as R
+from trtprof.timeline.columns import COLD_NOTE  # noqa: F401 - the capture's rows carry it
 
 ACTIVE: "Instrumentation | None" = None  # what the hooks record into; None while paused or stopped
 OWNER = None  # the Instrumenter holding this process's capture, from start() to stop()
 START_LOCK = threading.Lock()
 FLIP_NOTE = "first call after pre-allocated outputs were switched: left out of statistics"
-# Why the first call is left out: Torch-TensorRT's first call of an engine (and PyTorch's of a
-# fallback) sets up lazily (execution context, kernels loaded, caching allocator warmed), tens of
-# milliseconds where the median is one or two (reports/cases: 78.6 ms against 6.0 ms), which then
-# sits in the p99 and the mean of whichever mode ran first. Recorded and marked, not dropped: the
-# report gives it as the cold start. Attached to a process that ran the model before (the Session
-# API), the first recorded call may be warm: then one warm call is left out.
-COLD_NOTE = "first recorded call in this process (cold start): left out of statistics"
+# Why a first call is left out (COLD_NOTE): Torch-TensorRT's first call of an engine (and PyTorch's
+# of a fallback) sets up lazily (execution context, kernels loaded, caching allocator warmed), tens of
+# milliseconds where the median is a few (reports/cases/breaks-cpp: 78.6 ms against 5.9 ms), which
+# then sits in the p99 and the mean of whichever mode ran first. Recorded and marked, not dropped: the
+# report gives it apart. "First" is per process (`first_in_process`): a second capture in the same
+# process sees warm modules. A script that ran the model before trtprof attached (the Session API)
+# is not seen: then one warm call is left out.
+_SEEN: "weakref.WeakSet" = weakref.WeakSet()
+_SEEN_IDS: set = set()  # objects that cannot be weakly referenced (some TorchBind engines)
+
+
+def first_in_process(obj) -> bool:
+    """True the first time it is asked of `obj` in this process (at emit time, once per subgraph
+    per capture: not on the hot path)."""
+    try:
+        if obj in _SEEN:
+            return False
+        _SEEN.add(obj)
+    except TypeError:
+        key = (id(obj), type(obj).__name__)
+        if key in _SEEN_IDS:
+            return False
+        _SEEN_IDS.add(key)
+    return True
 
 
 def raised_note(kind: str) -> str:

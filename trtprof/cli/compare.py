@@ -46,7 +46,8 @@ def compare(capture_a, capture_b, output, mode, shape, no_html, quiet):
     bootstrap confidence interval), then per subgraph (matched by model and subgraph name) the median
     GPU and host time per call with their CIs, allocations per inference, and the subgraphs that
     appeared or disappeared. Negative differences mean B is faster. Inferences marked excluded (the
-    first after a pre-alloc mode flip) are left out. Writes the same as a self-contained HTML page.
+    cold start, the first after a pre-alloc mode flip, CUDA-graph warm-up and capture, raised) are
+    left out. Writes the same as a self-contained HTML page.
     Folders of ranks are compared rank by rank (rank N of A against rank N of B), then merged (every
     rank's inferences together); the page shows the merged comparison.
 

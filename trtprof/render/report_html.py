@@ -93,9 +93,10 @@ def _headline(r: Results, fig) -> str:
     parts = [f"<h2 id='headline'>1. Headline: latency, {what}</h2>",
              '<p class="muted">Latency of one inference = from the call of the compiled model until both the '
              "host returned and the GPU finished its work. Median and 10th/90th percentiles; the difference "
-             "between modes comes with a 95 % bootstrap confidence interval. Excluded: the first inference "
-             "recorded (cold start, given in section 4), the first after pre-allocated outputs were switched on "
-             "(it allocates to fill the buffer), CUDA-graph warm-up and capture, and inferences that raised.</p>"]
+             "between modes comes with a 95 % bootstrap confidence interval. Excluded: "
+             + ("the first inference (cold start, given in section 4), " if _cold_left_out(r) else "")
+             + "the first after pre-allocated outputs were switched on (it allocates to fill the buffer), "
+             "CUDA-graph warm-up and capture, and inferences that raised.</p>"]
     parts.append(_cudagraphs(r))
     for c in r.comparisons:
         kind = "verdict" if c.compared or not r.cudagraphs else "muted"
@@ -151,6 +152,11 @@ def _latency(r: Results, fig) -> str:
             + fig(figures.latency_histogram(r.latency)) + fig(figures.latency_over_run(r.latency)))
 
 
+def _cold_left_out(r: Results) -> bool:
+    c = cold_starts(r.latency)
+    return bool(len(c) and c["excluded"].any())
+
+
 def _cold(lat) -> str:
     """The first inference of each model, measured (host and GPU, as every latency here), apart."""
     c = cold_starts(lat)
@@ -164,8 +170,9 @@ def _cold(lat) -> str:
             if row.median_ms == row.median_ms else ""
         where = "left out of the statistics" if row.excluded else "included in this capture's statistics"
         items.append(f"<li>{who}: first inference {row.latency_ms:.3f} ms{rest}; {where}.</li>")
-    return ('<p class="muted">Cold start: the first recorded inference sets the engines up (execution '
-            "contexts, kernels loaded, the caching allocator warmed).</p><ul>" + "".join(items) + "</ul>")
+    return ('<p class="muted">Cold start: the first inference trtprof saw in this process; where the process '
+            "had not run the model before, it sets the engines up (execution contexts, kernels loaded, the "
+            "caching allocator warmed).</p><ul>" + "".join(items) + "</ul>")
 
 
 def _recommendations(r: Results) -> str:
@@ -307,7 +314,7 @@ def _subgraphs(r: Results) -> str:
             "saw inside the call and their GPU time (in CUDA-graph per-engine mode, the staging copies in and out of "
             "the graph's buffers); bound: launch-bound when "
             "the GPU was busy under half of the bracket while the host took at least 80 % of it. Host time of the "
-            "whole call; allocation counts cover every call (medians leave out the first call after a pre-allocation switch); the cost of a graph break is the fallback's GPU window (its kernel span where recorded, else its "
+            "whole call; allocation counts cover every call (medians leave out the cold start and the first call after a pre-allocation switch); the cost of a graph break is the fallback's GPU window (its kernel span where recorded, else its "
             "bracket) plus the GPU idle gaps right before and after it, per inference (an estimate)."
             + (" This capture ran with CUDA graphs both off and on: each median here is over the calls of both "
                "modes together (the copies' medians among them); the headline compares the two modes."

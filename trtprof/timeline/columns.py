@@ -57,6 +57,9 @@ SPEC: dict[str, tuple[str, bool, str]] = {
 # columns a capture of an older schema version lacks; the loader adds them as nulls
 ADDED_IN = {2: ("kernel_count", "kernel_first_ns", "kernel_last_ns", "kernel_busy_ns", "copy_count", "copy_ns"),
             4: ("cudagraph",)}
+# the `note` of a cold start's rows (capture/state.py says why they are left out)
+COLD_NOTE = "first call trtprof saw of it in this process (cold start): left out of statistics"
+
 FIELDS = tuple(SPEC)
 
 # Columns the recorder fills on every row. A null there means trtprof did not write the file, and the
