@@ -314,7 +314,7 @@ def _subgraphs(r: Results) -> str:
             "saw inside the call and their GPU time (in CUDA-graph per-engine mode, the staging copies in and out of "
             "the graph's buffers); bound: launch-bound when "
             "the GPU was busy under half of the bracket while the host took at least 80 % of it. Host time of the "
-            "whole call; allocation counts cover every call (medians leave out the cold start and the first call after a pre-allocation switch); the cost of a graph break is the fallback's GPU window (its kernel span where recorded, else its "
+            "whole call; allocation counts cover every call (medians leave out the calls marked excluded: the cold start, the first after a pre-allocation switch); the cost of a graph break is the fallback's GPU window (its kernel span where recorded, else its "
             "bracket) plus the GPU idle gaps right before and after it, per inference (an estimate)."
             + (" This capture ran with CUDA graphs both off and on: each median here is over the calls of both "
                "modes together (the copies' medians among them); the headline compares the two modes."

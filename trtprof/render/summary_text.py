@@ -23,7 +23,7 @@ KERNEL_LEGEND = ("busy us: median time the GPU ran the call's kernels (union of 
 LEGEND = ("bracket us: median CUDA-event bracket of a call (includes the GPU waiting for the host); host us: "
           "median host time of a call; alloc us: median host time of an output allocation; alloc pre/post: "
           "allocations before execution / after the enqueue for the next call (counts cover every call; "
-          "medians leave out the cold start and the first call after a pre-allocation switch); prealloc'd/fresh: calls that used "
+          "medians leave out the calls marked excluded: the cold start, the first after a pre-allocation switch); prealloc'd/fresh: calls that used "
           "pre-allocated outputs / allocated new ones.")
 
 
