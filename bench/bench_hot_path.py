@@ -3,6 +3,7 @@
     python3 bench/bench_hot_path.py [--pairs 4000] [--models small,broken] [--runtimes cpp,python]
     python3 bench/bench_hot_path.py --profile small-cpp      # cProfile: extra own time per function
     python3 bench/bench_hot_path.py --frames [--tree DIR]    # Python frames recording adds per inference
+    python3 bench/bench_hot_path.py --split --models broken --runtimes cpp   # inside the ranges / at safe points
 
 Why a CPU stand-in: the hot path's cost on the GPU host is Python frames, attribute reads and dict
 lookups; the CPU runs the same code against support/fake_trt (the runtime classes) and pure-Python
@@ -172,6 +173,51 @@ def profile(torch, name: str, iters: int, top: int) -> None:
         print(f"  {dt:9.2f} us  {dc:7.1f} calls  {k}")
 
 
+def split(torch, name: str, iters: int) -> dict:
+    """Where a recorded inference's extra time goes: inside the inference's own ranges, or at the
+    safe point after it (emitting rows from finished ranges, then writing them). Wall clock per
+    inference in blocks of `iters`, recording off/on/off/on; the safe point, the emit pass and the
+    sink timed from wrappers around them (their own cost, a few calls per inference, is included)."""
+    import trtprof
+    from trtprof.capture import state
+
+    model = build(name)
+    x = torch.randn(4, 8)
+    acc = {"safe_point": 0, "emit": 0, "sink": 0}
+
+    def timed(key, fn):
+        def wrapper(*a, **k):
+            t = time.perf_counter_ns()
+            try:
+                return fn(*a, **k)
+            finally:
+                acc[key] += time.perf_counter_ns() - t
+        return wrapper
+    walls = {"off": [], "on": []}
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        s = trtprof.Session(Path(tmp) / "s", level="full", cpp_allocs=False, kernels=False).start()
+        s.instrument(model)
+        for _ in range(200):
+            model(x)
+        ins = state.ACTIVE
+        ins.safe_point = timed("safe_point", ins.safe_point)
+        ins.rec._resolve = timed("emit", ins.rec._resolve)
+        ins.rec.sink = timed("sink", ins.rec.sink)
+        for arm in ("off", "on", "off", "on"):
+            state.ACTIVE = ins if arm == "on" else None
+            t = time.perf_counter_ns()
+            for _ in range(iters):
+                model(x)
+            walls[arm].append((time.perf_counter_ns() - t) / iters / 1e3)
+        state.ACTIVE = ins
+        s.stop()
+    off, on = statistics.mean(walls["off"]), statistics.mean(walls["on"])
+    per = {k: v / (2 * iters) / 1e3 for k, v in acc.items()}
+    return {"off_us": round(off, 1), "on_us": round(on, 1), "extra_us": round(on - off, 1),
+            "safe_point_us": round(per["safe_point"], 1), "of_which_emit_us": round(per["emit"], 1),
+            "of_which_sink_us": round(per["sink"], 1), "inside_ranges_us": round(on - off - per["safe_point"], 1)}
+
+
 def frames(torch, name: str, iters: int = 200) -> dict:
     """Python frames per inference that recording adds (sys.setprofile 'call' events, on minus off),
     in the hooks (inside the ranges) and in the batched work (drain, rows, writes): a count, so the
@@ -212,6 +258,8 @@ def main():
     p.add_argument("--runtimes", default="cpp,python")
     p.add_argument("--profile", metavar="MODEL-RUNTIME", help="cProfile one model instead (small-cpp, broken-python ...)")
     p.add_argument("--frames", action="store_true", help="count the Python frames recording adds per inference")
+    p.add_argument("--split", action="store_true",
+                   help="the extra wall time per inference inside the ranges and at the safe point (emit, sink)")
     p.add_argument("--iters", type=int, default=3000, help="inferences per arm under --profile")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--out", default=None, help="file for the JSON result")
@@ -223,6 +271,11 @@ def main():
     torch_tensorrt._fake.use("2.11")
     if args.profile:
         profile(torch, args.profile, args.iters, args.top)
+        return
+    if args.split:
+        for m in args.models.split(","):
+            for rt in args.runtimes.split(","):
+                print(f"{m}-{rt}", json.dumps(split(torch, f"{m}-{rt}", args.iters)))
         return
     if args.frames:
         for m in args.models.split(","):
