@@ -23,6 +23,7 @@ engine's stand-in) and `python` (2.11's PythonTorchTensorRTModule, module-class 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import json
 import pstats
@@ -138,9 +139,24 @@ def build(name: str):
     return chain(runtime, MODELS[model])
 
 
+@contextlib.contextmanager
+def _warm_session(model, x):
+    """A full-level capture (no allocator log, no kernels) into a temporary folder, the model
+    instrumented and run 200 times, so what is measured next is the recorded steady state."""
+    import trtprof
+    with tempfile.TemporaryDirectory() as tmp:
+        s = trtprof.Session(Path(tmp) / "c", level="full", cpp_allocs=False, kernels=False).start()
+        try:
+            s.instrument(model)
+            for _ in range(200):
+                model(x)
+            yield s
+        finally:
+            s.stop()
+
+
 def profile(torch, name: str, iters: int, top: int) -> None:
     """Extra own time per inference by function (on minus off), under cProfile."""
-    import trtprof
     from trtprof.capture import state
 
     model = build(name)
@@ -154,16 +170,11 @@ def profile(torch, name: str, iters: int, top: int) -> None:
         pr.disable()
         return {f"{k[0].rsplit('/', 2)[-1]}:{k[1]}({k[2]})": (v[0], v[2]) for k, v in pstats.Stats(pr).stats.items()}
 
-    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-        s = trtprof.Session(Path(tmp) / "p", level="full", cpp_allocs=False, kernels=False).start()
-        s.instrument(model)
-        for _ in range(200):
-            model(x)
+    with torch.no_grad(), _warm_session(model, x):
         ins, state.ACTIVE = state.ACTIVE, None
         off = run()
         state.ACTIVE = ins
         on = run()
-        s.stop()
     rows = sorted((((on.get(k, (0, 0))[1] - off.get(k, (0, 0))[1]) / iters * 1e6,
                     (on.get(k, (0, 0))[0] - off.get(k, (0, 0))[0]) / iters, k) for k in set(on) | set(off)),
                   reverse=True)
@@ -178,7 +189,6 @@ def split(torch, name: str, iters: int) -> dict:
     safe point after it (emitting rows from finished ranges, then writing them). Wall clock per
     inference in blocks of `iters`, recording off/on/off/on; the safe point, the emit pass and the
     sink timed from wrappers around them (their own cost, a few calls per inference, is included)."""
-    import trtprof
     from trtprof.capture import state
 
     model = build(name)
@@ -194,11 +204,7 @@ def split(torch, name: str, iters: int) -> dict:
                 acc[key] += time.perf_counter_ns() - t
         return wrapper
     walls = {"off": [], "on": []}
-    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-        s = trtprof.Session(Path(tmp) / "s", level="full", cpp_allocs=False, kernels=False).start()
-        s.instrument(model)
-        for _ in range(200):
-            model(x)
+    with torch.no_grad(), _warm_session(model, x):
         ins = state.ACTIVE
         ins.safe_point = timed("safe_point", ins.safe_point)
         ins.rec._resolve = timed("emit", ins.rec._resolve)
@@ -210,7 +216,6 @@ def split(torch, name: str, iters: int) -> dict:
                 model(x)
             walls[arm].append((time.perf_counter_ns() - t) / iters / 1e3)
         state.ACTIVE = ins
-        s.stop()
     off, on = statistics.mean(walls["off"]), statistics.mean(walls["on"])
     per = {k: v / (2 * iters) / 1e3 for k, v in acc.items()}
     return {"off_us": round(off, 1), "on_us": round(on, 1), "extra_us": round(on - off, 1),
@@ -222,7 +227,6 @@ def frames(torch, name: str, iters: int = 200) -> dict:
     """Python frames per inference that recording adds (sys.setprofile 'call' events, on minus off),
     in the hooks (inside the ranges) and in the batched work (drain, rows, writes): a count, so the
     machine's load cannot move it."""
-    import trtprof
     from trtprof.capture import state
 
     model = build(name)
@@ -233,11 +237,7 @@ def frames(torch, name: str, iters: int = 200) -> dict:
     def prof(frame, event, arg):
         if event == "call":
             counts[arm[0]] += 1
-    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-        s = trtprof.Session(Path(tmp) / "f", level="full", cpp_allocs=False, kernels=False).start()
-        s.instrument(model)
-        for _ in range(200):
-            model(x)
+    with torch.no_grad(), _warm_session(model, x):
         ins = state.ACTIVE
         for a in ("off", "on"):
             state.ACTIVE = ins if a == "on" else None
@@ -247,7 +247,6 @@ def frames(torch, name: str, iters: int = 200) -> dict:
                 model(x)
             sys.setprofile(None)
         state.ACTIVE = ins
-        s.stop()
     return {"frames_per_inference": round((counts["on"] - counts["off"]) / iters, 1)}
 
 
