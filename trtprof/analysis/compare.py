@@ -25,7 +25,7 @@ import pandas as pd
 from trtprof.analysis import overlap
 from trtprof.analysis.partition import partition_diff
 from trtprof.analysis.bootstrap import MIN_N, N_BOOT, SEED, Diff, diff_medians, fmt_ms, fmt_pcts
-from trtprof.analysis.latency import dur, inference_latency
+from trtprof.analysis.latency import dur, first_inference_kept, inference_latency
 from trtprof.errors import UsageError
 from trtprof.timeline import schema
 
@@ -359,7 +359,9 @@ def compare_timelines(df_a: pd.DataFrame, df_b: pd.DataFrame, *, mode: str = "al
     res = assemble(lat_a, lat_b, chosen_a, chosen_b, sel, sides,
                    (overlap.has_gpu_times(df_a), overlap.has_gpu_times(df_b)),
                    (engine_runtimes(df_a), engine_runtimes(df_b)), mode, n_boot, seed, min_n)
-    res.warnings += [w for w in (cold_mismatch(lat_a, lat_b),) if w]
+    cold = cold_mismatch(lat_a, lat_b)
+    if cold:
+        res.warnings.append(cold)
     return res
 
 
@@ -367,10 +369,7 @@ def cold_mismatch(lat_a: pd.DataFrame, lat_b: pd.DataFrame) -> str | None:
     """A warning when one capture leaves its first inference out (the cold start, trtprof since
     2026-12-07) and the other keeps it in its statistics (an older capture): the tails and means of
     the two sides then differ by that one inference."""
-    def sides(lat):
-        first = lat.loc[lat["inference"].to_numpy() == 0, "excluded"].astype(bool) if len(lat) else lat
-        return bool(len(first) and first.any()), bool(len(first) and not first.all())
-    (a_out, a_in), (b_out, b_in) = sides(lat_a), sides(lat_b)
+    (a_out, a_in), (b_out, b_in) = first_inference_kept(lat_a), first_inference_kept(lat_b)
     if (a_out and b_in) or (b_out and a_in):
         out, keep = ("A", "B") if a_out and b_in else ("B", "A")
         return (f"{out} leaves its first inference out of the statistics (the cold start) and {keep} keeps it "

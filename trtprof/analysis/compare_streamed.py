@@ -164,6 +164,7 @@ def compare_sides(a: list, b: list, *, mode: str = "all", shape: str = compare.S
         streamed.release()
     res = compare.assemble(lat_a, lat_b, chosen_a, chosen_b, sel, tuple(sides), (ga, gb), (ra, rb),
                            mode, n_boot, seed, min_n)
-    res.warnings += [w for w in (cold,) if w]
+    if cold:
+        res.warnings.append(cold)
     res.warnings += [f"{side}: {n}" for side, ns in (("A", notes_a), ("B", notes_b)) for n in ns]
     return res

@@ -54,6 +54,15 @@ def latency_summary(lat: pd.DataFrame, by=("model", "mode")) -> pd.DataFrame:
     return out[cols]
 
 
+def first_inference_kept(lat: pd.DataFrame) -> tuple[bool, bool]:
+    """(a model's first inference is left out, a model's first inference is kept in the statistics):
+    the capture follows the cold-start rule, or predates it (both False without an inference 0)."""
+    if not len(lat) or "inference" not in lat:
+        return False, False
+    first = lat.loc[lat["inference"].to_numpy() == 0, "excluded"].astype(bool)
+    return bool(first.any()), bool(len(first) and not first.all())
+
+
 def cold_starts(lat: pd.DataFrame) -> pd.DataFrame:
     """Per model and process, its first inference (index 0, when it was recorded): its latency, whether
     it is left out of the statistics (captures since the cold-start rule), and the median of the

@@ -14,7 +14,7 @@ from trtprof._version import __version__
 from trtprof.analysis import prealloc as prealloc_analysis
 from trtprof.analysis import shapes as shape_analysis
 from trtprof.analysis import report as analysis
-from trtprof.analysis.latency import cold_starts
+from trtprof.analysis.latency import cold_starts, first_inference_kept
 from trtprof.render import figures, timeline_fig
 from trtprof.render.nsys_html import section as nsys_section
 from trtprof.render.page import Figures, command, document, e, ms, nbytes, num as _num, pct, table, us
@@ -94,7 +94,7 @@ def _headline(r: Results, fig) -> str:
              '<p class="muted">Latency of one inference = from the call of the compiled model until both the '
              "host returned and the GPU finished its work. Median and 10th/90th percentiles; the difference "
              "between modes comes with a 95 % bootstrap confidence interval. Excluded: "
-             + ("the first inference (cold start, given in section 4), " if _cold_left_out(r) else "")
+             + ("the first inference (cold start, given in section 4), " if first_inference_kept(r.latency)[0] else "")
              + "the first after pre-allocated outputs were switched on (it allocates to fill the buffer), "
              "CUDA-graph warm-up and capture, and inferences that raised.</p>"]
     parts.append(_cudagraphs(r))
@@ -150,11 +150,6 @@ def _latency(r: Results, fig) -> str:
             "min/median/max when there are many), to see warm-up, drift, the switch between modes and the "
             "inferences slowed by shape changes.</p>" + _cold(r.latency)
             + fig(figures.latency_histogram(r.latency)) + fig(figures.latency_over_run(r.latency)))
-
-
-def _cold_left_out(r: Results) -> bool:
-    c = cold_starts(r.latency)
-    return bool(len(c) and c["excluded"].any())
 
 
 def _cold(lat) -> str:
