@@ -129,6 +129,32 @@ def test_report_gives_the_cold_start_apart(tmp_path):
     assert "left out of the statistics" in text.split("id='latency'")[1]
 
 
+def test_a_first_inference_that_raised_is_no_cold_start(tmp_path):
+    """A first inference that raised is left out for raising: the report gives no cold-start figure
+    for it, and compare's reading does not take it for the cold-start rule."""
+    import torch
+
+    import trtprof
+    from cpu_models import partitioned
+    from trtprof.analysis.latency import cold_starts, first_inference_kept
+
+    m = partitioned("cpp")
+    with trtprof.profile(out=tmp_path / "cap") as cap:
+        cap.instrument(m)
+        with pytest.raises(RuntimeError):
+            m(torch.randn(2, 9))  # wrong width: the first Linear raises
+        for _ in range(4):
+            m(torch.randn(2, 8))
+    lat = analysis_report.analyse(cap.timeline).latency
+    (c,) = cold_starts(lat).itertuples(index=False)
+    assert c.raised and c.excluded
+    assert first_inference_kept(lat) == (False, False)
+    text = render(load_capture(tmp_path / "cap"), n_boot=50)
+    section = text.split("id='latency'")[1]
+    assert "the first inference raised, so no cold start was measured" in section
+    assert f"first inference {c.latency_ms:.3f} ms" not in section
+
+
 def test_report_from_synthetic_gpu_timeline(synth_capture):
     cap = load_capture(synth_capture)
     path = write_report(cap)

@@ -18,7 +18,7 @@ def dur(d: pd.DataFrame, start: str, end: str) -> pd.Series:
 def inference_latency(df: pd.DataFrame, infs: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per inference: host time, GPU time and latency = from the call until both the host
     returned and the GPU finished its work (the host alone when there are no GPU times)."""
-    cols = overlap.KEY + ["mode", "excluded", "input_shapes", "host_ns", "gpu_ns", "latency_ns"]
+    cols = overlap.KEY + ["mode", "excluded", "raised", "input_shapes", "host_ns", "gpu_ns", "latency_ns"]
     rows = df[(df["event"] == "inference") & (df["inference"] >= 0)].drop_duplicates(overlap.KEY)
     if rows.empty:
         return pd.DataFrame(columns=cols)
@@ -30,9 +30,10 @@ def inference_latency(df: pd.DataFrame, infs: pd.DataFrame | None = None) -> pd.
     out["gpu_ns"] = ge - gs
     out["latency_ns"] = np.where(np.isnan(ge), he - hs, np.maximum(he, ge) - hs)
     infs = overlap.inferences(df) if infs is None else infs
-    out = out.merge(infs[overlap.KEY + ["mode", "excluded"]], on=overlap.KEY, how="left")
+    out = out.merge(infs[overlap.KEY + ["mode", "excluded", "raised"]], on=overlap.KEY, how="left")
     out["mode"] = out["mode"].fillna("none")
     out["excluded"] = out["excluded"].fillna(False).astype(bool)
+    out["raised"] = out["raised"].fillna(False).astype(bool)
     return out[cols]
 
 
@@ -56,19 +57,23 @@ def latency_summary(lat: pd.DataFrame, by=("model", "mode")) -> pd.DataFrame:
 
 def first_inference_kept(lat: pd.DataFrame) -> tuple[bool, bool]:
     """(a model's first inference is left out, a model's first inference is kept in the statistics):
-    the capture follows the cold-start rule, or predates it (both False without an inference 0)."""
+    the capture follows the cold-start rule, or predates it (both False without an inference 0). A
+    first inference that raised is neither: it is left out for raising, and no cold start."""
     if not len(lat) or "inference" not in lat:
         return False, False
-    first = lat.loc[lat["inference"].to_numpy() == 0, "excluded"].astype(bool)
+    first = lat["inference"].to_numpy() == 0
+    if "raised" in lat:
+        first &= ~lat["raised"].to_numpy(bool)
+    first = lat.loc[first, "excluded"].astype(bool)
     return bool(first.any()), bool(len(first) and not first.all())
 
 
 def cold_starts(lat: pd.DataFrame) -> pd.DataFrame:
     """Per model and process, its first inference (index 0, when it was recorded): its latency, whether
     it is left out of the statistics (captures since the cold-start rule), and the median of the
-    included inferences beside it. Why apart: the first call sets Torch-TensorRT's engines up lazily,
+    included inferences beside it, and whether it raised. Why apart: the first call sets Torch-TensorRT's engines up lazily,
     so it is the cold-start figure a user asks for, and no sample of the steady state."""
-    cols = ["model", "pid", "latency_ms", "excluded", "median_ms"]
+    cols = ["model", "pid", "latency_ms", "excluded", "raised", "median_ms"]
     if not len(lat) or "inference" not in lat:
         return pd.DataFrame(columns=cols)
     first = lat[lat["inference"] == 0]
@@ -84,6 +89,8 @@ def cold_starts(lat: pd.DataFrame) -> pd.DataFrame:
         sel = sel[~np.isnan(sel)]
         med.append(float(np.median(sel)) / 1e6 if sel.size else np.nan)
     out = first[["model", "pid", "excluded"]].copy()
+    # a first inference that raised is no cold start: its time is that of a failed call
+    out["raised"] = first["raised"].to_numpy(bool) if "raised" in first else False
     out["latency_ms"] = first["latency_ns"].to_numpy(float) / 1e6
     out["median_ms"] = med
     out["model"] = out["model"].astype(object)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from trtprof.analysis.groups import group_sizes
+from trtprof.timeline.columns import RAISED_NOTE
 
 GPU_EVENTS = ("exec", "fallback")
 HOST_ACTIVITIES = ("alloc", "fallback", "enqueue")  # in priority order when they overlap
@@ -115,22 +116,28 @@ def inferences(df: pd.DataFrame) -> pd.DataFrame:
     mode: "on" / "off" when every engine call of the inference had pre-allocated outputs on / off,
     "mixed" when both, "none" without engine calls. excluded: the inference row or any of its rows is
     marked `exclude` (e.g. a cold start, the first call after a mode flip), so its latency is not representative.
+    raised: the inference's call raised (its row's note says so), so its time is no finished inference's.
     """
     inf = df[df["inference"] >= 0]
     if inf.empty:
-        return pd.DataFrame(columns=KEY + ["mode", "excluded", "input_shapes", "engine_calls"])
+        return pd.DataFrame(columns=KEY + ["mode", "excluded", "raised", "input_shapes", "engine_calls"])
     eng = inf[(inf["event"] == "call") & (inf["subgraph_kind"] == "engine")]
     pre = eng.assign(_on=_flag(eng["prealloc"]), _off=~_flag(eng["prealloc"]))
     agg = pre.groupby(KEY, sort=False, dropna=False, observed=True).agg(on=("_on", "any"), off=("_off", "any"),
                                                            engine_calls=("_on", "size"))
     excl = inf.assign(_x=_flag(inf["exclude"])).groupby(KEY, sort=False, dropna=False, observed=True)["_x"].any()
-    rows = inf[inf["event"] == "inference"].drop_duplicates(KEY).set_index(KEY)["input_shapes"]
+    rows = inf[inf["event"] == "inference"].drop_duplicates(KEY).set_index(KEY)
+    raised = pd.Series(False, index=rows.index)
+    if "note" in rows:  # a reader that left the note out: none raised
+        note = rows["note"]
+        raised[note.notna().to_numpy()] = note.dropna().astype(str).str.startswith(RAISED_NOTE).to_numpy()
     out = pd.DataFrame({"excluded": excl})
-    out = out.join(agg, how="left").join(rows.rename("input_shapes"), how="left")
+    out = out.join(agg, how="left").join(rows["input_shapes"], how="left").join(raised.rename("raised"), how="left")
+    out["raised"] = out["raised"].fillna(False).astype(bool)
     on, off = out["on"].fillna(False).astype(bool), out["off"].fillna(False).astype(bool)
     out["mode"] = np.select([on & off, on, off], ["mixed", "on", "off"], "none")
     out["engine_calls"] = out["engine_calls"].fillna(0).astype(int)
-    return out.reset_index()[KEY + ["mode", "excluded", "input_shapes", "engine_calls"]]
+    return out.reset_index()[KEY + ["mode", "excluded", "raised", "input_shapes", "engine_calls"]]
 
 
 def gpu_windows(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

@@ -28,8 +28,9 @@ from trtprof.timeline import schema, store
 from trtprof.timeline.store import repair_notes
 
 CHUNK_ROWS = 256 * 1024  # rows analysed at a time: a chunk's frame and its analysis take a few hundred MB
-# what the analyses read: every column but the thread, the output shapes, new_segment and the note
-READ = [c for c in schema.COLUMNS if c not in ("thread", "shapes", "new_segment", "note")]
+# what the analyses read: every column but the thread, the output shapes and new_segment (the note: whether
+# an inference raised, so that a first inference that raised is not taken for the cold start)
+READ = [c for c in schema.COLUMNS if c not in ("thread", "shapes", "new_segment")]
 SUB = shapes.SUB
 # what the analyses that follow calls in order read (shape changes, their frequency, re-allocation causes)
 SEQ_READS = ["seq", "pid", "model", "inference", "subgraph", "subgraph_kind", "runtime", "event", "call",
@@ -239,7 +240,7 @@ def compact(frame: pd.DataFrame, labels=LABELS) -> dict:
     return out
 
 
-SHARED = overlap.KEY + ["mode", "excluded", "input_shapes"]  # latency columns equal to the inferences' ones
+SHARED = overlap.KEY + ["mode", "excluded", "raised", "input_shapes"]  # latency columns equal to the inferences' ones
 
 
 def latency_part(lat: pd.DataFrame, infs: pd.DataFrame) -> dict:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from trtprof.capture import records as R
-from trtprof.timeline.columns import COLD_NOTE  # noqa: F401 - the capture's rows carry it
+from trtprof.timeline.columns import COLD_NOTE, RAISED_NOTE  # noqa: F401 - the capture's rows carry it
 
 ACTIVE: "Instrumentation | None" = None  # what the hooks record into; None while paused or stopped
 OWNER = None  # the Instrumenter holding this process's capture, from start() to stop()
@@ -49,7 +49,7 @@ def first_in_process(obj) -> bool:
 
 def raised_note(kind: str) -> str:
     """The note of a range whose call raised: its times are not those of a finished inference."""
-    return f"the call raised {kind}: left out of statistics"
+    return f"{RAISED_NOTE}{kind}: left out of statistics"
 
 
 @dataclass(eq=False)

@@ -59,6 +59,8 @@ ADDED_IN = {2: ("kernel_count", "kernel_first_ns", "kernel_last_ns", "kernel_bus
             4: ("cudagraph",)}
 # the `note` of a cold start's rows (capture/state.py says why they are left out)
 COLD_NOTE = "first call trtprof saw of it in this process (cold start): left out of statistics"
+# how the `note` of a range whose call raised begins (the exception's class name follows)
+RAISED_NOTE = "the call raised "
 
 FIELDS = tuple(SPEC)
 
