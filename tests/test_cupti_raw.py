@@ -32,7 +32,7 @@ def _dt(fields, itemsize):
 
 KERNEL10 = _dt([("kind", "<i4", 0), ("start", "<u8", 16), ("end", "<u8", 24), ("device_id", "<u4", 40),
                 ("context_id", "<u4", 44), ("stream_id", "<u4", 48), ("correlation_id", "<u4", 92),
-                ("name", "<i8", 104)], 216)
+                ("name", "<i8", 104), ("queued", "<u8", 120)], 216)
 MEMCPY6 = _dt([("kind", "<i4", 0), ("bytes", "<u8", 8), ("start", "<u8", 16), ("end", "<u8", 24),
                ("device_id", "<u4", 32), ("context_id", "<u4", 36), ("stream_id", "<u4", 40),
                ("correlation_id", "<u4", 44)], 96)
@@ -43,7 +43,7 @@ KINDS = {KERNEL: ("kernel", KERNEL10, None), MEMCPY: ("memcpy", MEMCPY6, None), 
 DTYPE = {KERNEL: KERNEL10, MEMCPY: MEMCPY6, MEMSET: MEMSET4}
 
 
-def rec(kind, start=0, end=0, stream=7, corr=0, name=0, device=0, size=None):
+def rec(kind, start=0, end=0, stream=7, corr=0, name=0, device=0, size=None, queued=0):
     """One record's bytes: `size` makes it longer than its dtype (a libcupti of another version)."""
     dt = DTYPE.get(kind)
     if dt is None:                                   # a kind trtprof does not read: only its kind
@@ -54,7 +54,7 @@ def rec(kind, start=0, end=0, stream=7, corr=0, name=0, device=0, size=None):
     a["kind"], a["start"], a["end"], a["stream_id"], a["correlation_id"], a["device_id"] = \
         kind, start, end, stream, corr, device
     if kind == KERNEL:
-        a["name"] = name
+        a["name"], a["queued"] = name, queued
     return a.view(np.uint8).tobytes().ljust(size or dt.itemsize, b"\0")
 
 
@@ -78,7 +78,7 @@ class Reader:
 
 
 def test_mixed_kinds_in_buffer_order_and_unknown_kinds_skipped():
-    data, offs = buf(rec(KERNEL, 100, 150, stream=21, corr=1, name=0x1000, device=1),
+    data, offs = buf(rec(KERNEL, 100, 150, stream=21, corr=1, name=0x1000, device=1, queued=90),
                      rec(MEMCPY, 160, 170, corr=2),
                      rec(RUNTIME, size=40),
                      rec(KERNEL, 200, 260, stream=21, corr=3, name=0x2000),
@@ -92,6 +92,7 @@ def test_mixed_kinds_in_buffer_order_and_unknown_kinds_skipped():
     assert c["start_ns"].tolist() == [100, 160, 200, 270, 300] and c["end_ns"].tolist() == [150, 170, 260, 280, 310]
     assert c["stream"].tolist() == [21, 7, 21, 7, 13] and c["correlation"].tolist() == [1, 2, 3, 4, 5]
     assert c["device"].tolist() == [1, 0, 0, 0, 0]
+    assert c["queued_ns"].tolist() == [90, 0, 0, 0, 0]  # a copy has no launch time; unknown is 0
     assert all(c[f].dtype == np.int64 for f in ("start_ns", "end_ns", "stream", "correlation", "device"))
     assert (p["skipped"], p["truncated"], p["fallback"], p["mismatch"]) == (1, 0, [], {})
     only_kernels = {KERNEL: KINDS[KERNEL]}      # memcpy not asked for: skipped like any other kind
@@ -101,8 +102,11 @@ def test_mixed_kinds_in_buffer_order_and_unknown_kinds_skipped():
 
 def test_large_timestamps_and_ids_keep_their_values():
     big = 1_765_000_000_123_456_789                # time_ns()-like, beyond 2**53
-    data, offs = buf(rec(KERNEL, big, big + 1, stream=2 ** 32 - 1, corr=2 ** 31 + 5, name=0x10))
+    data, offs = buf(rec(KERNEL, big, big + 1, stream=2 ** 32 - 1, corr=2 ** 31 + 5, name=0x10, queued=big - 7),
+                     rec(KERNEL, big, big + 1, name=0x10, queued=2 ** 64 - 1))  # all ones: unknown
     c = R.parse(data, len(data), offs, KINDS, R.Names(Reader({0x10: "k"})))["columns"]
+    assert c["queued_ns"].tolist() == [big - 7, -1]
+    c = {f: v[:1] for f, v in c.items()}
     assert c["start_ns"].tolist() == [big] and c["end_ns"].tolist() == [big + 1]
     assert c["stream"].tolist() == [2 ** 32 - 1] and c["correlation"].tolist() == [2 ** 31 + 5]
 

@@ -68,6 +68,19 @@ def test_kernels_are_attributed_at_close(tmp_path):
     assert not (tmp_path / "c" / "kernels.arrows").exists()
 
 
+def test_kernels_with_launch_times_go_to_the_row_that_launched_them(tmp_path):
+    """Through the capture folder: a kernel queued during the fallback's host window (100-150) belongs to
+    it though it runs inside the engine's event window; launch times are kept in kernels.parquet."""
+    k = _kernels([(50, 80), (200, 220)])
+    k["queued_ns"] = np.array([20, 120], dtype=np.int64)
+    cap = _capture(tmp_path, ROWS, [k])
+    df = cap.timeline.set_index("seq")
+    assert df.loc[1, "kernel_count"] == 1 and df.loc[2, "kernel_count"] == 1 and df.loc[2, "kernel_first_ns"] == 200
+    assert cap.kernels.seq.tolist() == [1, 2] and cap.kernels.queued_ns.tolist() == [20, 120]
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    assert meta["kernels"]["attributed"]["subgraph"]["by_launch"] == 2
+
+
 def test_without_kernels_the_columns_are_null_and_no_file(tmp_path):
     cap = _capture(tmp_path, ROWS, [])
     assert cap.timeline.kernel_count.isna().all() and cap.kernels is None

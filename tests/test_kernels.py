@@ -195,6 +195,16 @@ def test_table_round_trip(tmp_path):
     assert K.read(tmp_path).seq.tolist() == [pd.NA, 4]
 
 
+def test_a_kernels_file_without_launch_times_still_loads(tmp_path):
+    """kernels.parquet from before `queued_ns`: read with the column null."""
+    import pyarrow.parquet as pq
+    K.write(tmp_path, dict(_records(), queued_ns=np.array([9, -1])))
+    assert K.read(tmp_path).queued_ns.tolist() == [9, pd.NA]
+    pq.write_table(pq.read_table(tmp_path / K.FILE).drop(["queued_ns"]), tmp_path / K.FILE)
+    old = K.read(tmp_path)
+    assert list(old.columns) == list(K.KERNEL_COLUMNS) and old.queued_ns.isna().all()
+
+
 def test_read_absent_and_damaged(tmp_path):
     assert K.read(tmp_path) is None
     (tmp_path / K.FILE).write_bytes(b"PAR1 not really")
@@ -283,6 +293,9 @@ class FakeCupti:
     def activity_disable(self, kind):
         self.enabled.discard(kind)
 
+    def activity_enable_latency_timestamps(self, enable):  # cupti-python 13.0.1 (cupti.pyi)
+        self.latency = enable
+
     def get_timestamp(self):
         import time
         return time.perf_counter_ns() - self.offset     # host = cupti + offset
@@ -346,7 +359,7 @@ def test_stand_in_collects_converts_pauses_and_stops(monkeypatch):
     ka = CK.KernelActivity(kinds=("kernel", "memcpy", "memset"))
     assert ka.start() is True and fake.enabled == {1, 2, 10} and fake.subscribers
     assert abs(ka.clock["offset_ns"] - fake.offset) <= ka.clock["error_ns"] + 1_000
-    fake.launch(10, 5_000_000, 5_000_400, name="gemm", stream=21)
+    fake.launch(10, 5_000_000, 5_000_400, name="gemm", stream=21, queued=4_999_000)
     fake.launch(1, 5_000_500, 5_000_600)
     fake.launch(5, 5_000_000, 5_000_100)               # a kind not asked for: ignored
     fake.launch(10, 0, 0, name="no timestamps")        # dropped, counted
@@ -357,6 +370,8 @@ def test_stand_in_collects_converts_pauses_and_stops(monkeypatch):
     assert out["kind"].tolist() == ["kernel", "memcpy"] and out["name"].tolist() == ["gemm", None]
     assert out["start_ns"].tolist() == [5_000_000 + off, 5_000_500 + off]
     assert out["stream"].tolist() == [21, 7] and ka.dropped == 1
+    # the launch time on the host clock; a copy has none (-1), and CUPTI was asked for them first
+    assert out["queued_ns"].tolist() == [4_999_000 + off, -1] and fake.latency == 1 and ka.launch_times is True
     assert ka.resume() is True and fake.enabled == {1, 2, 10}
     fake.launch(2, 7_000_000, 7_000_010)
     assert ka.stream_id(0xABC) == 21 and ka.stream_id(0) == 7
@@ -504,3 +519,69 @@ def test_a_start_failure_names_no_raw_reason_when_cupti_python_was_asked_for(mon
     assert kp.info()["handover"]["raw_reason"] is None and kp.info()["handover"]["path"] is None
     kr = CK.KernelActivity(handover="raw")
     assert kr.start() is False and kr.info()["handover"]["raw_reason"] == kr.reason
+
+
+# -- attribution by launch time -------------------------------------------------------------------------
+def _rows(*rows):
+    """Timeline rows from (seq, event, host_start, host_end, gpu_start, gpu_end) tuples, stream 5."""
+    df = pd.DataFrame(rows, columns=["seq", "event", "host_start_ns", "host_end_ns", "gpu_start_ns", "gpu_end_ns"])
+    df["stream"] = 5
+    for c in ("host_start_ns", "host_end_ns", "gpu_start_ns", "gpu_end_ns"):
+        df[c] = df[c].astype("Int64")
+    return df
+
+
+def _launched(*recs):
+    """Kernel records from (queued, start, end) triples on CUPTI stream 7 (queued -1: none)."""
+    a = np.array(recs, dtype=np.int64).reshape(-1, 3)
+    return {"kind": np.array(["kernel"] * len(a), dtype=object), "start_ns": a[:, 1], "end_ns": a[:, 2],
+            "stream": np.full(len(a), 7), "queued_ns": a[:, 0]}
+
+
+def test_launch_time_keeps_gpu_paced_kernels_in_their_own_rows():
+    """GPU-paced: an engine (host 100-200) and a fallback (host 200-260) whose kernels run long after,
+    back to back, and whose event windows sit 70 ns late against CUPTI's times (the drift found on the
+    H100). By GPU window the engine takes the fallback's kernel; by launch each row gets its own."""
+    rows = _rows((1, "exec", 100, 200, 1070, 1270), (2, "fallback", 200, 260, 1270, 1370),
+                 (3, "inference", 90, 270, 1070, 1370))
+    k = _launched((150, 1000, 1100), (160, 1100, 1200), (230, 1200, 1300))
+    by_window, _, _ = K.attribute_timeline(rows, {c: v for c, v in k.items() if c != "queued_ns"})
+    assert by_window.loc[1, "kernel_count"] == 2 and by_window.loc[1, "kernel_last_ns"] == 1300  # the wrong one
+    table, kseq, counts = K.attribute_timeline(rows, k)
+    assert table.loc[1, "kernel_count"] == 2 and table.loc[1, "kernel_last_ns"] == 1200
+    assert table.loc[1, "kernel_busy_ns"] == 200 and table.loc[2, "kernel_first_ns"] == 1200
+    assert table.loc[3, "kernel_count"] == 3 and kseq.tolist() == [1, 1, 2]
+    assert counts["subgraph"]["by_launch"] == 3 and counts["inference"]["by_launch"] == 3
+
+
+def test_launch_time_outside_every_row_is_given_to_none():
+    """A kernel launched between two subgraph rows (the caller's own code) goes to no subgraph row,
+    though it runs inside one's event window; its inference still counts it."""
+    rows = _rows((1, "exec", 100, 200, 150, 400), (2, "fallback", 220, 260, 400, 500),
+                 (3, "inference", 90, 270, 150, 500))
+    table, kseq, counts = K.attribute_timeline(rows, _launched((210, 300, 310)))
+    assert table.loc[1, "kernel_count"] == 0 and table.loc[2, "kernel_count"] == 0
+    assert table.loc[3, "kernel_count"] == 1 and kseq.tolist() == [pd.NA]
+    assert counts["subgraph"]["outside"] == 1 and counts["subgraph"]["by_launch"] == 0
+
+
+def test_records_without_a_launch_time_and_ambiguous_ones_go_by_gpu_window():
+    """A copy (no launch time) and a kernel launched while two threads' rows were open go by GPU window;
+    the other by launch."""
+    rows = _rows((1, "exec", 100, 200, 300, 400), (2, "exec", 150, 250, 500, 600))
+    k = _launched((120, 310, 320), (170, 510, 520), (-1, 330, 340))
+    k["kind"] = np.array(["kernel", "kernel", "memcpy"], dtype=object)
+    table, kseq, counts = K.attribute_timeline(rows, k)
+    assert kseq.tolist() == [1, 2, 1]
+    assert table.loc[1, "kernel_count"] == 1 and table.loc[1, "copy_count"] == 1 and table.loc[2, "kernel_count"] == 1
+    c = counts["subgraph"]
+    assert c["by_launch"] == 1 and c["by_time"] == 2 and c["total"] == 3
+
+
+def test_launch_attribution_needs_no_gpu_window():
+    """A row with host times and no events (none recorded) still gets the kernels it launched."""
+    rows = _rows((1, "exec", 100, 200, None, None), (2, "fallback", 200, 260, None, None))
+    table, kseq, _ = K.attribute_timeline(rows, _launched((150, 1000, 1100), (230, 1200, 1300)))
+    assert table.kernel_count.tolist() == [1, 1] and kseq.tolist() == [1, 2]
+    unwatched, _, _ = K.attribute_timeline(rows, _launched((150, 1000, 1100)), watched=[False, True])
+    assert unwatched.index.tolist() == [2] and unwatched.loc[2, "kernel_count"] == 0

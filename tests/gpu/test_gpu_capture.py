@@ -258,22 +258,27 @@ def test_kernels_on_every_timed_row(captured):
 
 
 def test_gpu_paced_windows_hold_their_own_kernels(tmp_path):
-    """The graph-broken BERT at batch 128 (GPU-paced: windows back to back on the caller stream): an
-    engine call's end event completes after its last kernel, so no engine row may get a kernel that
-    ends after its end event (the next fallback's, when CUPTI's times sit early against the events';
-    H100, 2026-12-07, before the calibration)."""
+    """The graph-broken BERT at batch 128 (GPU-paced: the GPU runs a millisecond or two behind the host,
+    calls back to back on the caller stream). By GPU window, the event windows' drift against CUPTI's
+    times moved kernels into the neighbouring row (H100, 2026-12-07 and 2026-12-08: 83 % of engine rows
+    held the next fallback's kernel). By launch time each call has its own kernels: every engine and
+    fallback runs the same kernels on every call, so its kernel count is the same on (nearly) all calls."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-m", "trtprof", "capture", "--no-report", "-o", str(tmp_path / "cap"),
                            str(ROOT / "examples/bert_cases.py"), "breaks", "--iters", "60", "--warmup", "10",
                            "--batch", "128"], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cap = trtprof.load_capture(tmp_path / "cap")
-    if not cap.meta.get("kernels", {}).get("recorded"):
-        pytest.skip(f"kernel activity not recorded: {cap.meta.get('kernels')}")
+    info = cap.meta.get("kernels", {})
+    if not info.get("recorded"):
+        pytest.skip(f"kernel activity not recorded: {info}")
+    assert info.get("launch_times") is True, info
+    sub = info["attributed"]["subgraph"]
+    assert sub["by_launch"] > 0.95 * sub["total"], sub
     df = cap.timeline
-    eng = df[(df.event == "exec") & (df.subgraph_kind == "engine") & df.kernel_last_ns.notna()]
-    lead = (eng.gpu_end_ns - eng.kernel_last_ns).astype(float)
-    assert len(eng) and (lead >= -2_000).mean() >= 0.95, (cap.meta["kernels"].get("calibration"), lead.describe())
+    rows = df[df.event.isin(["exec", "fallback"]) & df.kernel_count.notna() & ~df.exclude.fillna(False).astype(bool)]
+    same = rows.groupby("subgraph", observed=True)["kernel_count"].agg(lambda c: (c == c.mode().iloc[0]).mean())
+    assert len(same) == 25 and (same >= 0.99).all(), same.sort_values().head()
 
 
 def test_kernel_activity_with_sampling(tmp_path):

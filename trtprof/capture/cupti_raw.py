@@ -133,7 +133,10 @@ def parse(buf, valid: int, offsets, kinds: dict, names) -> dict:
                            "start_ns": _field(rows, idx, "start"), "end_ns": _field(rows, idx, "end"),
                            "stream": _field(rows, idx, "stream_id"),
                            "correlation": _field(rows, idx, "correlation_id"),
-                           "device": _field(rows, idx, "device_id")}))
+                           "device": _field(rows, idx, "device_id"),
+                           # launch-side time (latency timestamps); absent from memcpy/memset records
+                           "queued_ns": _field(rows, idx, "queued") if "queued" in dt.names and kind == "kernel"
+                           else np.zeros(n, dtype=np.int64)}))
     return {"columns": merge(parts), "fallback": fallback, "mismatch": mismatch,
             "skipped": int((~known).sum()), "truncated": truncated}
 

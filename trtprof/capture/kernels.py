@@ -5,8 +5,9 @@ host (BERT on the H200: events 1889 us per call, kernels busy 474 us). CUPTI's a
 kernel's own start and end; CUPTI buffers the records and hands them over on its own thread, so the hot
 path only pays for CUPTI's launch instrumentation, and only while the kinds are enabled: `resume()` /
 `pause()` around recorded inferences (on for 1 call in 10: +0.2 %; always on: +8 to +13 %).
-No RUNTIME/DRIVER API records (they doubled latency): rows get their kernels by GPU window
-(`trtprof.timeline.kernels.attribute`).
+No RUNTIME/DRIVER API records (they doubled latency): rows get their kernels by the time each kernel's
+launch was queued (CUPTI's latency timestamps, `queued_ns`), inside the host window of the row that
+launched it, else by GPU window (`trtprof.timeline.kernels.attribute_timeline` says why).
 
 Handover: by default CUPTI's completed buffers are taken raw and read in bulk with numpy
 (`cupti_raw.py`: cupti-python would first make a Python object of every record); `handover="python"`, or
@@ -47,7 +48,7 @@ RECORD_BYTES = 256          # a kernel record's size, rounded up (CUpti_Activity
 FIRST_FLUSH_NS = 1_000_000_000  # the first forced flush, before any rate is known
 FLUSH_PERIOD_NS = None      # a fixed period instead of the schedule (bench/cupti_handover.py)
 _KIND_ENUM = {"kernel": "CONCURRENT_KERNEL", "memcpy": "MEMCPY", "memset": "MEMSET"}
-FIELDS = ("kind", "name", "start_ns", "end_ns", "stream", "correlation", "device")
+FIELDS = ("kind", "name", "start_ns", "end_ns", "stream", "correlation", "device", "queued_ns")
 HANDOVER_ENV = "TRTPROF_CUPTI_HANDOVER"
 HANDOVERS = ("raw", "python")   # the first is the default
 _NEEDED = ("activity_register_callbacks", "activity_enable", "activity_disable", "activity_flush_all",
@@ -92,6 +93,10 @@ class KernelActivity:
         self.dropped = self.callback_errors = 0     # records without timestamps; bad records
         self.last_error = None      # one line: the latest failure inside a call that must not raise
         self.resume_failures = 0    # recorded inferences (sampling) for which the kinds could not be enabled
+        # CUPTI's latency timestamps (each kernel's `queued`: when its launch entered the command buffer, on
+        # the launching thread): True once on, else why not in one line. They cost ~0.1 us a kernel more
+        # than kernel activity alone (H100, scripts/probe_launch_time.py, 2026-12-08)
+        self.launch_times = None
         self._buffer_bytes = int(buffer_bytes or BUFFER_BYTES)
         self._cupti = self._subscriber = None
         self._codes: dict = {}      # int(ActivityKind) -> our kind name
@@ -163,6 +168,7 @@ class KernelActivity:
             self.clock = {"source": "cupti.get_timestamp", "offset_ns": int(off), "error_ns": int(err),
                           "drift_ns": 0}
             self._started = True
+            self._launch_times()
             now = time.perf_counter_ns()
             self._last_flush, self._next_flush = now, now + (FLUSH_PERIOD_NS or FIRST_FLUSH_NS)
             if not paused:
@@ -179,6 +185,19 @@ class KernelActivity:
                 h["raw_reason"] = h["raw_reason"] or self.reason
             return False
         return True
+
+    def _launch_times(self) -> None:
+        """Ask CUPTI for each kernel's `queued` time (before any kind is enabled); where it refuses, the
+        rows get their kernels by GPU window alone, and `launch_times` says why."""
+        fn = getattr(self._cupti, "activity_enable_latency_timestamps", None)
+        if fn is None:
+            self.launch_times = "this cupti-python has no activity_enable_latency_timestamps"
+            return
+        try:
+            fn(1)
+            self.launch_times = True
+        except Exception as e:
+            self.launch_times = _one_line(e)
 
     def _subscribe(self) -> None:
         """Raises only when CUPTI says it serves another client; any other failure of this probe
@@ -292,7 +311,8 @@ class KernelActivity:
                         out.append((kind, getattr(a, "name", None) if kind == "kernel" else None,
                                     int(getattr(a, "start", 0)), int(getattr(a, "end", 0)),
                                     int(getattr(a, "stream_id", -1)), int(getattr(a, "correlation_id", -1)),
-                                    int(getattr(a, "device_id", -1))))
+                                    int(getattr(a, "device_id", -1)),
+                                    _stamp(getattr(a, "queued", 0)) if kind == "kernel" else 0))
                 except Exception as e:
                     self.callback_errors += 1
                     self.last_error = _one_line(e)
@@ -373,6 +393,8 @@ class KernelActivity:
         out = {f: v[good] for f, v in cols.items()}
         out["start_ns"] = out["start_ns"] + off
         out["end_ns"] = out["end_ns"] + off
+        q = out["queued_ns"]  # 0 (CUPTI_TIMESTAMP_UNKNOWN) or all ones read as -1: unknown
+        out["queued_ns"] = (q + off) * (q > 0) - (q <= 0)
         return out
 
     def handover_note(self) -> str | None:
@@ -460,7 +482,8 @@ class KernelActivity:
         if self._raw is not None:
             h["library"] = self._raw.lib.path
         return {"available": self.reason is None and self._cupti is not None, "reason": self.reason,
-                "kinds": list(self.kinds), "clock": self.clock, "dropped": self.dropped,
+                "kinds": list(self.kinds), "clock": self.clock, "launch_times": self.launch_times,
+                "dropped": self.dropped,
                 "callback_errors": self.callback_errors, "last_error": self.last_error,
                 "resume_failures": self.resume_failures, "handover": h}
 
@@ -473,6 +496,12 @@ def _concat(chunks) -> dict:
     if len(chunks) == 1:
         return dict(chunks[0])
     return {f: np.concatenate([c[f] for c in chunks]) for f in FIELDS}
+
+
+def _stamp(v) -> int:
+    """A CUPTI timestamp as a signed int64 (all ones, an unknown time on some kinds, becomes -1)."""
+    v = int(v or 0)
+    return v - (1 << 64) if v >= 1 << 63 else v
 
 
 def _columns(recs, offset_ns: int = 0) -> dict:

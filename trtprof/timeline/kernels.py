@@ -77,13 +77,16 @@ class Attribution:
     seq: pd.array       # per kernel record: its window's seq (nullable), for kernels.parquet
     rows: pd.DataFrame  # per window, in the order given: seq and ROW_COLUMNS
     counts: dict        # records: total, by_stream, by_time, between, outside, ambiguous
+    ambiguous: np.ndarray | None = None  # per kernel record: inside several windows of different streams
 
 
-def attribute(kernels, windows, *, by_time: bool = True) -> Attribution:
+def attribute(kernels, windows, *, by_time: bool = True, at: str = "start_ns") -> Attribution:
     """Give each kernel record (start_ns, end_ns, stream[, kind]) to a window (seq, stream,
-    start_ns/gpu_start_ns, end_ns/gpu_end_ns) by the module's edge policy; vectorised per stream."""
+    start_ns/gpu_start_ns, end_ns/gpu_end_ns) by the module's edge policy; vectorised per stream.
+    `at`: the record's time that must lie in the window (its start; `queued_ns` for host windows)."""
     ks, _ = _ints(kernels, "start_ns")
     ke, _ = _ints(kernels, "end_ns")
+    kt = _ints(kernels, at)[0] if at != "start_ns" else ks
     kst, _ = _ints(kernels, "stream")
     ws, okw = _ints(windows, "start_ns", "gpu_start_ns")
     we, oke = _ints(windows, "end_ns", "gpu_end_ns")
@@ -105,8 +108,8 @@ def attribute(kernels, windows, *, by_time: bool = True) -> Attribution:
             raise ValueError(f"windows overlap on stream {s}: seq {seq[w[i]]} and {seq[w[i + 1]]}; "
                              "attribute inference rows apart from their subgraph rows")
         kk = np.flatnonzero(kst == s)
-        j = np.searchsorted(st, ks[kk], side="right") - 1
-        hit = (j >= 0) & (ks[kk] <= en[np.maximum(j, 0)])
+        j = np.searchsorted(st, kt[kk], side="right") - 1
+        hit = (j >= 0) & (kt[kk] <= en[np.maximum(j, 0)])
         index[kk[hit]], how[kk[hit]] = w[j[hit]], 1
 
     foreign = ~np.isin(kst, known)
@@ -116,7 +119,7 @@ def attribute(kernels, windows, *, by_time: bool = True) -> Attribution:
         w = w[np.argsort(ws[w], kind="stable")]
         st, en = ws[w], we[w]
         kk = np.flatnonzero(foreign)
-        t = ks[kk]
+        t = kt[kk]
         after = np.searchsorted(st, t, side="right")            # windows starting at or before t
         inside = after - np.searchsorted(np.sort(en), t, side="left")   # ... minus those ended before t
         # with exactly one window containing t, it is the one with the largest end among those
@@ -127,6 +130,20 @@ def attribute(kernels, windows, *, by_time: bool = True) -> Attribution:
         index[kk[one]], how[kk[one]] = w[arg[after[one] - 1]], 2
         ambiguous[kk[inside > 1]] = True
 
+    rows, kseq = summarise(kernels, index, seq, valid)
+    none = index < 0
+    counts = {"total": n, "by_stream": int((how == 1).sum()), "by_time": int((how == 2).sum()),
+              "between": int((none & ~foreign).sum()), "ambiguous": int(ambiguous.sum()),
+              "outside": int((none & foreign & ~ambiguous).sum())}
+    return Attribution(index, how, kseq, rows, counts, ambiguous)
+
+
+def summarise(kernels, index, seq, valid) -> tuple[pd.DataFrame, pd.array]:
+    """(per window: seq and ROW_COLUMNS; per record: its window's seq, nullable) from each record's
+    window position `index` (-1: none). Windows not `valid` get nulls, valid ones without kernels 0."""
+    ks, _ = _ints(kernels, "start_ns")
+    ke, _ = _ints(kernels, "end_ns")
+    n, m = len(ks), len(seq)
     kind = np.asarray(kernels["kind"], dtype=object) if "kind" in kernels else None
     is_kernel = np.ones(n, dtype=bool) if kind is None else (kind == "kernel")
     kc, kf, kl, kb = _per_row(index[is_kernel], ks[is_kernel], ke[is_kernel], m)
@@ -137,13 +154,10 @@ def attribute(kernels, windows, *, by_time: bool = True) -> Attribution:
                              (~valid, none_in, none_in, ~valid, ~valid, ~valid)):
         rows[name] = pd.arrays.IntegerArray(col, na)
     none = index < 0
-    counts = {"total": n, "by_stream": int((how == 1).sum()), "by_time": int((how == 2).sum()),
-              "between": int((none & ~foreign).sum()), "ambiguous": int(ambiguous.sum()),
-              "outside": int((none & foreign & ~ambiguous).sum())}
     kseq = pd.array(np.where(none, 0, seq[np.maximum(index, 0)]) if m else np.zeros(n, np.int64),
                     dtype="Int64")
     kseq[none] = pd.NA
-    return Attribution(index, how, kseq, rows, counts)
+    return rows, kseq
 
 
 def _per_row(g, s, e, m):
@@ -176,9 +190,12 @@ KERNEL_COLUMNS = {
     "stream": (pa.int64(), "CUPTI stream id (not the cudaStream_t handle; KernelActivity.stream_id maps it)"),
     "device": (pa.int64(), "CUDA device id"),
     "correlation": (pa.int64(), "CUPTI correlation id of the launching API call"),
+    "queued_ns": (pa.int64(), "when the launch was queued (CUPTI latency timestamp), ns on trtprof's host clock; "
+                              "null where CUPTI gave none (memcpy, CUDA-graph kernels, older captures)"),
     "seq": (pa.int64(), "seq of the timeline row the record was attributed to; null when none"),
 }
 SCHEMA = pa.schema([(n, t) for n, (t, _) in KERNEL_COLUMNS.items()])
+ADDED = ("queued_ns",)  # columns later than the first kernels.parquet: null when a file lacks them
 
 
 def to_table(records, seq=None) -> pa.Table:
@@ -197,7 +214,7 @@ def to_table(records, seq=None) -> pa.Table:
             cols[name] = pa.array(pd.Series(v, dtype=object).where(pd.notna(v), None).tolist(), typ)
         else:
             s = pd.Series(v)
-            s = s.astype("Int64") if name != "seq" else s.astype("Int64").mask(s.astype("Int64") < 0)
+            s = s.astype("Int64") if name not in ("seq", "queued_ns") else s.astype("Int64").mask(s.astype("Int64") < 0)
             cols[name] = pa.array(s, typ, from_pandas=True)
     return pa.table(cols, schema=SCHEMA)
 
@@ -256,38 +273,102 @@ def attribute_timeline(rows: pd.DataFrame, kernels, watched=None):
     """Kernel columns for the rows of a timeline: (per-row DataFrame indexed by seq with ROW_COLUMNS,
     each kernel's seq for kernels.parquet, counts).
 
-    Two passes, because windows of one stream must not overlap: first the subgraph rows (`exec`,
+    Two levels, because windows of one level must not overlap: first the subgraph rows (`exec`,
     `fallback`), whose kernel seq goes into kernels.parquet; then the `inference` rows, which contain
-    them. A window's stream is the row's CUDA stream handle, kept apart from CUPTI's stream ids (it
-    never equals one), so kernels go by time ("window on any stream", rule 2), which is what the
-    engine's own pool stream needs. Where windows overlap anyway (two threads on one stream), every
-    window is treated as a stream of its own: a kernel inside several is ambiguous and unattributed.
+    them. At each level a kernel goes, best first:
+
+    1. By launch: to the row whose HOST window contains the kernel's `queued_ns` (CUPTI's latency
+       timestamp: when its launch was queued, which happens on the launching thread inside the call
+       that launched it). No GPU clock is involved, so neither the events' drift from the host clock
+       nor a GPU running behind the host can move a kernel into the neighbouring row (on GPU-paced
+       work the event windows drifted by ~5 us/s against CUPTI's times: H100, 2026-12-08, graph-broken
+       BERT at batch 128). A kernel launched outside every row (the caller's own code between calls) is
+       counted `outside` and given to none. Host windows of several threads can overlap: a kernel in
+       more than one is ambiguous here and goes on to rule 2.
+    2. By GPU window (the module docstring's rules), for records without a launch time (memcpy,
+       CUDA-graph kernels, a CUPTI without latency timestamps, older captures) and the ambiguous ones.
+       A window's stream is the row's CUDA stream handle, kept apart from CUPTI's stream ids (it never
+       equals one), so kernels go by time ("window on any stream"), which is what the engine's own pool
+       stream needs. Where event windows overlap (two threads on one stream), every window is treated
+       as a stream of its own: a kernel inside several is ambiguous and unattributed.
+
     `watched`: mask of rows recorded while kernel activity was on (the others get nulls)."""
-    ok = rows["gpu_start_ns"].notna() & rows["gpu_end_ns"].notna()
-    if watched is not None:
-        ok &= pd.Series(watched, index=rows.index).astype(bool)
+    watch = pd.Series(True if watched is None else watched, index=rows.index).astype(bool)
+    gpu_ok = (rows["gpu_start_ns"].notna() & rows["gpu_end_ns"].notna() & watch).to_numpy(bool)
+    n = len(kernels["start_ns"])
+    launch = _launched(kernels, n)
+    host_ok = (rows["host_start_ns"].notna() & rows["host_end_ns"].notna() & watch).to_numpy(bool) \
+        if launch.any() else np.zeros(len(rows), dtype=bool)
     ev = rows["event"].astype(object)
     out, kseq, counts = [], None, {}
     for level, events in (("subgraph", ("exec", "fallback")), ("inference", ("inference",))):
-        w = rows[ok & ev.isin(events)]
-        if w.empty:
+        sel = ev.isin(events).to_numpy(bool) & (gpu_ok | host_ok)
+        if not sel.any():
             continue
-        stream = w["stream"].astype("Int64").fillna(-1).to_numpy(np.int64)
-        win = pd.DataFrame({"seq": w["seq"].to_numpy(np.int64), "stream": -(np.abs(stream) + 2),
-                            "start_ns": w["gpu_start_ns"].astype("Int64"), "end_ns": w["gpu_end_ns"].astype("Int64")})
-        try:
-            a = attribute(kernels, win)
-        except ValueError:  # overlapping windows on one stream: each window a stream of its own
-            win["stream"] = -(np.arange(len(win), dtype=np.int64) + 2)
-            a = attribute(kernels, win)
-        out.append(a.rows)
-        counts[level] = a.counts
+        w = rows[sel]
+        seq = w["seq"].to_numpy(np.int64)
+        index, c = _level(kernels, launch, w, gpu_ok[sel], host_ok[sel])
+        table, ks = summarise(kernels, index, seq, gpu_ok[sel] | host_ok[sel])
+        out.append(table)
+        counts[level] = c
         if kseq is None:
-            kseq = a.seq
+            kseq = ks
     table = pd.concat(out, ignore_index=True).set_index("seq") if out else \
         pd.DataFrame(columns=list(ROW_COLUMNS)).rename_axis("seq")
-    n = len(kernels["start_ns"])
     return table, kseq if kseq is not None else pd.array([pd.NA] * n, dtype="Int64"), counts
+
+
+def _launched(kernels, n: int) -> np.ndarray:
+    """Mask of the kernel records that carry a launch time (`queued_ns` > 0)."""
+    if "queued_ns" not in kernels:
+        return np.zeros(n, dtype=bool)
+    q, ok = _ints(kernels, "queued_ns")
+    kind = np.asarray(kernels["kind"], dtype=object) if "kind" in kernels else None
+    return ok & (q > 0) & (True if kind is None else (kind == "kernel"))
+
+
+def _subset(kernels, mask: np.ndarray):
+    if isinstance(kernels, pd.DataFrame):
+        return kernels[mask]
+    return {k: np.asarray(v)[mask] for k, v in kernels.items()}
+
+
+def _level(kernels, launch, w: pd.DataFrame, gpu_ok, host_ok) -> tuple[np.ndarray, dict]:
+    """(each record's window position in `w`, -1 for none; counts) by launch, then by GPU window."""
+    n = len(launch)
+    index = np.full(n, -1, dtype=np.int64)
+    counts = {"total": n, "by_launch": 0, "by_stream": 0, "by_time": 0, "between": 0, "ambiguous": 0,
+              "outside": 0}
+    rest = ~launch
+    seq = w["seq"].to_numpy(np.int64)
+    if launch.any() and host_ok.any():
+        hw = pd.DataFrame({"seq": seq, "stream": -1,
+                           "start_ns": w["host_start_ns"].astype("Int64").mask(~host_ok),
+                           "end_ns": w["host_end_ns"].astype("Int64").mask(~host_ok)})
+        a = attribute(_subset(kernels, launch), hw, at="queued_ns")
+        li = np.flatnonzero(launch)
+        index[li] = a.index
+        rest = rest.copy()
+        rest[li[a.ambiguous]] = True
+        counts["by_launch"] = int((a.index >= 0).sum())
+        counts["outside"] = int(((a.index < 0) & ~a.ambiguous).sum())
+    else:
+        rest = np.ones(n, dtype=bool)
+    if rest.any():
+        stream = w["stream"].astype("Int64").fillna(-1).to_numpy(np.int64)
+        gw = pd.DataFrame({"seq": seq, "stream": -(np.abs(stream) + 2),
+                           "start_ns": w["gpu_start_ns"].astype("Int64").mask(~gpu_ok),
+                           "end_ns": w["gpu_end_ns"].astype("Int64").mask(~gpu_ok)})
+        sub = _subset(kernels, rest)
+        try:
+            a = attribute(sub, gw)
+        except ValueError:  # overlapping windows on one stream: each window a stream of its own
+            gw["stream"] = -(np.arange(len(gw), dtype=np.int64) + 2)
+            a = attribute(sub, gw)
+        index[np.flatnonzero(rest)] = a.index
+        for k in ("by_stream", "by_time", "between", "ambiguous", "outside"):
+            counts[k] += a.counts[k]
+    return index, counts
 
 
 def read(folder):
@@ -300,9 +381,12 @@ def read(folder):
         return None
     try:
         table = pq.read_table(path)
-        missing = [c for c in KERNEL_COLUMNS if c not in table.column_names]
+        missing = [c for c in KERNEL_COLUMNS if c not in table.column_names and c not in ADDED]
         if missing:
             raise ValueError(f"no column {', '.join(missing)}")
+        for c in ADDED:  # a file from before the column: nulls
+            if c not in table.column_names:
+                table = table.append_column(c, pa.nulls(table.num_rows, KERNEL_COLUMNS[c][0]))
         table = table.select(list(KERNEL_COLUMNS)).cast(SCHEMA)
         df = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
     except Exception as e:

@@ -195,14 +195,15 @@ class CaptureWriter:
             pass
         try:
             recs = pa.Table.from_batches(list(_iter_spill(self.folder / KERNEL_SPILL)), schema=kernels.SCHEMA)
-            cols = ["seq", "event", "inference", "stream", "gpu_start_ns", "gpu_end_ns"]
+            cols = ["seq", "event", "inference", "stream", "host_start_ns", "host_end_ns", "gpu_start_ns", "gpu_end_ns"]
             batches = [b.select(cols) for b in _iter_spill(spill)]
             rows = pa.Table.from_batches(batches).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get) \
                 if batches else pd.DataFrame(columns=cols)
             watched = self.kernel_watch(rows) if self.kernel_watch is not None and len(rows) else None
             k = recs.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
             k = {c: k[c].to_numpy() for c in k.columns} | {c: k[c].astype("int64").to_numpy()
-                                                            for c in ("start_ns", "end_ns", "stream")}
+                                                            for c in ("start_ns", "end_ns", "stream")} \
+                | {"queued_ns": k["queued_ns"].fillna(-1).astype("int64").to_numpy()}
             info = self.meta.setdefault("kernels", {})
             k, found = kernels.calibrate(k, info.pop("calibration", None))
             if found is not None:
