@@ -1,9 +1,10 @@
-"""Kernels per row: which kernels ran in which row's GPU window, and how busy the GPU was there.
+"""Kernels per row: which kernels each row launched or ran, and how busy the GPU was there.
 
-Why windows and not CUPTI's API records: correlating through RUNTIME/DRIVER records doubled latency
-on the H200; the rows' CUDA-event windows already say when each call owned its stream (there, 528 of
-528 BERT calls got all their kernels by "kernel start inside [event start, event end] on the host
-clock"). Pure numpy/pandas: it runs at import of a capture as well as at its end.
+Why not CUPTI's API records: correlating through RUNTIME/DRIVER records doubled latency on the H200.
+A kernel's launch time (`queued_ns`) lies inside the host window of the call that launched it, so
+that is the first rule (`attribute_timeline`); the rows' CUDA-event windows serve records without
+one (there, 528 of 528 BERT calls got all their kernels by "kernel start inside [event start, event
+end] on the host clock"). Pure numpy/pandas: it runs at import of a capture as well as at its end.
 
 Edge policy of `attribute` (kernels and windows on trtprof's host clock, streams as CUPTI stream ids,
 -1 or null for a window whose stream is unknown):
