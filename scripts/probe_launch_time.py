@@ -111,10 +111,9 @@ def main() -> int:
             per[field] = {"inside": inside, "unknown": unknown, "outside": len(rs) - inside - unknown,
                           "per_window": dict(sorted(_hist(counts).items())),
                           "offset_from_window_start_ns_median": statistics.median(leads) if leads else None}
-        q = [r[3] for r in rs if r[3] > 0]
         per["queued_le_start"] = sum(1 for r in rs if 0 < r[3] <= r[1])
-        per["submitted_minus_queued_ns_median"] = statistics.median(
-            [r[4] - r[3] for r in rs if r[3] > 0 and r[4] > 0]) if q else None
+        lag = [r[4] - r[3] for r in rs if r[3] > 0 and r[4] > 0]  # none for graph kernels (H100, 2026-12-08)
+        per["submitted_minus_queued_ns_median"] = statistics.median(lag) if lag else None
         per["window_ns_median"] = statistics.median([b - a for a, b in wins]) if wins else None
         per["sample"] = rs[:6]
         res["phases"][name] = per
