@@ -72,6 +72,7 @@ def test_replay_kernels_are_attributed(captured):
     df = cap.timeline
     rows = df[df.event == "inference"]
     rows = rows[rows.cudagraph.fillna("") == ("replay" if kind == "two" else "per-engine")]
+    print(kind, runtime, "kernels:", {k: cap.meta["kernels"].get(k) for k in ("launch_times", "attributed")})
     assert len(rows) >= 29 and (rows.kernel_count >= 1).all() and (rows.kernel_busy_ns > 0).all()
 
 
