@@ -111,8 +111,11 @@ def main() -> int:
             per[field] = {"inside": inside, "unknown": unknown, "outside": len(rs) - inside - unknown,
                           "per_window": dict(sorted(_hist(counts).items())),
                           "offset_from_window_start_ns_median": statistics.median(leads) if leads else None}
-        per["queued_le_start"] = sum(1 for r in rs if 0 < r[3] <= r[1])
-        lag = [r[4] - r[3] for r in rs if r[3] > 0 and r[4] > 0]  # none for graph kernels (H100, 2026-12-08)
+        def known(v):  # CUPTI_TIMESTAMP_UNKNOWN (0) and all ones are no time
+            return 0 < v < 2**63
+        per["queued_le_start"] = sum(1 for r in rs if known(r[3]) and r[3] <= r[1])
+        per["queued_unknown"] = sum(1 for r in rs if not known(r[3]))
+        lag = [r[4] - r[3] for r in rs if known(r[3]) and known(r[4])]  # none for CUDA-graph kernels (H100, 2026-12-08)
         per["submitted_minus_queued_ns_median"] = statistics.median(lag) if lag else None
         per["window_ns_median"] = statistics.median([b - a for a, b in wins]) if wins else None
         per["sample"] = rs[:6]

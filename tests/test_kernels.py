@@ -377,6 +377,7 @@ def test_stand_in_collects_converts_pauses_and_stops(monkeypatch):
     assert ka.stream_id(0xABC) == 21 and ka.stream_id(0) == 7
     last = ka.stop()
     assert last["kind"].tolist() == ["memset"] and fake.enabled == set() and not fake.subscribers
+    assert fake.latency == 0  # switched off again with the kinds
 
 
 def test_stop_and_callback_never_raise(monkeypatch):
@@ -522,9 +523,11 @@ def test_a_start_failure_names_no_raw_reason_when_cupti_python_was_asked_for(mon
 
 
 # -- attribution by launch time -------------------------------------------------------------------------
-def _rows(*rows):
-    """Timeline rows from (seq, event, host_start, host_end, gpu_start, gpu_end) tuples, stream 5."""
-    df = pd.DataFrame(rows, columns=["seq", "event", "host_start_ns", "host_end_ns", "gpu_start_ns", "gpu_end_ns"])
+def _rows(*rows, thread=1):
+    """Timeline rows from (seq, event, host_start, host_end, gpu_start, gpu_end[, thread]) tuples, stream 5."""
+    rows = [r if len(r) == 7 else (*r, thread) for r in rows]
+    df = pd.DataFrame(rows, columns=["seq", "event", "host_start_ns", "host_end_ns", "gpu_start_ns", "gpu_end_ns",
+                                     "thread"])
     df["stream"] = 5
     for c in ("host_start_ns", "host_end_ns", "gpu_start_ns", "gpu_end_ns"):
         df[c] = df[c].astype("Int64")
@@ -578,6 +581,13 @@ def test_records_without_a_launch_time_and_ambiguous_ones_go_by_gpu_window():
     assert c["by_launch"] == 1 and c["by_time"] == 2 and c["total"] == 3
 
 
+def test_a_launch_time_after_the_start_is_not_trusted():
+    """queued later than the kernel's start cannot be its launch: that record goes by GPU window."""
+    rows = _rows((1, "exec", 100, 200, 300, 400), (2, "fallback", 200, 260, 400, 500))
+    table, kseq, counts = K.attribute_timeline(rows, _launched((150, 310, 320), (450, 410, 420)))
+    assert kseq.tolist() == [1, 2] and counts["subgraph"]["by_launch"] == 1 and counts["subgraph"]["by_time"] == 1
+
+
 def test_launch_attribution_needs_no_gpu_window():
     """A row with host times and no events (none recorded) still gets the kernels it launched."""
     rows = _rows((1, "exec", 100, 200, None, None), (2, "fallback", 200, 260, None, None))
@@ -585,3 +595,34 @@ def test_launch_attribution_needs_no_gpu_window():
     assert table.kernel_count.tolist() == [1, 1] and kseq.tolist() == [1, 2]
     unwatched, _, _ = K.attribute_timeline(rows, _launched((150, 1000, 1100)), watched=[False, True])
     assert unwatched.index.tolist() == [2] and unwatched.loc[2, "kernel_count"] == 0
+
+
+def test_a_host_only_row_gets_kernels_by_launch_and_no_false_copy_figures():
+    """Copies go by GPU window only: a row without one shows its launched kernels, and null copies."""
+    rows = _rows((1, "exec", 100, 200, None, None))
+    k = _launched((150, 1000, 1100), (-1, 1200, 1300))
+    k["kind"] = np.array(["kernel", "memcpy"], dtype=object)
+    table, _, _ = K.attribute_timeline(rows, k)
+    assert table.loc[1, "kernel_count"] == 1 and pd.isna(table.loc[1, "copy_count"]) and pd.isna(table.loc[1, "copy_ns"])
+
+
+def test_a_reversed_window_is_no_window():
+    """A GPU window whose end comes before its start (events early against the host clock) is no
+    window: without launch times its row keeps null kernel columns, as before."""
+    rows = _rows((1, "exec", 100, 200, 500, 400))
+    table, _, _ = K.attribute_timeline(rows, _launched((-1, 450, 460)))
+    assert table.empty or table.loc[1].isna().all()
+
+
+def test_a_launch_while_two_threads_run_inferences_goes_by_gpu_window():
+    """Thread 2 launches between its own rows while thread 1's engine row is open: the launch alone
+    would give it to thread 1's row; both threads' inferences were open, so it goes by GPU window."""
+    rows = _rows((1, "exec", 100, 200, 300, 400, 1), (2, "inference", 90, 210, 300, 400, 1),
+                 (3, "exec", 50, 110, 500, 600, 2), (4, "inference", 40, 300, 500, 700, 2))
+    table, kseq, counts = K.attribute_timeline(rows, _launched((150, 650, 660), (120, 310, 320)))
+    assert kseq.tolist() == [pd.NA, 1] and table.loc[1, "kernel_count"] == 1
+    assert counts["subgraph"]["by_launch"] == 0 and counts["subgraph"]["by_time"] == 1
+
+
+def test_python_records_read_unknown_launch_times_as_minus_one():
+    assert CK._stamp(2 ** 64 - 1) == -1 and CK._stamp(None) == 0 and CK._stamp(5) == 5

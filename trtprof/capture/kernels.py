@@ -270,6 +270,11 @@ class KernelActivity:
         if c is None:
             return
         self._set(False)
+        if self.launch_times is True:  # a later CUPTI client in the process would pay for them
+            try:
+                c.activity_enable_latency_timestamps(0)
+            except Exception as e:
+                self.last_error = _one_line(e)
         if self._raw is not None:
             self._raw.lib.detach(self._take_raw)    # later buffers are released unread
         if self._subscriber is not None:
@@ -393,8 +398,10 @@ class KernelActivity:
         out = {f: v[good] for f, v in cols.items()}
         out["start_ns"] = out["start_ns"] + off
         out["end_ns"] = out["end_ns"] + off
+        import numpy as np
+
         q = out["queued_ns"]  # 0 (CUPTI_TIMESTAMP_UNKNOWN) or all ones read as -1: unknown
-        out["queued_ns"] = (q + off) * (q > 0) - (q <= 0)
+        out["queued_ns"] = np.where(q > 0, q + off, -1)
         return out
 
     def handover_note(self) -> str | None:

@@ -44,7 +44,7 @@ SPEC: dict[str, tuple[str, bool, str]] = {
     "note": ("str", True, "free text explaining a special row"),
     # kernel activity (CUPTI), attributed to exec, fallback and inference rows when the capture
     # recorded it (docs/recording.md, "Kernels"); null when it did not, 0 when watched and none ran
-    "kernel_count": ("int", True, "kernels that started inside the row's GPU window"),
+    "kernel_count": ("int", True, "kernels the row launched (launch time inside its host window), else that started inside its GPU window"),
     "kernel_first_ns": ("int", True, "start of the row's first kernel, ns on the host clock"),
     "kernel_last_ns": ("int", True, "end of the row's last kernel, ns on the host clock (kernel span = last - first)"),
     "kernel_busy_ns": ("int", True, "GPU busy with the row's kernels: length of the union of their intervals"),

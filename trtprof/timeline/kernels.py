@@ -29,7 +29,10 @@ kernel_busy_ns (length of the union of the row's kernel intervals: what the GPU 
 last - first is the span and the window the event bracket); memcpy/memset records are kept apart as
 copy_count and copy_ns (union length of the row's copy intervals), so kernel figures stay kernels.
 Rows whose window is missing get nulls; a valid window without kernels gets 0 (watched, none ran).
-Attribute only the windows of rows recorded while kernel activity was on.
+With launch times a row's host window counts as its window for the kernel columns (a row without
+events, e.g. at the minimal level, then gets the kernels it launched); the copy columns need a GPU
+window, since copies carry no launch time. Attribute only the windows of rows recorded while kernel
+activity was on.
 """
 from __future__ import annotations
 
@@ -81,10 +84,11 @@ class Attribution:
     ambiguous: np.ndarray | None = None  # per kernel record: inside several windows of different streams
 
 
-def attribute(kernels, windows, *, by_time: bool = True, at: str = "start_ns") -> Attribution:
+def attribute(kernels, windows, *, by_time: bool = True, at: str = "start_ns", summary: bool = True) -> Attribution:
     """Give each kernel record (start_ns, end_ns, stream[, kind]) to a window (seq, stream,
     start_ns/gpu_start_ns, end_ns/gpu_end_ns) by the module's edge policy; vectorised per stream.
-    `at`: the record's time that must lie in the window (its start; `queued_ns` for host windows)."""
+    `at`: the record's time that must lie in the window (its start; `queued_ns` for host windows).
+    `summary=False` leaves `rows` and `seq` empty (a caller that merges several passes summarises once)."""
     ks, _ = _ints(kernels, "start_ns")
     ke, _ = _ints(kernels, "end_ns")
     kt = _ints(kernels, at)[0] if at != "start_ns" else ks
@@ -131,7 +135,7 @@ def attribute(kernels, windows, *, by_time: bool = True, at: str = "start_ns") -
         index[kk[one]], how[kk[one]] = w[arg[after[one] - 1]], 2
         ambiguous[kk[inside > 1]] = True
 
-    rows, kseq = summarise(kernels, index, seq, valid)
+    rows, kseq = summarise(kernels, index, seq, valid) if summary else (pd.DataFrame(), pd.array([], dtype="Int64"))
     none = index < 0
     counts = {"total": n, "by_stream": int((how == 1).sum()), "by_time": int((how == 2).sum()),
               "between": int((none & ~foreign).sum()), "ambiguous": int(ambiguous.sum()),
@@ -139,9 +143,10 @@ def attribute(kernels, windows, *, by_time: bool = True, at: str = "start_ns") -
     return Attribution(index, how, kseq, rows, counts, ambiguous)
 
 
-def summarise(kernels, index, seq, valid) -> tuple[pd.DataFrame, pd.array]:
+def summarise(kernels, index, seq, valid, copy_valid=None) -> tuple[pd.DataFrame, pd.array]:
     """(per window: seq and ROW_COLUMNS; per record: its window's seq, nullable) from each record's
-    window position `index` (-1: none). Windows not `valid` get nulls, valid ones without kernels 0."""
+    window position `index` (-1: none). Windows not `valid` get nulls, valid ones without kernels 0;
+    the copy columns follow `copy_valid` where given (copies are placed by GPU window only)."""
     ks, _ = _ints(kernels, "start_ns")
     ke, _ = _ints(kernels, "end_ns")
     n, m = len(ks), len(seq)
@@ -150,9 +155,10 @@ def summarise(kernels, index, seq, valid) -> tuple[pd.DataFrame, pd.array]:
     kc, kf, kl, kb = _per_row(index[is_kernel], ks[is_kernel], ke[is_kernel], m)
     cc, _, _, cb = _per_row(index[~is_kernel], ks[~is_kernel], ke[~is_kernel], m)
     none_in = ~valid | (kc == 0)
+    cv = valid if copy_valid is None else copy_valid
     rows = pd.DataFrame({"seq": seq})
     for name, col, na in zip(ROW_COLUMNS, (kc, kf, kl, kb, cc, cb),
-                             (~valid, none_in, none_in, ~valid, ~valid, ~valid)):
+                             (~valid, none_in, none_in, ~valid, ~cv, ~cv)):
         rows[name] = pd.arrays.IntegerArray(col, na)
     none = index < 0
     kseq = pd.array(np.where(none, 0, seq[np.maximum(index, 0)]) if m else np.zeros(n, np.int64),
@@ -192,7 +198,8 @@ KERNEL_COLUMNS = {
     "device": (pa.int64(), "CUDA device id"),
     "correlation": (pa.int64(), "CUPTI correlation id of the launching API call"),
     "queued_ns": (pa.int64(), "when the launch was queued (CUPTI latency timestamp), ns on trtprof's host clock; "
-                              "null where CUPTI gave none (memcpy, CUDA-graph kernels, older captures)"),
+                              "null where CUPTI gave none (memcpy, older captures). Not moved by the "
+                              "calibration that moves start/end (`calibrate`): start - queued includes it"),
     "seq": (pa.int64(), "seq of the timeline row the record was attributed to; null when none"),
 }
 SCHEMA = pa.schema([(n, t) for n, (t, _) in KERNEL_COLUMNS.items()])
@@ -215,7 +222,11 @@ def to_table(records, seq=None) -> pa.Table:
             cols[name] = pa.array(pd.Series(v, dtype=object).where(pd.notna(v), None).tolist(), typ)
         else:
             s = pd.Series(v)
-            s = s.astype("Int64") if name not in ("seq", "queued_ns") else s.astype("Int64").mask(s.astype("Int64") < 0)
+            s = s.astype("Int64")
+            if name == "seq":  # -1: no row
+                s = s.mask(s < 0)
+            elif name == "queued_ns":  # 0 (CUPTI_TIMESTAMP_UNKNOWN) or -1: no launch time
+                s = s.mask(s <= 0)
             cols[name] = pa.array(s, typ, from_pandas=True)
     return pa.table(cols, schema=SCHEMA)
 
@@ -294,12 +305,14 @@ def attribute_timeline(rows: pd.DataFrame, kernels, watched=None):
        as a stream of its own: a kernel inside several is ambiguous and unattributed.
 
     `watched`: mask of rows recorded while kernel activity was on (the others get nulls)."""
-    watch = pd.Series(True if watched is None else watched, index=rows.index).astype(bool)
-    gpu_ok = (rows["gpu_start_ns"].notna() & rows["gpu_end_ns"].notna() & watch).to_numpy(bool)
+    watch = pd.Series(True if watched is None else watched, index=rows.index).astype(bool).to_numpy()
+    gpu_ok = _window_ok(rows, "gpu_start_ns", "gpu_end_ns") & watch
     n = len(kernels["start_ns"])
     launch = _launched(kernels, n)
-    host_ok = (rows["host_start_ns"].notna() & rows["host_end_ns"].notna() & watch).to_numpy(bool) \
-        if launch.any() else np.zeros(len(rows), dtype=bool)
+    host_ok = _window_ok(rows, "host_start_ns", "host_end_ns") & watch if launch.any() \
+        else np.zeros(len(rows), dtype=bool)
+    if launch.any() and "thread" in rows:
+        launch &= ~_several_threads(rows, kernels, launch)
     ev = rows["event"].astype(object)
     out, kseq, counts = [], None, {}
     for level, events in (("subgraph", ("exec", "fallback")), ("inference", ("inference",))):
@@ -309,7 +322,7 @@ def attribute_timeline(rows: pd.DataFrame, kernels, watched=None):
         w = rows[sel]
         seq = w["seq"].to_numpy(np.int64)
         index, c = _level(kernels, launch, w, gpu_ok[sel], host_ok[sel])
-        table, ks = summarise(kernels, index, seq, gpu_ok[sel] | host_ok[sel])
+        table, ks = summarise(kernels, index, seq, gpu_ok[sel] | host_ok[sel], gpu_ok[sel])
         out.append(table)
         counts[level] = c
         if kseq is None:
@@ -319,19 +332,52 @@ def attribute_timeline(rows: pd.DataFrame, kernels, watched=None):
     return table, kseq if kseq is not None else pd.array([pd.NA] * n, dtype="Int64"), counts
 
 
+def _window_ok(rows: pd.DataFrame, start: str, end: str) -> np.ndarray:
+    """Rows whose window has both edges, the end not before the start."""
+    s, e = rows[start].astype("Float64"), rows[end].astype("Float64")
+    return (s.notna() & e.notna() & (e >= s).fillna(False)).to_numpy(bool)
+
+
+def _several_threads(rows: pd.DataFrame, kernels, launch: np.ndarray) -> np.ndarray:
+    """Launched kernels whose launch time lies inside inferences of more than one thread: a kernel
+    carries no thread, so another thread's launch between its own rows would otherwise land in this
+    thread's open row. Those go by GPU window (where windows overlap there too, they stay ambiguous)."""
+    inf = rows[(rows["event"].astype(object) == "inference").to_numpy(bool)
+               & _window_ok(rows, "host_start_ns", "host_end_ns")]
+    threads = inf["thread"].dropna().unique()
+    out = np.zeros(len(launch), dtype=bool)
+    if len(threads) < 2:
+        return out
+    q, _ = _ints(kernels, "queued_ns")
+    seen = np.zeros(len(launch), dtype=np.int64)
+    for t in threads:
+        w = inf[(inf["thread"] == t).to_numpy(bool)]
+        st = w["host_start_ns"].astype("int64").to_numpy()
+        o = np.argsort(st, kind="stable")
+        st, en = st[o], np.maximum.accumulate(w["host_end_ns"].astype("int64").to_numpy()[o])
+        j = np.searchsorted(st, q, side="right") - 1
+        seen += (j >= 0) & (q <= en[np.maximum(j, 0)])
+    out[:] = launch & (seen > 1)
+    return out
+
+
 def _launched(kernels, n: int) -> np.ndarray:
-    """Mask of the kernel records that carry a launch time (`queued_ns` > 0)."""
+    """Mask of the kernel records that carry a usable launch time: known (`queued_ns` > 0) and no later
+    than the kernel's start (a launch is queued before it runs: 2,600 of 2,600 kernels in
+    scripts/probe_launch_time.py, H100, 2026-12-08; a record where it is not goes by GPU window)."""
     if "queued_ns" not in kernels:
         return np.zeros(n, dtype=bool)
     q, ok = _ints(kernels, "queued_ns")
+    ks, _ = _ints(kernels, "start_ns")
     kind = np.asarray(kernels["kind"], dtype=object) if "kind" in kernels else None
-    return ok & (q > 0) & (True if kind is None else (kind == "kernel"))
+    return ok & (q > 0) & (q <= ks) & (True if kind is None else (kind == "kernel"))
 
 
-def _subset(kernels, mask: np.ndarray):
-    if isinstance(kernels, pd.DataFrame):
-        return kernels[mask]
-    return {k: np.asarray(v)[mask] for k, v in kernels.items()}
+_MATCHED = ("kind", "start_ns", "end_ns", "stream", "queued_ns")  # what attribute() reads of a record
+
+
+def _subset(kernels, mask: np.ndarray) -> dict:
+    return {k: np.asarray(kernels[k])[mask] for k in _MATCHED if k in kernels}
 
 
 def _level(kernels, launch, w: pd.DataFrame, gpu_ok, host_ok) -> tuple[np.ndarray, dict]:
@@ -346,10 +392,9 @@ def _level(kernels, launch, w: pd.DataFrame, gpu_ok, host_ok) -> tuple[np.ndarra
         hw = pd.DataFrame({"seq": seq, "stream": -1,
                            "start_ns": w["host_start_ns"].astype("Int64").mask(~host_ok),
                            "end_ns": w["host_end_ns"].astype("Int64").mask(~host_ok)})
-        a = attribute(_subset(kernels, launch), hw, at="queued_ns")
+        a = attribute(_subset(kernels, launch), hw, at="queued_ns", summary=False)
         li = np.flatnonzero(launch)
         index[li] = a.index
-        rest = rest.copy()
         rest[li[a.ambiguous]] = True
         counts["by_launch"] = int((a.index >= 0).sum())
         counts["outside"] = int(((a.index < 0) & ~a.ambiguous).sum())
@@ -362,10 +407,10 @@ def _level(kernels, launch, w: pd.DataFrame, gpu_ok, host_ok) -> tuple[np.ndarra
                            "end_ns": w["gpu_end_ns"].astype("Int64").mask(~gpu_ok)})
         sub = _subset(kernels, rest)
         try:
-            a = attribute(sub, gw)
+            a = attribute(sub, gw, summary=False)
         except ValueError:  # overlapping windows on one stream: each window a stream of its own
             gw["stream"] = -(np.arange(len(gw), dtype=np.int64) + 2)
-            a = attribute(sub, gw)
+            a = attribute(sub, gw, summary=False)
         index[np.flatnonzero(rest)] = a.index
         for k in ("by_stream", "by_time", "between", "ambiguous", "outside"):
             counts[k] += a.counts[k]

@@ -195,7 +195,8 @@ class CaptureWriter:
             pass
         try:
             recs = pa.Table.from_batches(list(_iter_spill(self.folder / KERNEL_SPILL)), schema=kernels.SCHEMA)
-            cols = ["seq", "event", "inference", "stream", "host_start_ns", "host_end_ns", "gpu_start_ns", "gpu_end_ns"]
+            cols = ["seq", "thread", "event", "inference", "stream", "host_start_ns", "host_end_ns", "gpu_start_ns",
+                    "gpu_end_ns"]
             batches = [b.select(cols) for b in _iter_spill(spill)]
             rows = pa.Table.from_batches(batches).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get) \
                 if batches else pd.DataFrame(columns=cols)
