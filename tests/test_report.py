@@ -130,8 +130,9 @@ def test_report_gives_the_cold_start_apart(tmp_path):
 
 
 def test_a_first_inference_that_raised_is_no_cold_start(tmp_path):
-    """A first inference that raised is left out for raising: the report gives no cold-start figure
-    for it, and compare's reading does not take it for the cold-start rule."""
+    """A first inference that raised is left out for raising, and is no cold start: the engines it never
+    reached are set up by the next inference, which the report gives as the cold start and compare's
+    reading takes for the cold-start rule."""
     import torch
 
     import trtprof
@@ -147,12 +148,12 @@ def test_a_first_inference_that_raised_is_no_cold_start(tmp_path):
             m(torch.randn(2, 8))
     lat = analysis_report.analyse(cap.timeline).latency
     (c,) = cold_starts(lat).itertuples(index=False)
-    assert c.raised and c.excluded
-    assert first_inference_kept(lat) == (False, False)
+    assert c.raised and c.inference == 1 and c.excluded and c.latency_ms > 0
+    assert first_inference_kept(lat) == (True, False)
     text = render(load_capture(tmp_path / "cap"), n_boot=50)
     section = text.split("id='latency'")[1]
-    assert "the first inference raised, so no cold start was measured" in section
-    assert f"first inference {c.latency_ms:.3f} ms" not in section
+    assert (f"the first inference raised (left out); the first that did not, inference 1, took {c.latency_ms:.3f} ms, "
+            f"against a median of {c.median_ms:.3f} ms") in section
 
 
 def test_report_from_synthetic_gpu_timeline(synth_capture):
@@ -371,3 +372,21 @@ def test_gap_section_prints_the_analysis_reason(case_name):
     assert m.group(1) == html.escape(r.gap_reason) and reason in html.unescape(m.group(1))
     assert "<i>" not in m.group(1) and ("&lt;i&gt;" in m.group(1)) == (case_name == "one timed")  # escaped
     assert "no GPU idle gaps measured" not in text
+
+
+def test_cold_starts_past_raised_inferences_per_process():
+    """Per model and process: the first inference that did not raise is the cold start; where every
+    one raised there is none (NaN); a process whose inference 0 completed is as before."""
+    import pandas as pd
+
+    from trtprof.analysis.latency import cold_starts
+    lat = pd.DataFrame({"model": ["m"] * 6, "pid": [1, 1, 1, 2, 2, 3],
+                        "inference": [0, 1, 2, 0, 1, 0],
+                        "raised": [True, False, False, False, False, True],
+                        "excluded": [True, True, False, True, False, True],
+                        "latency_ns": [5e6, 9e6, 1e6, 8e6, 2e6, 4e6]})
+    c = cold_starts(lat).set_index("pid")
+    assert c.loc[1, "inference"] == 1 and c.loc[1, "latency_ms"] == 9.0 and c.loc[1, "raised"]
+    assert c.loc[1, "median_ms"] == 1.0 and c.loc[1, "excluded"]
+    assert c.loc[2, "inference"] == 0 and not c.loc[2, "raised"] and c.loc[2, "median_ms"] == 2.0
+    assert c.loc[3, "raised"] and pd.isna(c.loc[3, "latency_ms"]) and pd.isna(c.loc[3, "median_ms"])

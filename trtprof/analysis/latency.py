@@ -55,43 +55,58 @@ def latency_summary(lat: pd.DataFrame, by=("model", "mode")) -> pd.DataFrame:
     return out[cols]
 
 
+def _firsts(lat: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(row positions in `lat`, raised before) per model and process whose inference 0 was recorded:
+    its first inference that did not raise (-1 where every one raised), and whether earlier ones did.
+    Why past a raised one: Torch-TensorRT sets up the engines a failed call never reached on the first
+    call that does reach them, so the cold start moves to the first inference that completes."""
+    inf = lat["inference"].to_numpy()
+    pos = np.flatnonzero(inf == 0)
+    if "raised" not in lat or not len(pos):
+        return pos, np.zeros(len(pos), dtype=bool)
+    raised = lat["raised"].to_numpy(bool)
+    before = raised[pos]
+    pids, models = lat["pid"].to_numpy(), lat["model"]
+    for i in np.flatnonzero(before):  # rare: a first inference that raised
+        ok = ~raised & (pids == pids[pos[i]]) & (models == models.iloc[pos[i]]).to_numpy(bool)
+        pos[i] = np.flatnonzero(ok)[np.argmin(inf[ok])] if ok.any() else -1
+    return pos, before
+
+
 def first_inference_kept(lat: pd.DataFrame) -> tuple[bool, bool]:
     """(a model's first inference is left out, a model's first inference is kept in the statistics):
-    the capture follows the cold-start rule, or predates it (both False without an inference 0). A
-    first inference that raised is neither: it is left out for raising, and no cold start."""
+    the capture follows the cold-start rule, or predates it (both False without an inference 0). "First"
+    is the first that did not raise (`_firsts`)."""
     if not len(lat) or "inference" not in lat:
         return False, False
-    first = lat["inference"].to_numpy() == 0
-    if "raised" in lat:
-        first &= ~lat["raised"].to_numpy(bool)
-    first = lat.loc[first, "excluded"].astype(bool)
+    pos, _ = _firsts(lat)
+    first = lat["excluded"].to_numpy(bool)[pos[pos >= 0]]
     return bool(first.any()), bool(len(first) and not first.all())
 
 
 def cold_starts(lat: pd.DataFrame) -> pd.DataFrame:
-    """Per model and process, its first inference (index 0, when it was recorded): its latency, whether
-    it is left out of the statistics (captures since the cold-start rule), and the median of the
-    included inferences beside it, and whether it raised. Why apart: the first call sets Torch-TensorRT's engines up lazily,
-    so it is the cold-start figure a user asks for, and no sample of the steady state."""
-    cols = ["model", "pid", "latency_ms", "excluded", "raised", "median_ms"]
+    """Per model and process whose first inference (index 0) was recorded: the cold start, i.e. that
+    inference or, where it raised, the first that did not (`raised`: earlier ones raised; `inference`
+    says which, NaN latency where every one raised); its latency, whether it is left out of the
+    statistics (captures since the cold-start rule), and the median of the included inferences after
+    it. Why apart: the first call sets Torch-TensorRT's engines up lazily, so it is the cold-start
+    figure a user asks for, and no sample of the steady state."""
+    cols = ["model", "pid", "inference", "latency_ms", "excluded", "raised", "median_ms"]
     if not len(lat) or "inference" not in lat:
         return pd.DataFrame(columns=cols)
-    first = lat[lat["inference"] == 0]
-    if first.empty:
+    pos, raised = _firsts(lat)
+    if not len(pos):
         return pd.DataFrame(columns=cols)
     # masks, not a copy of the included rows: a 100 M-row capture has 14 M inferences
     kept = ~lat["excluded"].to_numpy(bool)
-    pids, v = lat["pid"].to_numpy(), lat["latency_ns"].to_numpy(float)
-    after = lat["inference"].to_numpy() > 0
-    med = []
-    for m, p in zip(first["model"].to_numpy(object), first["pid"].to_numpy()):
-        sel = v[kept & after & (lat["model"] == m).to_numpy(bool) & (pids == p)]  # a categorical compares codes
+    pids, v, inf = lat["pid"].to_numpy(), lat["latency_ns"].to_numpy(float), lat["inference"].to_numpy()
+    anchor = np.where(pos >= 0, pos, np.flatnonzero(inf == 0))  # the group's inference 0 where none completed
+    rows = []
+    for i, a in enumerate(anchor):
+        m, p, found = lat["model"].iloc[a], pids[a], pos[i] >= 0
+        sel = v[kept & (inf > inf[a]) & (lat["model"] == m).to_numpy(bool) & (pids == p)]  # a categorical compares codes
         sel = sel[~np.isnan(sel)]
-        med.append(float(np.median(sel)) / 1e6 if sel.size else np.nan)
-    out = first[["model", "pid", "excluded"]].copy()
-    # a first inference that raised is no cold start: its time is that of a failed call
-    out["raised"] = first["raised"].to_numpy(bool) if "raised" in first else False
-    out["latency_ms"] = first["latency_ns"].to_numpy(float) / 1e6
-    out["median_ms"] = med
-    out["model"] = out["model"].astype(object)
-    return out[cols].reset_index(drop=True)
+        rows.append((m, p, int(inf[a]) if found else None, v[a] / 1e6 if found else np.nan,
+                     not kept[a] if found else True, bool(raised[i]),
+                     float(np.median(sel)) / 1e6 if sel.size and found else np.nan))
+    return pd.DataFrame(rows, columns=cols).astype({"model": object})

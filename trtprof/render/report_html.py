@@ -163,12 +163,13 @@ def _cold(lat) -> str:
         who = e(row.model) + (f" (process {row.pid})" if many else "")
         rest = f", against a median of {row.median_ms:.3f} ms for the inferences after it" \
             if row.median_ms == row.median_ms else ""
-        if row.raised:  # its time is that of a failed call: no cold-start figure
-            items.append(f"<li>{who}: the first inference raised, so no cold start was measured; it is left "
-                         "out of the statistics.</li>")
+        if row.raised and row.latency_ms != row.latency_ms:
+            items.append(f"<li>{who}: every recorded inference raised, so no cold start was measured.</li>")
             continue
         where = "left out of the statistics" if row.excluded else "included in this capture's statistics"
-        items.append(f"<li>{who}: first inference {row.latency_ms:.3f} ms{rest}; {where}.</li>")
+        first = (f"the first inference raised (left out); the first that did not, inference {row.inference}, took "
+                 f"{row.latency_ms:.3f} ms") if row.raised else f"first inference {row.latency_ms:.3f} ms"
+        items.append(f"<li>{who}: {first}{rest}; {where}.</li>")
     return ('<p class="muted">Cold start: the first inference trtprof saw in this process; where the process '
             "had not run the model before, it sets the engines up (execution contexts, kernels loaded, the "
             "caching allocator warmed).</p><ul>" + "".join(items) + "</ul>")
