@@ -193,6 +193,18 @@ def _cut_short(tmp_path) -> Path:
     return synthetic.write_capture(df, tmp_path / "cut")
 
 
+def _raised_first(tmp_path) -> Path:
+    """The first inference raised (its rows left out with the raised note): the chunked report must
+    read that note as the whole one does and give the same cold start."""
+    from trtprof.capture.state import raised_note
+
+    df = synthetic.timeline(300, seed=7)
+    first = (df["inference"] == 0).to_numpy()
+    df["exclude"] = df["exclude"].mask(first, True)
+    df["note"] = df["note"].astype(object).mask(first, raised_note("RuntimeError"))
+    return synthetic.write_capture(df, tmp_path / "raised")
+
+
 def test_latency_kept_on_the_inference_columns_unless_a_row_is_missing(tmp_path):
     from trtprof.analysis import overlap, streamed
     from trtprof.analysis.latency import inference_latency
@@ -204,7 +216,7 @@ def test_latency_kept_on_the_inference_columns_unless_a_row_is_missing(tmp_path)
         assert (len(streamed.latency_part(inference_latency(df, infs), infs)) == 1) is shared
 
 
-@pytest.fixture(params=["synthetic", "overlapping", "early-kernels", "cut-short"] + [p.name for p in CASES]
+@pytest.fixture(params=["synthetic", "overlapping", "early-kernels", "cut-short", "raised-first"] + [p.name for p in CASES]
                 + [f"bert/{p.name}" for p in BERT] + [f"cudagraphs/{p.name}" for p in CG])
 def any_capture(request, tmp_path):
     if request.param == "synthetic":
@@ -215,6 +227,8 @@ def any_capture(request, tmp_path):
         return _early_kernels(tmp_path)
     if request.param == "cut-short":
         return _cut_short(tmp_path)
+    if request.param == "raised-first":
+        return _raised_first(tmp_path)
     if "/" in request.param:
         return Path(__file__).parent.parent / "reports" / request.param
     return CASES[0].parent / request.param

@@ -97,8 +97,14 @@ def _tables(tl, plan: chunks.Plan, first: int = 0, last: int | None = None):
 
 def _frame(tables: list) -> pd.DataFrame:
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    return schema.to_frame(pa.concat_tables(tables), consume=True)
+    t = pa.concat_tables(tables)
+    if "note" in t.column_names:  # read for the inference rows alone (`raised`): no string per allocation row
+        i = t.schema.get_field_index("note")
+        keep = pc.equal(t.column("event"), "inference")
+        t = t.set_column(i, "note", pc.if_else(keep, t.column(i), pa.scalar(None, t.schema.field(i).type)))
+    return schema.to_frame(t, consume=True)
 
 
 def _read(tl, plan: chunks.Plan, first: int, last: int) -> pd.DataFrame:
