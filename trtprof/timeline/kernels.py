@@ -296,9 +296,11 @@ def attribute_timeline(rows: pd.DataFrame, kernels, watched=None):
        work the event windows drifted by ~5 us/s against CUPTI's times: H100, 2026-12-08, graph-broken
        BERT at batch 128). A kernel launched outside every row (the caller's own code between calls) is
        counted `outside` and given to none. Host windows of several threads can overlap: a kernel in
-       more than one is ambiguous here and goes on to rule 2.
+       more than one, or launched while inferences of more than one thread were open (a kernel carries
+       no thread), goes on to rule 2. Without inference rows (engines called on their own) a second
+       thread's launch between its own rows can still land in another thread's open row.
     2. By GPU window (the module docstring's rules), for records without a launch time (memcpy,
-       CUDA-graph kernels, a CUPTI without latency timestamps, older captures) and the ambiguous ones.
+       kernels CUPTI gave none, a CUPTI without latency timestamps, older captures) and those above.
        A window's stream is the row's CUDA stream handle, kept apart from CUPTI's stream ids (it never
        equals one), so kernels go by time ("window on any stream"), which is what the engine's own pool
        stream needs. Where event windows overlap (two threads on one stream), every window is treated
