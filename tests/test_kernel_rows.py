@@ -199,3 +199,35 @@ def test_a_capture_without_the_handover_log_warns_of_profiler_stalls(kernels, no
     from trtprof.analysis import report
     notes = report.kernel_notes({"kernels": kernels} if kernels is not None else {})
     assert bool(notes) == noted and all("handed them over" in n for n in notes)
+
+
+def _spans_as_kernels(df: pd.DataFrame, brackets: bool) -> pd.DataFrame:
+    """exec/fallback rows whose kernel span is their bracket (busy a third of it); with `brackets`
+    False their events are gone, as at the minimal level where kernels go by launch time."""
+    df = df.copy()
+    sub = df["event"].isin(["exec", "fallback"]).to_numpy()
+    df["kernel_first_ns"] = df["gpu_start_ns"].where(sub).astype(df["kernel_first_ns"].dtype)
+    df["kernel_last_ns"] = df["gpu_end_ns"].where(sub).astype(df["kernel_last_ns"].dtype)
+    df["kernel_busy_ns"] = ((df["kernel_last_ns"] - df["kernel_first_ns"]) // 3).astype(df["kernel_busy_ns"].dtype)
+    df["kernel_count"] = pd.Series(np.where(sub, 4, pd.NA), dtype=df["kernel_count"].dtype)
+    if not brackets:
+        for c in ("gpu_start_ns", "gpu_end_ns"):
+            df[c] = df[c].mask(sub)
+    return df
+
+
+def test_kernel_spans_without_event_brackets_give_the_gpu_figures():
+    """Rows with kernel spans and no events (minimal level with kernel activity): hidden/exposed
+    allocation, GPU idle gaps and the break cost come from the spans, as where events exist."""
+    from synthetic import timeline
+    from trtprof.analysis import report
+
+    base = timeline(120, seed=4)
+    with_events = report.analyse(_spans_as_kernels(base, True))
+    spans_only = report.analyse(_spans_as_kernels(base, False))
+    assert spans_only.gpu_times and spans_only.busy_source == "kernel spans"
+    assert len(spans_only.gaps) == len(with_events.gaps) > 0
+    pd.testing.assert_frame_equal(spans_only.exposure, with_events.exposure)
+    cost = "break_cost_us_per_inference"
+    assert spans_only.subgraphs[cost].notna().any()
+    pd.testing.assert_series_equal(spans_only.subgraphs[cost], with_events.subgraphs[cost])

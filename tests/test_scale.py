@@ -205,6 +205,14 @@ def _raised_first(tmp_path) -> Path:
     return synthetic.write_capture(df, tmp_path / "raised")
 
 
+def _spans_only(tmp_path) -> Path:
+    """Kernel spans on exec/fallback rows without event brackets (the minimal level with kernel
+    activity): the chunk plan and the GPU windows take the spans, whole and in chunks alike."""
+    from test_kernel_rows import _spans_as_kernels
+
+    return synthetic.write_capture(_spans_as_kernels(synthetic.timeline(300, seed=8), False), tmp_path / "spans")
+
+
 def test_latency_kept_on_the_inference_columns_unless_a_row_is_missing(tmp_path):
     from trtprof.analysis import overlap, streamed
     from trtprof.analysis.latency import inference_latency
@@ -216,7 +224,7 @@ def test_latency_kept_on_the_inference_columns_unless_a_row_is_missing(tmp_path)
         assert (len(streamed.latency_part(inference_latency(df, infs), infs)) == 1) is shared
 
 
-@pytest.fixture(params=["synthetic", "overlapping", "early-kernels", "cut-short", "raised-first"] + [p.name for p in CASES]
+@pytest.fixture(params=["synthetic", "overlapping", "early-kernels", "cut-short", "raised-first", "spans-only"] + [p.name for p in CASES]
                 + [f"bert/{p.name}" for p in BERT] + [f"cudagraphs/{p.name}" for p in CG])
 def any_capture(request, tmp_path):
     if request.param == "synthetic":
@@ -229,6 +237,8 @@ def any_capture(request, tmp_path):
         return _cut_short(tmp_path)
     if request.param == "raised-first":
         return _raised_first(tmp_path)
+    if request.param == "spans-only":
+        return _spans_only(tmp_path)
     if "/" in request.param:
         return Path(__file__).parent.parent / "reports" / request.param
     return CASES[0].parent / request.param

@@ -104,10 +104,19 @@ def _ns(s: pd.Series) -> np.ndarray:
     return s.astype("Int64").fillna(-1).to_numpy(dtype=np.int64)
 
 
+def _timed(g: pd.DataFrame) -> pd.Series:
+    """Rows with a GPU interval: an event bracket, or a kernel span (kernel activity attributes kernels
+    by launch time to rows without events too, e.g. at the minimal level)."""
+    ok = g["gpu_start_ns"].notna() & g["gpu_end_ns"].notna()
+    if "kernel_first_ns" in g:
+        ok |= g["kernel_first_ns"].notna() & g["kernel_last_ns"].notna()
+    return ok
+
+
 def has_gpu_times(df: pd.DataFrame) -> bool:
-    """True when some exec/fallback row carries GPU start and end times."""
+    """True when some exec/fallback row carries a GPU interval (event bracket or kernel span)."""
     g = df[df["event"].isin(GPU_EVENTS)]
-    return bool((g["gpu_start_ns"].notna() & g["gpu_end_ns"].notna()).any())
+    return bool(_timed(g).any())
 
 
 def inferences(df: pd.DataFrame) -> pd.DataFrame:
@@ -143,7 +152,8 @@ def inferences(df: pd.DataFrame) -> pd.DataFrame:
 def gpu_windows(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """exec/fallback rows with a GPU interval, and that interval: the row's kernel span where kernel
     activity was recorded for it, else its CUDA-event bracket."""
-    g = df[df["event"].isin(GPU_EVENTS) & df["gpu_start_ns"].notna() & df["gpu_end_ns"].notna()]
+    g = df[df["event"].isin(GPU_EVENTS)]
+    g = g[_timed(g)]
     s, e = _ns(g["gpu_start_ns"]), _ns(g["gpu_end_ns"])
     if "kernel_first_ns" in g and len(g):
         k = g["kernel_first_ns"].notna().to_numpy() & g["kernel_last_ns"].notna().to_numpy()
