@@ -56,21 +56,21 @@ def latency_summary(lat: pd.DataFrame, by=("model", "mode")) -> pd.DataFrame:
 
 
 def _firsts(lat: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(row positions in `lat`, raised before) per model and process whose inference 0 was recorded:
-    its first inference that did not raise (-1 where every one raised), and whether earlier ones did.
-    Why past a raised one: Torch-TensorRT sets up the engines a failed call never reached on the first
-    call that does reach them, so the cold start moves to the first inference that completes."""
+    """(row positions of each model and process's inference 0, row positions of its first inference
+    that did not raise: -1 where every one raised) in `lat`. Why past a raised one: Torch-TensorRT sets
+    up the engines a failed call never reached on the first call that does reach them, so the cold
+    start moves to the first inference that completes."""
     inf = lat["inference"].to_numpy()
-    pos = np.flatnonzero(inf == 0)
-    if "raised" not in lat or not len(pos):
-        return pos, np.zeros(len(pos), dtype=bool)
+    zero = np.flatnonzero(inf == 0)
+    first = zero.copy()
+    if "raised" not in lat:
+        return zero, first
     raised = lat["raised"].to_numpy(bool)
-    before = raised[pos]
     pids, models = lat["pid"].to_numpy(), lat["model"]
-    for i in np.flatnonzero(before):  # rare: a first inference that raised
-        ok = ~raised & (pids == pids[pos[i]]) & (models == models.iloc[pos[i]]).to_numpy(bool)
-        pos[i] = np.flatnonzero(ok)[np.argmin(inf[ok])] if ok.any() else -1
-    return pos, before
+    for i in np.flatnonzero(raised[zero]):  # rare: a first inference that raised
+        ok = ~raised & (pids == pids[zero[i]]) & (models == models.iloc[zero[i]]).to_numpy(bool)
+        first[i] = np.flatnonzero(ok)[np.argmin(inf[ok])] if ok.any() else -1
+    return zero, first
 
 
 def first_inference_kept(lat: pd.DataFrame) -> tuple[bool, bool]:
@@ -79,7 +79,7 @@ def first_inference_kept(lat: pd.DataFrame) -> tuple[bool, bool]:
     is the first that did not raise (`_firsts`)."""
     if not len(lat) or "inference" not in lat:
         return False, False
-    pos, _ = _firsts(lat)
+    _, pos = _firsts(lat)
     first = lat["excluded"].to_numpy(bool)[pos[pos >= 0]]
     return bool(first.any()), bool(len(first) and not first.all())
 
@@ -94,13 +94,14 @@ def cold_starts(lat: pd.DataFrame) -> pd.DataFrame:
     cols = ["model", "pid", "inference", "latency_ms", "excluded", "raised", "median_ms"]
     if not len(lat) or "inference" not in lat:
         return pd.DataFrame(columns=cols)
-    pos, raised = _firsts(lat)
-    if not len(pos):
+    zero, pos = _firsts(lat)
+    if not len(zero):
         return pd.DataFrame(columns=cols)
+    raised = lat["raised"].to_numpy(bool)[zero] if "raised" in lat else np.zeros(len(zero), dtype=bool)
     # masks, not a copy of the included rows: a 100 M-row capture has 14 M inferences
     kept = ~lat["excluded"].to_numpy(bool)
     pids, v, inf = lat["pid"].to_numpy(), lat["latency_ns"].to_numpy(float), lat["inference"].to_numpy()
-    anchor = np.where(pos >= 0, pos, np.flatnonzero(inf == 0))  # the group's inference 0 where none completed
+    anchor = np.where(pos >= 0, pos, zero)  # the group's inference 0 where none completed
     rows = []
     for i, a in enumerate(anchor):
         m, p, found = lat["model"].iloc[a], pids[a], pos[i] >= 0

@@ -136,10 +136,9 @@ def inferences(df: pd.DataFrame) -> pd.DataFrame:
                                                            engine_calls=("_on", "size"))
     excl = inf.assign(_x=_flag(inf["exclude"])).groupby(KEY, sort=False, dropna=False, observed=True)["_x"].any()
     rows = inf[inf["event"] == "inference"].drop_duplicates(KEY).set_index(KEY)
-    raised = pd.Series(False, index=rows.index)
-    if "note" in rows:  # a reader that left the note out: none raised
-        note = rows["note"]
-        raised[note.notna().to_numpy()] = note.dropna().astype(str).str.startswith(RAISED_NOTE).to_numpy()
+    # a reader that left the note out: none raised
+    raised = rows["note"].astype("string").str.startswith(RAISED_NOTE).fillna(False).astype(bool) \
+        if "note" in rows else pd.Series(False, index=rows.index)
     out = pd.DataFrame({"excluded": excl})
     out = out.join(agg, how="left").join(rows["input_shapes"], how="left").join(raised.rename("raised"), how="left")
     out["raised"] = out["raised"].fillna(False).astype(bool)

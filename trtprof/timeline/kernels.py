@@ -347,9 +347,8 @@ def _several_threads(rows: pd.DataFrame, kernels, launch: np.ndarray) -> np.ndar
     inf = rows[(rows["event"].astype(object) == "inference").to_numpy(bool)
                & _window_ok(rows, "host_start_ns", "host_end_ns")]
     threads = inf["thread"].dropna().unique()
-    out = np.zeros(len(launch), dtype=bool)
     if len(threads) < 2:
-        return out
+        return np.zeros(len(launch), dtype=bool)
     q, _ = _ints(kernels, "queued_ns")
     seen = np.zeros(len(launch), dtype=np.int64)
     for t in threads:
@@ -359,8 +358,7 @@ def _several_threads(rows: pd.DataFrame, kernels, launch: np.ndarray) -> np.ndar
         st, en = st[o], np.maximum.accumulate(w["host_end_ns"].astype("int64").to_numpy()[o])
         j = np.searchsorted(st, q, side="right") - 1
         seen += (j >= 0) & (q <= en[np.maximum(j, 0)])
-    out[:] = launch & (seen > 1)
-    return out
+    return launch & (seen > 1)
 
 
 def _launched(kernels, n: int) -> np.ndarray:
