@@ -136,9 +136,39 @@ def test_subgraph_table_kernel_columns_and_verdict():
     r = t.loc["_run_on_acc_0"]
     assert r.kernels_median == 5 and r.kernel_busy_us_median == pytest.approx(0.2)
     assert r.kernel_span_us_median == pytest.approx(0.5) and r.gpu_idle_us_median == pytest.approx(0.7)
-    assert r.bound == "launch-bound"  # busy 22 % of the bracket, host 100 % of it
-    df.loc[ex, "kernel_busy_ns"] = 850
+    assert r.bound == "launch-bound"  # busy 22 % of the window (call start to last kernel), host 100 % of it
+    df.loc[ex, "kernel_busy_ns"] = 450  # 90 % of the span: the kernels ran back to back
     assert subgraphs.table(df).set_index("subgraph").loc["_run_on_acc_0", "bound"] == "GPU-bound"
+
+
+def _verdict(host_us, first_us, last_us, busy_us, brackets=True):
+    """The verdict of an engine whose 4 calls start every 10 ms: host time, first/last kernel (from
+    the call's start) and busy, in microseconds; with or without event brackets."""
+    rows = []
+    for i in range(4):
+        b = i * 10_000_000
+        rows += [dict(event="call", host=(b, b + host_us * 1000), inference=i),
+                 dict(event="exec", host=(b, b + host_us * 1000), inference=i, stream=0x100,
+                      **({"gpu": (b, b + max(host_us, last_us) * 1000)} if brackets else {}))]
+    df = frame(rows)
+    ex = (df.event == "exec").to_numpy()
+    df.loc[ex, "kernel_count"] = 5
+    df.loc[ex, "kernel_first_ns"] = df.loc[ex, "host_start_ns"] + first_us * 1000
+    df.loc[ex, "kernel_last_ns"] = df.loc[ex, "host_start_ns"] + last_us * 1000
+    df.loc[ex, "kernel_busy_ns"] = busy_us * 1000
+    return subgraphs.table(df).set_index("subgraph").loc["_run_on_acc_0", "bound"]
+
+
+@pytest.mark.parametrize("brackets", [True, False])
+def test_the_verdict_reads_kernels_and_host_times_not_the_bracket(brackets):
+    # launch-bound: host 300 us, kernels from 10 to 310 us, busy 40 us (the H200 BERT engines' shape)
+    assert _verdict(300, 10, 310, 40, brackets) == "launch-bound"
+    # the same kernels behind a backlog: launched in 50 us, run 2 ms later back to back -> GPU-bound
+    assert _verdict(50, 2000, 2300, 280, brackets) == "GPU-bound"
+    # a 1-kernel fallback (busy = span) launched over 20 us: launch-bound, whatever its span says
+    assert _verdict(20, 15, 17, 2, brackets) == "launch-bound"
+    # neither: the GPU ran behind the host with gaps between its kernels
+    assert _verdict(50, 2000, 2300, 100, brackets) == "mixed"
 
 
 def test_graph_break_cost_counts_the_gpu_wait_once():

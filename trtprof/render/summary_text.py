@@ -18,8 +18,9 @@ _HEAD = [("subgraph", "subgraph", 18), ("kind", "kind", 8), ("calls", "calls", 6
          ("shape_changes", "shape chg", 9)]
 _KERNELS = [("kernel_busy_us_median", "busy us", 9), ("kernel_span_us_median", "span us", 9), ("bound", "bound", 13)]
 KERNEL_LEGEND = ("busy us: median time the GPU ran the call's kernels (union of their intervals, CUPTI); "
-                 "span us: first kernel start to last kernel end (0 for a call that ran none); bound: launch-bound when the GPU was busy "
-                 "under half of the bracket while the host took most of it. ")
+                 "span us: first kernel start to last kernel end (0 for a call that ran none); bound: launch-bound when the kernels were busy "
+                 "under half of the time from the call's start until it and its last kernel were done while the host "
+                 "took most of it, GPU-bound when they kept the GPU busy over 80 % of their span. ")
 LEGEND = ("bracket us: median CUDA-event bracket of a call (includes the GPU waiting for the host); host us: "
           "median host time of a call; alloc us: median host time of an output allocation; alloc pre/post: "
           "allocations before execution / after the enqueue for the next call (counts cover every call; "
