@@ -4,6 +4,7 @@
     python3 bench/bench_hot_path.py --profile small-cpp      # cProfile: extra own time per function
     python3 bench/bench_hot_path.py --frames [--tree DIR]    # Python frames recording adds per inference
     python3 bench/bench_hot_path.py --split --models broken --runtimes cpp   # inside the ranges / at safe points
+    python3 bench/bench_hot_path.py --frames --no-brackets     # the full level without subgraph events
 
 Why a CPU stand-in: the hot path's cost on the GPU host is Python frames, attribute reads and dict
 lookups; the CPU runs the same code against support/fake_trt (the runtime classes) and pure-Python
@@ -139,13 +140,22 @@ def build(name: str):
     return chain(runtime, MODELS[model])
 
 
+BRACKETS = [True]  # --no-brackets: the full level without events around subgraph calls
+
+
 @contextlib.contextmanager
 def _warm_session(model, x):
     """A full-level capture (no allocator log, no kernels) into a temporary folder, the model
-    instrumented and run 200 times, so what is measured next is the recorded steady state."""
+    instrumented and run 200 times, so what is measured next is the recorded steady state.
+    Without brackets: the stand-in has no CUPTI, whose launch times `brackets=False` needs, so the
+    choice is forced (the hot path is the one a capture with launch times runs)."""
     import trtprof
+    from trtprof.capture import install
+    if not BRACKETS[0]:
+        install.Instrumenter._brackets = lambda self, gpu: False
     with tempfile.TemporaryDirectory() as tmp:
-        s = trtprof.Session(Path(tmp) / "c", level="full", cpp_allocs=False, kernels=False).start()
+        s = trtprof.Session(Path(tmp) / "c", level="full", cpp_allocs=False, kernels=False,
+                            brackets=BRACKETS[0]).start()
         try:
             s.instrument(model)
             for _ in range(200):
@@ -261,10 +271,12 @@ def main():
                    help="the extra wall time per inference inside the ranges and at the safe point (emit, sink)")
     p.add_argument("--iters", type=int, default=3000, help="inferences per arm under --profile")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--no-brackets", action="store_true", help="the full level without events around subgraph calls")
     p.add_argument("--out", default=None, help="file for the JSON result")
     p.add_argument("--tree", default=None, help="measure the trtprof package in this folder instead "
                    "(e.g. an earlier commit: git archive COMMIT trtprof | tar -x -C DIR)")
     args = p.parse_args()
+    BRACKETS[0] = not args.no_brackets
     torch = _setup(args.tree)
     import torch_tensorrt
     torch_tensorrt._fake.use("2.11")
@@ -284,7 +296,7 @@ def main():
     import os
     res = {"machine": f"cpu ({os.cpu_count()} cores), stand-in torch_tensorrt", "python": sys.version.split()[0],
            "torch": torch.__version__, "trtprof": str(Path(sys.modules["trtprof"].__file__).parent.parent),
-           "date": time.strftime("%Y-%m-%d"), "level": "full", "sample": 1,
+           "date": time.strftime("%Y-%m-%d"), "level": "full", "brackets": BRACKETS[0], "sample": 1,
            "results": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for m in args.models.split(","):

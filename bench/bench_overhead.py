@@ -85,12 +85,13 @@ def own_latencies(df) -> list:
 
 
 def trtprof_options(mode: str) -> dict:
-    """'trtprof[-minimal][-noalloc][-nokernels][-sN]' -> Session options (level, allocator log, CUPTI
-    kernel activity, sampling)."""
+    """'trtprof[-minimal][-noalloc][-nokernels][-nobrackets][-sN]' -> Session options (level, allocator
+    log, CUPTI kernel activity, events around every subgraph call, sampling)."""
     parts = mode.split("-")[1:]
     sample = [int(p[1:]) for p in parts if p[:1] == "s" and p[1:].isdigit()]
     return {"level": "minimal" if "minimal" in parts else "full", "cpp_allocs": "noalloc" not in parts,
-            "kernels": "nokernels" not in parts, "sample": sample[0] if sample else 1}
+            "kernels": "nokernels" not in parts, "brackets": "nobrackets" not in parts,
+            "sample": sample[0] if sample else 1}
 
 
 def toggled(trt, inputs, args, tmp, config):
@@ -148,6 +149,7 @@ def toggled(trt, inputs, args, tmp, config):
             # host start to the later of host end and GPU end) against the 'off' one of its pair
             **(own or {}),
             "kernels_recorded": bool(cap.meta.get("kernels", {}).get("recorded")),
+            "brackets": cap.meta.get("brackets"),  # events around every subgraph call, as it ran
             **({"profile": extra_own_time(prof, n, args.profile)} if prof else {})}
 
 
@@ -229,8 +231,8 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--prealloc", action="store_true", help="pre-allocated outputs on")
     p.add_argument("--modes", default="none,trtprof,trtprof-minimal,trtprof-s10,trtprof-minimal-s10,torch.profiler",
-                   help="trtprof[-minimal][-noalloc][-sN]: level full (or minimal), without the C++ allocator "
-                        "log, recording 1 inference in N")
+                   help="trtprof[-minimal][-noalloc][-nokernels][-nobrackets][-sN]: level full (or minimal), "
+                        "without the C++ allocator log, CUPTI or subgraph event brackets, recording 1 inference in N")
     p.add_argument("--nsys", action="store_true",
                    help="also run the 'none' mode in a second process under nsys profile -t cuda,nvtx and "
                         "compare its median with this run's (two processes: less exact than the paired ratios)")
@@ -252,7 +254,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.goal:
         args.modes, args.blocks, args.toggle = "none", 2, True
-        args.toggle_configs = "trtprof-nokernels,trtprof"
+        args.toggle_configs = "trtprof-nokernels,trtprof,trtprof-nobrackets"
     import torch_tensorrt
 
     model = build_bert()

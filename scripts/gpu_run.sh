@@ -67,8 +67,8 @@ for s in $steps; do
   bench-broken)
     log "bench broken"; timeout 400 python3 bench/bench_overhead.py --runtime cpp --graph-breaks --toggle --blocks 20 \
       --out "$w/bench" 2>&1 | quiet | tail -40 > "$w/bench-broken.txt";;
-  goal)  # issue 22: full level, every inference recorded, paired against no tool; ~8 minutes on the H200
-    IFS=';' read -ra goal_cases <<< "${GOAL_CASES:-cpp 1000 100;python 1000 100;cpp 600 150 --graph-breaks;python 600 150 --graph-breaks}"
+  goal)  # issue 22: full level (with and without kernels, and --no-brackets), every inference recorded, paired against no tool
+    IFS=';' read -ra goal_cases <<< "${GOAL_CASES:-cpp 1000 150;python 1000 150;cpp 600 220 --graph-breaks;python 600 220 --graph-breaks}"
     for c in "${goal_cases[@]}"; do
       set -- $c
       log "goal $*"; timeout "$3" python3 bench/bench_overhead.py --goal --runtime "$1" --pairs "$2" ${4:-} \

@@ -161,3 +161,57 @@ def test_cpp_mode_cache_follows_setter_and_direct_assignment(tmp_path):
     assert pre[:2] == [False, True]
     assert bool(pre[-1])
     assert pre.index(True, 2) <= 64
+
+
+def _session(tmp_path, brackets, calls=6):
+    from cpu_models import partitioned
+    m = partitioned("cpp")
+    s = trtprof.Session(tmp_path, cpp_allocs=False, brackets=brackets)
+    s.start()
+    s.instrument(m)
+    for i in range(calls):
+        m(torch.randn(2 + (i % 2), 8))
+    return s.stop()
+
+
+class _NoLaunchTimes:
+    """cupti-python without latency timestamps (older than 13.0): the stand-in's names minus that one."""
+    def __getattr__(self, name):
+        if name == "activity_enable_latency_timestamps":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __init__(self, inner):
+        self.inner = inner
+
+
+@pytest.mark.parametrize("launch_times", [True, False])
+def test_full_level_without_brackets(tmp_path, clock, monkeypatch, launch_times):
+    """--no-brackets: with kernel launch times, events only around each inference (the minimal
+    level's two), every range and its shapes as at the full level; without launch times the
+    brackets stay and the notes say why."""
+    from test_kernels import FakeCupti, _fake
+    _fake(monkeypatch, FakeCupti() if launch_times else _NoLaunchTimes(FakeCupti()))
+    full = _session(tmp_path / "f", True).timeline
+    with_brackets = clock["clock"].recorded
+    cap = _session(tmp_path / "n", False)
+    df, recorded = cap.timeline, clock["clock"].recorded
+    key = ["event", "subgraph", "call", "input_shapes", "shapes", "shape_changed", "prealloc"]
+    assert full[key].equals(df[key])
+    assert cap.meta["options"]["brackets"] is False and cap.meta["kernels"]["recorded"] is True
+    if launch_times:
+        assert cap.meta["brackets"] is False and recorded == 6 * 2 and with_brackets == 6 * 4
+        top = df[df.event == "inference"]
+        assert top.gpu_start_ns.notna().all() and (top.gpu_start_ns < top.gpu_end_ns).all()
+        assert df[df.event != "inference"].gpu_start_ns.isna().all()
+        assert not any("brackets" in n for n in cap.meta["notes"])
+    else:
+        assert cap.meta["brackets"] is True and recorded == with_brackets == 6 * 4
+        assert df[df.event == "exec"].gpu_start_ns.notna().all()
+        assert any(n.startswith("--no-brackets needs kernel launch times (this cupti-python has no "
+                                "activity_enable_latency_timestamps)") for n in cap.meta["notes"])
+
+
+def test_brackets_must_be_a_bool(tmp_path):
+    with pytest.raises(ValueError, match="brackets must be True or False"):
+        trtprof.Session(tmp_path / "c", brackets="no")

@@ -291,3 +291,32 @@ def test_kernel_activity_with_sampling(tmp_path):
     df = cap.timeline
     timed = df[df.event.isin(["exec", "fallback"]) & df.gpu_start_ns.notna() & (df.inference >= 0)]
     assert len(timed) and (timed.kernel_count > 0).all()
+
+
+@pytest.mark.parametrize("runtime", ["cpp", "python"])
+def test_no_brackets_gives_each_call_its_kernels(tmp_path, captured, runtime):
+    """--no-brackets on real engines: events only around each inference, and every engine exec and
+    fallback row still gets the kernels it launched (CUPTI launch times), the same count per subgraph
+    as the bracketed capture of the same workload, busy within span, and a verdict per subgraph."""
+    if captured[0] != runtime:
+        pytest.skip("compared with the bracketed capture of its own runtime")
+    cap, plan = _capture_with(tmp_path, runtime, "--no-brackets")
+    info = cap.meta.get("kernels", {})
+    if not info.get("recorded") or info.get("launch_times") is not True:
+        assert cap.meta["brackets"] is True and any("--no-brackets needs" in n for n in cap.meta["notes"])
+        pytest.skip(f"no kernel launch times here: {info.get('launch_times') or info.get('reason')}")
+    assert cap.meta["brackets"] is False and cap.meta["options"]["brackets"] is False
+    df = cap.timeline
+    inf = df[df.event == "inference"]
+    assert len(inf) == len(plan) and (inf.gpu_start_ns < inf.gpu_end_ns).all()
+    sub = df[df.event.isin(["exec", "fallback"])]
+    assert sub.gpu_start_ns.isna().all()
+    assert (sub.kernel_count > 0).all(), sub[~(sub.kernel_count > 0)][["subgraph", "call"]].head()
+    assert (sub.kernel_busy_ns <= sub.kernel_last_ns - sub.kernel_first_ns).all()
+    assert info["attributed"]["subgraph"]["by_launch"] > 0
+    mode = lambda d: d.groupby("subgraph", observed=True)["kernel_count"].agg(lambda c: c.mode().iloc[0])
+    ref = captured[1].timeline
+    assert mode(sub).to_dict() == mode(ref[ref.event.isin(["exec", "fallback"])]).to_dict()
+    from trtprof.analysis import subgraphs
+    t = subgraphs.table(df)
+    assert t[t.kind != "model"].bound.notna().all(), t[["subgraph", "bound"]]

@@ -167,7 +167,8 @@ def gap_reason(df: pd.DataFrame, gaps: pd.DataFrame, gpu_times: bool, summary: p
     f = gap_facts(df, gaps) if facts is None else facts
     if not gpu_times:
         if f["inference_gpu"]:
-            return ("GPU times were recorded only around each inference (recording level minimal), not per "
+            return ("GPU times were recorded only around each inference (recording level minimal, or --no-brackets "
+                    "with no kernel attributed), not per "
                     "subgraph, so the gaps between subgraphs cannot be measured")
         return ("no GPU times in this capture (recorded without CUDA, or CUDA events failed), so GPU idle gaps "
                 "cannot be measured")

@@ -107,6 +107,7 @@ class Instrumenter:
         self.options = options
         self.level = options.level
         self.sample = options.sample
+        self.brackets = options.brackets and options.level == "full"  # what ran: set at start
         self.sink = sink
         self.want_gpu = options.gpu
         self.nvtx = options.nvtx
@@ -176,7 +177,8 @@ class Instrumenter:
         if gpu is not None:
             self._saved += watch_captures(torch)
         self.gpu = gpu
-        self.ins = state.Instrumentation(rec, self.classes, self.level, self.sample)
+        self.brackets = self._brackets(gpu)
+        self.ins = state.Instrumentation(rec, self.classes, self.level, self.sample, self.brackets)
         self.ins.kernels, self.ins.kernel_sink = self.kernels, self.kernel_sink
         self.ins.harvest = engines.harvest_cpp
         if self.classes:
@@ -225,6 +227,21 @@ class Instrumenter:
         if use_op:
             self.op.scan()  # programs loaded before the capture began
         return self
+
+    def _brackets(self, gpu) -> bool:
+        """Whether subgraph calls get CUDA-event brackets: at the full level, unless `brackets=False`
+        and kernel activity gives launch times (without them a call's kernels are found by its GPU
+        window, which needs the brackets: they stay, and the notes say why)."""
+        if self.level != "full" or gpu is None:
+            return False
+        if self.options.brackets:
+            return True
+        act = self.kernels
+        launch = act.launch_times if act is not None else self.kernel_info.get("reason", "kernel activity is off")
+        if launch is True:
+            return False
+        self.notes.append(f"--no-brackets needs kernel launch times ({launch}): CUDA-event brackets kept")
+        return True
 
     def _start_kernels(self, gpu=None) -> None:
         """CUPTI kernel activity (capture/kernels.py): on for the whole capture, or, when sampling,

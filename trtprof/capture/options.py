@@ -16,6 +16,9 @@ from trtprof.errors import UsageError
 # allocations with shapes and bytes, the C++ allocator log; minimal = every range on the host clock,
 # CUDA events only around each inference, allocations without shapes, no allocator log. Either level
 # can record 1 inference in N (`sample`), plus every one whose input shapes change and the one after.
+# `brackets=False` (full level): no CUDA events around each engine and fallback call, only around each
+# inference; their GPU side comes from the kernels they launched (CUPTI launch times), which needs kernel
+# activity with launch times: where that does not run, the brackets stay and the capture says why.
 LEVELS = ("full", "minimal")
 
 
@@ -29,12 +32,15 @@ class CaptureOptions:
     nvtx: bool = True
     gpu: bool | None = None  # None: CUDA events when CUDA is there
     kernels: bool = True  # CUPTI kernel activity, where cupti-python is installed and CUPTI is free
+    brackets: bool = True  # full level: CUDA events around every subgraph call (see LEVELS)
 
     def __post_init__(self):
         self.validate()
 
     def validate(self) -> None:
         """UsageError (one line, speaking of the option's name) for values that cannot work."""
+        if not isinstance(self.brackets, bool):
+            raise UsageError(f"brackets must be True or False, got {self.brackets!r}")
         if self.level not in LEVELS:
             raise UsageError(f"unknown level {self.level!r}: choose one of {', '.join(LEVELS)}")
         if isinstance(self.sample, bool) or not isinstance(self.sample, int) or self.sample < 1:
@@ -68,7 +74,7 @@ class CaptureOptions:
         """The `trtprof capture` options that give these choices (for a child capture)."""
         return ["--prealloc", self.prealloc, "--cudagraphs", self.cudagraphs, "--cpp-allocs" if self.cpp_allocs else "--no-cpp-allocs",
                 "--level", self.level, "--sample", str(self.sample),
-                "--kernels" if self.kernels else "--no-kernels"]
+                "--kernels" if self.kernels else "--no-kernels", "--brackets" if self.brackets else "--no-brackets"]
 
     def as_meta(self) -> dict:
         return asdict(self)

@@ -174,18 +174,21 @@ class _Stacks(threading.local):
 class Instrumentation:
     """The live state of one capture: recorder, module registry, thread stacks, detail level.
 
-    `range_gpu`: the GPU clock for subgraph ranges (None at the minimal level: host times only);
-    `inference_gpu`: the clock for an inference's own events (None at the full level, where its GPU
-    span comes from the subgraph ranges inside it, saving two event records per inference)."""
+    `range_gpu`: the GPU clock for subgraph ranges (None at the minimal level, and at the full level
+    without brackets: host times only, kernels give the GPU side); `inference_gpu`: the clock for an
+    inference's own events (None where the subgraph ranges have brackets: its GPU span comes from
+    them, saving two event records per inference). `brackets` defaults to the level's."""
 
-    def __init__(self, recorder, runtime_classes: dict, level: str = "full", sample: int = 1):
+    def __init__(self, recorder, runtime_classes: dict, level: str = "full", sample: int = 1,
+                 brackets: bool | None = None):
         self.rec = recorder
         self.sample = sample  # record 1 inference in `sample` (and every input-shape change)
         self.gpu = recorder.gpu
         self.marks = recorder.marks
         self.level = level
-        self.range_gpu = self.gpu if level == "full" else None
-        self.inference_gpu = self.gpu if level != "full" else None
+        brackets = level == "full" if brackets is None else brackets
+        self.range_gpu = self.gpu if brackets else None
+        self.inference_gpu = self.gpu if not brackets else None
         self.runtime_classes = runtime_classes  # {"python": cls, "cpp": cls}
         self.subgraphs: "weakref.WeakKeyDictionary[torch.nn.Module, SubgraphInfo]" = weakref.WeakKeyDictionary()
         self.models: "weakref.WeakKeyDictionary[torch.nn.Module, ModelInfo]" = weakref.WeakKeyDictionary()

@@ -45,6 +45,10 @@ def _check_prealloc(ctx, param, value):
 @click.option("--kernels/--no-kernels", default=True, show_default=True,
               help="Record every kernel and memcpy the GPU ran (CUPTI, needs cupti-python), so each "
                    "row gets its kernels' busy time and span; off by itself under nsys or torch.profiler.")
+@click.option("--brackets/--no-brackets", default=True, show_default=True,
+              help="CUDA events around every engine and fallback call (full level). --no-brackets: only around "
+                   "each inference; the calls' GPU side comes from the kernels they launched (needs --kernels "
+                   "with CUPTI launch times, else the brackets stay), one event record less per call.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html (the HTML report) into the capture folder.")
 @click.option("--nsys", is_flag=True, help="Run the capture under Nsight Systems (nsys profile -t cuda,nvtx); "
               "the .nsys-rep goes into the capture folder and is imported (see trtprof nsys-import).")
@@ -52,8 +56,8 @@ def _check_prealloc(ctx, param, value):
               help="Extra options for nsys profile, quoted as one argument (implies --nsys).")
 @click.argument("target")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def capture(module, output, quiet, prealloc, cudagraphs, cpp_allocs, level, sample, kernels, no_report, nsys, nsys_args,
-            target, args):
+def capture(module, output, quiet, prealloc, cudagraphs, cpp_allocs, level, sample, kernels, brackets, no_report, nsys,
+            nsys_args, target, args):
     """Run a Python script (or -m module) and record every Torch-TensorRT call it makes.
 
     TARGET (a script, a folder with __main__.py, or with -m a module) runs as __main__ with ARGS,
@@ -72,11 +76,13 @@ def capture(module, output, quiet, prealloc, cudagraphs, cpp_allocs, level, samp
       trtprof capture --prealloc alternate:100 examples/bert_prealloc.py
       trtprof capture --cudagraphs alternate:50 examples/bert_prealloc.py
       trtprof capture --level minimal --sample 10 examples/bert_prealloc.py
+      trtprof capture --no-brackets examples/bert_prealloc.py
       trtprof capture --nsys examples/bert_prealloc.py
       torchrun --nproc-per-node 2 -m trtprof capture -o reports/ranks examples/infer.py
     """
     options = CaptureOptions(prealloc=prealloc, cudagraphs=cudagraphs, cpp_allocs=cpp_allocs, level=level,
-                             sample=sample, kernels=kernels and not (nsys or nsys_args))  # nsys holds CUPTI
+                             sample=sample, kernels=kernels and not (nsys or nsys_args),  # nsys holds CUPTI
+                             brackets=brackets)
     output = common.output_folder(output)
     rank, output, root = _place(target, module, output)
     if nsys or nsys_args:

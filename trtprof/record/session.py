@@ -152,6 +152,7 @@ class Session:
             "environment": environment.describe(),
             "notes": inst.notes,
             "level": inst.level,
+            "brackets": inst.brackets,  # CUDA events around every subgraph call (options.brackets: asked)
             "sample": inst.sample,
             "runtime_classes": {k: f"{c.__module__}.{c.__qualname__}" for k, c in inst.classes.items()},
             "capture_path": inst.capture_path,  # op | module-classes | op+module-classes
