@@ -5,6 +5,7 @@
     python3 bench/bench_hot_path.py --frames [--tree DIR]    # Python frames recording adds per inference
     python3 bench/bench_hot_path.py --split --models broken --runtimes cpp   # inside the ranges / at safe points
     python3 bench/bench_hot_path.py --frames --no-brackets     # the full level without subgraph events
+    python3 bench/bench_hot_path.py --floor --pairs 2000         # trtprof beside a minimal per-range tape
 
 Why a CPU stand-in: the hot path's cost on the GPU host is Python frames, attribute reads and dict
 lookups; the CPU runs the same code against support/fake_trt (the runtime classes) and pure-Python
@@ -260,6 +261,89 @@ def frames(torch, name: str, iters: int = 200) -> dict:
     return {"frames_per_inference": round((counts["on"] - counts["off"]) / iters, 1)}
 
 
+def floor(torch, name: str, pairs: int) -> dict:
+    """The floor of a per-range record in Python, beside trtprof, in one run: a second copy of the
+    model whose engine (op), fallback and model calls each get the least a range needs (NVTX push/pop
+    with cached attributes, two host timestamps, input and output shapes, one tuple appended to a
+    list: a "tape"), against trtprof's full level (no events: the stand-in's are pure Python) and no
+    tool. Arms in random order within each triple, this thread's CPU time. The tape's conversion into
+    rows is timed apart: one Arrow table from its columns (what a drain of such a tape would do)."""
+    import pyarrow as pa
+
+    from trtprof.capture import ops, state
+    from trtprof.capture.marks import Marks
+
+    model, lean = build(name), build(name)
+    x = torch.randn(4, 8)
+    marks = Marks(True)
+    perf, shape = time.perf_counter_ns, state._SHAPE
+    tape: list = []
+    push, pop = (marks.push, marks.pop) if marks.available else (lambda a: None, lambda: None)
+
+    def taped(fn, key, attrs):
+        def forward(*args):
+            push(attrs)
+            t0 = perf()
+            out = fn(*args)
+            t1 = perf()
+            pop()
+            tape.append((key, t0, t1, tuple(map(shape, args[0] if key[0] == "e" else args[1:])),
+                         (out.shape,) if isinstance(out, torch.Tensor) else tuple(map(shape, out))))
+            return out
+        return forward
+
+    for n, child in lean.named_children():
+        if n.startswith("_run_on_gpu"):
+            cls = type(child)
+            cls.forward = taped(cls.forward, ("f", n), marks.attributes(n, "fallback"))
+    cls = type(lean)
+    cls.forward = taped(cls.forward, ("m", "model"), marks.attributes("model", "inference"))
+    real = torch.ops.tensorrt.execute_engine.default
+    engine_attrs = marks.attributes("engine", "exec")
+    tape_op = taped(lambda inputs, engine: real(inputs, engine), ("e", "engine"), engine_attrs)
+    proxy_cls = ops.OpProxy
+    rnd = random.Random(0)
+    cpu = {"off": [], "trtprof": [], "tape": []}
+    tc = time.thread_time_ns
+    with torch.no_grad(), _warm_session(model, x):
+        ins = state.ACTIVE
+        saved = proxy_cls.__call__
+        try:
+            for i in range(pairs + 200):
+                arms = ["off", "trtprof", "tape"]
+                rnd.shuffle(arms)
+                for arm in arms:
+                    state.ACTIVE = ins if arm == "trtprof" else None
+                    if arm == "tape":
+                        proxy_cls.__call__ = lambda self, *a: tape_op(*a)
+                    c0 = tc()
+                    (lean if arm == "tape" else model)(x)
+                    c1 = tc()
+                    proxy_cls.__call__ = saved
+                    if i >= 200:
+                        cpu[arm].append(c1 - c0)
+                if len(tape) > 100_000:
+                    tape.clear()
+        finally:
+            proxy_cls.__call__ = saved
+            state.ACTIVE = ins
+    ranges = 2 * MODELS[name.split("-")[0]]  # engines + fallbacks + the model
+    rows = [tape[i % len(tape)] for i in range(20_000)]
+    t0 = tc()
+    cols = list(zip(*rows))
+    pa.table({"key": [k[1] for k in cols[0]], "t0": pa.array(cols[1], pa.int64()), "t1": pa.array(cols[2], pa.int64()),
+              "in": [str(s) for s in cols[3]], "out": [str(s) for s in cols[4]]})
+    per_row = (tc() - t0) / len(rows) / 1e3
+    off = statistics.median(cpu["off"])
+    out = {"pairs": pairs, "ranges_per_inference": ranges, "cpu_off_us": round(off / 1e3, 1),
+           "tape_rows_to_table_us_per_row": round(per_row, 2)}
+    for arm in ("trtprof", "tape"):
+        d = statistics.median([a - b for a, b in zip(cpu[arm], cpu["off"])])
+        out[arm] = {"paired_diff_us": round(d / 1e3, 1), "per_range_us": round(d / 1e3 / ranges, 2),
+                    "paired_ratio": round(1 + d / off, 3)}
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pairs", type=int, default=4000)
@@ -271,6 +355,8 @@ def main():
                    help="the extra wall time per inference inside the ranges and at the safe point (emit, sink)")
     p.add_argument("--iters", type=int, default=3000, help="inferences per arm under --profile")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--floor", action="store_true", help="trtprof beside the least a per-range record in "
+                   "Python needs (a tape), per range, cpp runtime")
     p.add_argument("--no-brackets", action="store_true", help="the full level without events around subgraph calls")
     p.add_argument("--out", default=None, help="file for the JSON result")
     p.add_argument("--tree", default=None, help="measure the trtprof package in this folder instead "
@@ -282,6 +368,10 @@ def main():
     torch_tensorrt._fake.use("2.11")
     if args.profile:
         profile(torch, args.profile, args.iters, args.top)
+        return
+    if args.floor:
+        for m in args.models.split(","):
+            print(f"{m}-cpp", json.dumps(floor(torch, f"{m}-cpp", min(args.pairs, 3000))))
         return
     if args.split:
         for m in args.models.split(","):

@@ -50,7 +50,7 @@ def test_chunked_synthetic_comparison_is_the_whole_one(tmp_path, mode):
     _same(a, b, mode, shape="all")
 
 
-@pytest.mark.parametrize("pair", [("cases/small-cpp", "cases/small-python"), ("cases/shapes-cpp", "cases/shapes-python"),
+@pytest.mark.parametrize("pair", [("cases/small-cpp", "cases/small-python"), ("cases/shapes-cpp", "cases/small-python"),
                                   ("cases/breaks-cpp", "cases/small-cpp"), ("bert/cpp", "cases/small-cpp")])
 def test_chunked_comparison_of_committed_captures_is_the_whole_one(pair):
     _same(REPORTS / pair[0], REPORTS / pair[1], "all")

@@ -496,7 +496,7 @@ def test_streamed_trace_is_the_built_trace(seed, shuffle, tmp_path):
     assert prealloc_pairs(streamed, by_id) == sorted(run.prealloc_links)
 
 
-@pytest.mark.parametrize("case", ["small-cpp", "shapes-python", "breaks-cpp"])
+@pytest.mark.parametrize("case", ["small-cpp", "shapes-cpp", "breaks-cpp"])
 def test_streamed_trace_of_committed_captures(case):
     """Old captures (clamped GPU starts, arrows left out backwards): the same trace as the builder's."""
     folder = Path(__file__).parent.parent / "reports" / "cases" / case

@@ -200,7 +200,7 @@ def _compare_figures(a, b):
     return res, {"latency": compare_html.latency_figure(res), "subgraphs": compare_html.subgraph_figure(res.subgraphs)}
 
 
-@pytest.mark.parametrize("pair", [("small-python", "small-cpp"), ("breaks-cpp", "../cudagraphs/breaks-cpp"),
+@pytest.mark.parametrize("pair", [("small-python", "small-cpp"), ("breaks-cpp", "../cudagraphs/small-cpp"),
                                   ("shapes-cpp", "shapes-cpp")])
 def test_every_compare_figure_is_valid_plotly(pair):
     a, b = (load_capture(CASES / c).timeline for c in pair)

@@ -44,7 +44,7 @@ def test_the_readme_marks_what_it_skips():
 
 @pytest.fixture
 def scratch(tmp_path):
-    for d in ("examples", "reports/cases/small-cpp", "reports/cases/small-python", "reports/cudagraphs/breaks-cpp"):
+    for d in ("examples", "reports/cases/small-cpp", "reports/cases/small-python", "reports/cudagraphs/small-cpp"):
         shutil.copytree(ROOT / d, tmp_path / d, ignore=shutil.ignore_patterns("__pycache__", "report.html"))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

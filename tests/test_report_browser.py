@@ -356,8 +356,8 @@ def test_each_report_kind_renders_in_the_browser(kind, kinds, tmp_path):
 
 
 def test_compare_page_in_the_browser(tmp_path):
-    """The compare page of two committed graph-broken captures (25 subgraphs each, C++ runtime,
-    pre-allocation A/B against CUDA-graphs A/B): both figures drawn, their legends complete and clear of the plot and labels,
+    """The compare page of the committed graph-broken capture (25 subgraphs, C++ runtime) against a
+    copy of itself: both figures drawn, their legends complete and clear of the plot and labels,
     subgraphs in natural order in the tables and the figure, no horizontal overflow; its screenshot
     goes to build/screenshots/compare.png beside the report kinds'."""
     from click.testing import CliRunner
@@ -367,7 +367,11 @@ def test_compare_page_in_the_browser(tmp_path):
 
     out = tmp_path / "compare.html"
     cases = ROOT / "reports" / "cases"
-    args = ["compare", str(cases / "breaks-cpp"), str(ROOT / "reports" / "cudagraphs" / "breaks-cpp"), "-o", str(out), "-q"]
+    # against a copy of itself: its CUDA-graphs A/B counterpart (reports/cudagraphs/breaks-cpp) left the
+    # tree after commit 66a8e7c for its size, and what is checked here is the page, not a difference
+    twin = tmp_path / "twin"
+    shutil.copytree(cases / "breaks-cpp", twin)
+    args = ["compare", str(cases / "breaks-cpp"), str(twin), "-o", str(out), "-q"]
     assert CliRunner().invoke(main, args).exit_code == 0
     shots = ROOT / "build" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)

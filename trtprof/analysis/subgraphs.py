@@ -28,9 +28,9 @@ COLUMNS = ["model", "subgraph", "kind", "runtime", "calls", "gpu_ms_total", "gpu
 # host start until both the host and its last kernel are done. Launch-bound: the kernels were busy under
 # half of the window while the host took at least 80 % of it (the GPU kept up and waited for launches);
 # GPU-bound: otherwise, when the kernels kept the GPU busy at least 80 % of their span; else mixed. On the
-# committed H200 captures (reports/cases, reports/bert, reports/cudagraphs; batch 1) this gives the event
-# bracket rule's verdict on every subgraph but the 1-kernel fallbacks under CUDA graphs, whose brackets
-# began at the previous engine's end event (busy 1.6 us of 16-21 us of host: launch-bound, not mixed); at
+# committed H200 captures (reports/cases, reports/bert, reports/cudagraphs, its breaks-cpp at commit 66a8e7c;
+# batch 1) this gives the event bracket rule's verdict on every subgraph but the 1-kernel fallbacks under
+# CUDA graphs, whose brackets began at the previous engine's end event (busy 1.6 us of 16-21 us of host: launch-bound, not mixed); at
 # batch 128 (reports/bench/kernel_accuracy-b128-quiet.json, H100) busy is 87-100 % of the span: GPU-bound.
 LAUNCH_BUSY_SHARE, LAUNCH_HOST_SHARE, GPU_BUSY_SHARE = 0.5, 0.8, 0.8
 KEYS = ["model", "subgraph"]
