@@ -91,7 +91,7 @@ def measure(torch, model, pairs: int, tmp: Path, label: str) -> dict:
     import trtprof
 
     x = torch.randn(4, 8)
-    s = trtprof.Session(tmp / label, level="full", sample=1, cpp_allocs=False, kernels=False).start()
+    s = _session(tmp / label)
     s.instrument(model)
     rnd = random.Random(0)
     cpu, wall = {"on": [], "off": []}, {"on": [], "off": []}
@@ -144,19 +144,24 @@ def build(name: str):
 BRACKETS = [True]  # --no-brackets: the full level without events around subgraph calls
 
 
-@contextlib.contextmanager
-def _warm_session(model, x):
-    """A full-level capture (no allocator log, no kernels) into a temporary folder, the model
-    instrumented and run 200 times, so what is measured next is the recorded steady state.
-    Without brackets: the stand-in has no CUPTI, whose launch times `brackets=False` needs, so the
-    choice is forced (the hot path is the one a capture with launch times runs)."""
+def _session(folder):
+    """A started full-level capture (no allocator log, no kernels). Without brackets: the stand-in has
+    no CUPTI, whose launch times `brackets=False` needs, so the choice is forced (the hot path is the
+    one a capture with launch times runs)."""
     import trtprof
     from trtprof.capture import install
     if not BRACKETS[0]:
         install.Instrumenter._brackets = lambda self, gpu: False
+    kw = {} if BRACKETS[0] else {"brackets": False}  # a --tree from before the option takes no keyword
+    return trtprof.Session(folder, level="full", cpp_allocs=False, kernels=False, **kw).start()
+
+
+@contextlib.contextmanager
+def _warm_session(model, x):
+    """A full-level capture (`_session`) into a temporary folder, the model instrumented and run 200
+    times, so what is measured next is the recorded steady state."""
     with tempfile.TemporaryDirectory() as tmp:
-        s = trtprof.Session(Path(tmp) / "c", level="full", cpp_allocs=False, kernels=False,
-                            brackets=BRACKETS[0]).start()
+        s = _session(Path(tmp) / "c")
         try:
             s.instrument(model)
             for _ in range(200):

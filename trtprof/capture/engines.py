@@ -17,11 +17,13 @@ point (`_emit`, run by the recorder's drain), so the call itself pays for as lit
 from __future__ import annotations
 
 import operator
+import threading
 
 from trtprof.capture import cudagraphs, events, graph, records as R, state
 from trtprof.capture.recorder import now
 from trtprof.capture.allocations import group_call
-from trtprof.capture.state import COLD_NOTE, FLIP_NOTE, CallFrame, is_tracing, output_shapes, shapes_of
+from trtprof.capture.state import (COLD_NOTE, FLIP_NOTE, CallFrame, fill_call, is_tracing, output_shapes,
+                                   shapes_of)
 
 _NBYTES = operator.attrgetter("nbytes")
 _EXEC, _CALL_KEY = ("exec", ""), ("call", "")  # keys of an engine's NVTX attributes in SubgraphInfo.attrs
@@ -110,6 +112,8 @@ def tracking_setter(orig):
 
 def _emit(rec, frame: CallFrame, host) -> None:
     """Rows of a finished call (run at drain): call, exec, and one per allocation (pass)."""
+    if frame.lean is not None:
+        fill_call(frame)
     info = frame.info
     groups = frame.groups
     allocs = frame.allocs if groups is None else [(g.phase, g.start_ns, g.end_ns, None, g.bytes, g) for g in groups]
@@ -171,6 +175,9 @@ def _events(frame: CallFrame) -> tuple:
 
 def harvest_cpp(ins) -> None:
     """Attribute the allocator log to the finished C++ calls, which the recorder then emits."""
+    for f in ins.cpp_pending:
+        if f.lean is not None:
+            fill_call(f)
     pending, ins.cpp_pending = sorted(ins.cpp_pending, key=lambda f: f.t0), []
     if not pending:
         return
@@ -307,5 +314,71 @@ def run_cpp(ins, frame: CallFrame, fn, *args):
             frame.ready = False
             ins.cpp_pending.append(frame)
             ins.rec.defer(_emit, frame, evs, owned, frame)
+            if len(ins.cpp_pending) >= 4096:
+                harvest_cpp(ins)
+
+
+_NEW = CallFrame.__new__
+_NO = object()
+_get_ident = threading.get_ident
+
+
+def run_lean(ins, info, fn, inputs, engine, prealloc: bool):
+    """A C++ engine call through the op on the lean path (`Instrumentation.lean`: no event brackets
+    and no pre-allocation policy; engines without the output allocator): the rows `_begin` + `run_cpp`
+    give, from one frame. Why: on the recorded inference every Python call and attribute store costs
+    (bench/bench_hot_path.py --floor: a one-frame range record costs a fifth of the layered one), so
+    the range keeps to what must be known in it (the subgraph's state the next call compares with,
+    the inference's exclusion, the host times and shapes) and leaves a record; its CallFrame is filled
+    at the safe point (`state.fill_call`), where the allocator log and the rows read it."""
+    st = ins.stacks
+    shapes = shapes_of(inputs)
+    if cudagraphs.Phases.active:
+        cg = cudagraphs.current(ins)
+    else:
+        m = ins.cg_modes
+        cg = cudagraphs.PER_ENGINE if m is not None and m._PY_RT_CUDAGRAPHS == cudagraphs.PER_ENGINE_MODE else None
+    last, last_prealloc = info.last_shapes, info.last_prealloc
+    changed = last is not None and shapes != last
+    info.last_shapes, info.last_prealloc = shapes, prealloc
+    captured = cg is not None and (cg != info.last_cg or changed)
+    info.last_cg = cg
+    model, label, index = info.model, "", -1
+    if model is not None:  # inference_of, inline
+        label, infs = model.label, st.inferences
+        if infs and infs[-1].info is model:
+            index = infs[-1].index
+            if prealloc != last_prealloc or captured:
+                infs[-1].exclude = FLIP_NOTE if prealloc != last_prealloc else cudagraphs.NOTES[cudagraphs.CAPTURE]
+        elif st.partial is model:
+            index = 0
+    call = info.calls
+    info.calls = call + 1
+    log = ins.alloc_log
+    if log is not None and not log.active and not log.start_safely():
+        ins.alloc_failed, ins.alloc_log, log = log.failed, None, None  # said in the capture's notes
+    frame = _NEW(CallFrame)
+    attrs = info.attrs.get(_EXEC, _NO)  # None where no tool listens to NVTX (nvtx's dummy domain)
+    ins.marks.push(ins.attrs(info, "exec") if attrs is _NO else attrs)
+    frame.t0 = now()
+    out = raised = None
+    try:
+        out = fn(inputs, engine)
+        return out
+    except BaseException as e:
+        raised = type(e).__name__
+        raise
+    finally:
+        frame.t1 = now()
+        ins.marks.pop()
+        frame.lean = (engine, info, call, prealloc, shapes, changed, last_prealloc, cg, captured, label, index,
+                      _get_ident(), raised, output_shapes(out))
+        if log is None:
+            frame.ready = True
+            ins.rec.defer(_emit, frame)
+        else:  # its rows wait for the allocator log, harvested at the next safe point
+            frame.ready = False
+            ins.cpp_pending.append(frame)
+            ins.rec.defer(_emit, frame, (), (), frame)
             if len(ins.cpp_pending) >= 4096:
                 harvest_cpp(ins)

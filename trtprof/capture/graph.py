@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 
 import torch
 
 from trtprof.capture import cudagraphs, records as R, state
 from trtprof.capture.events import end_event, gpu_start, span, start_event
 from trtprof.capture.recorder import now
-from trtprof.capture.state import COLD_NOTE, FLIP_NOTE, ModelInfo, RangeFrame, SubgraphInfo, is_tracing, shapes_of
+from trtprof.capture.state import (COLD_NOTE, FLIP_NOTE, ModelInfo, RangeFrame, SubgraphInfo, fill_range, is_tracing,
+                                   output_shapes, shapes_of)
 
 FALLBACK_PREFIX = "_run_on_gpu"
 _INFERENCE, _FALLBACK = ("inference", ""), ("fallback", "")  # keys of NVTX attributes in info.attrs
@@ -109,6 +111,8 @@ def _wrapper(orig, pre, post):
         ins = state.ACTIVE
         if ins is None or ins.stacks.muted:
             return orig(self, *args, **kwargs)
+        if ins.lean:
+            return run_fallback(ins, self, orig, args, kwargs)
         pre(self, args)
         out = None
         try:
@@ -323,7 +327,55 @@ def _emit_inference(rec, frame, host) -> None:
 
 
 def _emit_fallback(rec, frame, host) -> None:
+    if frame.lean is not None:
+        fill_range(frame)
     r = _range_row(frame, host, "fallback")
     r[_INF], r[_CHANGED] = frame.inference, frame.changed
     span(frame, r[_GS], r[_GE])
     rec.row(r)
+
+
+_NEW = RangeFrame.__new__
+_NO = object()
+_get_ident = threading.get_ident
+
+
+def run_fallback(ins, module, orig, args, kwargs):
+    """A fallback graph's call on the lean path (`Instrumentation.lean`: no event brackets, no
+    pre-allocation policy): the row `_fallback_pre` + `_fallback_post` give, from one frame, its
+    RangeFrame filled at the safe point (`state.fill_range`); why: engines.run_lean."""
+    info = ins.by_id.get(id(module))
+    if info is None or is_tracing(args):
+        return orig(module, *args, **kwargs)
+    shapes = shapes_of(args)
+    if cudagraphs.Phases.active:
+        cg = cudagraphs.current(ins)
+    else:
+        m = ins.cg_modes
+        cg = cudagraphs.PER_ENGINE if m is not None and m._PY_RT_CUDAGRAPHS == cudagraphs.PER_ENGINE_MODE else None
+    index = info.calls
+    info.calls = index + 1
+    model, label, inference = info.model, "", -1
+    if model is not None:  # inference_of, inline
+        label, st = model.label, ins.stacks
+        infs = st.inferences
+        if infs and infs[-1].info is model:
+            inference = infs[-1].index
+        elif st.partial is model:
+            inference = 0
+    frame = _NEW(RangeFrame)
+    attrs = info.attrs.get(_FALLBACK, _NO)  # None where no tool listens to NVTX (nvtx's dummy domain)
+    ins.marks.push(ins.attrs(info, "fallback") if attrs is _NO else attrs)
+    frame.t0 = now()
+    out = None
+    try:
+        out = orig(module, *args, **kwargs)
+        return out
+    finally:
+        frame.t1 = now()
+        ins.marks.pop()
+        last = info.last_shapes
+        info.last_shapes = shapes
+        frame.lean = (module, info, index, shapes, cg, _get_ident(), output_shapes(out),
+                      last is not None and shapes != last, label, inference)
+        ins.rec.defer(_emit_fallback, frame)

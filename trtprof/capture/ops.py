@@ -75,6 +75,8 @@ def call(inputs, engine):
     prealloc = info.mode  # _cpp_modes' cache, read here: one frame less per call
     if prealloc is None or info.reread or not info.calls & 63:
         prealloc = _cpp_modes(engine, info)
+    if ins.lean and not (info.requires_oa or info.oa):
+        return engines.run_lean(ins, info, real, inputs, engine, prealloc)
     frame = engines._begin(ins, engine, info, inputs, prealloc)
     frame.output_allocator = info.requires_oa or info.oa
     return engines.run_cpp(ins, frame, real, inputs, engine)

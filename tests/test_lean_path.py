@@ -1,0 +1,87 @@
+"""The lean path (engines.run_lean, graph.run_fallback: one frame per engine and fallback call, its
+frame filled at the safe point) gives the rows the layered path gives (engines._begin/run_cpp,
+graph._fallback_pre/_post), column for column but the times: the same script is captured twice in
+one process, the lean path switched off for the second, on the C++ runtime through the op (the path
+both run on the GPU machine: run_lean at --level minimal and --no-brackets, run_cpp at full)."""
+import pytest
+import torch
+
+import trtprof
+from cpu_models import partitioned
+
+pytestmark = pytest.mark.fake_trt
+TIMES = ["seq", "host_start_ns", "host_end_ns", "gpu_start_ns", "gpu_end_ns"]
+
+
+def _scenario(m):
+    """Shape changes, pre-allocation switched by the setter and by assigning the engine's attribute,
+    per-engine CUDA-graph mode on and off, a call that raises, and a model called again after it."""
+    import torch_tensorrt
+
+    for i in range(6):
+        m(torch.randn(2 + (i % 2), 8))
+    m._run_on_acc_0.set_pre_allocated_outputs(True)
+    m(torch.randn(2, 8))
+    m(torch.randn(2, 8))
+    m._run_on_acc_2.engine.use_pre_allocated_outputs = True  # seen at the next re-read (64 calls)
+    for _ in range(66):
+        m(torch.randn(2, 8))
+    torch_tensorrt.runtime.set_cudagraphs_mode(True)
+    try:
+        m(torch.randn(2, 8))
+        m(torch.randn(3, 8))
+    finally:
+        torch_tensorrt.runtime.set_cudagraphs_mode(False)
+    with pytest.raises(RuntimeError):
+        m(torch.randn(2, 5))  # the first engine's Linear refuses it
+    m(torch.randn(2, 8))
+    m._run_on_acc_0(torch.randn(4, 8))  # an engine called on its own
+
+
+class _NoEntries:
+    """An allocator log that never has entries: the calls' rows wait for its harvests (the gate, the
+    pending list, the safe point's rules) and get empty groups. Never `active`: a real one is only on
+    with CUDA, and the end of the capture would synchronize it."""
+    active, dropped = False, 0
+
+    def start_safely(self):
+        return True
+
+    def stop(self):
+        pass
+
+    def harvest(self, calls):
+        assert all(c.lean is None for c in calls)  # filled before the log reads them
+        return {}
+
+
+def _capture(tmp_path, lean: bool, alloc_log=False, **options):
+    m = partitioned("cpp")
+    s = trtprof.Session(tmp_path, **options).start()
+    ins = s.instrumenter.ins
+    ins.lean = lean and ins.lean
+    assert ins.lean is lean
+    if alloc_log:
+        ins.alloc_log = _NoEntries()
+    try:
+        s.instrument(m)
+        _scenario(m)
+    finally:
+        cap = s.stop()
+    return cap.timeline
+
+
+@pytest.mark.parametrize("options", [{}, {"sample": 3}, {"level": "minimal"}, {"alloc_log": True}])
+def test_the_lean_path_gives_the_layered_paths_rows(tmp_path, options):
+    lean = _capture(tmp_path / "lean", True, **options)
+    layered = _capture(tmp_path / "layered", False, **options)
+    assert len(lean) > 150 and set(lean.event) >= {"inference", "call", "exec", "fallback"}
+    assert lean["note"].astype("string").str.contains("raised").any()
+    assert lean["cudagraph"].notna().any() and lean["shape_changed"].fillna(False).astype(bool).any()
+    a, b = lean.drop(columns=TIMES), layered.drop(columns=TIMES)
+    pd = pytest.importorskip("pandas")
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+    for t in (lean, layered):
+        assert (t.host_end_ns >= t.host_start_ns).all()
+    if options.get("alloc_log"):  # the log's verdict reached the rows: outputs known on every call
+        assert lean.loc[lean.event == "call", "outputs"].notna().all()
