@@ -71,10 +71,32 @@ def _capture(tmp_path, lean: bool, alloc_log=False, **options):
     return cap.timeline
 
 
+@pytest.fixture(params=["no CUDA", "events"])
+def clock(request, monkeypatch):
+    """Without CUDA (host times only), or with the event double of test_levels_events (brackets shared
+    at subgraph boundaries, as on the GPU at the full level)."""
+    if request.param == "no CUDA":
+        return None
+    from test_levels_events import FakeClock
+
+    from trtprof.capture import install
+    made = []
+    monkeypatch.setattr(install, "GpuClock", lambda torch_module: made.append(FakeClock()) or made[-1])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    return made
+
+
 @pytest.mark.parametrize("options", [{}, {"sample": 3}, {"level": "minimal"}, {"alloc_log": True}])
-def test_the_lean_path_gives_the_layered_paths_rows(tmp_path, options):
+def test_the_lean_path_gives_the_layered_paths_rows(tmp_path, options, clock):
     lean = _capture(tmp_path / "lean", True, **options)
     layered = _capture(tmp_path / "layered", False, **options)
+    if clock is not None:  # the same events recorded, shared at the same boundaries
+        assert clock[0].recorded == clock[1].recorded > 0
+        from cpu_models import assert_boundaries_shared
+        if options.get("level") != "minimal":
+            for i, inf in lean[lean.cudagraph.isna() & (lean.inference >= 0)].groupby("inference"):
+                if (inf.event == "exec").sum() == 2:
+                    assert_boundaries_shared(inf)
     assert len(lean) > 150 and set(lean.event) >= {"inference", "call", "exec", "fallback"}
     assert lean["note"].astype("string").str.contains("raised").any()
     assert lean["cudagraph"].notna().any() and lean["shape_changed"].fillna(False).astype(bool).any()

@@ -324,9 +324,9 @@ _get_ident = threading.get_ident
 
 
 def run_lean(ins, info, fn, inputs, engine, prealloc: bool):
-    """A C++ engine call through the op on the lean path (`Instrumentation.lean`: no event brackets
-    and no pre-allocation policy; engines without the output allocator): the rows `_begin` + `run_cpp`
-    give, from one frame. Why: on the recorded inference every Python call and attribute store costs
+    """A C++ engine call through the op on the lean path (`Instrumentation.lean`: no pre-allocation
+    policy; engines without the output allocator): the rows `_begin` + `run_cpp` give, events shared
+    at subgraph boundaries as `events.start_event`/`end_event` share them, from one frame. Why: on the recorded inference every Python call and attribute store costs
     (bench/bench_hot_path.py --floor: a one-frame range record costs a fifth of the layered one), so
     the range keeps to what must be known in it (the subgraph's state the next call compares with,
     the inference's exclusion, the host times and shapes) and leaves a record; its CallFrame is filled
@@ -360,7 +360,17 @@ def run_lean(ins, info, fn, inputs, engine, prealloc: bool):
     frame = _NEW(CallFrame)
     attrs = info.attrs.get(_EXEC, _NO)  # None where no tool listens to NVTX (nvtx's dummy domain)
     ins.marks.push(ins.attrs(info, "exec") if attrs is _NO else attrs)
-    frame.t0 = now()
+    frame.t0 = now()  # with the NVTX push; the events below are part of the range
+    gpu, frame.parent = ins.range_gpu, None
+    if gpu is None:
+        ev0 = ev1 = stream = None
+        st.last_end = None
+    else:  # events.start_event, inline: the previous range's end event where it ended on this stream
+        stream = gpu.current_stream()
+        last = st.last_end
+        if last is not None:
+            st.last_end = None
+        ev0 = last[1] if last is not None and last[0] is stream else gpu.record(stream)
     out = raised = None
     try:
         out = fn(inputs, engine)
@@ -371,14 +381,23 @@ def run_lean(ins, info, fn, inputs, engine, prealloc: bool):
     finally:
         frame.t1 = now()
         ins.marks.pop()
+        if gpu is None:
+            evs = owned = ()
+        else:  # events.end_event, inline: the next range in this graph call may start with it
+            ev1 = gpu.record(stream)
+            infs = st.inferences
+            parent = frame.parent = infs[-1] if infs else None
+            evs = owned = (ev0, ev1)
+            if parent is not None and parent.info.shareable:
+                st.last_end, owned = (stream, ev1), (ev0,)
         frame.lean = (engine, info, call, prealloc, shapes, changed, last_prealloc, cg, captured, label, index,
-                      _get_ident(), raised, output_shapes(out))
+                      _get_ident(), raised, output_shapes(out), ev0, ev1, stream)
         if log is None:
             frame.ready = True
-            ins.rec.defer(_emit, frame)
+            ins.rec.defer(_emit, frame, evs, owned)
         else:  # its rows wait for the allocator log, harvested at the next safe point
             frame.ready = False
             ins.cpp_pending.append(frame)
-            ins.rec.defer(_emit, frame, (), (), frame)
+            ins.rec.defer(_emit, frame, evs, owned, frame)
             if len(ins.cpp_pending) >= 4096:
                 harvest_cpp(ins)

@@ -341,8 +341,8 @@ _get_ident = threading.get_ident
 
 
 def run_fallback(ins, module, orig, args, kwargs):
-    """A fallback graph's call on the lean path (`Instrumentation.lean`: no event brackets, no
-    pre-allocation policy): the row `_fallback_pre` + `_fallback_post` give, from one frame, its
+    """A fallback graph's call on the lean path (`Instrumentation.lean`: no pre-allocation policy): the
+    row `_fallback_pre` + `_fallback_post` give, events shared as theirs are, from one frame, its
     RangeFrame filled at the safe point (`state.fill_range`); why: engines.run_lean."""
     info = ins.by_id.get(id(module))
     if info is None or is_tracing(args):
@@ -366,7 +366,13 @@ def run_fallback(ins, module, orig, args, kwargs):
     frame = _NEW(RangeFrame)
     attrs = info.attrs.get(_FALLBACK, _NO)  # None where no tool listens to NVTX (nvtx's dummy domain)
     ins.marks.push(ins.attrs(info, "fallback") if attrs is _NO else attrs)
-    frame.t0 = now()
+    frame.t0 = now()  # with the NVTX push, as in _open
+    gpu, frame.parent = ins.range_gpu, None
+    if gpu is None:
+        frame.stream = frame.ev0 = frame.ev1 = None
+    else:
+        stream = frame.stream = gpu.current_stream()
+        frame.ev0 = start_event(ins, gpu, stream)
     out = None
     try:
         out = orig(module, *args, **kwargs)
@@ -374,8 +380,14 @@ def run_fallback(ins, module, orig, args, kwargs):
     finally:
         frame.t1 = now()
         ins.marks.pop()
+        if gpu is not None:
+            frame.ev1 = gpu.record(stream)
         last = info.last_shapes
         info.last_shapes = shapes
         frame.lean = (module, info, index, shapes, cg, _get_ident(), output_shapes(out),
                       last is not None and shapes != last, label, inference)
-        ins.rec.defer(_emit_fallback, frame)
+        if gpu is None:
+            ins.rec.defer(_emit_fallback, frame)
+        else:
+            evs = (frame.ev0, frame.ev1)
+            ins.rec.defer(_emit_fallback, frame, evs, evs[:1] if end_event(ins, frame, stream, evs[1]) else evs)

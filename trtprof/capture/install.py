@@ -216,8 +216,8 @@ class Instrumenter:
         if self.policy.forcing:
             self.ins.policy = self.policy
         # engine and fallback calls from one frame each (engines.run_lean, graph.run_fallback) where
-        # nothing they would skip is needed: no event brackets to share, no policy to apply per call
-        self.ins.lean = self.ins.range_gpu is None and self.ins.policy is None
+        # nothing they leave to the layered path is needed: no policy to apply per call
+        self.ins.lean = self.ins.policy is None
         for modname, attr in _FACTORIES if self.classes else ():
             mod = sys.modules.get(modname)
             orig = getattr(mod, attr, None)

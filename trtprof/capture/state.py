@@ -123,7 +123,7 @@ class RangeFrame:
         self.gs = self.ge = None  # GPU span, filled from the subgraph ranges as they are emitted
         self.raised = None  # the exception type's name when the call raised
         self.cudagraph = None  # cudagraphs.WARMUP / CAPTURE / REPLAY / PER_ENGINE, or None
-        self.lean = None  # the lean path's record, until `fill_range` (capture/lean.py)
+        self.lean = None  # graph.run_fallback's record, until `fill_range`
 
 
 class CallFrame:
@@ -157,28 +157,30 @@ class CallFrame:
         self.t0 = self.t1 = 0
         self.out_shapes = ()
         self.output_allocator = False  # data-dependent shapes: the runtime's output allocator ran
-        self.lean = None  # the lean path's record, until `fill_call` (capture/lean.py)
+        self.lean = None  # engines.run_lean's record, until `fill_call`
 
 
 def fill_call(frame: CallFrame) -> None:
     """The CallFrame of a lean engine call (engines.run_lean), from its record, at the safe point:
     what `CallFrame.__init__`, `_begin` and `run_cpp` set in the range on the other path."""
     (frame.module, frame.info, frame.call, prealloc, frame.shapes, changed, last_prealloc, frame.cudagraph,
-     frame.cg_captured, frame.model, frame.inference, frame.thread, frame.raised, frame.out_shapes) = frame.lean
+     frame.cg_captured, frame.model, frame.inference, frame.thread, frame.raised, frame.out_shapes, ev0, ev1,
+     stream) = frame.lean
     frame.lean = None
     frame.prealloc, frame.changed = prealloc, changed
     frame.expect_after = prealloc and last_prealloc and not changed
     frame.flipped = prealloc != last_prealloc
-    frame.enqueued, frame.allocs, frame.groups, frame.parent, frame.output_allocator = False, [], None, None, False
-    frame.exec = (frame.t0, frame.t1, None, None, None)
+    frame.enqueued, frame.allocs, frame.groups, frame.output_allocator = False, [], None, False
+    frame.exec = (frame.t0, frame.t1, ev0, ev1, stream)
 
 
 def fill_range(frame: RangeFrame) -> None:
-    """The RangeFrame of a lean fallback call (graph.run_fallback), from its record, at the safe point."""
+    """The RangeFrame of a lean fallback call (graph.run_fallback), from its record, at the safe point
+    (its events, stream and parent inference are set in the range)."""
     (frame.module, frame.info, frame.index, frame.shapes, frame.cudagraph, frame.thread, frame.out_shapes,
      frame.changed, frame.model, frame.inference) = frame.lean
     frame.lean = None
-    frame.ev0 = frame.ev1 = frame.stream = frame.parent = frame.gs = frame.ge = frame.raised = None
+    frame.gs = frame.ge = frame.raised = None
     frame.exclude = False
 
 
@@ -236,7 +238,7 @@ class Instrumentation:
         self.cg_modes = None  # the runtime's CUDA-graph mode module (capture/cudagraphs.py), if any
         self.cg_flip = None  # cg_policy.Flipper when --cudagraphs forces or alternates the mode
         self.cg_replays = 0  # whole-graph replays recorded (one inference row each, no subgraph rows)
-        self.lean = False  # engine and fallback calls take capture/lean.py's path (set at start)
+        self.lean = False  # engine and fallback calls take engines.run_lean / graph.run_fallback (set at start)
 
     def register(self, module, info):
         """Make `info` (a SubgraphInfo, or the ModelInfo of a model) the hot path's for `module`."""
