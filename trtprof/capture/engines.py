@@ -307,15 +307,21 @@ def run_cpp(ins, frame: CallFrame, fn, *args):
         ins.stacks.calls.pop()
         frame.out_shapes = output_shapes(out)
         evs = (ev0, ev1) if gpu else ()
-        owned = evs[:1] if gpu and events.end_event(ins, frame, stream, ev1) else evs
-        if log is None:
-            ins.rec.defer(_emit, frame, evs, owned)
-        else:  # its rows wait for the allocator log, harvested at the next safe point
-            frame.ready = False
-            ins.cpp_pending.append(frame)
-            ins.rec.defer(_emit, frame, evs, owned, frame)
-            if len(ins.cpp_pending) >= 4096:
-                harvest_cpp(ins)
+        _pend(ins, frame, log, evs, evs[:1] if gpu and events.end_event(ins, frame, stream, ev1) else evs)
+
+
+def _pend(ins, frame: CallFrame, log, evs: tuple, owned: tuple) -> None:
+    """A finished C++ call to the recorder: its rows wait for the allocator log when there is one
+    (harvested at the next safe point, or here once 4096 calls wait)."""
+    if log is None:
+        frame.ready = True
+        ins.rec.defer(_emit, frame, evs, owned)
+    else:
+        frame.ready = False
+        ins.cpp_pending.append(frame)
+        ins.rec.defer(_emit, frame, evs, owned, frame)
+        if len(ins.cpp_pending) >= 4096:
+            harvest_cpp(ins)
 
 
 _NEW = CallFrame.__new__
@@ -333,11 +339,7 @@ def run_lean(ins, info, fn, inputs, engine, prealloc: bool):
     at the safe point (`state.fill_call`), where the allocator log and the rows read it."""
     st = ins.stacks
     shapes = shapes_of(inputs)
-    if cudagraphs.Phases.active:
-        cg = cudagraphs.current(ins)
-    else:
-        m = ins.cg_modes
-        cg = cudagraphs.PER_ENGINE if m is not None and m._PY_RT_CUDAGRAPHS == cudagraphs.PER_ENGINE_MODE else None
+    cg = cudagraphs.current(ins)
     last, last_prealloc = info.last_shapes, info.last_prealloc
     changed = last is not None and shapes != last
     info.last_shapes, info.last_prealloc = shapes, prealloc
@@ -392,12 +394,4 @@ def run_lean(ins, info, fn, inputs, engine, prealloc: bool):
                 st.last_end, owned = (stream, ev1), (ev0,)
         frame.lean = (engine, info, call, prealloc, shapes, changed, last_prealloc, cg, captured, label, index,
                       _get_ident(), raised, output_shapes(out), ev0, ev1, stream)
-        if log is None:
-            frame.ready = True
-            ins.rec.defer(_emit, frame, evs, owned)
-        else:  # its rows wait for the allocator log, harvested at the next safe point
-            frame.ready = False
-            ins.cpp_pending.append(frame)
-            ins.rec.defer(_emit, frame, evs, owned, frame)
-            if len(ins.cpp_pending) >= 4096:
-                harvest_cpp(ins)
+        _pend(ins, frame, log, evs, owned)

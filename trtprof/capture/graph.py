@@ -348,11 +348,7 @@ def run_fallback(ins, module, orig, args, kwargs):
     if info is None or is_tracing(args):
         return orig(module, *args, **kwargs)
     shapes = shapes_of(args)
-    if cudagraphs.Phases.active:
-        cg = cudagraphs.current(ins)
-    else:
-        m = ins.cg_modes
-        cg = cudagraphs.PER_ENGINE if m is not None and m._PY_RT_CUDAGRAPHS == cudagraphs.PER_ENGINE_MODE else None
+    cg = cudagraphs.current(ins)
     index = info.calls
     info.calls = index + 1
     model, label, inference = info.model, "", -1
