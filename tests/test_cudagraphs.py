@@ -43,11 +43,11 @@ def _single(runtime):
     return torch.fx.GraphModule({"_run_on_acc_0": eng}, g)
 
 
-def _h200_scenario(tmp_path, model):
+def _h200_scenario(tmp_path, model, **options):
     """The issue's run: 10 plain inferences, 30 under enable_cudagraphs, 5 plain."""
     import torch_tensorrt
     x = torch.randn(2, 8)
-    with torch.no_grad(), trtprof.profile(tmp_path / "c", cpp_allocs=False) as cap:
+    with torch.no_grad(), trtprof.profile(tmp_path / "c", cpp_allocs=False, **options) as cap:
         cap.instrument(model)
         for _ in range(10):
             model(x)
@@ -105,6 +105,20 @@ def test_per_engine_mode_rows_are_marked(tmp_path, gpu, runtime):
     assert len(ex) == 45 and ex.gpu_end_ns.notna().all()  # Python runtime: its replays are timed too
     assert ex.iloc[10].exclude and "captured the graph" in ex.iloc[10].note
     assert ex.iloc[11:].note.isna().all() and not ex.iloc[11:].exclude.fillna(False).any()
+
+
+@pytest.mark.parametrize("runtime", ["python", "cpp"])
+@pytest.mark.parametrize("options", [{"level": "minimal"}, {"brackets": False}])
+def test_per_engine_replays_keep_their_exec_rows_without_subgraph_events(tmp_path, gpu, monkeypatch, runtime,
+                                                                         options):
+    """Without events on subgraph ranges (minimal level, --no-brackets: forced here, the stand-in has
+    no CUPTI) a Python engine's replay is still its call's exec row, on the host clock: its kernels
+    are given to it by their launch times."""
+    monkeypatch.setattr(install.Instrumenter, "_brackets", lambda self, clock: False)
+    df = _h200_scenario(tmp_path, _single(runtime), **options).timeline
+    ex = df[df.event == "exec"]
+    assert len(ex) == 45 and ex.gpu_start_ns.isna().all() and (ex.host_end_ns >= ex.host_start_ns).all()
+    assert (ex.cudagraph == "per-engine").sum() == 30
 
 
 def test_a_capture_trtprof_did_not_see_begin_is_asked_of_cuda(tmp_path, gpu, monkeypatch):

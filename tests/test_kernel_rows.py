@@ -137,11 +137,11 @@ def test_subgraph_table_kernel_columns_and_verdict():
     assert r.kernels_median == 5 and r.kernel_busy_us_median == pytest.approx(0.2)
     assert r.kernel_span_us_median == pytest.approx(0.5) and r.gpu_idle_us_median == pytest.approx(0.7)
     assert r.bound == "launch-bound"  # busy 22 % of the window (call start to last kernel), host 100 % of it
-    df.loc[ex, "kernel_busy_ns"] = 450  # 90 % of the span: the kernels ran back to back
-    assert subgraphs.table(df).set_index("subgraph").loc["_run_on_acc_0", "bound"] == "GPU-bound"
+    df.loc[ex, "kernel_busy_ns"] = 450  # 90 % of the span, back to back, but the host took the whole window
+    assert subgraphs.table(df).set_index("subgraph").loc["_run_on_acc_0", "bound"] == "mixed"
 
 
-def _verdict(host_us, first_us, last_us, busy_us, brackets=True):
+def _verdict(host_us, first_us, last_us, busy_us, brackets=True, kernels=5):
     """The verdict of an engine whose 4 calls start every 10 ms: host time, first/last kernel (from
     the call's start) and busy, in microseconds; with or without event brackets."""
     rows = []
@@ -152,7 +152,7 @@ def _verdict(host_us, first_us, last_us, busy_us, brackets=True):
                       **({"gpu": (b, b + max(host_us, last_us) * 1000)} if brackets else {}))]
     df = frame(rows)
     ex = (df.event == "exec").to_numpy()
-    df.loc[ex, "kernel_count"] = 5
+    df.loc[ex, "kernel_count"] = kernels
     df.loc[ex, "kernel_first_ns"] = df.loc[ex, "host_start_ns"] + first_us * 1000
     df.loc[ex, "kernel_last_ns"] = df.loc[ex, "host_start_ns"] + last_us * 1000
     df.loc[ex, "kernel_busy_ns"] = busy_us * 1000
@@ -169,6 +169,10 @@ def test_the_verdict_reads_kernels_and_host_times_not_the_bracket(brackets):
     assert _verdict(20, 15, 17, 2, brackets) == "launch-bound"
     # neither: the GPU ran behind the host with gaps between its kernels
     assert _verdict(50, 2000, 2300, 100, brackets) == "mixed"
+    # neither: back-to-back kernels, but the host took 79 % of the window and the GPU waited 55 us first
+    assert _verdict(79, 55, 100, 45, brackets) == "mixed"
+    # a call that ran no kernel (a view): nothing on the GPU to be bound by
+    assert _verdict(20, 0, 0, 0, brackets, kernels=0) is None
 
 
 def test_graph_break_cost_counts_the_gpu_wait_once():

@@ -26,13 +26,14 @@ COLUMNS = ["model", "subgraph", "kind", "runtime", "calls", "gpu_ms_total", "gpu
 # `bound`, from kernels and host times (medians per call where kernels were recorded), never from the
 # event bracket, so it needs no events and carries none of their drift. The call's window runs from its
 # host start until both the host and its last kernel are done. Launch-bound: the kernels were busy under
-# half of the window while the host took at least 80 % of it (the GPU kept up and waited for launches);
-# GPU-bound: otherwise, when the kernels kept the GPU busy at least 80 % of their span; else mixed. On the
-# committed H200 captures (reports/cases, reports/bert, reports/cudagraphs, its breaks-cpp at commit 66a8e7c;
-# batch 1) this gives the event bracket rule's verdict on every subgraph but the 1-kernel fallbacks under
-# CUDA graphs, whose brackets began at the previous engine's end event (busy 1.6 us of 16-21 us of host: launch-bound, not mixed); at
-# batch 128 (reports/bench/kernel_accuracy-b128-quiet.json, H100) busy is 87-100 % of the span: GPU-bound.
-LAUNCH_BUSY_SHARE, LAUNCH_HOST_SHARE, GPU_BUSY_SHARE = 0.5, 0.8, 0.8
+# half of the window while the host took at least 80 % of it (the GPU kept up and waited for launches).
+# GPU-bound: the host was done within the first half of the window and the kernels kept the GPU busy at
+# least 80 % of their span (the GPU ran behind the host, back to back). Else mixed; null where the calls
+# ran no kernel (nothing on the GPU to be bound by). On the committed H200 captures (reports/cases,
+# reports/bert, reports/cudagraphs, its breaks-cpp at commit 66a8e7c; batch 1) this gives the event
+# bracket rule's verdict on every subgraph but the 1-kernel fallbacks under CUDA graphs, whose brackets
+# began at the previous engine's end event (busy 1.6 us of 16-21 us of host: launch-bound, not mixed).
+LAUNCH_BUSY_SHARE, LAUNCH_HOST_SHARE, GPU_BUSY_SHARE, GPU_HOST_SHARE = 0.5, 0.8, 0.8, 0.5
 KEYS = ["model", "subgraph"]
 _CALL_READS = KEYS + ["subgraph_kind", "event", "exclude", "host_start_ns", "host_end_ns", "outputs", "shape_changed"]
 _READS = KEYS + ["subgraph_kind", "runtime", "event", "exclude", "host_start_ns", "host_end_ns", "gpu_start_ns",
@@ -94,12 +95,13 @@ def break_costs(df: pd.DataFrame, gaps: pd.DataFrame, infs: pd.DataFrame) -> pd.
 
 def _bound(t: pd.DataFrame) -> pd.Series:
     """'launch-bound' / 'GPU-bound' / 'mixed' per subgraph from its kernel and host medians (the rule
-    above `LAUNCH_BUSY_SHARE`); null without kernels."""
-    busy, span, window, host = (t[c].astype(float) for c in ("kernel_busy_us_median", "kernel_span_us_median",
-                                                             "_window_us", "_timed_host_us"))
-    known = busy.notna() & window.notna() & (window > 0)
+    above `LAUNCH_BUSY_SHARE`); null without kernels, or where its calls ran none."""
+    busy, span, window, host, count = (t[c].astype(float) for c in (
+        "kernel_busy_us_median", "kernel_span_us_median", "_window_us", "_timed_host_us", "kernels_median"))
+    known = busy.notna() & window.notna() & (window > 0) & (count > 0)
     launch = (busy < LAUNCH_BUSY_SHARE * window) & (host >= LAUNCH_HOST_SHARE * window)
-    verdict = np.where(launch, "launch-bound", np.where(busy >= GPU_BUSY_SHARE * span, "GPU-bound", "mixed"))
+    gpu = (busy >= GPU_BUSY_SHARE * span) & (host <= GPU_HOST_SHARE * window)
+    verdict = np.where(launch, "launch-bound", np.where(gpu, "GPU-bound", "mixed"))
     return pd.Series(np.where(known, verdict, None), index=t.index, dtype=object)
 
 

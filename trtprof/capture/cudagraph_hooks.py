@@ -93,28 +93,32 @@ def wrapper_warm_up(orig):
 
 
 def graph_replay(orig):
-    """`torch.cuda.CUDAGraph.replay`: the `exec` of a Python engine call in per-engine mode."""
+    """`torch.cuda.CUDAGraph.replay`: the `exec` of a Python engine call in per-engine mode. Without
+    events on subgraph ranges (minimal level, --no-brackets) the row has host times only: its kernels
+    are given to it by their launch times, so it must be there."""
     @functools.wraps(orig)
     def replay(self, *args, **kwargs):
         ins = state.ACTIVE
         calls = ins.stacks.calls if ins is not None else None
         frame = calls[-1] if calls else None
-        gpu = ins.range_gpu if frame is not None else None
-        if gpu is None or frame.info.runtime != "python" or (
-                frame.exec is not None and frame.exec[3] is not events.NOT_RECORDED):
-            return orig(self, *args, **kwargs)  # not inside a Python engine call, or its enqueue was timed
-        stream = gpu.current_stream()
+        if frame is None or frame.info.runtime != "python":
+            return orig(self, *args, **kwargs)  # not inside a Python engine call
+        gpu = ins.range_gpu
+        if gpu is not None and frame.exec is not None and frame.exec[3] is not events.NOT_RECORDED:
+            return orig(self, *args, **kwargs)  # its enqueue was timed
+        stream = gpu.current_stream() if gpu is not None else None
         ins.marks.push(ins.attrs(frame.info, "exec"))
         t0 = now()
-        ev0 = gpu.record(stream)
+        ev0 = gpu.record(stream) if gpu is not None else None
         try:
             return orig(self, *args, **kwargs)
         finally:
             t1 = now()
             ins.marks.pop()
-            frame.exec = (t0, t1, ev0, gpu.record(stream), stream)
+            frame.exec = (t0, t1, ev0, gpu.record(stream) if gpu is not None else None, stream)
             frame.enqueued = True
-            events.adopt(ins, frame)
+            if gpu is not None:
+                events.adopt(ins, frame)
     replay.__wrapped__ = orig
     return replay
 

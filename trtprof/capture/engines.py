@@ -175,10 +175,11 @@ def _events(frame: CallFrame) -> tuple:
 
 def harvest_cpp(ins) -> None:
     """Attribute the allocator log to the finished C++ calls, which the recorder then emits."""
-    for f in ins.cpp_pending:
+    pending, ins.cpp_pending = ins.cpp_pending, []  # taken first: a call may end on another thread
+    for f in pending:
         if f.lean is not None:
             fill_call(f)
-    pending, ins.cpp_pending = sorted(ins.cpp_pending, key=lambda f: f.t0), []
+    pending.sort(key=lambda f: f.t0)
     if not pending:
         return
     by_call, log = {}, ins.alloc_log
@@ -332,11 +333,13 @@ _get_ident = threading.get_ident
 def run_lean(ins, info, fn, inputs, engine, prealloc: bool):
     """A C++ engine call through the op on the lean path (`Instrumentation.lean`: no pre-allocation
     policy; engines without the output allocator): the rows `_begin` + `run_cpp` give, events shared
-    at subgraph boundaries as `events.start_event`/`end_event` share them, from one frame. Why: on the recorded inference every Python call and attribute store costs
-    (bench/bench_hot_path.py --floor: a one-frame range record costs a fifth of the layered one), so
-    the range keeps to what must be known in it (the subgraph's state the next call compares with,
-    the inference's exclusion, the host times and shapes) and leaves a record; its CallFrame is filled
-    at the safe point (`state.fill_call`), where the allocator log and the rows read it."""
+    at subgraph boundaries as `events.start_event`/`end_event` share them, from one frame. Why: on the
+    recorded inference every Python call and attribute store costs (bench/bench_hot_path.py --floor:
+    what a range must do fits in a fifth of what the layered hooks took; this path took a fifth to a
+    quarter off the recorded inference's own time, docs/measurements.md), so the range keeps to what
+    must be known in it (the subgraph's state the next call compares with, the inference's exclusion,
+    the host times and shapes) and leaves a record; its CallFrame is filled at the safe point
+    (`state.fill_call`), where the allocator log and the rows read it."""
     st = ins.stacks
     shapes = shapes_of(inputs)
     cg = cudagraphs.current(ins)

@@ -20,7 +20,8 @@ _KERNELS = [("kernel_busy_us_median", "busy us", 9), ("kernel_span_us_median", "
 KERNEL_LEGEND = ("busy us: median time the GPU ran the call's kernels (union of their intervals, CUPTI); "
                  "span us: first kernel start to last kernel end (0 for a call that ran none); bound: launch-bound when the kernels were busy "
                  "under half of the time from the call's start until it and its last kernel were done while the host "
-                 "took most of it, GPU-bound when they kept the GPU busy over 80 % of their span. ")
+                 "took at least 80 % of it, GPU-bound when the host was done within the first half of that time and the "
+                 "kernels kept the GPU busy at least 80 % of their span, '-' for calls that ran no kernel. ")
 LEGEND = ("bracket us: median CUDA-event bracket of a call (includes the GPU waiting for the host); host us: "
           "median host time of a call; alloc us: median host time of an output allocation; alloc pre/post: "
           "allocations before execution / after the enqueue for the next call (counts cover every call; "
