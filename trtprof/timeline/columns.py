@@ -25,7 +25,8 @@ SPEC: dict[str, tuple[str, bool, str]] = {
     "host_end_ns": ("int", False, "host end, ns on the host clock"),
     "gpu_start_ns": ("int", True, "GPU start from a CUDA event, ns on the host clock, never before host_start_ns "
                                   "(a shared boundary event can complete earlier: the GPU waited for the "
-                                  "host); null without CUDA"),
+                                  "host); null without CUDA, and on subgraph rows recorded without events "
+                                  "(--level minimal, --no-brackets: their kernel columns give the GPU side)"),
     "gpu_end_ns": ("int", True, "GPU end from a CUDA event, ns on the host clock"),
     "stream": ("int", True, "CUDA stream handle the events were recorded on"),
     "input_shapes": ("str", True, "input tensor shapes, '(1,128);(1,128)'"),
