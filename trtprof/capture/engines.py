@@ -26,6 +26,7 @@ from trtprof.capture.state import (COLD_NOTE, FLIP_NOTE, CallFrame, fill_call, i
                                    shapes_of)
 
 _NBYTES = operator.attrgetter("nbytes")
+_EVENT = R.INDEX["event"]
 _EXEC, _CALL_KEY = ("exec", ""), ("call", "")  # keys of an engine's NVTX attributes in SubgraphInfo.attrs
 
 (_THREAD, _INF, _CALL, _T0, _T1, _GS, _GE, _STREAM, _IN, _SHAPES, _BYTES, _PRE, _PHASE, _OUTS, _CHANGED,
@@ -142,14 +143,15 @@ def _emit(rec, frame: CallFrame, host) -> None:
     rec.row(r)
     if ex is not None:
         r = base.copy()
-        r[R.INDEX["event"]] = "exec"
-        r[_T0], r[_T1], r[_GS], r[_GE], r[_STREAM], r[_OUTS], r[_REALLOC] = (
-            ex[0], ex[1], events.gpu_start(host, ex[2], ex[0]), host(ex[3]), stream, outputs, realloc)
-        events.span(frame, r[_GS], r[_GE])
+        r[_EVENT] = "exec"
+        r[_T0], r[_T1], r[_STREAM], r[_OUTS], r[_REALLOC] = ex[0], ex[1], stream, outputs, realloc
+        if ex[2] is not None or ex[3] is not None:  # no events (host times only): nothing to convert
+            r[_GS], r[_GE] = events.gpu_start(host, ex[2], ex[0]), host(ex[3])
+            events.span(frame, r[_GS], r[_GE])
         rec.row(r)
     for phase, a0, a1, ashapes, nbytes, *g in allocs:
         r = base.copy()
-        r[R.INDEX["event"]] = "alloc"
+        r[_EVENT] = "alloc"
         r[_T0], r[_T1], r[_PHASE], r[_SHAPES], r[_BYTES] = a0, a1, phase, ashapes, nbytes
         r[_REALLOC] = realloc and phase == "before_exec"
         if g:  # from the allocator log

@@ -331,7 +331,8 @@ def _emit_fallback(rec, frame, host) -> None:
         fill_range(frame)
     r = _range_row(frame, host, "fallback")
     r[_INF], r[_CHANGED] = frame.inference, frame.changed
-    span(frame, r[_GS], r[_GE])
+    if r[_GS] is not None:
+        span(frame, r[_GS], r[_GE])
     rec.row(r)
 
 
