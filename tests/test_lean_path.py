@@ -1,8 +1,8 @@
-"""The lean path (engines.run_lean, graph.run_fallback: one frame per engine and fallback call, its
+"""The lean path (engines.run_lean, graph.run_fallback: one function per engine and fallback call, its
 frame filled at the safe point) gives the rows the layered path gives (engines._begin/run_cpp,
 graph._fallback_pre/_post), column for column but the times: the same script is captured twice in
-one process, the lean path switched off for the second, on the C++ runtime through the op (the path
-both run on the GPU machine: run_lean at --level minimal and --no-brackets, run_cpp at full)."""
+one process, the lean path switched off for the second, on the C++ runtime through the op (on the
+GPU machine run_lean serves every level; run_cpp where a pre-allocation policy is forced)."""
 import threading
 
 import pytest

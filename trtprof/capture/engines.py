@@ -335,10 +335,10 @@ _get_ident = threading.get_ident
 def run_lean(ins, info, fn, inputs, engine, prealloc: bool):
     """A C++ engine call through the op on the lean path (`Instrumentation.lean`: no pre-allocation
     policy; engines without the output allocator): the rows `_begin` + `run_cpp` give, events shared
-    at subgraph boundaries as `events.start_event`/`end_event` share them, from one frame. Why: on the
+    at subgraph boundaries as `events.start_event`/`end_event` share them, in one function. Why: on the
     recorded inference every Python call and attribute store costs (bench/bench_hot_path.py --floor:
-    what a range must do fits in a fifth of what the layered hooks took; this path took a fifth to a
-    quarter off the recorded inference's own time, docs/measurements.md), so the range keeps to what
+    what a range must do fits in a fifth of what the layered hooks took; this path took 15-20 % off
+    the recorded inference's own time, docs/measurements.md), so the range keeps to what
     must be known in it (the subgraph's state the next call compares with, the inference's exclusion,
     the host times and shapes) and leaves a record; its CallFrame is filled at the safe point
     (`state.fill_call`), where the allocator log and the rows read it."""
@@ -350,15 +350,11 @@ def run_lean(ins, info, fn, inputs, engine, prealloc: bool):
     info.last_shapes, info.last_prealloc = shapes, prealloc
     captured = cg is not None and (cg != info.last_cg or changed)
     info.last_cg = cg
-    model, label, index = info.model, "", -1
-    if model is not None:  # inference_of, inline
-        label, infs = model.label, st.inferences
-        if infs and infs[-1].info is model:
-            index = infs[-1].index
-            if prealloc != last_prealloc or captured:
-                infs[-1].exclude = FLIP_NOTE if prealloc != last_prealloc else cudagraphs.NOTES[cudagraphs.CAPTURE]
-        elif st.partial is model:
-            index = 0
+    if prealloc != last_prealloc or captured:  # as _begin: the inference is left out
+        infs = st.inferences
+        if infs and infs[-1].info is info.model:
+            infs[-1].exclude = FLIP_NOTE if prealloc != last_prealloc else cudagraphs.NOTES[cudagraphs.CAPTURE]
+    label, index = ins.inference_of(info)
     call = info.calls
     info.calls = call + 1
     log = ins.alloc_log
@@ -372,12 +368,9 @@ def run_lean(ins, info, fn, inputs, engine, prealloc: bool):
     if gpu is None:
         ev0 = ev1 = stream = None
         st.last_end = None
-    else:  # events.start_event, inline: the previous range's end event where it ended on this stream
+    else:
         stream = gpu.current_stream()
-        last = st.last_end
-        if last is not None:
-            st.last_end = None
-        ev0 = last[1] if last is not None and last[0] is stream else gpu.record(stream)
+        ev0 = events.start_event(ins, gpu, stream)
     out = raised = None
     try:
         out = fn(inputs, engine)
@@ -390,13 +383,10 @@ def run_lean(ins, info, fn, inputs, engine, prealloc: bool):
         ins.marks.pop()
         if gpu is None:
             evs = owned = ()
-        else:  # events.end_event, inline: the next range in this graph call may start with it
+        else:
             ev1 = gpu.record(stream)
-            infs = st.inferences
-            parent = frame.parent = infs[-1] if infs else None
-            evs = owned = (ev0, ev1)
-            if parent is not None and parent.info.shareable:
-                st.last_end, owned = (stream, ev1), (ev0,)
+            evs = (ev0, ev1)
+            owned = evs[:1] if events.end_event(ins, frame, stream, ev1) else evs
         frame.lean = (engine, info, call, prealloc, shapes, changed, last_prealloc, cg, captured, label, index,
                       _get_ident(), raised, output_shapes(out), ev0, ev1, stream)
         _pend(ins, frame, log, evs, owned)

@@ -343,7 +343,7 @@ _get_ident = threading.get_ident
 
 def run_fallback(ins, module, orig, args, kwargs):
     """A fallback graph's call on the lean path (`Instrumentation.lean`: no pre-allocation policy): the
-    row `_fallback_pre` + `_fallback_post` give, events shared as theirs are, from one frame, its
+    row `_fallback_pre` + `_fallback_post` give, events shared as theirs are, in one function, its
     RangeFrame filled at the safe point (`state.fill_range`); why: engines.run_lean."""
     info = ins.by_id.get(id(module))
     if info is None or is_tracing(args):
@@ -352,14 +352,7 @@ def run_fallback(ins, module, orig, args, kwargs):
     cg = cudagraphs.current(ins)
     index = info.calls
     info.calls = index + 1
-    model, label, inference = info.model, "", -1
-    if model is not None:  # inference_of, inline
-        label, st = model.label, ins.stacks
-        infs = st.inferences
-        if infs and infs[-1].info is model:
-            inference = infs[-1].index
-        elif st.partial is model:
-            inference = 0
+    label, inference = ins.inference_of(info)
     frame = _NEW(RangeFrame)
     attrs = info.attrs.get(_FALLBACK, _NO)  # None where no tool listens to NVTX (nvtx's dummy domain)
     ins.marks.push(ins.attrs(info, "fallback") if attrs is _NO else attrs)

@@ -215,7 +215,7 @@ class Instrumenter:
                 cls.set_pre_allocated_outputs = engines.tracking_setter(wrapped)
         if self.policy.forcing:
             self.ins.policy = self.policy
-        # engine and fallback calls from one frame each (engines.run_lean, graph.run_fallback) where
+        # engine and fallback calls in one function each (engines.run_lean, graph.run_fallback) where
         # nothing they leave to the layered path is needed: no policy to apply per call
         self.ins.lean = self.ins.policy is None
         for modname, attr in _FACTORIES if self.classes else ():
