@@ -83,15 +83,19 @@ def _begin(ins, module, info, inputs, prealloc: bool) -> CallFrame:
             info.model.mode = ins.apply_policy(info.model.engines, max(info.model.calls - 1, 0), None)
             prealloc = info.mode = state.mode_of(module, info.runtime)
     frame = CallFrame(module, info, info.calls, prealloc, shapes_of(inputs), cudagraphs.current(ins))
-    stacks = ins.stacks
     if frame.flipped or frame.cg_captured:
-        inf = stacks.inferences
-        if inf and inf[-1].info is info.model:
-            inf[-1].exclude = FLIP_NOTE if frame.flipped else cudagraphs.NOTES[cudagraphs.CAPTURE]
+        _leave_out(ins, info, frame.flipped)
     frame.model, frame.inference = ins.inference_of(info)
     info.calls += 1
-    stacks.calls.append(frame)
+    ins.stacks.calls.append(frame)
     return frame
+
+
+def _leave_out(ins, info, flipped: bool) -> None:
+    """The call flipped the pre-allocation mode, or captured a CUDA graph: its inference is left out."""
+    inf = ins.stacks.inferences
+    if inf and inf[-1].info is info.model:
+        inf[-1].exclude = FLIP_NOTE if flipped else cudagraphs.NOTES[cudagraphs.CAPTURE]
 
 
 def tracking_setter(orig):
@@ -345,15 +349,9 @@ def run_lean(ins, info, fn, inputs, engine, prealloc: bool):
     st = ins.stacks
     shapes = shapes_of(inputs)
     cg = cudagraphs.current(ins)
-    last, last_prealloc = info.last_shapes, info.last_prealloc
-    changed = last is not None and shapes != last
-    info.last_shapes, info.last_prealloc = shapes, prealloc
-    captured = cg is not None and (cg != info.last_cg or changed)
-    info.last_cg = cg
-    if prealloc != last_prealloc or captured:  # as _begin: the inference is left out
-        infs = st.inferences
-        if infs and infs[-1].info is info.model:
-            infs[-1].exclude = FLIP_NOTE if prealloc != last_prealloc else cudagraphs.NOTES[cudagraphs.CAPTURE]
+    changed, last_prealloc, captured = state.advance(info, shapes, prealloc, cg)
+    if prealloc != last_prealloc or captured:
+        _leave_out(ins, info, prealloc != last_prealloc)
     label, index = ins.inference_of(info)
     call = info.calls
     info.calls = call + 1

@@ -136,17 +136,12 @@ class CallFrame:
     def __init__(self, module, info, call, prealloc, shapes, cudagraph=None):
         self.module, self.info, self.call, self.prealloc, self.shapes = module, info, call, prealloc, shapes
         self.thread = threading.get_ident()  # rows are emitted later, maybe from another thread
-        last = info.last_shapes
-        self.changed = last is not None and shapes != last
+        self.changed, last_prealloc, self.cg_captured = advance(info, shapes, prealloc, cudagraph)
         # the runtime can reuse earlier buffers only if the previous call pre-allocated for these shapes
-        self.expect_after = prealloc and info.last_prealloc and not self.changed
+        self.expect_after = prealloc and last_prealloc and not self.changed
         # first call after the mode changed (or first call with it on): no buffers exist yet
-        self.flipped = prealloc != info.last_prealloc
-        info.last_shapes, info.last_prealloc = shapes, prealloc
-        # CUDA graphs: a graph is captured when the mode changes or the shapes do (per-engine mode)
+        self.flipped = prealloc != last_prealloc
         self.cudagraph = cudagraph
-        self.cg_captured = cudagraph is not None and (cudagraph != info.last_cg or self.changed)
-        info.last_cg = cudagraph
         self.enqueued = False
         self.allocs: list = []
         self.exec = None
@@ -160,6 +155,18 @@ class CallFrame:
         self.lean = None  # engines.run_lean's record, until `fill_call`
 
 
+def advance(info: "SubgraphInfo", shapes: tuple, prealloc: bool, cudagraph) -> tuple[bool, bool, bool]:
+    """An engine call of `info` begins: (its input shapes differ from the previous call's, the mode the
+    previous call ran with, a CUDA graph is captured now: the mode changed or the shapes did), and the
+    subgraph's state moves on to this call. One place for both paths (CallFrame, engines.run_lean)."""
+    last, last_prealloc = info.last_shapes, info.last_prealloc
+    changed = last is not None and shapes != last
+    info.last_shapes, info.last_prealloc = shapes, prealloc
+    captured = cudagraph is not None and (cudagraph != info.last_cg or changed)
+    info.last_cg = cudagraph
+    return changed, last_prealloc, captured
+
+
 def fill_call(frame: CallFrame) -> None:
     """The CallFrame of a lean engine call (engines.run_lean), from its record, at the safe point:
     what `CallFrame.__init__`, `_begin` and `run_cpp` set in the range on the other path."""
@@ -168,7 +175,7 @@ def fill_call(frame: CallFrame) -> None:
      stream) = frame.lean
     frame.lean = None
     frame.prealloc, frame.changed = prealloc, changed
-    frame.expect_after = prealloc and last_prealloc and not changed
+    frame.expect_after = prealloc and last_prealloc and not changed  # as CallFrame.__init__
     frame.flipped = prealloc != last_prealloc
     frame.enqueued, frame.allocs, frame.groups, frame.output_allocator = False, [], None, False
     frame.exec = (frame.t0, frame.t1, ev0, ev1, stream)
