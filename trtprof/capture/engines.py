@@ -22,8 +22,8 @@ import threading
 from trtprof.capture import cudagraphs, events, graph, records as R, state
 from trtprof.capture.recorder import now
 from trtprof.capture.allocations import group_call
-from trtprof.capture.state import (COLD_NOTE, FLIP_NOTE, CallFrame, fill_call, is_tracing, output_shapes,
-                                   shapes_of)
+from trtprof.capture.state import (_SHAPE, COLD_NOTE, FLIP_NOTE, CallFrame, fill_call, is_tracing,
+                                   output_shapes, shapes_of)
 
 _NBYTES = operator.attrgetter("nbytes")
 _EVENT = R.INDEX["event"]
@@ -347,12 +347,16 @@ def run_lean(ins, info, fn, inputs, engine, prealloc: bool):
     the host times and shapes) and leaves a record; its CallFrame is filled at the safe point
     (`state.fill_call`), where the allocator log and the rows read it."""
     st = ins.stacks
-    shapes = shapes_of(inputs)
+    try:
+        shapes = tuple(map(_SHAPE, inputs))  # shapes_of without its frame: inputs are tensors
+    except AttributeError:
+        shapes = shapes_of(inputs)
     cg = cudagraphs.current(ins)
     changed, last_prealloc, captured = state.advance(info, shapes, prealloc, cg)
     if prealloc != last_prealloc or captured:
         _leave_out(ins, info, prealloc != last_prealloc)
-    label, index = ins.inference_of(info)
+    inf = st.inferences  # the inference it is in: its label and index are read at the safe point
+    top = inf[-1] if inf else None
     call = info.calls
     info.calls = call + 1
     log = ins.alloc_log
@@ -385,6 +389,11 @@ def run_lean(ins, info, fn, inputs, engine, prealloc: bool):
             ev1 = gpu.record(stream)
             evs = (ev0, ev1)
             owned = evs[:1] if events.end_event(ins, frame, stream, ev1) else evs
-        frame.lean = (engine, info, call, prealloc, shapes, changed, last_prealloc, cg, captured, label, index,
-                      _get_ident(), raised, output_shapes(out), ev0, ev1, stream)
-        _pend(ins, frame, log, evs, owned)
+        frame.lean = (engine, info, call, prealloc, shapes, changed, last_prealloc, cg, captured, top, st.partial,
+                      _get_ident(), raised, tuple(map(_SHAPE, out)) if type(out) is list else output_shapes(out),
+                      ev0, ev1, stream)
+        if log is None:  # _pend's first case, without its frame
+            frame.ready = True
+            ins.rec.defer(_emit, frame, evs, owned)
+        else:
+            _pend(ins, frame, log, evs, owned)

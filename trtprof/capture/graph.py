@@ -23,8 +23,8 @@ import torch
 from trtprof.capture import cudagraphs, records as R, state
 from trtprof.capture.events import end_event, gpu_start, span, start_event
 from trtprof.capture.recorder import now
-from trtprof.capture.state import (COLD_NOTE, FLIP_NOTE, ModelInfo, RangeFrame, SubgraphInfo, fill_range, is_tracing,
-                                   output_shapes, shapes_of)
+from trtprof.capture.state import (_SHAPE, COLD_NOTE, FLIP_NOTE, ModelInfo, RangeFrame, SubgraphInfo, fill_range,
+                                   is_tracing, output_shapes, shapes_of)
 
 FALLBACK_PREFIX = "_run_on_gpu"
 _INFERENCE, _FALLBACK = ("inference", ""), ("fallback", "")  # keys of NVTX attributes in info.attrs
@@ -348,11 +348,16 @@ def run_fallback(ins, module, orig, args, kwargs):
     info = ins.by_id.get(id(module))
     if info is None or is_tracing(args):
         return orig(module, *args, **kwargs)
-    shapes = shapes_of(args)
+    try:
+        shapes = tuple(map(_SHAPE, args))  # shapes_of without its frame: arguments are tensors
+    except AttributeError:
+        shapes = shapes_of(args)
     cg = cudagraphs.current(ins)
     index = info.calls
     info.calls = index + 1
-    label, inference = ins.inference_of(info)
+    st = ins.stacks
+    inf = st.inferences  # the inference it is in: its label and index are read at the safe point
+    top = inf[-1] if inf else None
     frame = _NEW(RangeFrame)
     attrs = info.attrs.get(_FALLBACK, _NO)  # None where no tool listens to NVTX (nvtx's dummy domain)
     ins.marks.push(ins.attrs(info, "fallback") if attrs is _NO else attrs)
@@ -374,8 +379,9 @@ def run_fallback(ins, module, orig, args, kwargs):
             frame.ev1 = gpu.record(stream)
         last = info.last_shapes
         info.last_shapes = shapes
-        frame.lean = (module, info, index, shapes, cg, _get_ident(), output_shapes(out),
-                      last is not None and shapes != last, label, inference)
+        frame.lean = (module, info, index, shapes, cg, _get_ident(),
+                      (out.shape,) if type(out) is _TENSOR else output_shapes(out),
+                      last is not None and shapes != last, top, st.partial)
         if gpu is None:
             ins.rec.defer(_emit_fallback, frame)
         else:

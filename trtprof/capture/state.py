@@ -170,10 +170,11 @@ def advance(info: "SubgraphInfo", shapes: tuple, prealloc: bool, cudagraph) -> t
 def fill_call(frame: CallFrame) -> None:
     """The CallFrame of a lean engine call (engines.run_lean), from its record, at the safe point:
     what `CallFrame.__init__`, `_begin` and `run_cpp` set in the range on the other path."""
-    (frame.module, frame.info, frame.call, prealloc, frame.shapes, changed, last_prealloc, frame.cudagraph,
-     frame.cg_captured, frame.model, frame.inference, frame.thread, frame.raised, frame.out_shapes, ev0, ev1,
-     stream) = frame.lean
+    (frame.module, info, frame.call, prealloc, frame.shapes, changed, last_prealloc, frame.cudagraph,
+     frame.cg_captured, top, partial, frame.thread, frame.raised, frame.out_shapes, ev0, ev1, stream) = frame.lean
     frame.lean = None
+    frame.info = info
+    frame.model, frame.inference = inference_at(info, top, partial)
     frame.prealloc, frame.changed = prealloc, changed
     frame.expect_after = prealloc and last_prealloc and not changed  # as CallFrame.__init__
     frame.flipped = prealloc != last_prealloc
@@ -184,9 +185,11 @@ def fill_call(frame: CallFrame) -> None:
 def fill_range(frame: RangeFrame) -> None:
     """The RangeFrame of a lean fallback call (graph.run_fallback), from its record, at the safe point
     (its events, stream and parent inference are set in the range)."""
-    (frame.module, frame.info, frame.index, frame.shapes, frame.cudagraph, frame.thread, frame.out_shapes,
-     frame.changed, frame.model, frame.inference) = frame.lean
+    (frame.module, info, frame.index, frame.shapes, frame.cudagraph, frame.thread, frame.out_shapes,
+     frame.changed, top, partial) = frame.lean
     frame.lean = None
+    frame.info = info
+    frame.model, frame.inference = inference_at(info, top, partial)
     frame.gs = frame.ge = frame.raised = None
     frame.exclude = False
 
@@ -334,15 +337,25 @@ class Instrumentation:
         return None
 
     def inference_of(self, info) -> tuple[str, int]:
-        """(model label, inference index) for a row of `info`'s subgraph."""
-        if info.model is None:
-            return "", -1
-        inf = self.stacks.inferences
-        if inf and inf[-1].info is info.model:
-            return info.model.label, inf[-1].index
-        if self.stacks.partial is info.model:
-            return info.model.label, 0
-        return info.model.label, -1
+        """(model label, inference index) for a row of `info`'s subgraph, called now."""
+        st = self.stacks
+        inf = st.inferences
+        return inference_at(info, inf[-1] if inf else None, st.partial)
+
+
+def inference_at(info, top: RangeFrame | None, partial: ModelInfo | None) -> tuple[str, int]:
+    """(model label, inference index) for a row of `info`'s subgraph called while `top` was the
+    innermost inference in flight on its thread and `partial` the model discovered mid-call (its
+    call 0 has no range). Apart from `inference_of` so the lean path reads the two in the range and
+    this at the safe point."""
+    model = info.model
+    if model is None:
+        return "", -1
+    if top is not None and top.info is model:
+        return model.label, top.index
+    if partial is model:
+        return model.label, 0
+    return model.label, -1
 
 
 def template(info, event: str) -> list:
