@@ -1,4 +1,5 @@
 """Attribution of the allocator log to C++ runtime calls (pure functions, hand-built entries)."""
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -64,31 +65,37 @@ class _Memory:
     cleared on request; `clear_supported` / `skip_supported` play older torch versions."""
 
     def __init__(self, clear_supported=True, skip_supported=True):
-        self.trace, self.max, self.starts = [], 0, 0
+        self.trace, self.max, self.starts, self.stops, self.kept = [], 0, 0, 0, 0
         self.clear_supported, self.skip_supported = clear_supported, skip_supported
-        self.skip = ()
+        self.skip, self.enabled = (), False
 
     def _record_memory_history(self, enabled="all", context=None, stacks="python", max_entries=0, **kw):
+        if enabled is None:  # off: the allocator empties its history (CUDACachingAllocator recordHistory)
+            self.enabled, self.trace, self.stops = False, [], self.stops + 1
+            return
         if "clear_history" in kw and not self.clear_supported or "skip_actions" in kw and not self.skip_supported:
             raise TypeError("unexpected keyword argument")
         self.max, self.starts, self.skip = max_entries, self.starts + 1, tuple(kw.get("skip_actions") or ())
+        self.enabled = True
         if kw.get("clear_history"):
             self.trace = []
 
     def record(self, t_us, action="alloc", size=512):
-        if action not in self.skip:
+        if self.enabled and action not in self.skip:
+            self.kept += 1
             self.trace = (self.trace + [{"action": action, "addr": t_us, "size": size, "time_us": t_us}])[-self.max:]
 
     def _snapshot(self):
         return {"device_traces": [list(self.trace)]}
 
 
-def _log(memory, max_entries=100):
+def _log(memory, max_entries=100, start=True):
     import types
     from trtprof.capture.allocations import AllocatorLog
     fake_torch = types.SimpleNamespace(cuda=types.SimpleNamespace(memory=memory, current_device=lambda: 0))
     log = AllocatorLog(fake_torch, max_entries=max_entries)
-    log.start()
+    if start:
+        log.start()
     return log
 
 
@@ -217,3 +224,75 @@ def test_an_allocator_history_that_fails_costs_the_allocations_not_the_call():
     engines.harvest_cpp(ins)
     assert frames[0].ready and frames[0].groups == [] and ins.alloc_log is None
     assert "illegal memory access" in ins.alloc_failed
+
+
+def _wait_us(us: int) -> None:
+    end = time.perf_counter_ns() + us * 1000
+    while time.perf_counter_ns() < end:
+        pass
+
+
+@pytest.mark.fake_trt
+@pytest.mark.parametrize("sample", [1, 4])
+def test_sampling_stops_the_allocator_log_while_inferences_are_skipped(tmp_path, monkeypatch, sample):
+    """Every engine call allocates (one entry in the allocator's history, if it records); with
+    `sample` > 1 the log runs only around recorded inferences: entries of skipped ones are never
+    kept (a harvest would turn each into a Python object), every recorded call still gets its own."""
+    import trtprof
+    from cpu_models import partitioned
+    from trtprof.capture import ops
+
+    mem = _Memory()
+    m = partitioned("cpp")
+    s = trtprof.Session(tmp_path / "cap", sample=sample).start()
+    ins = s.instrumenter.ins
+    ins.alloc_log = _log(mem, max_entries=10_000, start=False)  # started at the first engine call
+    real = ops._REAL
+
+    def allocating(inputs, engine):  # the allocation well inside the call's host interval
+        _wait_us(20)
+        mem.record(-(-time.time_ns() // 1000))
+        _wait_us(20)
+        return real(inputs, engine)
+    monkeypatch.setattr(ops, "_REAL", allocating)
+    active = []
+    try:
+        s.instrument(m)
+        for _ in range(21):
+            m(torch.randn(2, 8))
+            active.append(mem.enabled)
+    finally:
+        df = s.stop().timeline
+    calls = df[(df.event == "call") & (df.subgraph_kind == "engine")]
+    allocs = df[df.event == "alloc"]
+    recorded = sorted(set(df[df.event == "inference"].inference))
+    assert recorded == (list(range(21)) if sample == 1 else [0, 4, 8, 12, 16, 20])
+    assert len(calls) == 2 * len(recorded) and len(allocs) == len(calls)  # one pass per recorded call
+    assert set(zip(allocs.subgraph, allocs.inference)) == set(zip(calls.subgraph, calls.inference))
+    assert mem.kept == len(calls)  # nothing from a skipped inference reached the history
+    if sample == 1:
+        assert all(active) and mem.stops == 1  # on from the first call to the end of the capture
+    else:
+        assert not any(active) and mem.stops == len(recorded)
+
+
+def test_the_log_stops_after_the_last_recorded_inference_in_flight_on_any_thread():
+    """Two threads inside recorded inferences: the first to finish leaves the log running."""
+    from trtprof.capture.recorder import Recorder
+    from trtprof.capture.state import Instrumentation, ModelInfo
+
+    mem = _Memory()
+    ins = Instrumentation(Recorder(lambda rows: None), {}, sample=4)
+    ins.alloc_log = _log(mem, start=False)
+    info = ModelInfo("m", "GraphModule", calls=2)  # its next inference (2) is not due to be recorded
+    ins.resume()
+    ins.resume()
+    assert mem.enabled and mem.starts == 1
+    ins.pause(info)
+    assert mem.enabled
+    ins.pause(info)
+    assert not mem.enabled and mem.stops == 1
+    ins.resume()
+    info.calls = 4  # due: the log stays on for it
+    ins.pause(info)
+    assert mem.enabled and mem.stops == 1

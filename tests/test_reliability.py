@@ -376,3 +376,25 @@ def test_loading_never_imports_or_runs_anything_from_the_folder(tmp_path, fake_e
     lazily = {m.split(".")[0] for m in got["imports"]} - {"trtprof", "pandas", "pyarrow", "numpy"}
     assert lazily <= set(names), f"plant a trap for every module loading imports lazily: {lazily}"
     assert not list(tmp_path.glob("RAN-*")) and not list(tmp_path.rglob("PWNED"))
+
+
+@pytest.mark.fake_trt
+def test_a_failure_at_the_end_of_capture_keeps_the_rows_in_memory(tmp_path, monkeypatch):
+    """The end of a capture harvests the allocator log before its last drain; when that fails (a GPU
+    gone), the rows still waiting in memory are written all the same and the capture says why."""
+    import torch
+    from cpu_models import partitioned
+    from trtprof.capture import engines
+
+    m = partitioned("cpp")
+    s = trtprof.Session(tmp_path / "cap").start()
+    s.instrument(m)
+    for _ in range(5):
+        m(torch.randn(2, 8))
+
+    def gone(ins):
+        raise RuntimeError("CUDA error: device not ready")
+    monkeypatch.setattr(engines, "harvest_cpp", gone)
+    cap = s.stop()
+    assert cap.meta["status"] == "incomplete" and "device not ready" in cap.meta["incomplete_reason"]
+    assert (cap.timeline.event == "inference").sum() == 5 and (cap.timeline.event == "call").sum() == 10

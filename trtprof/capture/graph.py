@@ -227,8 +227,8 @@ def _model_pre(module, args):
     if info.skipped:
         ins.catch_up(info)
     st.last_end = None
-    if ins.sample > 1 and ins.kernels is not None and not st.inferences:
-        ins.kernels.resume()  # kernel activity only around recorded inferences (before the range opens)
+    if ins.sample > 1 and not st.inferences:
+        ins.resume()  # kernel activity and the allocator log only around recorded inferences
     gpu = ins.gpu
     if gpu is not None and not st.inferences:  # once a second: the GPU clock anchored afresh where it is idle
         t = now()
@@ -257,8 +257,8 @@ def _model_post(module, args, out):
     evs = (frame.ev0, frame.ev1) if frame.ev1 is not None else ()
     ins.rec.defer(_emit_inference, frame, evs, evs)
     if not ins.stacks.inferences:
-        if ins.sample > 1 and ins.kernels is not None:
-            ins.kernels.pause()  # kernels already launched are still recorded (measured on the H200)
+        if ins.sample > 1:
+            ins.pause(frame.info)
         ins.safe_point()  # outside every range: batched work happens here, not inside a range
 
 

@@ -344,10 +344,12 @@ class Instrumenter:
             return
         state.ACTIVE = None
         try:
-            if ins.alloc_log is not None and ins.alloc_log.active:
-                ins.rec.gpu.synchronize()
-            engines.harvest_cpp(ins)
-            ins.rec.drain(wait=True)  # synchronizes: every kernel of a recorded range has completed
+            try:
+                if ins.alloc_log is not None and ins.alloc_log.active and ins.rec.gpu is not None:
+                    ins.rec.gpu.synchronize()  # the last calls' allocations are in the log
+                engines.harvest_cpp(ins)
+            finally:  # whatever failed above (a GPU gone), the rows in memory still reach the disk
+                ins.rec.drain(wait=True)  # synchronizes: every kernel of a recorded range has completed
         finally:
             self._stop_kernels()
             if ins.alloc_log is not None:

@@ -10,6 +10,7 @@ import operator
 import threading
 import time
 import weakref
+from collections import deque
 from dataclasses import dataclass, field
 
 import torch
@@ -249,6 +250,10 @@ class Instrumentation:
         self.cg_flip = None  # cg_policy.Flipper when --cudagraphs forces or alternates the mode
         self.cg_replays = 0  # whole-graph replays recorded (one inference row each, no subgraph rows)
         self.lean = False  # engine and fallback calls take engines.run_lean / graph.run_fallback (set at start)
+        # sampling: outermost recorded inferences in flight on any thread (deque: append/pop are atomic),
+        # and the lock that turns kernel activity and the allocator log on and off around them
+        self.in_flight: deque = deque()
+        self._switch = threading.Lock()
 
     def register(self, module, info):
         """Make `info` (a SubgraphInfo, or the ModelInfo of a model) the hot path's for `module`."""
@@ -307,6 +312,55 @@ class Instrumentation:
             if sub.kind == "engine":
                 sub.last_prealloc = sub.before_set if sub.set_at == info.calls else mode_of(module, sub.runtime, sub)
         info.skipped = 0
+
+    def start_log(self):
+        """The allocator log, started if it is not running (the first C++ engine call; a recorded
+        inference after skipped ones); None once it cannot start (`alloc_failed` says why, in the
+        capture's notes)."""
+        log = self.alloc_log
+        if log is not None and not log.active and not log.start_safely():
+            self.alloc_failed, self.alloc_log, log = log.failed, None, None
+        return log
+
+    def resume(self) -> None:
+        """Sampling: a recorded inference is about to open its range (outermost on its thread): kernel
+        activity and the allocator log on again, before the range, so neither costs it anything."""
+        self.in_flight.append(None)
+        if self.kernels is None and (self.alloc_log is None or self.alloc_log.active):
+            return
+        with self._switch:
+            if self.kernels is not None:
+                self.kernels.resume()
+            self.start_log()
+
+    def pause(self, info: ModelInfo) -> None:
+        """Sampling: a recorded inference of `info` closed its range. Unless another thread is inside
+        a recorded inference: kernel activity off, and the allocator log harvested and stopped when the
+        model's next inference is not due to be recorded. Why the log: the allocator records every
+        allocation of the process while it runs, skipped inferences' included, and a harvest turns
+        each of them into a Python object (`torch.cuda.memory._snapshot()`); stopping it empties it.
+        An engine called on its own, on another thread, while it stops loses its allocations."""
+        in_flight = self.in_flight
+        try:
+            in_flight.pop()
+        except IndexError:  # a range opened before sampling's bookkeeping (never in one capture)
+            pass
+        if in_flight:
+            return
+        log = self.alloc_log
+        log_off = log is not None and log.active and not info.after_change and info.calls % self.sample
+        if self.kernels is None and not log_off:
+            return
+        with self._switch:
+            if in_flight:  # another thread's recorded inference began meanwhile
+                return
+            if self.kernels is not None:
+                self.kernels.pause()  # kernels already launched are still recorded (measured on the H200)
+            if log_off:
+                if self.cpp_pending:
+                    self.harvest(self)
+                if self.alloc_log is not None:  # None when that harvest failed (and stopped it)
+                    self.alloc_log.stop()
 
     def safe_point(self) -> None:
         """Outside every range: harvest allocator entries and write rows when enough are waiting
