@@ -286,6 +286,8 @@ def test_the_log_stops_after_the_last_recorded_inference_in_flight_on_any_thread
     ins.alloc_log = _log(mem, start=False)
     info = ModelInfo("m", "GraphModule", calls=2)  # its next inference (2) is not due to be recorded
     ins.resume()
+    assert not mem.enabled  # never started: the first C++ engine call starts it
+    ins.alloc_log.start()
     ins.resume()
     assert mem.enabled and mem.starts == 1
     ins.pause(info)

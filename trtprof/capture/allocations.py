@@ -44,6 +44,7 @@ class AllocatorLog:
         self.failed = None  # why the history could not be started or read, one line
         self.clears = True  # clear the history after each harvest (when this torch can)
         self.skips = True  # ask the allocator not to record actions we never read (when it can)
+        self.paused = False  # stopped between recorded inferences (sampling), to start again before the next
 
     def start(self, clear: bool = False) -> None:
         kw = {"enabled": "all", "context": None, "stacks": "python", "max_entries": self.max_entries}
@@ -59,7 +60,7 @@ class AllocatorLog:
             self.skips = False
             self.start(clear)
             return
-        self.active = True
+        self.active, self.paused = True, False
 
     def start_safely(self) -> bool:
         """start(), on the hot path (inside the first C++ engine call): a torch without the history,
@@ -72,8 +73,14 @@ class AllocatorLog:
 
     def stop(self) -> None:
         if self.active:
-            self._torch.cuda.memory._record_memory_history(enabled=None)
+            self._torch.cuda.memory._record_memory_history(enabled=None)  # the allocator empties it
             self.active = False
+
+    def pause(self) -> None:
+        """stop(), to be started again before the next recorded inference (harvest first: the
+        history is emptied)."""
+        self.stop()
+        self.paused = True
 
     def harvest(self, calls: list) -> dict[int, list[Entry]]:
         """{index in `calls`: the entries inside that call's host interval [t0, t1]}, oldest first;

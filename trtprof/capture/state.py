@@ -326,12 +326,14 @@ class Instrumentation:
         """Sampling: a recorded inference is about to open its range (outermost on its thread): kernel
         activity and the allocator log on again, before the range, so neither costs it anything."""
         self.in_flight.append(None)
-        if self.kernels is None and (self.alloc_log is None or self.alloc_log.active):
-            return
+        log = self.alloc_log
+        if self.kernels is None and (log is None or not log.paused):  # a log never started waits for
+            return  # the first C++ engine call (a model of the Python runtime never needs it)
         with self._switch:
             if self.kernels is not None:
                 self.kernels.resume()
-            self.start_log()
+            if log is not None and log.paused:
+                self.start_log()
 
     def pause(self, info: ModelInfo) -> None:
         """Sampling: a recorded inference of `info` closed its range. Unless another thread is inside
@@ -360,7 +362,7 @@ class Instrumentation:
                 if self.cpp_pending:
                     self.harvest(self)
                 if self.alloc_log is not None:  # None when that harvest failed (and stopped it)
-                    self.alloc_log.stop()
+                    self.alloc_log.pause()
 
     def safe_point(self) -> None:
         """Outside every range: harvest allocator entries and write rows when enough are waiting
