@@ -298,3 +298,54 @@ def test_the_log_stops_after_the_last_recorded_inference_in_flight_on_any_thread
     info.calls = 4  # due: the log stays on for it
     ins.pause(info)
     assert mem.enabled and mem.stops == 1
+
+
+def test_a_recorded_inference_beginning_while_the_log_stops_keeps_it_running():
+    """Thread A closes a recorded inference (its model's next one is not due) and stops the log; thread
+    B opens a recorded inference while A harvests: B waits for A, then starts the log again."""
+    import threading
+
+    from trtprof.capture.recorder import Recorder
+    from trtprof.capture.state import Instrumentation, ModelInfo
+
+    mem = _Memory()
+    ins = Instrumentation(Recorder(lambda rows: None), {}, sample=4)  # no kernel activity
+    ins.alloc_log = _log(mem)  # running: started by an earlier C++ engine call
+    info = ModelInfo("m", "GraphModule", calls=2)
+    ins.resume()  # A's recorded inference
+    ins.cpp_pending.append(object())  # A's C++ call, to be harvested before the log stops
+    b = threading.Thread(target=ins.resume)  # B's _model_pre
+
+    def harvest(i):  # inside A's pause, after its look at the recorded inferences in flight
+        i.cpp_pending = []
+        b.start()
+        b.join(0.2)
+    ins.harvest = harvest
+    ins.pause(info)
+    b.join()
+    assert len(ins.in_flight) == 1 and mem.enabled and mem.stops == 1 and mem.starts == 2
+
+
+@pytest.mark.fake_trt
+def test_a_log_that_cannot_stop_never_raises_into_the_model_call(tmp_path):
+    import trtprof
+    from cpu_models import partitioned
+
+    class Broken(_Memory):
+        def _record_memory_history(self, enabled="all", **kw):
+            if enabled is None:
+                raise RuntimeError("CUDA error: an illegal memory access was encountered")
+            return super()._record_memory_history(enabled, **kw)
+    m = partitioned("cpp")
+    s = trtprof.Session(tmp_path / "cap", sample=4).start()
+    ins = s.instrumenter.ins
+    ins.alloc_log = _log(Broken(), start=False)
+    try:
+        s.instrument(m)
+        for _ in range(8):
+            m(torch.randn(2, 8))
+        assert ins.alloc_log is None and "illegal memory access" in ins.alloc_failed
+    finally:
+        cap = s.stop()
+    assert cap.meta["status"] == "complete"
+    assert any("allocator's history failed" in n for n in cap.meta["notes"])

@@ -379,22 +379,36 @@ def test_loading_never_imports_or_runs_anything_from_the_folder(tmp_path, fake_e
 
 
 @pytest.mark.fake_trt
-def test_a_failure_at_the_end_of_capture_keeps_the_rows_in_memory(tmp_path, monkeypatch):
-    """The end of a capture harvests the allocator log before its last drain; when that fails (a GPU
-    gone), the rows still waiting in memory are written all the same and the capture says why."""
+def test_a_failure_at_the_end_of_capture_keeps_the_rows_in_memory(tmp_path):
+    """The end of a capture waits for the GPU before the allocator log's final harvest; when that
+    fails (a GPU gone), the rows still waiting in memory are written all the same, the classes are
+    restored, and the capture says why."""
     import torch
     from cpu_models import partitioned
-    from trtprof.capture import engines
+
+    class Gone:  # the GPU clock of a capture whose device has failed
+        def synchronize(self):
+            raise RuntimeError("CUDA error: device-side assert triggered")
+
+    class RunningLog:  # the allocator log, on, and failing to stop as well
+        active, dropped, paused = True, False, False
+
+        def harvest(self, calls):
+            return {}
+
+        def stop(self):
+            raise RuntimeError("CUDA error: device-side assert triggered")
 
     m = partitioned("cpp")
     s = trtprof.Session(tmp_path / "cap").start()
     s.instrument(m)
     for _ in range(5):
         m(torch.randn(2, 8))
-
-    def gone(ins):
-        raise RuntimeError("CUDA error: device not ready")
-    monkeypatch.setattr(engines, "harvest_cpp", gone)
+    ins = s.instrumenter.ins
+    ins.alloc_log, ins.rec.gpu = RunningLog(), Gone()
     cap = s.stop()
-    assert cap.meta["status"] == "incomplete" and "device not ready" in cap.meta["incomplete_reason"]
+    assert cap.meta["status"] == "incomplete" and "device-side assert" in cap.meta["incomplete_reason"]
     assert (cap.timeline.event == "inference").sum() == 5 and (cap.timeline.event == "call").sum() == 10
+    assert any("could not be stopped" in n for n in cap.meta["notes"])
+    again = trtprof.Session(tmp_path / "again").start()  # the patched classes were given back
+    again.stop()

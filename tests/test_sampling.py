@@ -135,3 +135,54 @@ def test_mode_changed_right_before_a_recorded_inference(tmp_path, runtime):
     assert bool(row.prealloc) and bool(row.exclude)  # the first call after a flip: left out of statistics
     if runtime == "python":
         assert row.outputs == "new"
+
+
+@pytest.mark.fake_trt
+def test_recording_paused_inside_an_inference_leaves_nothing_open(tmp_path, monkeypatch):
+    """Session.pause() while an inference is inside its model (another thread's controller, here the
+    engine call itself): that inference is dropped, and after resume() the model's inferences on that
+    thread are recorded again and sampling still switches kernel activity off between them."""
+    import trtprof
+    from cpu_models import partitioned
+    from trtprof.capture import ops
+
+    class Kernels:  # CUPTI's switch, as Instrumentation drives it
+        enabled = False
+
+        def resume(self):
+            self.enabled = True
+            return True
+
+        def pause(self):
+            self.enabled = False
+            return True
+
+        def due(self, t):
+            return False
+
+    m = partitioned("cpp")
+    s = trtprof.Session(tmp_path / "cap", sample=2).start()
+    ins = s.instrumenter.ins
+    k = ins.kernels = Kernels()
+    real, pause_now = ops._REAL, [False]
+
+    def op(inputs, engine):
+        if pause_now[0]:
+            pause_now[0] = False
+            s.pause()
+        return real(inputs, engine)
+    monkeypatch.setattr(ops, "_REAL", op)
+    try:
+        s.instrument(m)
+        for _ in range(4):
+            m(torch.randn(2, 8))
+        pause_now[0] = True
+        m(torch.randn(2, 8))  # inference 4, recorded: paused inside its first engine call
+        s.resume()
+        assert not ins.stacks.inferences and not ins.in_flight
+        for _ in range(5):  # 5..9: 6 and 8 recorded
+            m(torch.randn(2, 8))
+        assert not k.enabled and not ins.in_flight
+    finally:
+        df = s.stop().timeline
+    assert sorted(set(df[df.event == "inference"].inference)) == [0, 2, 6, 8]

@@ -356,7 +356,7 @@ def run_lean(ins, info, fn, inputs, engine, prealloc: bool):
     if prealloc != last_prealloc or captured:
         _leave_out(ins, info, prealloc != last_prealloc)
     inf = st.inferences  # the inference it is in: its label and index are read at the safe point
-    top = inf[-1] if inf else None
+    top, partial = inf[-1] if inf else None, st.partial
     call = info.calls
     info.calls = call + 1
     log = ins.alloc_log
@@ -389,9 +389,15 @@ def run_lean(ins, info, fn, inputs, engine, prealloc: bool):
             ev1 = gpu.record(stream)
             evs = (ev0, ev1)
             owned = evs[:1] if events.end_event(ins, frame, stream, ev1) else evs
-        frame.lean = (engine, info, call, prealloc, shapes, changed, last_prealloc, cg, captured, top, st.partial,
-                      _get_ident(), raised, tuple(map(_SHAPE, out)) if type(out) is list else output_shapes(out),
-                      ev0, ev1, stream)
+        if type(out) is list:  # the op's List[Tensor]
+            try:
+                outs = tuple(map(_SHAPE, out))
+            except AttributeError:
+                outs = output_shapes(out)
+        else:
+            outs = output_shapes(out)
+        frame.lean = (engine, info, call, prealloc, shapes, changed, last_prealloc, cg, captured, top, partial,
+                      _get_ident(), raised, outs, ev0, ev1, stream)
         if log is None:  # _pend's first case, without its frame
             frame.ready = True
             ins.rec.defer(_emit, frame, evs, owned)

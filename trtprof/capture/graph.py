@@ -213,8 +213,10 @@ def _model_pre(module, args):
     info = ins.by_id.get(id(module))
     if info is None:
         return
-    if st.inferences and st.inferences[-1].info is info:  # run by its CUDA-graph wrapper: that call's row
-        return
+    if st.inferences and st.inferences[-1].info is info:
+        if st.inferences[-1].module is not module:  # run by its CUDA-graph wrapper: that call's row
+            return
+        _drop(ins, st)  # its own earlier call, never closed (a KeyboardInterrupt past a forward hook)
     if st.partial is info:
         st.partial = None
     if ins.policy is not None:
@@ -242,10 +244,20 @@ def _model_pre(module, args):
 
 def _model_post(module, args, out):
     ins = state.ACTIVE
-    if ins is not None and ins.stacks.muted:
+    if ins is None:  # paused (or stopped) inside this inference: undo what its pre hook did
+        owner = state.OWNER
+        ins = owner.ins if owner is not None else None
+        if ins is not None:
+            st = ins.stacks
+            if st.muted:
+                st.muted -= 1
+            elif st.inferences and st.inferences[-1].module is module:
+                _drop(ins, st)
+        return
+    if ins.stacks.muted:
         ins.stacks.muted -= 1
         return
-    frame = _close(ins, ins.stacks.inferences, module, ins.inference_gpu) if ins is not None else None
+    frame = _close(ins, ins.stacks.inferences, module, ins.inference_gpu)
     if frame is None:
         return
     ins.stacks.last_end = None
@@ -260,6 +272,23 @@ def _model_post(module, args, out):
         if ins.sample > 1:
             ins.pause(frame.info)
         ins.safe_point()  # outside every range: batched work happens here, not inside a range
+
+
+def _drop(ins, st) -> None:
+    """The inference on top of this thread's stack will never be closed by its post hook (recording
+    was paused inside it, or an interrupt skipped the hook): it is dropped unrecorded (the hooks inside
+    passed through from then on, so its rows would be partial), its NVTX range is closed, and,
+    outermost, its place among the recorded inferences in flight is given back. Without this, the
+    stale frame made every later inference of that model on the thread look like a call from its
+    CUDA-graph wrapper (not recorded), and under sampling kept kernel activity and the allocator log
+    on for good."""
+    st.inferences.pop()
+    ins.marks.pop()
+    if not st.inferences and ins.sample > 1:
+        try:
+            ins.in_flight.pop()
+        except IndexError:
+            pass
 
 
 def _fallback_pre(module, args):
@@ -357,7 +386,7 @@ def run_fallback(ins, module, orig, args, kwargs):
     info.calls = index + 1
     st = ins.stacks
     inf = st.inferences  # the inference it is in: its label and index are read at the safe point
-    top = inf[-1] if inf else None
+    top, partial = inf[-1] if inf else None, st.partial
     frame = _NEW(RangeFrame)
     attrs = info.attrs.get(_FALLBACK, _NO)  # None where no tool listens to NVTX (nvtx's dummy domain)
     ins.marks.push(ins.attrs(info, "fallback") if attrs is _NO else attrs)
@@ -381,7 +410,7 @@ def run_fallback(ins, module, orig, args, kwargs):
         info.last_shapes = shapes
         frame.lean = (module, info, index, shapes, cg, _get_ident(),
                       (out.shape,) if type(out) is _TENSOR else output_shapes(out),
-                      last is not None and shapes != last, top, st.partial)
+                      last is not None and shapes != last, top, partial)
         if gpu is None:
             ins.rec.defer(_emit_fallback, frame)
         else:

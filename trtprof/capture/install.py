@@ -353,7 +353,11 @@ class Instrumenter:
         finally:
             self._stop_kernels()
             if ins.alloc_log is not None:
-                ins.alloc_log.stop()
+                try:
+                    ins.alloc_log.stop()
+                except Exception as e:  # noqa: BLE001 - a GPU gone: the classes must still be restored
+                    self.notes.append("the CUDA caching allocator's history could not be stopped "
+                                      f"({type(e).__name__}: {str(e).strip()[:160]}): it may still be on")
                 if ins.alloc_log.dropped:
                     self.notes.append("the allocator log overflowed between harvests: some C++ runtime "
                                       "allocations are missing")

@@ -327,13 +327,13 @@ class Instrumentation:
         activity and the allocator log on again, before the range, so neither costs it anything."""
         self.in_flight.append(None)
         log = self.alloc_log
-        if self.kernels is None and (log is None or not log.paused):  # a log never started waits for
-            return  # the first C++ engine call (a model of the Python runtime never needs it)
-        with self._switch:
+        if self.kernels is None and log is None:
+            return
+        with self._switch:  # taken even when nothing is paused: a pause() may be stopping the log now
             if self.kernels is not None:
                 self.kernels.resume()
-            if log is not None and log.paused:
-                self.start_log()
+            if log is not None and log.paused:  # a log never started waits for the first C++ engine call
+                self.start_log()  # (a model of the Python runtime never needs it)
 
     def pause(self, info: ModelInfo) -> None:
         """Sampling: a recorded inference of `info` closed its range. Unless another thread is inside
@@ -361,8 +361,13 @@ class Instrumentation:
             if log_off:
                 if self.cpp_pending:
                     self.harvest(self)
-                if self.alloc_log is not None:  # None when that harvest failed (and stopped it)
-                    self.alloc_log.pause()
+                log = self.alloc_log  # None when that harvest failed (and stopped it)
+                if log is not None:
+                    try:
+                        log.pause()
+                    except Exception as e:  # noqa: BLE001 - in the user's call: the capture goes on without it
+                        self.alloc_failed = f"stopping it failed: {type(e).__name__}: {str(e).strip()[:160]}"
+                        self.alloc_log = None
 
     def safe_point(self) -> None:
         """Outside every range: harvest allocator entries and write rows when enough are waiting
