@@ -85,8 +85,9 @@ def own_latencies(df) -> list:
 
 
 def trtprof_options(mode: str) -> dict:
-    """'trtprof[-minimal][-noalloc][-nokernels][-nobrackets][-sN]' -> Session options (level, allocator
-    log, CUPTI kernel activity, events around every subgraph call, sampling)."""
+    """'trtprof[-minimal][-noalloc][-nokernels][-nobrackets][-sN][-logalways]' -> Session options (level,
+    allocator log, CUPTI kernel activity, events around every subgraph call, sampling; 'logalways' is
+    applied in `toggled`: the allocator log left on through the inferences sampling skips)."""
     parts = mode.split("-")[1:]
     sample = [int(p[1:]) for p in parts if p[:1] == "s" and p[1:].isdigit()]
     return {"level": "minimal" if "minimal" in parts else "full", "cpp_allocs": "noalloc" not in parts,
@@ -105,6 +106,8 @@ def toggled(trt, inputs, args, tmp, config):
     import random
     opts = trtprof_options(config)
     s = trtprof.Session(Path(tmp) / f"toggle-{config}", name="toggle", **opts).start()
+    if "logalways" in config.split("-"):  # sampling: the allocator log not stopped between recorded inferences
+        s.instrumenter.ins.pause_log = False
     s.instrument(trt)
     rnd = random.Random(0)
     on, off, diff, host_diff = [], [], [], []
@@ -231,7 +234,7 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--prealloc", action="store_true", help="pre-allocated outputs on")
     p.add_argument("--modes", default="none,trtprof,trtprof-minimal,trtprof-s10,trtprof-minimal-s10,torch.profiler",
-                   help="trtprof[-minimal][-noalloc][-nokernels][-nobrackets][-sN]: level full (or minimal), "
+                   help="trtprof[-minimal][-noalloc][-nokernels][-nobrackets][-sN][-logalways]: level full (or minimal), "
                         "without the C++ allocator log, CUPTI or subgraph event brackets, recording 1 inference in N")
     p.add_argument("--nsys", action="store_true",
                    help="also run the 'none' mode in a second process under nsys profile -t cuda,nvtx and "

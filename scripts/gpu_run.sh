@@ -5,7 +5,7 @@
 # ("name iters K;...") the cudagraphs step's; RANKS_RT the ranks step's runtimes; DEADLINE (seconds from
 # the start) gives the tests step what is left, else TESTS_TIMEOUT.
 #   source .trtbundle/activate.sh && bash scripts/gpu_run.sh "$OUT" [steps...]
-# steps: probe cupti-raw launch-time tests long cudagraphs python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken goal goal-profile breakdown hooks nsys nsys-acc profile cases
+# steps: probe cupti-raw launch-time tests long cudagraphs python-only kernel-acc bench-kernels bench-kernels-broken bert bench bench-broken goal goal-profile breakdown sample-log hooks nsys nsys-acc profile cases
 #        ranks (two ranks sharing one GPU) ranks2 (one rank per GPU, on nvidia-h200-x2) (default: tests bert bench nsys)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -86,6 +86,10 @@ for s in $steps; do
         --toggle-configs ${BREAKDOWN_CONFIGS:-trtprof-minimal-nokernels-noalloc,trtprof-nokernels-noalloc,trtprof-nokernels,trtprof} \
         --out "$w/breakdown-$rt" 2>&1 | quiet | tail -60 > "$w/breakdown-$rt.txt"; log "breakdown $rt rc=${PIPESTATUS[0]}"
     done;;
+  sample-log)  # --sample 10: the allocator log stopped between recorded inferences against left on, graph-broken BERT
+    log "sample log"; timeout ${SL_TIMEOUT:-240} python3 bench/bench_overhead.py --toggle --modes none --blocks 2 \
+      --pairs ${SL_PAIRS:-400} --runtime cpp --graph-breaks --toggle-configs trtprof-nokernels-s10,trtprof-nokernels-s10-logalways \
+      --out "$w/sample-log" 2>&1 | quiet | tail -40 > "$w/sample-log.txt"; log "sample log rc=${PIPESTATUS[0]}";;
   hooks)
     log hooks; timeout 200 python3 bench/bench_hooks.py --out "$w/bench" 2>&1 | quiet > "$w/bench-hooks.txt";;
   cases)

@@ -254,6 +254,8 @@ class Instrumentation:
         # and the lock that turns kernel activity and the allocator log on and off around them
         self.in_flight: deque = deque()
         self._switch = threading.Lock()
+        self.pause_log = True  # False: the allocator log runs through skipped inferences (what it saves, measured:
+        # bench_overhead.py's 'logalways' token)
 
     def register(self, module, info):
         """Make `info` (a SubgraphInfo, or the ModelInfo of a model) the hot path's for `module`."""
@@ -350,7 +352,8 @@ class Instrumentation:
         if in_flight:
             return
         log = self.alloc_log
-        log_off = log is not None and log.active and not info.after_change and info.calls % self.sample
+        log_off = (self.pause_log and log is not None and log.active and not info.after_change
+                   and info.calls % self.sample)
         if self.kernels is None and not log_off:
             return
         with self._switch:
