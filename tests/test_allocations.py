@@ -278,6 +278,7 @@ def test_sampling_stops_the_allocator_log_while_inferences_are_skipped(tmp_path,
 
 def test_the_log_stops_after_the_last_recorded_inference_in_flight_on_any_thread():
     """Two threads inside recorded inferences: the first to finish leaves the log running."""
+    from trtprof.capture import sampling
     from trtprof.capture.recorder import Recorder
     from trtprof.capture.state import Instrumentation, ModelInfo
 
@@ -285,18 +286,18 @@ def test_the_log_stops_after_the_last_recorded_inference_in_flight_on_any_thread
     ins = Instrumentation(Recorder(lambda rows: None), {}, sample=4)
     ins.alloc_log = _log(mem, start=False)
     info = ModelInfo("m", "GraphModule", calls=2)  # its next inference (2) is not due to be recorded
-    ins.resume()
+    sampling.resume(ins)
     assert not mem.enabled  # never started: the first C++ engine call starts it
     ins.alloc_log.start()
-    ins.resume()
+    sampling.resume(ins)
     assert mem.enabled and mem.starts == 1
-    ins.pause(info)
+    sampling.pause(ins, info)
     assert mem.enabled
-    ins.pause(info)
+    sampling.pause(ins, info)
     assert not mem.enabled and mem.stops == 1
-    ins.resume()
+    sampling.resume(ins)
     info.calls = 4  # due: the log stays on for it
-    ins.pause(info)
+    sampling.pause(ins, info)
     assert mem.enabled and mem.stops == 1
 
 
@@ -305,6 +306,7 @@ def test_a_recorded_inference_beginning_while_the_log_stops_keeps_it_running():
     B opens a recorded inference while A harvests: B waits for A, then starts the log again."""
     import threading
 
+    from trtprof.capture import sampling
     from trtprof.capture.recorder import Recorder
     from trtprof.capture.state import Instrumentation, ModelInfo
 
@@ -312,16 +314,16 @@ def test_a_recorded_inference_beginning_while_the_log_stops_keeps_it_running():
     ins = Instrumentation(Recorder(lambda rows: None), {}, sample=4)  # no kernel activity
     ins.alloc_log = _log(mem)  # running: started by an earlier C++ engine call
     info = ModelInfo("m", "GraphModule", calls=2)
-    ins.resume()  # A's recorded inference
+    sampling.resume(ins)  # A's recorded inference
     ins.cpp_pending.append(object())  # A's C++ call, to be harvested before the log stops
-    b = threading.Thread(target=ins.resume)  # B's _model_pre
+    b = threading.Thread(target=sampling.resume, args=(ins,))  # B's _model_pre
 
     def harvest(i):  # inside A's pause, after its look at the recorded inferences in flight
         i.cpp_pending = []
         b.start()
         b.join(0.2)
     ins.harvest = harvest
-    ins.pause(info)
+    sampling.pause(ins, info)
     b.join()
     assert len(ins.in_flight) == 1 and mem.enabled and mem.stops == 1 and mem.starts == 2
 

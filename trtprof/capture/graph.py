@@ -20,7 +20,7 @@ import threading
 
 import torch
 
-from trtprof.capture import cudagraphs, records as R, state
+from trtprof.capture import cudagraphs, records as R, sampling, state
 from trtprof.capture.events import end_event, gpu_start, span, start_event
 from trtprof.capture.recorder import now
 from trtprof.capture.state import (_SHAPE, COLD_NOTE, FLIP_NOTE, ModelInfo, RangeFrame, SubgraphInfo, fill_range,
@@ -126,7 +126,7 @@ def _wrapper(orig, pre, post):
 def _model_wrapper(orig, info: ModelInfo):
     """A compiled model's forward, with sampling's common case inline: an inference that is not a
     multiple of `sample`, with the previous inference's input shapes (real tensors: nothing is
-    tracing), is run muted without any further call (`Instrumentation.sampled` decides the rest).
+    tracing), is run muted without any further call (`sampling.recorded` decides the rest).
     A recorded inference calls the two hooks from here (no further wrapper frame)."""
     def forward(self, *args, **kwargs):
         ins = state.ACTIVE
@@ -223,14 +223,14 @@ def _model_pre(module, args):
         info.mode = ins.apply_policy(info.engines, info.calls, info.mode)
     cg_flip = ins.cg_flip.apply(info) if ins.cg_flip is not None else None
     shapes = shapes_of(args)
-    if ins.sample > 1 and not ins.sampled(info, shapes):
-        ins.skip(info)  # not recorded: every hook inside passes through until _model_post
+    if ins.sample > 1 and not sampling.recorded(ins, info, shapes):
+        sampling.skip(ins, info)  # not recorded: every hook inside passes through until _model_post
         return
     if info.skipped:
-        ins.catch_up(info)
+        sampling.catch_up(ins, info)
     st.last_end = None
     if ins.sample > 1 and not st.inferences:
-        ins.resume()  # kernel activity and the allocator log only around recorded inferences
+        sampling.resume(ins)  # kernel activity and the allocator log only around recorded inferences
     gpu = ins.gpu
     if gpu is not None and not st.inferences:  # once a second: the GPU clock anchored afresh where it is idle
         t = now()
@@ -270,7 +270,7 @@ def _model_post(module, args, out):
     ins.rec.defer(_emit_inference, frame, evs, evs)
     if not ins.stacks.inferences:
         if ins.sample > 1:
-            ins.pause(frame.info)
+            sampling.pause(ins, frame.info)
         ins.safe_point()  # outside every range: batched work happens here, not inside a range
 
 
@@ -285,10 +285,7 @@ def _drop(ins, st) -> None:
     st.inferences.pop()
     ins.marks.pop()
     if not st.inferences and ins.sample > 1:
-        try:
-            ins.in_flight.pop()
-        except IndexError:
-            pass
+        sampling.abandon(ins)
 
 
 def _fallback_pre(module, args):

@@ -250,10 +250,10 @@ class Instrumentation:
         self.cg_flip = None  # cg_policy.Flipper when --cudagraphs forces or alternates the mode
         self.cg_replays = 0  # whole-graph replays recorded (one inference row each, no subgraph rows)
         self.lean = False  # engine and fallback calls take engines.run_lean / graph.run_fallback (set at start)
-        # sampling: outermost recorded inferences in flight on any thread (deque: append/pop are atomic),
-        # and the lock that turns kernel activity and the allocator log on and off around them
+        # sampling (capture/sampling.py): outermost recorded inferences in flight on any thread (deque:
+        # append/pop are atomic), and the lock that turns kernel activity and the allocator log on and off
         self.in_flight: deque = deque()
-        self._switch = threading.Lock()
+        self.switch = threading.Lock()
         self.pause_log = True  # False: the allocator log runs through skipped inferences (what it saves, measured:
         # bench_overhead.py's 'logalways' token)
 
@@ -284,37 +284,6 @@ class Instrumentation:
                     sub.mode = None
         return want
 
-    def sampled(self, info: ModelInfo, shapes: tuple) -> bool:
-        """Sampling: whether this inference of `info` is recorded. Every `sample`-th one is, and so
-        is any whose input shapes differ from the previous inference's (a shape change is what
-        forces new output buffers) and the one after it (buffers pre-allocated again)."""
-        seen, info.seen = info.seen, shapes
-        changed = seen is not None and shapes != seen
-        keep = changed or info.after_change or info.calls % self.sample == 0
-        info.after_change = changed
-        return keep
-
-    def skip(self, info: ModelInfo) -> None:
-        """Enter an inference that is not recorded: until `_model_post` every hook inside passes
-        straight through (what they would have noted is caught up by `catch_up`)."""
-        self.stacks.muted += 1
-        info.calls += 1
-        info.skipped += 1
-
-    def catch_up(self, info: ModelInfo) -> None:
-        """Before a recorded inference that follows skipped ones, note for each subgraph what its
-        skipped calls would have: their count (a Torch-TensorRT graph calls each subgraph once per
-        inference, a torch.fx graph has no loops, so call indices stay those of an unsampled
-        capture) and, for engines, the pre-allocation mode of the last one (the next call is
-        compared with it: a flip, buffers it can reuse): the mode before a change made since, else
-        the current one. Their shapes need no noting: an inference is skipped only when its inputs
-        have the previous one's shapes, so its subgraphs saw the shapes they saw last time."""
-        for module, sub in info.children:
-            sub.calls += info.skipped
-            if sub.kind == "engine":
-                sub.last_prealloc = sub.before_set if sub.set_at == info.calls else mode_of(module, sub.runtime, sub)
-        info.skipped = 0
-
     def start_log(self):
         """The allocator log, started if it is not running (the first C++ engine call; a recorded
         inference after skipped ones); None once it cannot start (`alloc_failed` says why, in the
@@ -323,54 +292,6 @@ class Instrumentation:
         if log is not None and not log.active and not log.start_safely():
             self.alloc_failed, self.alloc_log, log = log.failed, None, None
         return log
-
-    def resume(self) -> None:
-        """Sampling: a recorded inference is about to open its range (outermost on its thread): kernel
-        activity and the allocator log on again, before the range, so neither costs it anything."""
-        self.in_flight.append(None)
-        log = self.alloc_log
-        if self.kernels is None and log is None:
-            return
-        with self._switch:  # taken even when nothing is paused: a pause() may be stopping the log now
-            if self.kernels is not None:
-                self.kernels.resume()
-            if log is not None and log.paused:  # a log never started waits for the first C++ engine call
-                self.start_log()  # (a model of the Python runtime never needs it)
-
-    def pause(self, info: ModelInfo) -> None:
-        """Sampling: a recorded inference of `info` closed its range. Unless another thread is inside
-        a recorded inference: kernel activity off, and the allocator log harvested and stopped when the
-        model's next inference is not due to be recorded. Why the log: the allocator records every
-        allocation of the process while it runs, skipped inferences' included, and a harvest turns
-        each of them into a Python object (`torch.cuda.memory._snapshot()`); stopping it empties it.
-        An engine called on its own, on another thread, while it stops loses its allocations."""
-        in_flight = self.in_flight
-        try:
-            in_flight.pop()
-        except IndexError:  # a range opened before sampling's bookkeeping (never in one capture)
-            pass
-        if in_flight:
-            return
-        log = self.alloc_log
-        log_off = (self.pause_log and log is not None and log.active and not info.after_change
-                   and info.calls % self.sample)
-        if self.kernels is None and not log_off:
-            return
-        with self._switch:
-            if in_flight:  # another thread's recorded inference began meanwhile
-                return
-            if self.kernels is not None:
-                self.kernels.pause()  # kernels already launched are still recorded (measured on the H200)
-            if log_off:
-                if self.cpp_pending:
-                    self.harvest(self)
-                log = self.alloc_log  # None when that harvest failed (and stopped it)
-                if log is not None:
-                    try:
-                        log.pause()
-                    except Exception as e:  # noqa: BLE001 - in the user's call: the capture goes on without it
-                        self.alloc_failed = f"stopping it failed: {type(e).__name__}: {str(e).strip()[:160]}"
-                        self.alloc_log = None
 
     def safe_point(self) -> None:
         """Outside every range: harvest allocator entries and write rows when enough are waiting
