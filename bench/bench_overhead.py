@@ -102,7 +102,10 @@ def toggled(trt, inputs, args, tmp, config):
     within a pair. Reported: the median of the paired differences (the cost per inference), the
     ratio of the arms' medians and of their means (the mean carries the batched work: row building,
     event conversion, writes). The 'off' arm still passes through the installed wrappers (their
-    pass-through cost is measured separately by bench_hooks.py)."""
+    pass-through cost is measured separately by bench_hooks.py). On the C++ runtime without sampling
+    the allocator log runs through the 'off' arm too, so each harvest also converts the 'off'
+    inferences' allocations: the ratio of means carries that, the paired median does not (harvests
+    come every 512 C++ calls)."""
     import random
     opts = trtprof_options(config)
     s = trtprof.Session(Path(tmp) / f"toggle-{config}", name="toggle", **opts).start()
