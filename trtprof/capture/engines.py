@@ -398,8 +398,4 @@ def run_lean(ins, info, fn, inputs, engine, prealloc: bool):
             outs = output_shapes(out)
         frame.lean = (engine, info, call, prealloc, shapes, changed, last_prealloc, cg, captured, top, partial,
                       _get_ident(), raised, outs, ev0, ev1, stream)
-        if log is None:  # _pend's first case, without its frame
-            frame.ready = True
-            ins.rec.defer(_emit, frame, evs, owned)
-        else:
-            _pend(ins, frame, log, evs, owned)
+        _pend(ins, frame, log, evs, owned)
