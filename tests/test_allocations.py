@@ -220,7 +220,10 @@ def test_an_allocator_history_that_fails_costs_the_allocations_not_the_call():
     log = _log(Broken())
     frames = [SimpleNamespace(t0=1, t1=2, prealloc=False, expect_after=False, out_shapes=[(2, 8)],
                               output_allocator=False, ready=False, groups=None, lean=None)]
-    ins = SimpleNamespace(cpp_pending=list(frames), alloc_log=log, alloc_failed=None)
+    from trtprof.capture.recorder import Recorder
+    from trtprof.capture.state import Instrumentation
+    ins = Instrumentation(Recorder(lambda rows: None), {})
+    ins.cpp_pending, ins.alloc_log = list(frames), log
     engines.harvest_cpp(ins)
     assert frames[0].ready and frames[0].groups == [] and ins.alloc_log is None
     assert "illegal memory access" in ins.alloc_failed

@@ -193,12 +193,7 @@ def harvest_cpp(ins) -> None:
         try:
             by_call = log.harvest(pending)
         except Exception as e:  # noqa: BLE001 - at a safe point, in the user's loop: the rows go on
-            ins.alloc_failed = f"reading it failed: {type(e).__name__}: {str(e).strip()[:160]}"
-            ins.alloc_log = None
-            try:
-                log.stop()
-            except Exception:  # noqa: BLE001
-                pass
+            ins.lose_log("reading it", e)
     for i, frame in enumerate(pending):
         frame.groups = group_call(by_call.get(i, []), frame.prealloc, frame.expect_after,
                                   len(frame.out_shapes) or None, frame.output_allocator)

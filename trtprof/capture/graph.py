@@ -285,7 +285,7 @@ def _drop(ins, st) -> None:
     st.inferences.pop()
     ins.marks.pop()
     if not st.inferences and ins.sample > 1:
-        sampling.abandon(ins)
+        sampling.leave(ins)
 
 
 def _fallback_pre(module, args):

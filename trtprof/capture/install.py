@@ -35,6 +35,7 @@ from trtprof.capture.op_install import OpCapture
 from trtprof.capture.options import LEVELS, CaptureOptions  # noqa: F401 - LEVELS re-exported
 from trtprof.capture.prealloc import guard_setter
 from trtprof.capture.recorder import Recorder
+from trtprof.errors import first_line
 
 # (runtime, class name, method, wrapper factory)
 _PATCHES = (
@@ -357,7 +358,7 @@ class Instrumenter:
                     ins.alloc_log.stop()
                 except Exception as e:  # noqa: BLE001 - a GPU gone: the classes must still be restored
                     self.notes.append("the CUDA caching allocator's history could not be stopped "
-                                      f"({type(e).__name__}: {str(e).strip()[:160]}): it may still be on")
+                                      f"({type(e).__name__}: {first_line(e, 160)}): it may still be on")
                 if ins.alloc_log.dropped:
                     self.notes.append("the allocator log overflowed between harvests: some C++ runtime "
                                       "allocations are missing")

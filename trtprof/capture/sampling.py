@@ -44,12 +44,13 @@ def catch_up(ins, info: ModelInfo) -> None:
     info.skipped = 0
 
 
-def abandon(ins) -> None:
-    """A recorded inference on this thread will never reach its post hook (graph._drop): its place
-    among the recorded inferences in flight is given back, so sampling can pause again."""
+def leave(ins) -> None:
+    """A recorded inference on this thread is over: closed (`pause`), or never to reach its post
+    hook (graph._drop). Its place among the recorded inferences in flight is given back, so sampling
+    can pause again."""
     try:
         ins.in_flight.pop()
-    except IndexError:
+    except IndexError:  # a range opened before sampling's bookkeeping (never in one capture)
         pass
 
 
@@ -74,11 +75,8 @@ def pause(ins, info: ModelInfo) -> None:
     allocation of the process while it runs, skipped inferences' included, and a harvest turns
     each of them into a Python object (`torch.cuda.memory._snapshot()`); stopping it empties it.
     An engine called on its own, on another thread, while it stops loses its allocations."""
+    leave(ins)
     in_flight = ins.in_flight
-    try:
-        in_flight.pop()
-    except IndexError:  # a range opened before sampling's bookkeeping (never in one capture)
-        pass
     if in_flight:
         return
     log = ins.alloc_log
@@ -99,5 +97,4 @@ def pause(ins, info: ModelInfo) -> None:
                 try:
                     log.pause()
                 except Exception as e:  # noqa: BLE001 - in the user's call: the capture goes on without it
-                    ins.alloc_failed = f"stopping it failed: {type(e).__name__}: {str(e).strip()[:160]}"
-                    ins.alloc_log = None
+                    ins.lose_log("stopping it", e)

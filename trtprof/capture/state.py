@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from trtprof.capture import records as R
+from trtprof.errors import first_line
 from trtprof.timeline.columns import COLD_NOTE, RAISED_NOTE  # noqa: F401 - the capture's rows carry it
 
 ACTIVE: "Instrumentation | None" = None  # what the hooks record into; None while paused or stopped
@@ -292,6 +293,18 @@ class Instrumentation:
         if log is not None and not log.active and not log.start_safely():
             self.alloc_failed, self.alloc_log, log = log.failed, None, None
         return log
+
+    def lose_log(self, what: str, e: BaseException) -> None:
+        """The allocator log failed (`what`: "reading it", "stopping it"): the capture goes on
+        without it, its notes say why (`alloc_failed`), and it is asked once more, quietly, to stop.
+        Called at safe points and at the end of recorded inferences: it must not raise."""
+        log, self.alloc_log = self.alloc_log, None
+        self.alloc_failed = f"{what} failed: {type(e).__name__}: {first_line(e, 160)}"
+        try:
+            if log is not None:
+                log.stop()
+        except Exception:  # noqa: BLE001
+            pass
 
     def safe_point(self) -> None:
         """Outside every range: harvest allocator entries and write rows when enough are waiting
